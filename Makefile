@@ -1,0 +1,33 @@
+# The README's commands. Everything runs offline once the packages are installed.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch/torchvision versions that this project's CI machines carry locally
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install test demo bench docs clean
+
+$(BIN)/.installed: pyproject.toml examples/hub-plugin-example/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[all,test]'
+	$(BIN)/pip install -q --no-build-isolation -e examples/hub-plugin-example
+	touch $@
+
+install: $(BIN)/.installed
+
+test: install
+	HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python -m pytest -q
+
+demo: install
+	HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python examples/demo.py
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+docs: install
+	$(BIN)/python docs/gen_zoo.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

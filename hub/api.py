@@ -1,0 +1,160 @@
+"""The Python API: ``load``, ``list``, ``info``, ``pull``. The CLI calls the same functions.
+
+The plugin registry and catalogue are built on first use by :func:`get_registry`
+(memoised per plugin selection; :func:`refresh` forgets them), never at import.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata as md
+from collections.abc import Callable
+from typing import Any
+
+from hub.backbone import Backbone
+from hub.catalog import Catalog, Entry, build_catalog
+from hub.config import Settings, get_settings
+from hub.errors import ProviderNotFoundError, UnknownVariantError
+from hub.manifest import BackboneSpec, WeightVariant
+from hub.plugins import Registry, collect, discover
+from hub.provider import WeightFiles
+from hub.weights import cached_weights, resolve_weights
+
+__all__ = ["get_catalog", "get_registry", "info", "list_backbones", "load", "pull", "refresh",
+           "version"]
+
+
+@functools.lru_cache(maxsize=4)
+def _build(only: frozenset[str] | None, disabled: frozenset[str]) -> tuple[Registry, Catalog]:
+    settings = Settings(cache_dir=get_settings().cache_dir, only_plugins=only,
+                        disabled_plugins=disabled)
+    pm, records = discover(settings)
+    registry = collect(pm, records)
+    return registry, build_catalog(registry)
+
+
+def get_registry(settings: Settings | None = None) -> Registry:
+    """The registry of loaded plugins (providers, manifests, converters)."""
+    s = settings or get_settings()
+    return _build(s.only_plugins, s.disabled_plugins)[0]
+
+
+def get_catalog(settings: Settings | None = None) -> Catalog:
+    """The catalogue of every backbone the loaded plugins declare."""
+    s = settings or get_settings()
+    return _build(s.only_plugins, s.disabled_plugins)[1]
+
+
+def refresh() -> None:
+    """Forget the memoised plugins and catalogue (after installing a plugin, say)."""
+    _build.cache_clear()
+
+
+def _variant(spec: BackboneSpec, weights: str | None) -> WeightVariant:
+    variant = spec.variant(weights)
+    if variant is None:
+        names = [v.name for v in spec.weights]
+        if not names:
+            raise UnknownVariantError(f"{spec.name} has no pretrained weights in its manifest. "
+                                      "Use pretrained=False for a randomly initialised network.")
+        raise UnknownVariantError(f"{spec.name} has no weight variant {weights!r}; choose one of "
+                                  f"{', '.join(names)}.")
+    return variant
+
+
+def list_backbones(pattern: str | None = None, *, modality: str | None = None,
+                   provider: str | None = None, task: str | None = None,
+                   max_params: float | None = None, min_top1: float | None = None,
+                   pulled: bool | None = None) -> list[BackboneSpec]:
+    """Backbones matching every given filter, sorted by name.
+
+    :param pattern: glob over names and aliases, e.g. ``"resnet*"``.
+    :param max_params: in millions.
+    :param pulled: ``True``/``False`` keeps only backbones whose default weights are / are not cached.
+    """
+    settings = get_settings()
+    where: Callable[[Entry], bool] | None = None
+    if pulled is not None:
+        def where(e: Entry) -> bool:
+            v = e.spec.default_variant
+            return (v is not None and cached_weights(e.spec, v, settings=settings) is not None) == pulled
+    entries = get_catalog(settings).filter(pattern=pattern, modality=modality, provider=provider,
+                                           task=task, max_params=max_params, min_top1=min_top1,
+                                           where=where)
+    return [e.spec for e in entries]
+
+
+def info(name: str) -> dict[str, Any]:
+    """Everything the manifest says about a backbone, plus where it came from and its cache state."""
+    settings = get_settings()
+    registry = get_registry(settings)
+    entry = get_catalog(settings).get(name)
+    spec = entry.spec
+    data = spec.model_dump(mode="json")
+    data["manifest"] = str(entry.path)
+    data["plugin"] = entry.plugin
+    data["provider_available"] = registry.provider(spec.provider) is not None
+    default = spec.default_variant
+    data["default_weights"] = default.name if default else None
+    for v, vd in zip(spec.weights, data["weights"]):
+        hit = cached_weights(spec, v, settings=settings)
+        vd["pinned"] = v.pinned
+        vd["cached"] = hit is not None
+        vd["cache_path"] = str(hit.weights) if hit else None
+        vd["cached_sha256"] = hit.sha256 if hit else None
+    return data
+
+
+def pull(name: str, *, weights: str | None = None, force: bool = False,
+         progress: Callable[[str], None] | None = None) -> WeightFiles:
+    """Resolve, verify and cache a backbone's weights; returns the local files.
+
+    :param weights: the variant (default: the manifest's default).
+    :param force: fetch again even if a verified entry is cached.
+    """
+    settings = get_settings()
+    registry = get_registry(settings)
+    spec = get_catalog(settings).get(name).spec
+    variant = _variant(spec, weights)
+    converter = None
+    if variant.converter is not None:
+        entry = registry.converters.get(variant.converter)
+        converter = entry[0] if entry else None
+    return resolve_weights(spec, variant, converter=converter, settings=settings, force=force,
+                           progress=progress)
+
+
+def load(name: str, *, weights: str | None = None, pretrained: bool = True,
+         device: Any = "auto", dtype: Any = None) -> Backbone:
+    """Load a backbone ready for :meth:`Backbone.extract`.
+
+    :param name: a name or alias from ``hub list``.
+    :param weights: the weight variant (default: the manifest's default).
+    :param pretrained: ``False`` gives the architecture with random weights (nothing is fetched).
+    :param device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:N"`` or a torch.device.
+    :param dtype: ``None``/``"float32"``, ``"float16"`` or ``"bfloat16"``.
+    """
+    from hub.modules import resolve_device, resolve_dtype
+
+    settings = get_settings()
+    registry = get_registry(settings)
+    spec = get_catalog(settings).get(name).spec
+    provider = registry.provider(spec.provider)
+    if provider is None:
+        record = next((r for r in registry.plugins.values() if r.name == spec.provider), None)
+        why = f" (plugin {spec.provider!r} failed: {'; '.join(record.errors)})" if record and \
+            record.errors else ""
+        raise ProviderNotFoundError(
+            f"{spec.name} needs the provider {spec.provider!r}, which no loaded plugin registers"
+            f"{why}. Run `hub plugins` to see what loaded; check HUB_PLUGINS/HUB_DISABLE_PLUGINS.")
+    dev, dt = resolve_device(device), resolve_dtype(dtype)
+    files = pull(spec.name, weights=weights) if pretrained else None
+    return provider.build(spec, files, device=dev, dtype=dt)
+
+
+def version() -> str:
+    """The installed backbone-hub version."""
+    try:
+        return md.version("backbone-hub")
+    except md.PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,143 @@
+"""The catalogue: every backbone every loaded plugin declares.
+
+Built by :func:`build_catalog` from a :class:`~hub.plugins.Registry`; nothing is
+global. Names and aliases are matched case-insensitively; a name two manifests
+claim is a :class:`~hub.errors.DuplicateBackboneError` naming both origins.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hub.errors import DuplicateBackboneError, ManifestError, UnknownBackboneError
+from hub.manifest import BackboneSpec, load_manifest_file
+from hub.plugins import Registry
+
+__all__ = ["Catalog", "Entry", "build_catalog"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One catalogue entry: the spec and where it came from."""
+
+    spec: BackboneSpec
+    path: Path
+    plugin: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def _key(name: str) -> str:
+    return name.strip().lower()
+
+
+@dataclass
+class Catalog:
+    """Lookup, aliases, suggestions and filters over manifest entries."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, entry: Entry) -> None:
+        """Add an entry; a clash of name or alias raises, naming both origins."""
+        for label in [entry.spec.name, *entry.spec.aliases]:
+            k = _key(label)
+            owner = self.aliases.get(k)
+            if owner is not None:
+                other = self.entries[owner]
+                raise DuplicateBackboneError(
+                    f"Backbone name {label!r} is claimed twice: by {other.name!r} in {other.path} "
+                    f"(plugin {other.plugin!r}) and by {entry.name!r} in {entry.path} (plugin "
+                    f"{entry.plugin!r}). Rename one, or disable a plugin with HUB_DISABLE_PLUGINS.")
+        self.entries[entry.spec.name] = entry
+        for label in [entry.spec.name, *entry.spec.aliases]:
+            self.aliases[_key(label)] = entry.spec.name
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(sorted(self.entries.values(), key=lambda e: e.name))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and _key(name) in self.aliases
+
+    def suggest(self, name: str, n: int = 3) -> list[str]:
+        """Close matches for a misspelt name, canonical names first."""
+        k = _key(name)
+        hits = difflib.get_close_matches(k, list(self.aliases), n=n * 2, cutoff=0.5)
+        out: list[str] = []
+        for hit in hits:
+            canonical = self.aliases[hit]
+            if canonical not in out:
+                out.append(canonical)
+        if not out:
+            out = [a for a, c in self.aliases.items() if k in a][:n]
+            out = list(dict.fromkeys(self.aliases[a] for a in out))
+        return out[:n]
+
+    def get(self, name: str) -> Entry:
+        """The entry for a name or alias.
+
+        :raises UnknownBackboneError: with close matches as suggestions.
+        """
+        canonical = self.aliases.get(_key(name))
+        if canonical is None:
+            raise UnknownBackboneError(name, self.suggest(name))
+        return self.entries[canonical]
+
+    def filter(self, *, pattern: str | None = None, modality: str | None = None,
+               provider: str | None = None, task: str | None = None,
+               max_params: float | None = None, min_top1: float | None = None,
+               where: Callable[[Entry], bool] | None = None) -> list[Entry]:
+        """Entries matching every given criterion (``pattern`` is a glob over names and aliases;
+        ``max_params`` is in millions)."""
+        out = []
+        for e in self:
+            s = e.spec
+            if pattern and not any(fnmatch.fnmatch(_key(n), _key(pattern)) for n in [s.name, *s.aliases]):
+                continue
+            if modality and s.modality != modality:
+                continue
+            if provider and s.provider != provider:
+                continue
+            if task and task not in s.tasks:
+                continue
+            if max_params is not None and (s.stats.params_m is None or s.stats.params_m > max_params):
+                continue
+            if min_top1 is not None and (s.stats.top1 is None or s.stats.top1.value < min_top1):
+                continue
+            if where is not None and not where(e):
+                continue
+            out.append(e)
+        return out
+
+
+def build_catalog(registry: Registry) -> Catalog:
+    """Read every registered manifest file into a :class:`Catalog`.
+
+    An unreadable or invalid file is recorded against the plugin that registered
+    it (and listed in :attr:`Catalog.problems`); the other files still load.
+
+    :raises DuplicateBackboneError: when two manifests claim one name or alias.
+    """
+    catalog = Catalog()
+    for path, plugin in registry.manifest_paths:
+        try:
+            specs = load_manifest_file(path)
+        except ManifestError as exc:
+            catalog.problems.append(str(exc))
+            record = registry.plugins.get(plugin)
+            if record is not None:
+                record.fail(str(exc))
+            continue
+        for spec in specs:
+            catalog.add(Entry(spec=spec, path=path, plugin=plugin))
+    return catalog

@@ -1,0 +1,67 @@
+"""The ``hub`` command line: thin commands over :mod:`hub.api`.
+
+Every :class:`~hub.errors.HubError` becomes one line on stderr and exit code 1
+(``--debug`` shows the traceback instead). Commands live in one module per
+group: :mod:`hub.cli.catalog` (list, info), :mod:`hub.cli.weights` (pull),
+:mod:`hub.cli.plugins` (plugins).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from hub.cli import catalog, plugins, weights
+from hub.cli._common import state
+from hub.errors import HubError
+
+__all__ = ["app", "main"]
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer(help="backbone-hub: any well-known backbone, verified weights, one extract().",
+                      no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+              version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                           is_eager=True)) -> None:
+        if version:
+            from hub.api import version as v
+
+            typer.echo(v())
+            raise typer.Exit()
+        state.debug = debug
+
+    for module in (catalog, weights, plugins):
+        module.register(app)
+    return app
+
+
+app = _app()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``hub`` console script."""
+    args = sys.argv[1:] if argv is None else argv
+    state.debug = "--debug" in args
+    try:
+        app(args=args, prog_name="hub", standalone_mode=False)
+    except HubError as exc:
+        if state.debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

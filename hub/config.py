@@ -1,0 +1,87 @@
+"""Settings read from the environment, in one place.
+
+=====================  ===========================================================
+Variable               Meaning
+=====================  ===========================================================
+``HUB_CACHE``          Root of the weight cache (default: the platform's user cache
+                       dir, e.g. ``~/.cache/backbone-hub``).
+``HUB_OFFLINE``        ``1``/``true``: never touch the network. ``HF_HUB_OFFLINE``
+                       is honoured as well.
+``HUB_HF_ENDPOINT``    Hugging Face endpoint (mirror) passed on every call; falls
+                       back to ``HF_ENDPOINT``, then to huggingface_hub's default.
+``HUB_PLUGINS``        Comma-separated entry-point names: only these plugins load.
+``HUB_DISABLE_PLUGINS`` Comma-separated entry-point names that never load.
+=====================  ===========================================================
+
+:func:`get_settings` reads the environment each time it is called, so a test or a
+long-running program can change a variable and see the new value.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.errors import ConfigError
+
+__all__ = ["Settings", "get_settings"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def _flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean. Set it to 1 or 0.")
+
+
+def _names(name: str) -> frozenset[str] | None:
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _default_cache() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("backbone-hub", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of hub's settings.
+
+    :param cache_dir: root of the weight cache.
+    :param offline: never make a network call.
+    :param hf_endpoint: Hugging Face endpoint passed per call, or ``None`` for the default.
+    :param only_plugins: if set, load only these entry-point names.
+    :param disabled_plugins: entry-point names never loaded.
+    """
+
+    cache_dir: Path
+    offline: bool = False
+    hf_endpoint: str | None = None
+    only_plugins: frozenset[str] | None = None
+    disabled_plugins: frozenset[str] = frozenset()
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment now."""
+    cache = os.environ.get("HUB_CACHE")
+    endpoint = os.environ.get("HUB_HF_ENDPOINT") or os.environ.get("HF_ENDPOINT") or None
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"Hugging Face endpoint {endpoint!r} is not an http(s) URL. "
+                          "Fix HUB_HF_ENDPOINT or HF_ENDPOINT.")
+    return Settings(
+        cache_dir=Path(cache).expanduser() if cache else _default_cache(),
+        offline=_flag("HUB_OFFLINE") or _flag("HF_HUB_OFFLINE"),
+        hf_endpoint=endpoint.rstrip("/") if endpoint else None,
+        only_plugins=_names("HUB_PLUGINS"),
+        disabled_plugins=_names("HUB_DISABLE_PLUGINS") or frozenset(),
+    )

@@ -1,0 +1,171 @@
+"""Every error backbone-hub raises.
+
+Each error says what happened and what to do next, and also inherits the
+built-in exception it most resembles, so callers can catch the usual type::
+
+    HubError (Exception)
+    ├── ConfigError (ValueError)                  a setting read from the environment is invalid
+    ├── ManifestError (ValueError)                a manifest file cannot be read or fails the schema
+    ├── CatalogError
+    │   ├── UnknownBackboneError (KeyError)       no manifest has that name or alias
+    │   ├── DuplicateBackboneError (ValueError)   two manifests (or plugins) claim one name
+    │   └── UnknownVariantError (KeyError)        the backbone has no such weight variant
+    ├── PluginError
+    │   ├── PluginLoadError (ImportError)         a plugin failed to import or raised in a hook
+    │   └── ProviderNotFoundError (LookupError)   no loaded plugin provides the manifest's provider
+    ├── WeightsError
+    │   ├── SourceUnavailableError (OSError)      a source could not give the bytes (network, missing dist)
+    │   │   └── OfflineError                      offline mode and the weights are not in the cache
+    │   ├── IntegrityError (ValueError)           bytes do not match the pinned sha256 / size
+    │   ├── UnsafeWeightsError (ValueError)       a checkpoint is malformed or would run code
+    │   ├── ConversionError (ValueError)          a checkpoint cannot be converted to safetensors
+    │   ├── WeightMismatchError (ValueError)      keys or shapes do not fit the architecture
+    │   └── CacheError (OSError)                  the cache cannot be written or read
+    ├── DependencyError (ImportError)             an optional package is missing: says which pip install
+    └── InputError (ValueError)                   bad input to extract(): names the item
+        └── ModalityError (TypeError)             text given to an image backbone, or the reverse
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CacheError",
+    "CatalogError",
+    "ConfigError",
+    "ConversionError",
+    "DependencyError",
+    "DuplicateBackboneError",
+    "HubError",
+    "InputError",
+    "IntegrityError",
+    "ManifestError",
+    "ModalityError",
+    "OfflineError",
+    "PluginError",
+    "PluginLoadError",
+    "ProviderNotFoundError",
+    "SourceUnavailableError",
+    "UnknownBackboneError",
+    "UnknownVariantError",
+    "UnsafeWeightsError",
+    "WeightMismatchError",
+    "WeightsError",
+]
+
+
+class HubError(Exception):
+    """Base of every error raised by backbone-hub."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its message; keep every hub error readable as plain text.
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class ConfigError(HubError, ValueError):
+    """An environment variable or setting has an invalid value."""
+
+
+class ManifestError(HubError, ValueError):
+    """A manifest file cannot be parsed or fails validation.
+
+    The message names the file, the model (when known) and the offending field.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, model: str | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.model = model
+        self.field = field
+
+
+class CatalogError(HubError):
+    """A lookup in the catalogue of backbones failed."""
+
+
+class UnknownBackboneError(CatalogError, KeyError):
+    """No manifest declares the requested name or alias."""
+
+    def __init__(self, name: str, suggestions: list[str]) -> None:
+        hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
+        super().__init__(f"Unknown backbone {name!r}.{hint} Run `hub list` to see every name.")
+        self.name = name
+        self.suggestions = suggestions
+
+
+class DuplicateBackboneError(CatalogError, ValueError):
+    """Two manifests, possibly from two plugins, claim the same name or alias."""
+
+
+class UnknownVariantError(CatalogError, KeyError):
+    """The backbone has no weight variant of that name."""
+
+
+class PluginError(HubError):
+    """A plugin misbehaved."""
+
+
+class PluginLoadError(PluginError, ImportError):
+    """A plugin failed to import, or raised or returned the wrong type in a hook."""
+
+
+class ProviderNotFoundError(PluginError, LookupError):
+    """No loaded plugin registers the provider a manifest names."""
+
+
+class WeightsError(HubError):
+    """Getting, checking or loading weights failed."""
+
+
+class SourceUnavailableError(WeightsError, OSError):
+    """A weight source could not deliver its bytes."""
+
+
+class OfflineError(SourceUnavailableError):
+    """Offline mode is on and the requested files are not in the cache."""
+
+
+class IntegrityError(WeightsError, ValueError):
+    """Downloaded or cached bytes do not match the pinned sha256 or size."""
+
+
+class UnsafeWeightsError(WeightsError, ValueError):
+    """A weight file is malformed, or loading it would execute code."""
+
+
+class ConversionError(WeightsError, ValueError):
+    """A checkpoint could not be converted to safetensors."""
+
+
+class WeightMismatchError(WeightsError, ValueError):
+    """The weights' keys or shapes do not fit the architecture."""
+
+    def __init__(self, message: str, *, missing: list[str] | None = None,
+                 unexpected: list[str] | None = None,
+                 mismatched: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing or []
+        self.unexpected = unexpected or []
+        self.mismatched = mismatched or []
+
+
+class CacheError(WeightsError, OSError):
+    """The local cache cannot be read or written."""
+
+
+class DependencyError(HubError, ImportError):
+    """An optional dependency is missing; the message gives the pip command."""
+
+    def __init__(self, package: str, extra: str | None = None, purpose: str = "") -> None:
+        fix = f"pip install 'backbone-hub[{extra}]'" if extra else f"pip install {package}"
+        what = f" (needed for {purpose})" if purpose else ""
+        super().__init__(f"The package {package!r} is not installed{what}. Run `{fix}`.")
+        self.package = package
+
+
+class InputError(HubError, ValueError):
+    """An input to extract() is invalid; the message names the item."""
+
+
+class ModalityError(InputError, TypeError):
+    """Text was given to an image backbone, or an image to a text backbone."""

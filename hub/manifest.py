@@ -1,0 +1,331 @@
+"""The manifest schema, and safe loading of manifest files.
+
+A manifest file is YAML with one top-level key, ``backbones``, a list of
+:class:`BackboneSpec`. Loading uses a safe loader that also refuses YAML
+aliases (so "billion laughs" bombs cannot expand), refuses files over
+:data:`MAX_MANIFEST_BYTES`, and validates with pydantic models that forbid
+unknown fields. Every error is a :class:`~hub.errors.ManifestError` naming the
+file, the model and the field. See ``docs/manifest.md`` for the reference.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hub.errors import ManifestError
+
+__all__ = [
+    "MAX_MANIFEST_BYTES",
+    "BackboneSpec",
+    "DistributionSource",
+    "HuggingFaceSource",
+    "ImagePreprocessing",
+    "ManifestFile",
+    "Outputs",
+    "Paper",
+    "Preprocessing",
+    "Source",
+    "StageDecl",
+    "Stats",
+    "TextPreprocessing",
+    "Top1",
+    "WeightVariant",
+    "load_manifest_file",
+    "parse_manifest",
+]
+
+MAX_MANIFEST_BYTES = 1 << 20
+_NAME = r"^[a-z0-9][a-z0-9_.\-]*$"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _safe_relpath(value: str) -> str:
+    """Reject absolute paths, drive letters, backslashes and ``..`` components."""
+    if not value or value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value) or "\\" in value:
+        raise ValueError(f"path {value!r} must be relative, with forward slashes")
+    parts = PurePosixPath(value).parts
+    if any(part in ("..", ".") for part in parts):
+        raise ValueError(f"path {value!r} must not contain '..' or '.' components")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HuggingFaceSource(_Strict):
+    """Bytes from a Hugging Face Hub repository at a revision."""
+
+    type: Literal["huggingface"]
+    repo: Annotated[str, Field(pattern=r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")]
+    revision: str = "main"
+    file: str
+    repo_type: Literal["model"] = "model"
+
+    @field_validator("file")
+    @classmethod
+    def _check_file(cls, v: str) -> str:
+        return _safe_relpath(v)
+
+    @property
+    def pinned(self) -> bool:
+        """True when the revision is a full commit hash."""
+        return bool(_COMMIT.match(self.revision))
+
+    def describe(self) -> str:
+        return f"hf://{self.repo}@{self.revision}/{self.file}"
+
+
+class DistributionSource(_Strict):
+    """Bytes shipped inside an installed Python distribution."""
+
+    type: Literal["distribution"]
+    distribution: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")]
+    path: str
+    version: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, v: str) -> str:
+        return _safe_relpath(v)
+
+    @property
+    def pinned(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return f"dist://{self.distribution}/{self.path}"
+
+
+Source = Annotated[Union[HuggingFaceSource, DistributionSource], Field(discriminator="type")]
+
+
+class ExtraFile(_Strict):
+    """A companion file (config, tokenizer) fetched from the same source as the weights."""
+
+    path: str
+    sha256: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, v: str) -> str:
+        return _safe_relpath(v)
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and not _SHA256.match(v):
+            raise ValueError("sha256 must be 64 lowercase hex digits")
+        return v
+
+
+class WeightVariant(_Strict):
+    """One set of pretrained weights, with every source that serves the same bytes."""
+
+    name: Annotated[str, Field(pattern=_NAME)]
+    description: str = ""
+    format: Literal["safetensors", "pickle"]
+    sha256: str | None = None
+    size: int | None = Field(default=None, gt=0)
+    converter: str | None = None
+    sources: list[Source] = Field(min_length=1)
+    files: list[ExtraFile] = Field(default_factory=list)
+    license: str | None = None
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and not _SHA256.match(v):
+            raise ValueError("sha256 must be 64 lowercase hex digits")
+        return v
+
+    @property
+    def pinned(self) -> bool:
+        """True when the sha256 is known and every Hub source names a commit."""
+        return self.sha256 is not None and all(s.pinned for s in self.sources)
+
+
+class Top1(_Strict):
+    value: float = Field(ge=0, le=100)
+    dataset: str
+    source: str
+
+
+class Stats(_Strict):
+    params_m: float | None = Field(default=None, gt=0)
+    gmacs: float | None = Field(default=None, gt=0)
+    input_size: int | None = Field(default=None, gt=0)
+    top1: Top1 | None = None
+
+
+class Paper(_Strict):
+    title: str
+    url: str
+
+
+class ImagePreprocessing(_Strict):
+    size: int = Field(gt=0)
+    crop_pct: float = Field(default=0.875, gt=0, le=1)
+    interpolation: Literal["bilinear", "bicubic", "nearest", "lanczos"] = "bicubic"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+class TextPreprocessing(_Strict):
+    max_length: int = Field(default=512, gt=0)
+    lowercase: bool | None = None
+
+
+class Preprocessing(_Strict):
+    image: ImagePreprocessing | None = None
+    text: TextPreprocessing | None = None
+
+
+class StageDecl(_Strict):
+    """One output stage. ``module`` is opaque to the core: the provider interprets it."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
+    channels: int = Field(gt=0)
+    stride: int | None = Field(default=None, gt=0)
+    layout: Literal["NCHW", "NLC"] = "NCHW"
+    module: str | None = None
+
+
+class Outputs(_Strict):
+    embedding_dim: int = Field(gt=0)
+    pool: Literal["avg", "max", "cls", "mean", "none"] = "avg"
+    normalize: bool = False
+    stages: list[StageDecl] = Field(default_factory=list)
+    num_layers: int | None = Field(default=None, gt=0)
+
+
+class BackboneSpec(_Strict):
+    """Everything the hub knows about one backbone."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$")]
+    aliases: list[str] = Field(default_factory=list)
+    modality: Literal["image", "text"]
+    provider: Annotated[str, Field(pattern=_NAME)]
+    architecture: str
+    description: str = ""
+    license: str
+    paper: Paper | None = None
+    tasks: list[str] = Field(default_factory=list)
+    stats: Stats = Field(default_factory=Stats)
+    preprocessing: Preprocessing
+    outputs: Outputs
+    default_weights: str | None = None
+    weights: list[WeightVariant] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BackboneSpec:
+        if self.modality == "image" and self.preprocessing.image is None:
+            raise ValueError("an image backbone needs preprocessing.image")
+        if self.modality == "text" and self.preprocessing.text is None:
+            raise ValueError("a text backbone needs preprocessing.text")
+        names = [v.name for v in self.weights]
+        if len(set(names)) != len(names):
+            raise ValueError(f"weight variant names repeat: {names}")
+        if self.default_weights is not None and self.default_weights not in names:
+            raise ValueError(f"default_weights {self.default_weights!r} is not one of {names}")
+        stage_names = [s.name for s in self.outputs.stages]
+        if len(set(stage_names)) != len(stage_names):
+            raise ValueError(f"stage names repeat: {stage_names}")
+        return self
+
+    @property
+    def default_variant(self) -> WeightVariant | None:
+        """The variant used when none is asked for: ``default_weights``, else the first."""
+        if not self.weights:
+            return None
+        if self.default_weights is None:
+            return self.weights[0]
+        return next(v for v in self.weights if v.name == self.default_weights)
+
+    def variant(self, name: str | None) -> WeightVariant | None:
+        """The named variant (``None`` means the default), or ``None`` if absent."""
+        if name is None:
+            return self.default_variant
+        return next((v for v in self.weights if v.name == name), None)
+
+
+class ManifestFile(_Strict):
+    backbones: list[BackboneSpec] = Field(min_length=1)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe loader that refuses anchors/aliases (billion-laughs protection)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases are not allowed in manifests", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _field_path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def parse_manifest(text: str, *, origin: str = "<string>") -> list[BackboneSpec]:
+    """Parse manifest YAML text into backbone specs.
+
+    :param text: the YAML document.
+    :param origin: file name used in error messages.
+    :raises ManifestError: on any YAML or schema problem.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{origin}: manifest is larger than {MAX_MANIFEST_BYTES} bytes; split it "
+                            "into several files.", path=origin)
+    try:
+        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{origin}: not valid safe YAML ({exc}). Manifests may not use python "
+                            "tags or aliases.", path=origin) from exc
+    if not isinstance(data, dict):
+        raise ManifestError(f"{origin}: expected a mapping with a 'backbones' list.", path=origin)
+    try:
+        return list(ManifestFile.model_validate(data).backbones)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = list(first["loc"])
+        model = None
+        if len(loc) >= 2 and loc[0] == "backbones" and isinstance(loc[1], int):
+            entries = data.get("backbones") or []
+            if loc[1] < len(entries) and isinstance(entries[loc[1]], dict):
+                model = entries[loc[1]].get("name")
+        field = _field_path(loc)
+        where = f"model {model!r}, " if model else ""
+        more = f" (+{exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+        raise ManifestError(f"{origin}: {where}field {field!r}: {first['msg']}{more}. Fix the manifest; "
+                            "see docs/manifest.md.", path=origin, model=model, field=field) from exc
+
+
+def load_manifest_file(path: str | Path) -> list[BackboneSpec]:
+    """Read and validate one manifest file (see :func:`parse_manifest`)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"{p}: manifest is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte "
+                                "limit; split it into several files.", path=str(p))
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(f"{p}: cannot read manifest ({exc}).", path=str(p)) from exc
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{p}: manifest is not UTF-8 text.", path=str(p)) from exc
+    return parse_manifest(text, origin=str(p))

@@ -1,0 +1,111 @@
+"""Building torch modules from verified safetensors, for providers.
+
+:func:`build_module` instantiates the architecture on the ``meta`` device (no
+throwaway random initialisation), checks every key and shape against the
+weights, and assigns the loaded tensors in place. Only safetensors are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub.errors import InputError, WeightMismatchError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["build_module", "check_state_dict", "resolve_device", "resolve_dtype"]
+
+
+def resolve_device(device: Any) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; validates CUDA indices."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"device={device!r} is not a device; use 'auto', 'cpu' or 'cuda:N'.") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device={device!r} asks for CUDA, but torch sees no CUDA device. "
+                             "Use device='cpu' or 'auto'.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device={device!r}: only {torch.cuda.device_count()} CUDA devices.")
+    return dev
+
+
+def resolve_dtype(dtype: Any) -> torch.dtype | None:
+    """``None``/``"float32"``/``"float16"``/``"bfloat16"`` (or torch dtypes) -> torch dtype."""
+    import torch
+
+    if dtype is None:
+        return None
+    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+             "fp16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16}
+    if isinstance(dtype, torch.dtype) and dtype in table.values():
+        return None if dtype == torch.float32 else dtype
+    if isinstance(dtype, str) and dtype in table:
+        return None if table[dtype] == torch.float32 else table[dtype]
+    raise InputError(f"dtype={dtype!r} is not supported; use float32, float16 or bfloat16.")
+
+
+def check_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor], *, what: str) -> None:
+    """Raise :class:`WeightMismatchError` listing missing, unexpected and mis-shaped keys."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(f"{k}: weights {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                        for k in set(expected) & set(state) if state[k].shape != expected[k].shape)
+    if missing or unexpected or mismatched:
+        def show(xs: list[str]) -> str:
+            return ", ".join(xs[:8]) + (f" (+{len(xs) - 8} more)" if len(xs) > 8 else "")
+        parts = [f"{len(missing)} missing: {show(missing)}" if missing else "",
+                 f"{len(unexpected)} unexpected: {show(unexpected)}" if unexpected else "",
+                 f"{len(mismatched)} mis-shaped: {show(mismatched)}" if mismatched else ""]
+        raise WeightMismatchError(
+            f"The weights do not fit {what}: " + "; ".join(p for p in parts if p)
+            + ". Check the manifest's architecture, variant and converter.",
+            missing=missing, unexpected=unexpected, mismatched=mismatched)
+
+
+def build_module(factory: Callable[[], torch.nn.Module], weights: Path | None, *,
+                 device: torch.device, dtype: torch.dtype | None, what: str,
+                 key_map: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+                 ) -> torch.nn.Module:
+    """Instantiate ``factory()`` with the safetensors at ``weights`` (or random init if ``None``).
+
+    :param what: names the architecture in error messages.
+    :param key_map: adapts stored key names to the module's (e.g. a prefix).
+    """
+    import torch
+
+    if weights is None:
+        module = factory()
+    else:
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights), device="cpu")
+        if key_map is not None:
+            state = key_map(state)
+        with torch.device("meta"):
+            module = factory()
+        persistent = set(module.state_dict())
+        # older checkpoints carry buffers that are now rebuilt at init (e.g. position_ids)
+        transient = {n for n, _ in module.named_buffers()} - persistent
+        state = {k: v for k, v in state.items() if k not in transient}
+        check_state_dict(module, state, what=what)
+        module.load_state_dict(state, strict=True, assign=True)
+        if any(t.is_meta for t in [*module.parameters(), *module.buffers()]):
+            # non-persistent buffers are not in the weights: build them for real once
+            real = factory()
+            real.load_state_dict(state, strict=True, assign=True)
+            module = real
+    module = module.to(device=device)
+    if dtype is not None:
+        module = module.to(dtype=dtype)
+    return module.eval().requires_grad_(False)

@@ -1,0 +1,77 @@
+"""The provider interface: what a plugin implements to build backbones.
+
+A provider knows one model library (timm, torchvision, transformers, or a
+third party's own code). The core hands it a validated manifest entry and, when
+pretrained weights are wanted, a :class:`WeightFiles` record whose files are
+already verified against their sha256 and stored as safetensors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hub.backbone import Backbone
+    from hub.manifest import BackboneSpec, WeightVariant
+
+__all__ = ["Provider", "WeightFiles"]
+
+
+@dataclass(frozen=True)
+class WeightFiles:
+    """Verified local files for one weight variant.
+
+    :param variant: the manifest's variant record.
+    :param weights: the safetensors file (always safetensors, whatever the source format).
+    :param sha256: sha256 of ``weights`` as stored in the cache.
+    :param files: companion files (config, tokenizer) by their manifest path.
+    """
+
+    variant: WeightVariant
+    weights: Path
+    sha256: str
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def directory(self) -> Path | None:
+        """A folder holding the companion files under their manifest paths, if any."""
+        if not self.files:
+            return None
+        first_key, first_path = next(iter(self.files.items()))
+        root = first_path
+        for _ in Path(first_key).parts:
+            root = root.parent
+        return root
+
+
+class Provider(ABC):
+    """Builds :class:`hub.Backbone` objects for the manifests that name it.
+
+    Subclasses set :attr:`name` and implement :meth:`build`. Heavy imports
+    (torch, timm, transformers) belong inside :meth:`build`, never at module level.
+    """
+
+    #: The name manifests use in their ``provider:`` field.
+    name: str = ""
+    #: The pip extra that installs this provider's library, for error messages.
+    extra: str | None = None
+
+    @abstractmethod
+    def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
+              dtype: Any) -> Backbone:
+        """Instantiate the backbone.
+
+        :param spec: the validated manifest entry.
+        :param weights: verified weights, or ``None`` for a randomly initialised network.
+        :param device: a ``torch.device``.
+        :param dtype: a ``torch.dtype`` or ``None`` (keep the weights' float32).
+        :returns: a ready, eval-mode :class:`hub.Backbone`.
+        :raises hub.errors.WeightMismatchError: when the weights do not fit the architecture.
+        :raises hub.errors.DependencyError: when the provider's library is missing.
+        """
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

@@ -1,0 +1,112 @@
+"""The timm provider: any ``timm.create_model`` architecture as a hub backbone.
+
+Stages map onto timm's ``feature_info``: a manifest stage's ``module`` is a
+feature_info module name (``layer4``, ``blocks.6``...), or ``forward_features``
+for the final (normed / head-conv) features. All requested stages come from one
+``forward_intermediates`` pass. The classification head is dropped: backbones
+give features, and the head's weights are not loaded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hub.backbone import ImageBackbone, RawOutput, StageSpec
+from hub.errors import DependencyError, ManifestError
+from hub.modules import build_module
+from hub.provider import Provider, WeightFiles
+
+if TYPE_CHECKING:
+    import torch
+
+    from hub.manifest import BackboneSpec
+
+__all__ = ["TimmBackbone", "TimmProvider"]
+
+FINAL = "forward_features"
+
+
+class TimmBackbone(ImageBackbone):
+    """An image backbone backed by a timm model."""
+
+    def __init__(self, spec: BackboneSpec, module: torch.nn.Module, specs: list[StageSpec],
+                 indices: dict[str, int | None], **kw: Any) -> None:
+        super().__init__(spec, module, specs, **kw)
+        self._indices = indices  # stage name -> feature_info index, None for the final features
+
+    def _forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
+        last = list(self.specs)[-1]
+        wanted = [*stages, last]
+        take = sorted({self._indices[n] for n in wanted if self._indices[n] is not None})
+        m = self.module
+        if take:
+            final, inter = m.forward_intermediates(batch, indices=take)
+            by_index = dict(zip(take, inter))
+        else:
+            final, by_index = m.forward_features(batch), {}
+        out: dict[str, Any] = {}
+        tokens = None
+        prefix = int(getattr(m, "num_prefix_tokens", 0) or 0)
+        for n in dict.fromkeys(wanted):
+            idx = self._indices[n]
+            t = final if idx is None else by_index[idx]
+            if t.ndim == 3:  # final token sequence of a ViT: keep the sequence for pooling
+                tokens = t
+                t = _tokens_to_grid(t, prefix)
+            elif t.ndim == 4 and self.specs[n].layout == "NCHW" and t.shape[1] != self.specs[n].channels \
+                    and t.shape[-1] == self.specs[n].channels:
+                t = t.permute(0, 3, 1, 2)  # NHWC models (Swin, ...) -> NCHW
+            out[n] = t
+        if tokens is None and final.ndim == 3:
+            tokens = final
+        return RawOutput(stages=out, tokens=tokens, num_prefix_tokens=prefix)
+
+
+def _tokens_to_grid(t: torch.Tensor, prefix: int) -> torch.Tensor:
+    body = t[:, prefix:]
+    n = body.shape[1]
+    side = int(round(n ** 0.5))
+    if side * side != n:
+        return t
+    return body.transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side)
+
+
+class TimmProvider(Provider):
+    """Builds backbones with ``timm.create_model`` (no pretrained download: hub supplies weights)."""
+
+    name = "timm"
+    extra = "timm"
+
+    def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
+              dtype: Any) -> TimmBackbone:
+        try:
+            import timm
+        except ImportError as exc:
+            raise DependencyError("timm", "timm", f"the {spec.name} backbone") from exc
+
+        def factory() -> torch.nn.Module:
+            return timm.create_model(spec.architecture, pretrained=False)
+
+        def drop_head(state: dict[str, Any]) -> dict[str, Any]:
+            return state
+
+        module = build_module(factory, weights.weights if weights else None, device=device,
+                              dtype=dtype, what=f"timm {spec.architecture}", key_map=drop_head)
+        module.reset_classifier(0)
+        info = [f["module"] for f in module.feature_info]
+        indices: dict[str, int | None] = {}
+        specs = []
+        for st in spec.outputs.stages:
+            if st.module == FINAL:
+                indices[st.name] = None
+            elif st.module in info:
+                indices[st.name] = info.index(st.module)
+            else:
+                raise ManifestError(f"{spec.name}: stage {st.name!r} names module {st.module!r}, "
+                                    f"which is not in timm's feature_info {info} nor "
+                                    f"{FINAL!r}.", model=spec.name, field="outputs.stages")
+            specs.append(StageSpec(st.name, st.channels, st.stride, st.layout))
+        if not specs:
+            raise ManifestError(f"{spec.name}: a timm backbone needs outputs.stages.",
+                                model=spec.name, field="outputs.stages")
+        return TimmBackbone(spec, module, specs, indices, weights=weights, device=device, dtype=dtype)

@@ -1,0 +1,77 @@
+"""The torchvision provider: ``torchvision.models`` architectures as hub backbones.
+
+A manifest stage's ``module`` is a node name for torchvision's
+``create_feature_extractor`` (``layer4``, ``features.28``, ``encoder.ln``...).
+Token outputs (ViT) of shape (B, N, D) are returned as NCHW patch grids with the
+class token removed; the sequence is kept for ``cls`` pooling.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hub.backbone import ImageBackbone, RawOutput, StageSpec
+from hub.errors import DependencyError, ManifestError
+from hub.modules import build_module
+from hub.provider import Provider, WeightFiles
+
+if TYPE_CHECKING:
+    import torch
+
+    from hub.manifest import BackboneSpec
+
+__all__ = ["TorchvisionBackbone", "TorchvisionProvider"]
+
+
+class TorchvisionBackbone(ImageBackbone):
+    """An image backbone backed by a torchvision feature extractor."""
+
+    def __init__(self, spec: BackboneSpec, module: torch.nn.Module, specs: list[StageSpec],
+                 extractor: torch.nn.Module, **kw: Any) -> None:
+        super().__init__(spec, module, specs, **kw)
+        self.extractor = extractor.eval()
+
+    def _forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
+        outs = self.extractor(batch)
+        result: dict[str, Any] = {}
+        tokens = None
+        for name, t in outs.items():
+            if t.ndim == 3:
+                tokens = t
+                body = t[:, 1:]
+                side = int(round(body.shape[1] ** 0.5))
+                t = body.transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side)
+            result[name] = t
+        return RawOutput(stages=result, tokens=tokens, num_prefix_tokens=1 if tokens is not None else 0)
+
+
+class TorchvisionProvider(Provider):
+    """Builds ``torchvision.models.<architecture>()`` and loads hub-verified weights."""
+
+    name = "torchvision"
+    extra = "torchvision"
+
+    def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
+              dtype: Any) -> TorchvisionBackbone:
+        try:
+            import torchvision
+            from torchvision.models.feature_extraction import create_feature_extractor
+        except ImportError as exc:
+            raise DependencyError("torchvision", "torchvision", f"the {spec.name} backbone") from exc
+        try:
+            builder = torchvision.models.get_model_builder(spec.architecture)
+        except ValueError as exc:
+            raise ManifestError(f"{spec.name}: torchvision has no model {spec.architecture!r}.",
+                                model=spec.name, field="architecture") from exc
+        module = build_module(lambda: builder(weights=None), weights.weights if weights else None,
+                              device=device, dtype=dtype, what=f"torchvision {spec.architecture}")
+        nodes = {}
+        for st in spec.outputs.stages:
+            if not st.module:
+                raise ManifestError(f"{spec.name}: stage {st.name!r} needs a module (a node name).",
+                                    model=spec.name, field="outputs.stages")
+            nodes[st.module] = st.name
+        extractor = create_feature_extractor(module, return_nodes=nodes)
+        specs = [StageSpec(s.name, s.channels, s.stride, s.layout) for s in spec.outputs.stages]
+        return TorchvisionBackbone(spec, module, specs, extractor, weights=weights, device=device,
+                                   dtype=dtype)

@@ -1,0 +1,106 @@
+"""The transformers provider: ``AutoModel`` text backbones from verified local files.
+
+Config and tokenizer files come from the same source and revision as the
+weights (manifest ``files:``). A config that asks for remote code (``auto_map``)
+is refused: no code from a repository ever runs. Stages are the hidden states:
+``layer0`` is the embedding output, ``layerN`` the N-th block.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from hub.backbone import RawOutput, StageSpec, TextBackbone
+from hub.errors import DependencyError, ManifestError, UnsafeWeightsError
+from hub.modules import build_module
+from hub.provider import Provider, WeightFiles
+
+if TYPE_CHECKING:
+    import torch
+
+    from hub.manifest import BackboneSpec
+
+__all__ = ["TransformersBackbone", "TransformersProvider"]
+
+
+class TransformersBackbone(TextBackbone):
+    """A text backbone backed by a transformers ``AutoModel``."""
+
+    def __init__(self, spec: BackboneSpec, module: torch.nn.Module, specs: list[StageSpec],
+                 tokenizer: Any, **kw: Any) -> None:
+        super().__init__(spec, module, specs, **kw)
+        self.tokenizer = tokenizer
+
+    def _tokenize(self, texts: list[str]) -> dict[str, Any]:
+        enc = self.tokenizer(texts, padding=True, truncation="longest_first",
+                             max_length=self.max_length, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def _forward(self, batch: dict[str, Any], stages: list[str]) -> RawOutput:
+        last = list(self.specs)[-1]
+        need_all = any(s != last for s in stages)
+        out = self.module(**batch, output_hidden_states=need_all, return_dict=True)
+        tokens = out.last_hidden_state
+        if self.dtype is not None:
+            tokens = tokens.to(self.dtype)
+        result: dict[str, Any] = {last: tokens}
+        if need_all:
+            for name in stages:
+                result[name] = out.hidden_states[self.specs[name].index]
+        return RawOutput(stages=result, tokens=tokens, mask=batch["attention_mask"])
+
+
+def _strip_prefix(prefix: str, model_keys: set[str]) -> Any:
+    def key_map(state: dict[str, Any]) -> dict[str, Any]:
+        if prefix and not (set(state) & model_keys) and any(k.startswith(prefix + ".") for k in state):
+            return {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        return state
+    return key_map
+
+
+class TransformersProvider(Provider):
+    """Builds ``AutoModel`` backbones from a local config, tokenizer and safetensors."""
+
+    name = "transformers"
+    extra = "transformers"
+
+    def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
+              dtype: Any) -> TransformersBackbone:
+        try:
+            import torch
+            import transformers
+        except ImportError as exc:
+            raise DependencyError("transformers", "transformers", f"the {spec.name} backbone") from exc
+        folder = weights.directory if weights is not None else None
+        if weights is None or folder is None or "config.json" not in weights.files:
+            raise ManifestError(f"{spec.name}: a transformers backbone needs its config.json and "
+                                "tokenizer files as companion files of a weight variant "
+                                "(pretrained=False is not supported for text).", model=spec.name,
+                                field="weights.files")
+        raw = json.loads(weights.files["config.json"].read_text(encoding="utf-8"))
+        if "auto_map" in raw or raw.get("trust_remote_code"):
+            raise UnsafeWeightsError(f"{spec.name}: its config.json asks for remote code "
+                                     "(auto_map). backbone-hub never runs code from a repository.")
+        config = transformers.AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+
+        def factory() -> torch.nn.Module:
+            return transformers.AutoModel.from_config(config, trust_remote_code=False)
+
+        with torch.device("meta"):
+            keys = set(factory().state_dict())
+        module = build_module(factory, weights.weights, device=device, dtype=dtype,
+                              what=f"transformers {config.model_type}",
+                              key_map=_strip_prefix(getattr(config, "base_model_prefix", ""), keys))
+        n = int(config.num_hidden_layers)
+        if spec.outputs.num_layers is not None and spec.outputs.num_layers != n:
+            raise ManifestError(f"{spec.name}: outputs.num_layers is {spec.outputs.num_layers} but "
+                                f"the config has {n} layers.", model=spec.name,
+                                field="outputs.num_layers")
+        width = int(getattr(config, "hidden_size", spec.outputs.embedding_dim))
+        specs = [StageSpec(f"layer{i}", width, None, "NLC", index=i) for i in range(n + 1)]
+        return TransformersBackbone(spec, module, specs, tokenizer, weights=weights, device=device,
+                                    dtype=dtype)
