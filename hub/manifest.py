@@ -294,7 +294,8 @@ def parse_manifest(text: str, *, origin: str = "<string>") -> list[BackboneSpec]
     try:
         data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{origin}: not valid safe YAML ({exc}). Manifests may not use python "
+        detail = " ".join(str(exc).split())  # one line: CLI errors are one line
+        raise ManifestError(f"{origin}: not valid safe YAML ({detail}). Manifests may not use python "
                             "tags or aliases.", path=origin) from exc
     if not isinstance(data, dict):
         raise ManifestError(f"{origin}: expected a mapping with a 'backbones' list.", path=origin)

@@ -21,10 +21,11 @@ __all__ = ["app", "main"]
 
 def _app() -> typer.Typer:
     app = typer.Typer(help="backbone-hub: any well-known backbone, verified weights, one extract().",
-                      no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                      add_completion=False, pretty_exceptions_enable=False)
 
-    @app.callback()
-    def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    @app.callback(invoke_without_command=True)
+    def _root(ctx: typer.Context,
+              debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
               version: bool = typer.Option(False, "--version", help="Print the version and exit.",
                                            is_eager=True)) -> None:
         if version:
@@ -33,6 +34,9 @@ def _app() -> typer.Typer:
             typer.echo(v())
             raise typer.Exit()
         state.debug = debug
+        if ctx.invoked_subcommand is None:
+            typer.echo(ctx.get_help())
+            raise typer.Exit()
 
     for module in (catalog, weights, plugins):
         module.register(app)
@@ -47,21 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     state.debug = "--debug" in args
     try:
-        app(args=args, prog_name="hub", standalone_mode=False)
+        app(args=args, prog_name="hub")  # click handles usage errors and exit codes
     except HubError as exc:
         if state.debug:
             raise
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
