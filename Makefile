@@ -9,7 +9,6 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
 $(BIN)/.installed: pyproject.toml examples/hub-plugin-example/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[all,test]'
 	$(BIN)/pip install -q --no-build-isolation -e examples/hub-plugin-example
