@@ -36,6 +36,7 @@ __all__ = [
     "TextPreprocessing",
     "Top1",
     "WeightVariant",
+    "json_schema",
     "load_manifest_file",
     "parse_manifest",
 ]
@@ -314,6 +315,14 @@ def parse_manifest(text: str, *, origin: str = "<string>") -> list[BackboneSpec]
         more = f" (+{exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
         raise ManifestError(f"{origin}: {where}field {field!r}: {first['msg']}{more}. Fix the manifest; "
                             "see docs/manifest.md.", path=origin, model=model, field=field) from exc
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a manifest file (published as docs/manifest.schema.json)."""
+    schema = ManifestFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "backbone-hub manifest"
+    return schema
 
 
 def load_manifest_file(path: str | Path) -> list[BackboneSpec]:

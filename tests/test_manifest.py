@@ -118,3 +118,26 @@ def test_default_weights_must_exist() -> None:
 def test_not_a_mapping() -> None:
     with pytest.raises(ManifestError, match="mapping"):
         parse_manifest("- just\n- a list\n")
+
+
+def test_published_json_schema_is_current() -> None:
+    import json
+
+    from hub.manifest import json_schema
+
+    published = json.loads((REPO / "docs" / "manifest.schema.json").read_text())
+    assert published == json_schema(), (
+        "docs/manifest.schema.json is stale: regenerate it with "
+        "`python -c \"import json, hub.manifest as m; print(json.dumps(m.json_schema(), indent=2, "
+        "sort_keys=True))\" > docs/manifest.schema.json`")
+
+
+def test_json_schema_accepts_shipped_manifests() -> None:
+    import jsonschema
+    import yaml
+
+    from hub.manifest import json_schema
+
+    schema = json_schema()
+    for f in sorted((REPO / "manifests").glob("*.yaml")):
+        jsonschema.validate(yaml.safe_load(f.read_text()), schema)
