@@ -8,21 +8,25 @@ Layout under the cache root (``HUB_CACHE``)::
         weights.safetensors            always safetensors, whatever the source format
         files/<path>                   companion files (config, tokenizer), by manifest path
         lock.json                      the lock record (see :class:`LockRecord`)
-      tmp/                             staging folders; anything here is unfinished
+        last_used                      touched on each load when the cache is writable
+      tmp/                             staging folders (``stage-<host>-<pid>-<id>``); unfinished
       locks/<model>--<variant>.lock    inter-process locks (filelock)
 
 An entry is staged in ``tmp/``, verified, and only then renamed into
-``models/``: a pull that fails or is killed leaves the cache as it was. Loading
+``models/``: a pull that fails or is killed leaves the entries as they were, and
+:meth:`Cache.sweep` removes what a killed process left in ``tmp/``. Loading
 checks the record against the files (size and modification time, cheap);
-:func:`verify_entry` re-hashes everything.
+:meth:`Cache.full_check` re-hashes everything (``hub verify``).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,12 +36,16 @@ from pathlib import Path
 
 from hub.errors import CacheError
 
-__all__ = ["Cache", "LockRecord", "sha256_file"]
+__all__ = ["Cache", "EntryState", "FileRecord", "LockRecord", "disk_full_error", "free_bytes",
+           "sha256_file"]
 
 RECORD_NAME = "lock.json"
 WEIGHTS_NAME = "weights.safetensors"
 FILES_DIR = "files"
+USED_NAME = "last_used"
 _CHUNK = 1 << 20
+_STALE_SECONDS = 24 * 3600  # leftovers of unknown owners older than this are removed
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def sha256_file(path: Path) -> str:
@@ -49,8 +57,51 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def free_bytes(path: Path) -> int | None:
+    """Free bytes on the filesystem holding ``path`` (or its nearest existing parent)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def _fsize_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the OSErrors a full disk, a quota or a file-size limit raise."""
+    return isinstance(exc, OSError) and exc.errno in _DISK_FULL
+
+
+def disk_full_error(folder: Path, what: str, exc: OSError | None = None,
+                    needed: int | None = None) -> CacheError:
+    """A :class:`CacheError` for a full disk, naming the bytes needed and free."""
+    free = free_bytes(folder)
+    need = f"needs {needed:,} bytes" if needed is not None else "needs more space"
+    have = f"{free:,} bytes are free" if free is not None else "free space is unknown"
+    limit = _fsize_limit()
+    why = f" ({exc.strerror})" if exc is not None and exc.strerror else ""
+    extra = ""
+    if exc is not None and exc.errno == errno.EFBIG and limit is not None:
+        extra = f"; this process may not write files over {limit:,} bytes (ulimit -f)"
+    return CacheError(f"Out of space while {what}{why}: it {need}, {have} in {folder}{extra}. "
+                      "Nothing half-written was kept. Free some space (`hub cache prune`) or point "
+                      "HUB_CACHE at a larger disk, then pull again.")
+
+
 @dataclass
 class FileRecord:
+    """One stored file: its sha256, size and modification time when it was recorded."""
+
     sha256: str
     size: int
     mtime_ns: int
@@ -87,9 +138,37 @@ class LockRecord:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class EntryState:
+    """A folder under ``models/``: its record, or ``None`` when the record is missing or unreadable."""
+
+    model: str
+    variant: str
+    path: Path
+    record: LockRecord | None
+
+
 def _stat_record(path: Path, sha: str | None = None) -> FileRecord:
     st = path.stat()
     return FileRecord(sha256=sha or sha256_file(path), size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) is not a probe there: rely on age
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
+
+
+def _tree_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 class Cache:
@@ -140,29 +219,83 @@ class Cache:
 
     def full_check(self, record: LockRecord) -> list[str]:
         """Re-hash every file of an entry against its record; problems found."""
-        problems = self.quick_check(record)
-        if problems:
-            return problems
         base = self.entry_dir(record.model, record.variant)
-        if sha256_file(base / WEIGHTS_NAME) != record.weights.sha256:
-            problems.append(f"{WEIGHTS_NAME}: sha256 differs from the record")
-        for k, v in record.files.items():
-            if sha256_file(base / FILES_DIR / k) != v.sha256:
-                problems.append(f"{k}: sha256 differs from the record")
+        items = [(WEIGHTS_NAME, base / WEIGHTS_NAME, record.weights)]
+        items += [(k, base / FILES_DIR / k, v) for k, v in record.files.items()]
+        problems = []
+        for label, path, rec in items:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                problems.append(f"{label}: missing")
+                continue
+            if size != rec.size:
+                problems.append(f"{label}: size {size} != recorded {rec.size}")
+            elif sha256_file(path) != rec.sha256:
+                problems.append(f"{label}: sha256 differs from the record")
         return problems
+
+    def scan(self) -> list[EntryState]:
+        """Every folder under ``models/<model>/<variant>``, with its record if readable."""
+        models = self.root / "models"
+        if not models.is_dir():
+            return []
+        out = []
+        for mdir in sorted(p for p in models.iterdir() if p.is_dir()):
+            for vdir in sorted(p for p in mdir.iterdir() if p.is_dir()):
+                out.append(EntryState(mdir.name, vdir.name, vdir,
+                                      self.read_record(mdir.name, vdir.name)))
+        return out
 
     def entries(self) -> Iterator[LockRecord]:
         """Every finished entry with a readable record."""
-        models = self.root / "models"
-        if not models.is_dir():
+        for state in self.scan():
+            if state.record is not None:
+                yield state.record
+
+    def size(self, model: str, variant: str) -> int:
+        """Bytes an entry occupies (weights, companion files, record)."""
+        path = self.entry_dir(model, variant)
+        return _tree_size(path) if path.exists() else 0
+
+    def last_used(self, model: str, variant: str) -> float | None:
+        """When the entry was last loaded (or pulled), as a POSIX timestamp."""
+        base = self.entry_dir(model, variant)
+        for name in (USED_NAME, RECORD_NAME):
+            try:
+                return (base / name).stat().st_mtime
+            except FileNotFoundError:
+                continue
+        return None
+
+    def touch(self, model: str, variant: str) -> None:
+        """Note that an entry was used; does nothing in a cache this process cannot write."""
+        base = self.entry_dir(model, variant)
+        if not os.access(base, os.W_OK):
             return
-        for mdir in sorted(models.iterdir()):
-            for vdir in sorted(p for p in mdir.iterdir() if p.is_dir()):
-                rec = self.read_record(mdir.name, vdir.name)
-                if rec is not None:
-                    yield rec
+        marker = base / USED_NAME
+        try:
+            marker.touch()
+        except OSError:
+            return  # the use time is a convenience for `hub cache ls`; loading must not fail on it
 
     # ---- writing -----------------------------------------------------------------------------
+    def require_writable(self, what: str) -> None:
+        """Raise a :class:`CacheError` now if ``what`` would need to write and cannot."""
+        p = self.root
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise CacheError(f"The cache {self.root} is read-only for this process, and {what} "
+                             "would need to write to it. Pull it into a writable cache first "
+                             "(`HUB_CACHE=<writable dir> hub pull ...`), or point HUB_CACHE there.")
+
+    def require_space(self, needed: int, what: str) -> None:
+        """Raise a :class:`CacheError` if the cache's disk has less than ``needed`` bytes free."""
+        free = free_bytes(self.root)
+        if free is not None and free < needed:
+            raise disk_full_error(self.root, what, needed=needed)
+
     def _mkdir(self, path: Path) -> None:
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -172,7 +305,7 @@ class Cache:
 
     @contextmanager
     def lock(self, model: str, variant: str, timeout: float = 600.0) -> Iterator[None]:
-        """Hold the inter-process lock of one entry."""
+        """Hold the inter-process lock of one entry (threads of one process exclude each other too)."""
         import filelock
 
         self._mkdir(self.root / "locks")
@@ -184,16 +317,68 @@ class Cache:
             raise CacheError(f"Another process has held the cache lock for {model}/{variant} for "
                              f"over {timeout:.0f}s. If none is running, delete {lock.lock_file}.") from exc
 
+    def _owned_name(self, kind: str) -> str:
+        return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+
     @contextmanager
     def staging(self) -> Iterator[Path]:
         """A fresh staging folder under ``tmp/``, removed on exit whatever happens."""
         self._mkdir(self.root / "tmp")
-        path = self.root / "tmp" / f"stage-{uuid.uuid4().hex}"
+        path = self.root / "tmp" / self._owned_name("stage")
         self._mkdir(path)
         try:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+    def leftovers(self) -> list[Path]:
+        """What killed processes left in ``tmp/``: folders whose owner is gone (same host), or
+        older than a day (other hosts, unknown owners)."""
+        tmp = self.root / "tmp"
+        if not tmp.is_dir():
+            return []
+        host, now, out = socket.gethostname(), time.time(), []
+        for p in sorted(tmp.iterdir()):
+            parts = p.name.split("-")
+            try:
+                age = now - p.lstat().st_mtime
+            except FileNotFoundError:
+                continue
+            if len(parts) >= 4 and parts[-2].isdigit() and "-".join(parts[1:-2]) == host:
+                pid = int(parts[-2])
+                if pid != os.getpid() and not _pid_alive(pid):
+                    out.append(p)
+                    continue
+            if age > _STALE_SECONDS:
+                out.append(p)
+        return out
+
+    def sweep(self) -> list[Path]:
+        """Remove :meth:`leftovers`; returns what was removed."""
+        removed = []
+        for p in self.leftovers():
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            if not p.exists():
+                removed.append(p)
+        return removed
+
+    def hf_partials(self) -> list[Path]:
+        """huggingface_hub's unfinished downloads (``blobs/*.incomplete``) nobody is writing now."""
+        import filelock
+
+        out = []
+        for blob in sorted(self.hf_dir.glob("*/blobs/*.incomplete")):
+            repo_folder, etag = blob.parent.parent.name, blob.name.split(".")[0]
+            lock_file = self.hf_dir / ".locks" / repo_folder / f"{etag}.lock"
+            if not lock_file.exists():
+                out.append(blob)
+                continue
+            try:
+                with filelock.FileLock(str(lock_file)).acquire(timeout=0):
+                    out.append(blob)
+            except filelock.Timeout:
+                continue  # a download of this blob is running
+        return out
 
     def commit(self, stage: Path, record: LockRecord) -> LockRecord:
         """Record the staged files and move the stage into place in one rename.
@@ -207,14 +392,19 @@ class Cache:
                         for k, v in record.files.items()}
         record.pulled_at = time.time()
         tmp_record = stage / (RECORD_NAME + ".tmp")
-        tmp_record.write_text(json.dumps(asdict(record), indent=2, sort_keys=True))
+        try:
+            tmp_record.write_text(json.dumps(asdict(record), indent=2, sort_keys=True))
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(self.root, "writing the lock record", exc) from exc
+            raise CacheError(f"Cannot write {tmp_record} ({exc.strerror}).") from exc
         os.replace(tmp_record, stage / RECORD_NAME)
         _fsync_dir(stage)
         final = self.entry_dir(record.model, record.variant)
         self._mkdir(final.parent)
         old = None
         if final.exists():
-            old = self.root / "tmp" / f"old-{uuid.uuid4().hex}"
+            old = self.root / "tmp" / self._owned_name("old")
             os.replace(final, old)
         try:
             os.replace(stage, final)
@@ -228,15 +418,27 @@ class Cache:
         return record
 
     def remove(self, model: str, variant: str | None = None) -> list[Path]:
-        """Delete an entry (or every variant of a model); returns what was removed."""
+        """Delete an entry (or every variant of a model); returns what was removed.
+
+        Each entry is first renamed into ``tmp/`` (one atomic step), then deleted.
+        """
+        mdir = self.root / "models" / model
         targets = [self.entry_dir(model, variant)] if variant else (
-            sorted((self.root / "models" / model).glob("*")) if (self.root / "models" / model).is_dir()
-            else [])
+            sorted(p for p in mdir.iterdir() if p.is_dir()) if mdir.is_dir() else [])
         removed = []
         for t in targets:
-            if t.exists():
-                shutil.rmtree(t)
-                removed.append(t)
+            if not t.exists():
+                continue
+            self._mkdir(self.root / "tmp")
+            doomed = self.root / "tmp" / self._owned_name("old")
+            try:
+                os.replace(t, doomed)
+            except OSError as exc:
+                raise CacheError(f"Cannot remove {t} ({exc.strerror}).") from exc
+            shutil.rmtree(doomed, ignore_errors=True)
+            removed.append(t)
+        if mdir.is_dir() and not any(mdir.iterdir()):
+            mdir.rmdir()
         return removed
 
 
@@ -253,10 +455,26 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def place(src: Path, dst: Path) -> None:
-    """Put ``src``'s bytes at ``dst``: a hard link when possible, else a copy (never a move)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
+def place(src: Path, dst: Path, *, link: bool = False) -> None:
+    """Put ``src``'s bytes at ``dst``: a hard link if ``link`` and possible, else a copy.
+
+    Links are only for files the cache owns (huggingface_hub's blobs): a file of an
+    installed distribution is always copied, so damage to one never reaches the other.
+
+    :raises CacheError: the disk is full (with bytes needed and free) or not writable.
+    """
     try:
-        os.link(src.resolve(), dst)
-    except OSError:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if link:
+            try:
+                os.link(src.resolve(), dst)
+                return
+            except OSError:
+                pass  # another filesystem, or links unsupported: copy instead
         shutil.copyfile(src, dst)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(dst.parent, f"storing {src.name}", exc,
+                                  needed=src.stat().st_size) from exc
+        raise CacheError(f"Cannot store {src.name} at {dst} ({exc.strerror}). Point HUB_CACHE at "
+                         "a writable folder.") from exc

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hub.errors import ConversionError, UnsafeWeightsError
+from hub.errors import CacheError, ConversionError, UnsafeWeightsError
 
 __all__ = ["MAX_HEADER_BYTES", "convert_pickle", "validate_safetensors"]
 
@@ -49,10 +49,16 @@ def validate_safetensors(path: Path) -> dict[str, dict[str, Any]]:
         if 8 + n > size:
             raise bad(f"header length {n} runs past the end of the {size}-byte file")
         raw = fh.read(n)
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            raise ValueError("a key appears twice")
+        return out
+
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise bad(f"header is not JSON ({exc})") from exc
+        header = json.loads(raw, object_pairs_hook=no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise bad(f"header is not valid JSON ({str(exc)[:120]})") from exc
     if not isinstance(header, dict):
         raise bad("header is not a JSON object")
     header.pop("__metadata__", None)
@@ -108,29 +114,78 @@ def _state_dict_of(obj: Any, path: Path) -> dict[str, Any]:
     return out
 
 
+_MAGIC = [(b"PK\x03\x04", "zip"), (b"7z\xbc\xaf\x27\x1c", "7z"), (b"\x1f\x8b", "gzip"),
+          (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"Rar!", "rar")]
+
+
+def _sniff(path: Path) -> str:
+    """What a checkpoint file is, from its first bytes: ``torch-zip``, ``pickle`` or an archive."""
+    import zipfile
+
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    kind = next((name for magic, name in _MAGIC if head.startswith(magic)), "pickle")
+    if kind == "zip":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ConversionError(f"{path.name} is a damaged zip archive ({exc}).") from exc
+        if any(n.count("/") == 1 and n.endswith("/data.pkl") for n in names):
+            return "torch-zip"
+        raise ConversionError(
+            f"{path.name} is a zip archive but not a torch checkpoint (no <name>/data.pkl; it holds "
+            f"{', '.join(names[:5]) or 'nothing'}). backbone-hub does not unpack archives and never "
+            "unpickles files from them. Use a safetensors source for this model.")
+    if kind != "pickle":
+        raise ConversionError(
+            f"{path.name} is a {kind} archive, not a torch checkpoint. backbone-hub does not unpack "
+            "archives. Use a safetensors source for this model.")
+    return kind
+
+
+def _refusal(exc: BaseException) -> str:
+    """The useful part of torch's weights-only refusal, without its advice to load unsafely."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    text = " ".join(text.split())
+    for cut in (" Please use `torch.serialization", " Check the documentation"):
+        text = text.split(cut, 1)[0]
+    return text[:300]
+
+
 def convert_pickle(src: Path, dst: Path,
                    converter: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> int:
     """Convert a pickle checkpoint to safetensors, safely.
+
+    The file is first identified by its magic bytes: archives other than torch's own
+    zip layout (a zip around a pickle, 7z, gzip, ...) are refused unopened. A torch
+    checkpoint is read with ``torch.load(weights_only=True)``, whose unpickler refuses
+    every global that is not a tensor type, so nothing in the file can run.
 
     :param src: the checkpoint (a plain or zip-wrapped torch pickle).
     :param dst: where to write the safetensors file (its folder must exist).
     :param converter: maps foreign key names onto the architecture's; ``None`` keeps them.
     :returns: the number of tensors written.
     :raises UnsafeWeightsError: when the pickle would build arbitrary objects (nothing is run).
-    :raises ConversionError: when it holds no state dict or the converter fails.
+    :raises ConversionError: when it is an archive, holds no state dict, or the converter fails.
+    :raises CacheError: when the disk fills up while writing (``dst`` is removed).
     """
     import pickle
 
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
+    _sniff(src)
     try:
         obj = torch.load(src, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as exc:
         raise UnsafeWeightsError(
-            f"{src.name} was refused by the safe unpickler: it contains objects other than tensors "
-            f"and would run code if loaded unsafely ({str(exc).splitlines()[0][:200]}). It was not "
-            "loaded. Use a safetensors source for this model.") from exc
+            f"{src.name} was refused by the safe unpickler: it holds something other than tensors "
+            f"and plain containers ({_refusal(exc)}). Nothing in it was run. Use a safetensors "
+            "source for this model.") from exc
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
         raise ConversionError(f"{src.name} is not a readable torch checkpoint ({exc}).") from exc
     state = _state_dict_of(obj, src)
@@ -141,5 +196,27 @@ def convert_pickle(src: Path, dst: Path,
             raise ConversionError(f"Converting {src.name} failed in its key converter: {exc}.") from exc
     # safetensors refuses shared or non-contiguous storage: give each tensor its own
     state = {k: v.detach().contiguous().clone() for k, v in state.items()}
-    save_file(state, str(dst), metadata={"format": "pt", "converted_from": src.name})
+    data = save(state, metadata={"format": "pt", "converted_from": src.name})
+    _write(dst, data)
     return len(state)
+
+
+def _write(dst: Path, data: bytes) -> None:
+    """Write ``data`` to ``dst`` and sync it; on any failure remove ``dst``."""
+    import os
+
+    from hub.cache import disk_full_error, is_disk_full
+
+    try:
+        with open(dst, "wb") as fh:
+            view = memoryview(data)
+            for start in range(0, len(view), 1 << 24):
+                fh.write(view[start:start + (1 << 24)])
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        dst.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full_error(dst.parent, f"writing the converted {dst.name}", exc,
+                                  needed=len(data)) from exc
+        raise CacheError(f"Cannot write {dst} ({exc.strerror}).") from exc

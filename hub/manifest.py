@@ -45,6 +45,7 @@ MAX_MANIFEST_BYTES = 1 << 20
 _NAME = r"^[a-z0-9][a-z0-9_.\-]*$"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]{0,199}$")
 
 
 def _safe_relpath(value: str) -> str:
@@ -74,6 +75,21 @@ class HuggingFaceSource(_Strict):
     @classmethod
     def _check_file(cls, v: str) -> str:
         return _safe_relpath(v)
+
+    @field_validator("repo")
+    @classmethod
+    def _check_repo(cls, v: str) -> str:
+        if any(part in (".", "..") for part in v.split("/")) or "--" in v:
+            raise ValueError(f"repo {v!r} is not a valid Hub repo id ('.', '..' and '--' are refused)")
+        return v
+
+    @field_validator("revision")
+    @classmethod
+    def _check_revision(cls, v: str) -> str:
+        if not _REVISION.match(v) or any(p in ("", ".", "..") for p in v.split("/")):
+            raise ValueError(f"revision {v!r} must be a branch, tag or commit: letters, digits, "
+                             "'.', '_', '-' and '/' between non-empty parts")
+        return v
 
     @property
     def pinned(self) -> bool:
@@ -301,7 +317,7 @@ def parse_manifest(text: str, *, origin: str = "<string>") -> list[BackboneSpec]
     if not isinstance(data, dict):
         raise ManifestError(f"{origin}: expected a mapping with a 'backbones' list.", path=origin)
     try:
-        return list(ManifestFile.model_validate(data).backbones)
+        specs = list(ManifestFile.model_validate(data).backbones)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = list(first["loc"])
@@ -315,6 +331,23 @@ def parse_manifest(text: str, *, origin: str = "<string>") -> list[BackboneSpec]
         more = f" (+{exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
         raise ManifestError(f"{origin}: {where}field {field!r}: {first['msg']}{more}. Fix the manifest; "
                             "see docs/manifest.md.", path=origin, model=model, field=field) from exc
+    _check_unique(specs, origin)
+    return specs
+
+
+def _check_unique(specs: list[BackboneSpec], origin: str) -> None:
+    """Names and aliases must be unique within a file (across files the catalogue checks)."""
+    seen: dict[str, str] = {}
+    for i, spec in enumerate(specs):
+        labels = [("name", spec.name)] + [(f"aliases[{j}]", a) for j, a in enumerate(spec.aliases)]
+        for field, label in labels:
+            key = label.strip().lower()
+            if key in seen and not (field != "name" and seen[key] == spec.name):
+                raise ManifestError(
+                    f"{origin}: model {spec.name!r}, field 'backbones[{i}].{field}': the name "
+                    f"{label!r} is already used by {seen[key]!r} in this file. Names and aliases "
+                    "must be unique.", path=origin, model=spec.name, field=f"backbones[{i}].{field}")
+            seen.setdefault(key, spec.name)
 
 
 def json_schema() -> dict[str, Any]:

@@ -3,31 +3,152 @@
 Each source kind has one fetch function returning local paths (not yet
 verified: :mod:`hub.weights` checks sha256 before anything is used). Companion
 files are named relative to the folder that holds the weights file.
+
+Hub downloads go through ``huggingface_hub`` only (its cache under
+``<HUB_CACHE>/huggingface``, its locks, its resume), with the endpoint passed on
+every call. Failures are retried in two layers:
+
+- ``huggingface_hub`` itself retries a failed metadata request (``HEAD``) with
+  back-off, resumes a body cut off mid-file, and honours ``Retry-After`` on 429;
+- :func:`fetch_hf` retries what it does not: a 5xx answer to the download itself
+  (``GET``) and a connection reset, at most :attr:`RetryPolicy.attempts` times,
+  waiting ``base_wait`` doubled each time, or the server's ``Retry-After``, never
+  more than ``max_wait``. A 404, a 401/403 and a 429 that outlived the library's
+  own retries are not retried.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata as md
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-from hub.cache import Cache
+from hub.cache import Cache, disk_full_error
 from hub.config import Settings
-from hub.errors import OfflineError, SourceUnavailableError
+from hub.errors import CacheError, OfflineError, SourceUnavailableError
 from hub.manifest import DistributionSource, HuggingFaceSource
 
-__all__ = ["Fetched", "fetch"]
+__all__ = ["DEFAULT_RETRY", "Fetched", "Reporter", "RetryPolicy", "evict_hf_file", "fetch"]
+
+log = logging.getLogger("hub.sources")
+
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_RETRY_STATUS = {408, 500, 502, 503, 504}
+_TRANSPORT_MODULES = {"httpx", "httpx2", "httpcore", "requests", "urllib3"}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently :func:`fetch_hf` retries one file.
+
+    :param attempts: tries per file in all (1 means no retry).
+    :param base_wait: seconds before the second try; doubled before each later one.
+    :param max_wait: the longest single wait, ``Retry-After`` included; a server asking
+        for longer is not waited for (the error says when to come back).
+    """
+
+    attempts: int = 4
+    base_wait: float = 1.0
+    max_wait: float = 30.0
+
+
+#: The policy used when a caller passes none. Programs may replace it.
+DEFAULT_RETRY = RetryPolicy()
+
+
+class Bar:
+    """A byte counter for one file. The default draws nothing."""
+
+    def update(self, n: int) -> None:
+        """``n`` more bytes arrived (negative when a resumed download restarts)."""
+
+    def close(self) -> None:
+        """The file is finished (or abandoned)."""
+
+
+class Reporter:
+    """Receives the events of a pull. The default ignores them; the CLI draws bars.
+
+    Subclass and override what you need; every method is optional.
+    """
+
+    def file(self, name: str) -> None:
+        """A file is about to be fetched (from the network or a local source)."""
+
+    def bar(self, name: str, total: int | None) -> Bar:
+        """A new byte counter for ``name``, whose size is ``total`` when known."""
+        return Bar()
+
+    def step(self, message: str) -> None:
+        """A stage of the pull that is not a download, e.g. ``"converting"``."""
+
+    def retry(self, name: str, attempt: int, wait: float, reason: str) -> None:
+        """Try ``attempt`` of ``name`` failed for ``reason``; the next starts in ``wait`` s."""
+
+
+class _CallbackReporter(Reporter):
+    """Adapts the plain ``progress(file_name)`` callback of :func:`hub.pull`."""
+
+    def __init__(self, fn: Callable[[str], None]) -> None:
+        self._fn = fn
+
+    def file(self, name: str) -> None:
+        self._fn(name)
+
+
+def as_reporter(progress: Reporter | Callable[[str], None] | None) -> Reporter:
+    """A :class:`Reporter` for whatever a caller passed as ``progress``."""
+    if progress is None:
+        return Reporter()
+    if isinstance(progress, Reporter):
+        return progress
+    return _CallbackReporter(progress)
+
+
+def _tqdm_class(reporter: Reporter, name: str) -> type:
+    """A tqdm-compatible class that feeds ``reporter.bar(name)``: huggingface_hub only calls
+    ``__init__(total=, initial=, ...)``, ``update`` and ``close`` (and uses it as a context)."""
+
+    class _Adapter:
+        def __init__(self, *args: Any, total: int | None = None, initial: int = 0,
+                     **kwargs: Any) -> None:
+            self._bar = reporter.bar(name, total)
+            if initial:
+                self._bar.update(initial)
+
+        def update(self, n: int | float = 1) -> None:
+            self._bar.update(int(n))
+
+        def close(self) -> None:
+            self._bar.close()
+
+        def __enter__(self) -> _Adapter:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.close()
+
+    return _Adapter
 
 
 @dataclass(frozen=True)
 class Fetched:
-    """Local paths for one source: weights, companions, and the resolved commit if any."""
+    """Local paths for one source: weights, companions, and the resolved commit if any.
+
+    :param in_hf_cache: the paths live in huggingface_hub's cache (and may be evicted from
+        it when their bytes are refused), rather than in an installed distribution.
+    """
 
     weights: Path
     files: dict[str, Path]
     commit: str | None
     source: str
+    in_hf_cache: bool = False
 
 
 def _companion(base: str, rel: str) -> str:
@@ -42,50 +163,125 @@ def _version() -> str:
         return "0"
 
 
-def fetch_hf(src: HuggingFaceSource, extra: list[str], *, cache: Cache, settings: Settings,
-             force: bool = False, progress: Callable[[str], None] | None = None) -> Fetched:
-    """Download through huggingface_hub (its cache, locks and resume) at the pinned revision."""
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    raw = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    if raw is None or not str(raw).strip().isdigit():
+        return None
+    return float(str(raw).strip())
+
+
+def _is_transport(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in _TRANSPORT_MODULES
+
+
+def _hf_one(src: HuggingFaceSource, rel: str, revision: str, *, cache: Cache, settings: Settings,
+            force: bool, reporter: Reporter, retry: RetryPolicy) -> Path:
+    """One file through ``hf_hub_download``, mapping every failure to a hub error."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hf_errors
 
-    where = f"{src.repo} at revision {src.revision}"
-    paths: dict[str, Path] = {}
-    for rel in [src.file, *(_companion(src.file, e) for e in extra)]:
-        if progress is not None:
-            progress(rel)
+    where = f"{src.repo} at revision {revision}"
+    attempt = 0
+    while True:
+        attempt += 1
         try:
-            local = hf_hub_download(
-                src.repo, rel, revision=src.revision, repo_type=src.repo_type,
+            return Path(hf_hub_download(
+                src.repo, rel, revision=revision, repo_type=src.repo_type,
                 cache_dir=str(cache.hf_dir), endpoint=settings.hf_endpoint,
                 local_files_only=settings.offline, force_download=force,
-                library_name="backbone-hub", library_version=_version())
+                library_name="backbone-hub", library_version=_version(),
+                tqdm_class=_tqdm_class(reporter, rel)))
         except hf_errors.LocalEntryNotFoundError as exc:
             if settings.offline:
                 raise OfflineError(f"{rel} from {where} is not cached and offline mode is on. "
                                    "Unset HUB_OFFLINE/HF_HUB_OFFLINE and run `hub pull`.") from exc
-            raise SourceUnavailableError(f"Could not reach the Hub for {rel} from {where} ({exc}). "
-                                         "Check the network or set HUB_HF_ENDPOINT to a mirror.") from exc
+            raise SourceUnavailableError(
+                f"Could not reach the Hub for {rel} from {where}, even after huggingface_hub's own "
+                f"retries ({exc}). Check the network, or set HUB_HF_ENDPOINT (or pass --endpoint) "
+                "to a mirror.") from exc
         except hf_errors.RevisionNotFoundError as exc:
-            raise SourceUnavailableError(f"Revision {src.revision!r} does not exist in {src.repo}. "
-                                         "Fix the manifest's revision.") from exc
+            raise SourceUnavailableError(f"Revision {revision!r} does not exist in {src.repo} "
+                                         f"(asked for {rel}). Fix the manifest's revision.") from exc
         except hf_errors.RepositoryNotFoundError as exc:
-            raise SourceUnavailableError(f"Repository {src.repo!r} was not found (or is gated). "
-                                         "Check the repo id, or log in with `hf auth login`.") from exc
+            raise SourceUnavailableError(
+                f"Repository {src.repo!r} was not found, or is gated (asked for {rel} at revision "
+                f"{revision}). Check the repo id, or log in with `hf auth login`.") from exc
         except hf_errors.EntryNotFoundError as exc:
             raise SourceUnavailableError(f"File {rel!r} does not exist in {where}. Fix the "
-                                         "manifest's file name.") from exc
-        except hf_errors.HfHubHTTPError as exc:
-            raise SourceUnavailableError(f"The Hub refused {rel} from {where}: {exc}. Try again "
-                                         "later or use a mirror (HUB_HF_ENDPOINT).") from exc
-        except OSError as exc:  # connection reset, timeouts, disk errors
-            raise SourceUnavailableError(f"Downloading {rel} from {where} failed: {exc}. "
-                                         "Run the pull again; finished files are reused.") from exc
+                                         "manifest's file name or revision.") from exc
+        except OSError as exc:
+            status = _status(exc)
+            if status is None and exc.errno in _DISK_FULL:
+                raise disk_full_error(cache.hf_dir, f"downloading {rel} from {where}", exc) from exc
+            if status is None and not _is_transport(exc):
+                raise CacheError(f"Cannot write {rel} from {where} into {cache.hf_dir} "
+                                 f"({exc}). Point HUB_CACHE at a writable folder.") from exc
+            if status == 429:
+                after = _retry_after(exc)
+                when = f" in {after:.0f} s" if after is not None else " later"
+                raise SourceUnavailableError(
+                    f"The Hub rate-limited {rel} from {where} (429), even after waiting as it asked. "
+                    f"Try again{when}, or use a mirror (HUB_HF_ENDPOINT).") from exc
+            if status is not None and status not in _RETRY_STATUS:
+                raise SourceUnavailableError(f"The Hub refused {rel} from {where} (HTTP {status}): "
+                                             f"{exc}. Check access rights, or use a mirror.") from exc
+            reason = f"HTTP {status}" if status is not None else f"{type(exc).__name__}: {exc}"
+            wait = _wait(exc, attempt, retry, rel, where, reason)
         except Exception as exc:  # httpx transport errors are not OSErrors
-            if type(exc).__module__.startswith(("httpx", "httpcore", "requests", "urllib3")):
-                raise SourceUnavailableError(f"Downloading {rel} from {where} failed: {exc}. "
-                                             "Run the pull again; finished files are reused.") from exc
-            raise
-        paths[rel] = Path(local)
+            if not _is_transport(exc):
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+            wait = _wait(exc, attempt, retry, rel, where, reason)
+        reporter.retry(rel, attempt, wait, reason)
+        log.warning("%s from %s failed (%s); try %d of %d in %.1f s", rel, where, reason,
+                    attempt + 1, retry.attempts, wait)
+        time.sleep(wait)
+
+
+def _wait(exc: BaseException, attempt: int, retry: RetryPolicy, rel: str, where: str,
+          reason: str) -> float:
+    """Seconds to wait before the next try, or raise when the tries are spent."""
+    if attempt >= retry.attempts:
+        raise SourceUnavailableError(
+            f"Downloading {rel} from {where} failed {attempt} times (last: {reason}). Nothing "
+            "partial was kept; run the pull again later, or use a mirror (HUB_HF_ENDPOINT).") from exc
+    after = _retry_after(exc)
+    if after is not None and after > retry.max_wait:
+        raise SourceUnavailableError(
+            f"Downloading {rel} from {where} failed ({reason}) and the server asks to wait "
+            f"{after:.0f} s, more than the {retry.max_wait:.0f} s hub waits. Run the pull again "
+            "then.") from exc
+    if after is not None:
+        return after
+    return min(retry.max_wait, retry.base_wait * 2 ** (attempt - 1))
+
+
+def fetch_hf(src: HuggingFaceSource, extra: list[str], *, cache: Cache, settings: Settings,
+             force: bool = False, revision: str | None = None, reporter: Reporter | None = None,
+             retry: RetryPolicy | None = None) -> Fetched:
+    """Download through huggingface_hub (its cache, locks and resume) at the pinned revision.
+
+    :param revision: overrides the manifest's (the commit a lock record resolved earlier).
+    :param force: download again even if huggingface_hub has the file.
+    :raises OfflineError: offline and a file is not in huggingface_hub's cache.
+    :raises SourceUnavailableError: the Hub (or mirror) could not deliver; names repo,
+        revision and file.
+    :raises CacheError: the cache cannot be written (disk full: with bytes needed and free).
+    """
+    reporter = reporter or Reporter()
+    retry = retry or DEFAULT_RETRY
+    rev = revision or src.revision
+    paths: dict[str, Path] = {}
+    for rel in [src.file, *(_companion(src.file, e) for e in extra)]:
+        reporter.file(rel)
+        paths[rel] = _hf_one(src, rel, rev, cache=cache, settings=settings, force=force,
+                             reporter=reporter, retry=retry)
     weights = paths.pop(src.file)
     commit = None  # huggingface_hub stores files under snapshots/<commit>/<path>
     for parent in weights.parents:
@@ -93,7 +289,32 @@ def fetch_hf(src: HuggingFaceSource, extra: list[str], *, cache: Cache, settings
             commit = parent.name
             break
     files = {e: paths[_companion(src.file, e)] for e in extra}
-    return Fetched(weights=weights, files=files, commit=commit, source=src.describe())
+    return Fetched(weights=weights, files=files, commit=commit, source=src.describe(),
+                   in_hf_cache=True)
+
+
+def evict_hf_file(path: Path, hf_root: Path) -> None:
+    """Remove one file huggingface_hub cached (its snapshot link and the blob behind it).
+
+    Used when its bytes were refused (wrong sha256, malformed), so that nothing known to
+    be bad stays in the cache and the next pull downloads it afresh. Paths outside
+    ``hf_root`` are never touched.
+    """
+    root = hf_root.resolve()
+    targets = []
+    if path.is_symlink():
+        blob = path.resolve()
+        if root in blob.parents:
+            targets.append(blob)
+    targets.append(path)
+    for t in targets:
+        absolute = t if t.is_absolute() else t.resolve()
+        if root not in absolute.parents:
+            continue
+        try:
+            t.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _locate(dist: md.Distribution, rel: str) -> Path | None:
@@ -117,8 +338,10 @@ def _locate(dist: md.Distribution, rel: str) -> Path | None:
     return None
 
 
-def fetch_dist(src: DistributionSource, extra: list[str], **_: object) -> Fetched:
+def fetch_dist(src: DistributionSource, extra: list[str], *,
+               reporter: Reporter | None = None) -> Fetched:
     """Locate files inside an installed distribution (no network, works offline)."""
+    reporter = reporter or Reporter()
     try:
         dist = md.distribution(src.distribution)
     except md.PackageNotFoundError as exc:
@@ -132,6 +355,7 @@ def fetch_dist(src: DistributionSource, extra: list[str], **_: object) -> Fetche
             f"{src.version}. Run `pip install {src.distribution}=={src.version}`.")
     paths = {}
     for rel in [src.path, *(_companion(src.path, e) for e in extra)]:
+        reporter.file(rel)
         local = _locate(dist, rel)
         if local is None:
             raise SourceUnavailableError(
@@ -144,9 +368,11 @@ def fetch_dist(src: DistributionSource, extra: list[str], **_: object) -> Fetche
 
 
 def fetch(src: HuggingFaceSource | DistributionSource, extra: list[str], *, cache: Cache,
-          settings: Settings, force: bool = False,
-          progress: Callable[[str], None] | None = None) -> Fetched:
+          settings: Settings, force: bool = False, revision: str | None = None,
+          reporter: Reporter | None = None, retry: RetryPolicy | None = None) -> Fetched:
     """Fetch a source's weights and companion files to local paths."""
     if isinstance(src, HuggingFaceSource):
-        return fetch_hf(src, extra, cache=cache, settings=settings, force=force, progress=progress)
-    return fetch_dist(src, extra)
+        return fetch_hf(src, extra, cache=cache, settings=settings, force=force,
+                        revision=revision, reporter=reporter, retry=retry)
+    return fetch_dist(src, extra, reporter=reporter)
+

@@ -3,14 +3,21 @@
 Order: a finished cache entry whose files still match their lock record; else
 each source in the manifest's order. Whatever a source delivers is hashed and
 compared with the manifest's sha256 *before* it is converted or stored; an
-unpinned variant (no sha256) is recorded on its first pull and checked against
-that record afterwards. Everything is staged and moved into the cache in one
+unpinned variant (no sha256) is recorded on its first pull -- commit and sha256 --
+and every later pull fetches that commit and must produce those bytes (like
+pip's hash-checking mode). Everything is staged and moved into the cache in one
 rename (see :mod:`hub.cache`).
+
+Bytes that fail verification (wrong sha256, malformed safetensors, a pickle the
+safe unpickler refuses) are removed from huggingface_hub's cache as well, and a
+Hub source is downloaded afresh once, so a damaged download heals itself and
+nothing known to be bad is ever kept.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hub.cache import FILES_DIR, WEIGHTS_NAME, Cache, FileRecord, LockRecord, place, sha256_file
@@ -21,15 +28,25 @@ from hub.errors import (
     IntegrityError,
     OfflineError,
     SourceUnavailableError,
+    UnsafeWeightsError,
     WeightsError,
 )
 from hub.manifest import BackboneSpec, HuggingFaceSource, WeightVariant
 from hub.provider import WeightFiles
-from hub.sources import Fetched, fetch
+from hub.sources import Fetched, Reporter, RetryPolicy, as_reporter, evict_hf_file, fetch
 
-__all__ = ["cached_weights", "resolve_weights"]
+__all__ = ["cached_weights", "require_pinned", "resolve_weights"]
 
 Converter = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class _Refused(Exception):
+    """Internal: ``error`` concerns the fetched file ``path``."""
+
+    def __init__(self, error: WeightsError, path: Path) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.path = path
 
 
 def _to_files(cache: Cache, variant: WeightVariant, rec: LockRecord) -> WeightFiles:
@@ -38,11 +55,15 @@ def _to_files(cache: Cache, variant: WeightVariant, rec: LockRecord) -> WeightFi
                        files={k: base / FILES_DIR / k for k in rec.files})
 
 
-def _record_matches(rec: LockRecord, variant: WeightVariant) -> bool:
-    """A record still describes the manifest's variant (the pin may have changed)."""
+def record_matches(rec: LockRecord, variant: WeightVariant) -> bool:
+    """A record still describes the manifest's variant (the pin may have changed since)."""
+    if rec.format != variant.format:
+        return False
     if variant.sha256 is not None and rec.source_sha256 != variant.sha256:
         return False
-    return set(rec.files) == {f.path for f in variant.files}
+    if set(rec.files) != {f.path for f in variant.files}:
+        return False
+    return all(f.sha256 is None or rec.files[f.path].sha256 == f.sha256 for f in variant.files)
 
 
 def cached_weights(spec: BackboneSpec, variant: WeightVariant, *,
@@ -50,43 +71,82 @@ def cached_weights(spec: BackboneSpec, variant: WeightVariant, *,
     """The verified cache entry for a variant, or ``None``. Writes nothing."""
     cache = Cache((settings or get_settings()).cache_dir)
     rec = cache.read_record(spec.name, variant.name)
-    if rec is None or not _record_matches(rec, variant) or cache.quick_check(rec):
+    if rec is None or not record_matches(rec, variant) or cache.quick_check(rec):
         return None
     return _to_files(cache, variant, rec)
 
 
-def _stage(fetched: Fetched, spec: BackboneSpec, variant: WeightVariant, cache: Cache,
-           converter: Converter | None, pinned_record: LockRecord | None) -> LockRecord:
-    """Verify what a source delivered, convert it, and commit it to the cache."""
+def require_pinned(spec: BackboneSpec, variant: WeightVariant) -> None:
+    """Refuse a variant whose manifest pins no sha256 or names a branch (``--require-pinned``).
+
+    :raises IntegrityError: saying what is missing and how to pin it.
+    """
+    if variant.pinned:
+        return
+    why = []
+    if variant.sha256 is None:
+        why.append("no sha256")
+    why += [f"{s.repo} at branch/tag {s.revision!r}, not a commit"
+            for s in variant.sources if isinstance(s, HuggingFaceSource) and not s.pinned]
+    raise IntegrityError(f"{spec.name} ({variant.name}) is not pinned ({'; '.join(why)}), and "
+                         f"pinned weights are required. A maintainer can pin it with `hub pin "
+                         f"{spec.name}`, which records the commit and sha256 in the manifest.")
+
+
+def _check_source(fetched: Fetched, spec: BackboneSpec, variant: WeightVariant,
+                  expected: str | None) -> tuple[str, dict[str, FileRecord]]:
+    """Hash what a source delivered against the pins; returns the weights' sha and file records."""
+    label = f"{spec.name}/{variant.name}"
     source_sha = sha256_file(fetched.weights)
-    expected = variant.sha256 or (pinned_record.source_sha256 if pinned_record else None)
     if expected is not None and source_sha != expected:
-        raise IntegrityError(
-            f"{spec.name}/{variant.name}: {fetched.source} has sha256 {source_sha}, but "
+        raise _Refused(IntegrityError(
+            f"{label}: {fetched.source} has sha256 {source_sha}, but "
             f"{'the manifest pins' if variant.sha256 else 'the first pull recorded'} {expected}. "
-            "The bytes were refused and the cache is unchanged. Check the source or the manifest.")
-    if variant.size is not None and fetched.weights.stat().st_size != variant.size:
-        raise IntegrityError(f"{spec.name}/{variant.name}: {fetched.source} is "
-                             f"{fetched.weights.stat().st_size} bytes, the manifest says {variant.size}.")
-    file_records = {}
+            "The bytes were refused and the cache is unchanged. Check the source or the manifest."),
+            fetched.weights)
+    size = fetched.weights.stat().st_size
+    if variant.size is not None and size != variant.size:
+        raise _Refused(IntegrityError(f"{label}: {fetched.source} is {size} bytes, the manifest "
+                                      f"says {variant.size}. Refused; cache unchanged."),
+                       fetched.weights)
+    records = {}
     for f in variant.files:
-        got = sha256_file(fetched.files[f.path])
+        path = fetched.files[f.path]
+        got = sha256_file(path)
         if f.sha256 is not None and got != f.sha256:
-            raise IntegrityError(f"{spec.name}/{variant.name}: companion file {f.path} has sha256 "
-                                 f"{got}, the manifest pins {f.sha256}. Refused; cache unchanged.")
-        file_records[f.path] = FileRecord(sha256=got, size=0, mtime_ns=0)
+            raise _Refused(IntegrityError(f"{label}: companion file {f.path} has sha256 {got}, "
+                                          f"the manifest pins {f.sha256}. Refused; cache "
+                                          "unchanged."), path)
+        records[f.path] = FileRecord(sha256=got, size=0, mtime_ns=0)
+    if variant.format == "safetensors":
+        try:
+            validate_safetensors(fetched.weights)
+        except UnsafeWeightsError as exc:
+            raise _Refused(exc, fetched.weights) from exc
+    return source_sha, records
+
+
+def _stage(fetched: Fetched, spec: BackboneSpec, variant: WeightVariant, cache: Cache,
+           converter: Converter | None, locked: LockRecord | None,
+           reporter: Reporter) -> LockRecord:
+    """Verify what a source delivered, convert it, and commit it to the cache."""
+    expected = variant.sha256 or (locked.source_sha256 if locked else None)
+    source_sha, file_records = _check_source(fetched, spec, variant, expected)
     with cache.staging() as stage:
         out = stage / WEIGHTS_NAME
         if variant.format == "pickle":
-            convert_pickle(fetched.weights, out, converter)
+            reporter.step(f"converting {fetched.weights.name} to safetensors")
+            try:
+                convert_pickle(fetched.weights, out, converter)
+            except UnsafeWeightsError as exc:
+                raise _Refused(exc, fetched.weights) from exc
             stored_sha = sha256_file(out)
+            validate_safetensors(out)
         else:
-            validate_safetensors(fetched.weights)
-            place(fetched.weights, out)
+            place(fetched.weights, out, link=fetched.in_hf_cache)
             stored_sha = source_sha
-        validate_safetensors(out)
         for rel, path in fetched.files.items():
-            place(path, stage / FILES_DIR / rel)
+            place(path, stage / FILES_DIR / rel, link=fetched.in_hf_cache)
         rec = LockRecord(model=spec.name, variant=variant.name, format=variant.format,
                          source=fetched.source, commit=fetched.commit, source_sha256=source_sha,
                          pinned=variant.pinned, weights=FileRecord(stored_sha, 0, 0),
@@ -94,60 +154,96 @@ def _stage(fetched: Fetched, spec: BackboneSpec, variant: WeightVariant, cache: 
         return cache.commit(stage, rec)
 
 
+def _pull_from(src: Any, spec: BackboneSpec, variant: WeightVariant, *, cache: Cache,
+               settings: Settings, converter: Converter | None, locked: LockRecord | None,
+               force: bool, reporter: Reporter, retry: RetryPolicy | None) -> LockRecord:
+    """Fetch one source, verify and store it; a Hub download refused once is fetched again."""
+    revision = None
+    if (locked is not None and locked.commit and isinstance(src, HuggingFaceSource)
+            and locked.source == src.describe()):
+        revision = locked.commit  # the lock: the commit the first pull resolved
+    extra = [f.path for f in variant.files]
+    fetched = fetch(src, extra, cache=cache, settings=settings, force=force, revision=revision,
+                    reporter=reporter, retry=retry)
+    try:
+        return _stage(fetched, spec, variant, cache, converter, locked, reporter)
+    except _Refused as refused:
+        if not fetched.in_hf_cache:
+            raise refused.error from None
+        evict_hf_file(refused.path, cache.hf_dir)
+        if settings.offline or force:
+            raise refused.error from None
+        reporter.step(f"{refused.path.name} was refused ({type(refused.error).__name__}); "
+                      "downloading it again")
+    fetched = fetch(src, extra, cache=cache, settings=settings, force=True, revision=revision,
+                    reporter=reporter, retry=retry)
+    try:
+        return _stage(fetched, spec, variant, cache, converter, locked, reporter)
+    except _Refused as refused:
+        evict_hf_file(refused.path, cache.hf_dir)
+        raise refused.error from None
+
+
 def resolve_weights(spec: BackboneSpec, variant: WeightVariant, *,
                     converter: Converter | None = None, settings: Settings | None = None,
-                    force: bool = False,
-                    progress: Callable[[str], None] | None = None) -> WeightFiles:
+                    force: bool = False, trust_cache: bool = True,
+                    progress: Reporter | Callable[[str], None] | None = None,
+                    retry: RetryPolicy | None = None) -> WeightFiles:
     """Return verified local weights for a variant, pulling them if needed.
 
     :param spec: the backbone's manifest entry.
     :param variant: which weights.
     :param converter: the key converter the variant names (pickle sources).
     :param settings: cache root, offline mode, endpoint (default: the environment).
-    :param force: ignore a cached entry and fetch again.
-    :param progress: called with each file name as it is fetched.
+    :param force: ignore a cached entry and download again (huggingface_hub's cache too).
+    :param trust_cache: ``False`` rebuilds the entry even if its quick check passes (``hub verify
+        --repair``); files huggingface_hub already holds are re-verified and reused.
+    :param progress: a :class:`~hub.sources.Reporter`, or a callable given each file name.
+    :param retry: how Hub downloads are retried (default :data:`hub.sources.DEFAULT_RETRY`).
     :raises IntegrityError: a source served other bytes than pinned (cache unchanged).
+    :raises UnsafeWeightsError: the checkpoint is malformed or would run code (cache unchanged).
     :raises OfflineError: offline, and the weights are neither cached nor installed locally.
     :raises SourceUnavailableError: no source could deliver.
+    :raises CacheError: the cache is read-only, or the disk is full.
     """
     settings = settings or get_settings()
     cache = Cache(settings.cache_dir)
-    if not force:
+    reporter = as_reporter(progress)
+    if not force and trust_cache:
         hit = cached_weights(spec, variant, settings=settings)
         if hit is not None:
+            cache.touch(spec.name, variant.name)
             return hit
     if variant.format == "pickle" and variant.converter is not None and converter is None:
         raise ConversionError(f"{spec.name}/{variant.name} needs the converter "
                               f"{variant.converter!r}, which no loaded plugin registers.")
+    cache.require_writable(f"pulling {spec.name} ({variant.name})")
+    if variant.size is not None:
+        cache.require_space(variant.size * (2 if variant.format == "pickle" else 1),
+                            f"pulling {spec.name} ({variant.name})")
     with cache.lock(spec.name, variant.name):
-        if not force:  # another process may have finished the pull while we waited
+        cache.sweep()
+        if not force and trust_cache:  # another process may have finished the pull meanwhile
             hit = cached_weights(spec, variant, settings=settings)
             if hit is not None:
                 return hit
         previous = cache.read_record(spec.name, variant.name)
-        pinned_record = previous if previous is not None and not variant.pinned else None
+        locked = previous if previous is not None and not variant.pinned else None
         failures: list[WeightsError] = []
-        extra = [f.path for f in variant.files]
         for src in variant.sources:
             try:
-                try:
-                    fetched = fetch(src, extra, cache=cache, settings=settings, force=force,
-                                    progress=progress)
-                    rec = _stage(fetched, spec, variant, cache, converter, pinned_record)
-                except IntegrityError:
-                    if not isinstance(src, HuggingFaceSource) or settings.offline or force:
-                        raise
-                    # the Hub cache itself may hold damaged bytes: fetch them afresh once
-                    fetched = fetch(src, extra, cache=cache, settings=settings, force=True,
-                                    progress=progress)
-                    rec = _stage(fetched, spec, variant, cache, converter, pinned_record)
-            except (SourceUnavailableError, IntegrityError, ConversionError) as exc:
+                rec = _pull_from(src, spec, variant, cache=cache, settings=settings,
+                                 converter=converter, locked=locked, force=force,
+                                 reporter=reporter, retry=retry)
+            except (SourceUnavailableError, IntegrityError, ConversionError,
+                    UnsafeWeightsError) as exc:
                 failures.append(exc)
                 continue
             return _to_files(cache, variant, rec)
-    integrity = [f for f in failures if isinstance(f, IntegrityError)]
-    if integrity:
-        raise integrity[0]
+    for kind in (IntegrityError, UnsafeWeightsError):
+        first = next((f for f in failures if isinstance(f, kind)), None)
+        if first is not None:
+            raise first
     if failures and all(isinstance(f, OfflineError) for f in failures):
         raise OfflineError(f"{spec.name} ({variant.name}) is not in the cache and offline mode is "
                            f"on. Run `hub pull {spec.name}` with network access first.")

@@ -1,44 +1,176 @@
-"""``hub pull``."""
+"""``hub pull``: resolve, verify and cache weights, one progress bar per file."""
 
 from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from hub.cli._common import console
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from hub.config import Settings
+    from hub.manifest import BackboneSpec, WeightVariant
+    from hub.provider import WeightFiles
+    from hub.sources import Reporter
+
+__all__ = ["pull_one", "register", "settings_with_endpoint"]
 
 
-def pull_cmd(names: list[str] = typer.Argument(..., help="Backbone names or aliases."),
-             weights: str = typer.Option(None, "--weights", help="Weight variant (default: the "
-                                         "manifest's default)."),
-             force: bool = typer.Option(False, "--force", help="Fetch again even if cached.")) -> None:
-    """Resolve, verify (sha256) and cache weights as safetensors."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+def settings_with_endpoint(endpoint: str | None) -> Settings:
+    """The environment's settings, with ``--endpoint`` (a mirror) taking precedence."""
+    from hub.config import get_settings
+    from hub.errors import ConfigError
 
-    from hub.api import pull
-    from hub.errors import HubError
+    settings = get_settings()
+    if endpoint is None:
+        return settings
+    if not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"--endpoint {endpoint!r} is not an http(s) URL.")
+    return dataclasses.replace(settings, hf_endpoint=endpoint.rstrip("/"))
 
-    out = console()
-    failed = 0
+
+def pull_one(spec: BackboneSpec, variant: WeightVariant, settings: Settings, *,
+             force: bool = False, trust_cache: bool = True,
+             reporter: Reporter | None = None) -> WeightFiles:
+    """Pull one variant with the converter its manifest names (as :func:`hub.pull` does)."""
+    from hub.api import get_registry
+    from hub.weights import resolve_weights
+
+    converter = None
+    if variant.converter is not None:
+        entry = get_registry(settings).converters.get(variant.converter)
+        converter = entry[0] if entry else None
+    return resolve_weights(spec, variant, converter=converter, settings=settings, force=force,
+                           trust_cache=trust_cache, progress=reporter)
+
+
+def rich_reporter(model: str, progress: Any) -> Reporter:
+    """A :class:`~hub.sources.Reporter` drawing one rich bar per file on ``progress``."""
+    from hub.sources import Bar, Reporter
+
+    class _RichBar(Bar):
+        def __init__(self, task: Any) -> None:
+            self.task = task
+
+        def update(self, n: int) -> None:
+            progress.advance(self.task, n)
+
+        def close(self) -> None:
+            progress.refresh()
+
+    class _RichReporter(Reporter):
+        def bar(self, name: str, total: int | None) -> Bar:
+            return _RichBar(progress.add_task(f"{model}: {name}", total=total))
+
+        def step(self, message: str) -> None:
+            progress.console.print(f"  {model}: {message}", highlight=False)
+
+        def retry(self, name: str, attempt: int, wait: float, reason: str) -> None:
+            progress.console.print(f"  {model}: {name} failed ({reason}); retrying in {wait:.1f} s",
+                                   highlight=False)
+
+    return _RichReporter()
+
+
+def _progress() -> Any:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=console(stderr=True))
+
+
+def _targets(names: list[str], all_: bool, weights: str | None,
+             settings: Settings) -> list[tuple[str, Any, Any, str | None]]:
+    """``(label, spec, variant, why_not)`` per requested backbone; ``why_not`` explains a skip."""
+    from hub.api import get_catalog
+
+    catalog = get_catalog(settings)
+    out: list[tuple[str, Any, Any, str | None]] = []
+    if all_:
+        for entry in catalog:
+            spec = entry.spec
+            if spec.weights:
+                variant = spec.variant(weights)
+                out.append((spec.name, spec, variant,
+                            None if variant else f"has no weight variant {weights!r}"))
+        return out
     for name in names:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=console(stderr=True), transient=True) as bar:
-            task = bar.add_task(f"{name}: resolving")
+        spec = catalog.get(name).spec
+        variant = spec.variant(weights)
+        if variant is None:
+            choices = ", ".join(v.name for v in spec.weights) or "none"
+            out.append((spec.name, spec, None, f"has no weight variant {weights!r} (choose one of "
+                        f"{choices})" if weights else "has no pretrained weights in its manifest"))
+        else:
+            out.append((spec.name, spec, variant, None))
+    return out
 
-            def progress(file: str, name: str = name, task=task, bar=bar) -> None:
-                bar.update(task, description=f"{name}: fetching {file}")
 
-            try:
-                files = pull(name, weights=weights, force=force, progress=progress)
-            except HubError as exc:
-                if len(names) == 1:
-                    raise
-                failed += 1
-                console(stderr=True).print(f"[red]failed[/] {name}: {exc}", highlight=False)
+def pull_cmd(
+    names: list[str] = typer.Argument(None, help="Backbone names or aliases."),
+    all_: bool = typer.Option(False, "--all", help="Every backbone of the catalogue that has weights."),
+    weights: str = typer.Option(None, "--weights", help="Weight variant (default: the manifest's "
+                                "default)."),
+    force: bool = typer.Option(False, "--force", help="Download again even if cached."),
+    require_pinned: bool = typer.Option(False, "--require-pinned", help="Refuse variants whose "
+                                        "manifest pins no commit and sha256 (like pip's "
+                                        "--require-hashes)."),
+    endpoint: str = typer.Option(None, "--endpoint", help="Hugging Face endpoint (a mirror) for "
+                                 "this pull; overrides HUB_HF_ENDPOINT and HF_ENDPOINT."),
+) -> None:
+    """Resolve, verify (sha256) and cache weights as safetensors; one line per backbone.
+
+    Exits 1 if any backbone failed; the others are pulled all the same.
+    """
+    from hub.errors import HubError, InputError, UnknownVariantError
+    from hub.weights import require_pinned as check_pinned
+
+    if not names and not all_:
+        raise InputError("Name at least one backbone, or pass --all. See `hub list`.")
+    if names and all_:
+        raise InputError("Pass backbone names or --all, not both.")
+    settings = settings_with_endpoint(endpoint)
+    targets = _targets(names or [], all_, weights, settings)
+    out, err = console(), console(stderr=True)
+    failed = skipped = pulled = 0
+    for label, spec, variant, why_not in targets:
+        if variant is None:
+            if all_:
+                skipped += 1
+                err.print(f"[yellow]skipped[/] {label}: {why_not}", highlight=False)
                 continue
-        out.print(f"[green]ok[/] {name} ({files.variant.name}) sha256 {files.sha256}\n   "
+            if len(targets) == 1:
+                raise UnknownVariantError(f"{label} {why_not}.")
+            failed += 1
+            err.print(f"[red]failed[/] {label}: {label} {why_not}", highlight=False)
+            continue
+        try:
+            if require_pinned:
+                check_pinned(spec, variant)
+            with _progress() as progress:
+                files = pull_one(spec, variant, settings, force=force,
+                                 reporter=rich_reporter(label, progress))
+        except HubError as exc:
+            if len(targets) == 1:
+                raise
+            failed += 1
+            err.print(f"[red]failed[/] {label} ({variant.name}): {exc}", highlight=False)
+            continue
+        pulled += 1
+        out.print(f"[green]ok[/] {label} ({files.variant.name}) sha256 {files.sha256}\n   "
                   f"{files.weights}", highlight=False)
+    if len(targets) > 1:
+        extra = f", {skipped} skipped" if skipped else ""
+        err.print(f"{pulled} pulled, {failed} failed{extra}", highlight=False)
     if failed:
         raise typer.Exit(1)
 
