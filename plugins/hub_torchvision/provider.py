@@ -4,6 +4,13 @@ A manifest stage's ``module`` is a node name for torchvision's
 ``create_feature_extractor`` (``layer4``, ``features.28``, ``encoder.ln``...).
 Token outputs (ViT) of shape (B, N, D) are returned as NCHW patch grids with the
 class token removed; the sequence is kept for ``cls`` pooling.
+
+The classification head is not part of a backbone: the model's last child (``fc``,
+``classifier`` or ``heads`` in torchvision's image classifiers) is replaced by an
+identity before the weights are loaded, and the head's keys in the weight file are
+not loaded. The file may carry torchvision's head or the head of timm's Hub copy of
+the same torchvision weights (``pre_logits.*``, ``head.*``); every other key must
+match the trunk exactly.
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ if TYPE_CHECKING:
 
     from hub.manifest import BackboneSpec
 
-__all__ = ["TorchvisionBackbone", "TorchvisionProvider"]
+__all__ = ["HEAD_PREFIXES", "TorchvisionBackbone", "TorchvisionProvider", "headless"]
+
+#: key prefixes of classifier heads in timm's Hub copies of torchvision weights (VGG)
+HEAD_PREFIXES = ("pre_logits.", "head.")
 
 
 class TorchvisionBackbone(ImageBackbone):
@@ -45,6 +55,22 @@ class TorchvisionBackbone(ImageBackbone):
         return RawOutput(stages=result, tokens=tokens, num_prefix_tokens=1 if tokens is not None else 0)
 
 
+def headless(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
+    """Replace the model's last child (its classifier) by an identity; return it and its name."""
+    import torch
+
+    name = list(model.named_children())[-1][0]
+    setattr(model, name, torch.nn.Identity())
+    return model, name
+
+
+def _drop_head(head: str) -> Any:
+    def key_map(state: dict[str, Any]) -> dict[str, Any]:
+        prefixes = (head + ".", *HEAD_PREFIXES)
+        return {k: v for k, v in state.items() if not k.startswith(prefixes)}
+    return key_map
+
+
 class TorchvisionProvider(Provider):
     """Builds ``torchvision.models.<architecture>()`` and loads hub-verified weights."""
 
@@ -54,6 +80,7 @@ class TorchvisionProvider(Provider):
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
               dtype: Any) -> TorchvisionBackbone:
         try:
+            import torch
             import torchvision
             from torchvision.models.feature_extraction import create_feature_extractor
         except ImportError as exc:
@@ -63,15 +90,27 @@ class TorchvisionProvider(Provider):
         except ValueError as exc:
             raise ManifestError(f"{spec.name}: torchvision has no model {spec.architecture!r}.",
                                 model=spec.name, field="architecture") from exc
-        module = build_module(lambda: builder(weights=None), weights.weights if weights else None,
-                              device=device, dtype=dtype, what=f"torchvision {spec.architecture}")
+        with torch.device("meta"):
+            _, head = headless(builder(weights=None))
+
+        def factory() -> torch.nn.Module:
+            return headless(builder(weights=None))[0]
+
+        module = build_module(factory, weights.weights if weights else None, device=device,
+                              dtype=dtype, what=f"torchvision {spec.architecture} (without its {head})",
+                              key_map=_drop_head(head))
         nodes = {}
         for st in spec.outputs.stages:
             if not st.module:
                 raise ManifestError(f"{spec.name}: stage {st.name!r} needs a module (a node name).",
                                     model=spec.name, field="outputs.stages")
             nodes[st.module] = st.name
-        extractor = create_feature_extractor(module, return_nodes=nodes)
+        try:
+            extractor = create_feature_extractor(module, return_nodes=nodes)
+        except ValueError as exc:
+            raise ManifestError(f"{spec.name}: a stage names a node torchvision's {spec.architecture} "
+                                f"does not have ({exc}).", model=spec.name,
+                                field="outputs.stages") from exc
         specs = [StageSpec(s.name, s.channels, s.stride, s.layout) for s in spec.outputs.stages]
         return TorchvisionBackbone(spec, module, specs, extractor, weights=weights, device=device,
                                    dtype=dtype)
