@@ -1,0 +1,173 @@
+"""Shared helpers for the zoo tests: architecture configs, test tokenizers, anchors, meta builds.
+
+The text configs are the canonical repositories' config.json values (the architecture, not the
+weights): a random-weight model built from them has exactly the zoo model's shapes. Tokenizers are
+small ones made here with the ``tokenizers`` library: parity needs the same ids on both sides, not
+the real vocabulary (ids stay below every model's vocab_size).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from hub.manifest import BackboneSpec
+
+SEED = 0
+
+# canonical config.json values per zoo entry: (model_type, overrides of that type's defaults)
+_BERT = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+             intermediate_size=3072, hidden_act="gelu", max_position_embeddings=512,
+             type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0)
+_LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+_ROBERTA = dict(_BERT, vocab_size=50265, max_position_embeddings=514, type_vocab_size=1,
+                layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+TEXT_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "bert_base": ("bert", _BERT),
+    "bert_base_cased": ("bert", dict(_BERT, vocab_size=28996)),
+    "bert_large": ("bert", dict(_BERT, **_LARGE)),
+    "gpt2": ("gpt2", dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
+                          bos_token_id=50256, eos_token_id=50256)),
+    "gpt2_medium": ("gpt2", dict(vocab_size=50257, n_positions=1024, n_embd=1024, n_layer=24,
+                                 n_head=16, bos_token_id=50256, eos_token_id=50256)),
+    "roberta_base": ("roberta", _ROBERTA),
+    "roberta_large": ("roberta", dict(_ROBERTA, **_LARGE)),
+    "albert_base_v2": ("albert", dict(vocab_size=30000, embedding_size=128, hidden_size=768,
+                                      num_hidden_layers=12, num_attention_heads=12,
+                                      intermediate_size=3072, hidden_act="gelu_new",
+                                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                      max_position_embeddings=512, type_vocab_size=2,
+                                      layer_norm_eps=1e-12, pad_token_id=0, bos_token_id=2,
+                                      eos_token_id=3)),
+    "distilbert_base": ("distilbert", dict(vocab_size=30522, dim=768, n_layers=6, n_heads=12,
+                                           hidden_dim=3072, max_position_embeddings=512,
+                                           pad_token_id=0)),
+}
+
+
+def text_config(name: str) -> Any:
+    """The transformers config of a zoo text entry (from :data:`TEXT_CONFIGS`)."""
+    import transformers
+
+    model_type, kwargs = TEXT_CONFIGS[name]
+    return transformers.AutoConfig.for_model(model_type, **kwargs)
+
+
+# ---- tokenizers ---------------------------------------------------------------------------------
+_WORDS = ("the a cat sits on mat dogs are loyal quick brown fox jumps over lazy dog feature "
+          "extraction turns images and text into vectors hi short paris is capital of france").split()
+
+
+def _wordpiece(specials: tuple[str, ...]) -> tuple[Any, list[str]]:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'-")
+    vocab = [*specials, *letters, *("##" + c for c in letters), *_WORDS]
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token=specials[1]))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls, sep = specials[2], specials[3]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, vocab.index(cls)), (sep, vocab.index(sep))])
+    tok.decoder = decoders.WordPiece()
+    return tok, vocab
+
+
+def _unigram(specials: tuple[str, ...]) -> Any:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'-")
+    pieces = [*specials, "\u2581", *letters, *("\u2581" + w for w in _WORDS)]
+    tok = Tokenizer(models.Unigram([(p, 0.0 if i < len(specials) else -len(p) ** -1)
+                                    for i, p in enumerate(pieces)], unk_id=1))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return tok
+
+
+def _bytelevel(specials: tuple[str, ...], template: bool) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {t: i for i, t in enumerate([*specials, *sorted(alphabet)])}
+    tok = Tokenizer(models.BPE(vocab, []))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    if template:  # RoBERTa: <s> A </s>
+        tok.post_processor = processors.RobertaProcessing(("</s>", vocab["</s>"]),
+                                                          ("<s>", vocab["<s>"]))
+    return tok, vocab
+
+
+def tokenizer_files(name: str) -> dict[str, bytes]:
+    """Tokenizer files under the paths the zoo manifest lists, for a small test tokenizer."""
+    model_type = TEXT_CONFIGS[name][0]
+    files: dict[str, bytes] = {}
+    if model_type == "albert":
+        tok = _unigram(("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"))
+    elif model_type in ("bert", "distilbert"):
+        tok, vocab = _wordpiece(("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"))
+        files["vocab.txt"] = ("\n".join(vocab) + "\n").encode()
+        files["tokenizer_config.json"] = json.dumps({"do_lower_case": True,
+                                                     "model_max_length": 512}).encode()
+    elif model_type == "gpt2":
+        tok, vocab = _bytelevel(("<|endoftext|>",), template=False)
+    else:  # roberta
+        tok, vocab = _bytelevel(("<s>", "<pad>", "</s>", "<unk>", "<mask>"), template=True)
+    if model_type in ("gpt2", "roberta"):
+        files["vocab.json"] = json.dumps(vocab).encode()
+        files["merges.txt"] = b"#version: 0.2\n"
+    files["tokenizer.json"] = tok.to_str().encode()
+    return files
+
+
+# ---- weights ------------------------------------------------------------------------------------
+def safetensors_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    """A state dict as safetensors bytes (shared storage is cloned: safetensors refuses it)."""
+    from safetensors.torch import save
+
+    return save({k: v.detach().contiguous().clone() for k, v in state.items()})
+
+
+def serve_variant(server: Any, spec: BackboneSpec, weights: bytes, files: dict[str, bytes] | None = None,
+                  variant: str | None = None) -> str:
+    """Put weights (and companion files) where the manifest's first Hub source says they live."""
+    from hub.manifest import HuggingFaceSource
+
+    v = spec.variant(variant)
+    if v is None:
+        raise LookupError(f"{spec.name} has no variant {variant!r}")
+    src = next(s for s in v.sources if isinstance(s, HuggingFaceSource))
+    content: dict[str, Any] = {src.file: weights, **(files or {})}
+    missing = {f.path for f in v.files} - set(content)
+    if missing:
+        raise LookupError(f"{spec.name}: test files missing for {sorted(missing)}")
+    return server.add_repo(src.repo, content, branch=src.revision)
+
+
+def seeded(fn: Any) -> Any:
+    """Build ``fn()`` with the torch RNG seeded, so a test's random weights are reproducible."""
+    import torch
+
+    torch.manual_seed(SEED)
+    return fn()
+
+
+def randomize_norm_stats(module: torch.nn.Module) -> None:
+    """Give batch-norm layers non-trivial running statistics (fresh ones are 0/1)."""
+    import torch
+
+    g = torch.Generator().manual_seed(SEED)
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
