@@ -57,6 +57,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+_HASHED: dict[tuple[int, int, int, int], str] = {}
+
+
+def sha256_known(path: Path) -> str:
+    """sha256 of a file, remembered for this process while its inode, size and mtime stay the same
+    (so loading one backbone twice hashes it once)."""
+    st = path.stat()
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = sha256_file(path)
+    return _HASHED[key]
+
+
 def free_bytes(path: Path) -> int | None:
     """Free bytes on the filesystem holding ``path`` (or its nearest existing parent)."""
     p = Path(path)
@@ -217,8 +230,13 @@ class Cache:
                 problems.append(f"{label}: modified since it was pulled")
         return problems
 
-    def full_check(self, record: LockRecord) -> list[str]:
-        """Re-hash every file of an entry against its record; problems found."""
+    def full_check(self, record: LockRecord, *, remember: bool = False) -> list[str]:
+        """Re-hash every file of an entry against its record; problems found.
+
+        :param remember: reuse hashes this process computed for the same unchanged files
+            (see :func:`sha256_known`); ``hub verify`` always reads every byte.
+        """
+        digest = sha256_known if remember else sha256_file
         base = self.entry_dir(record.model, record.variant)
         items = [(WEIGHTS_NAME, base / WEIGHTS_NAME, record.weights)]
         items += [(k, base / FILES_DIR / k, v) for k, v in record.files.items()]
@@ -231,7 +249,7 @@ class Cache:
                 continue
             if size != rec.size:
                 problems.append(f"{label}: size {size} != recorded {rec.size}")
-            elif sha256_file(path) != rec.sha256:
+            elif digest(path) != rec.sha256:
                 problems.append(f"{label}: sha256 differs from the record")
         return problems
 

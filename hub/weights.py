@@ -1,6 +1,6 @@
 """Resolving a weight variant to verified local safetensors.
 
-Order: a finished cache entry whose files still match their lock record; else
+Order: a finished cache entry whose files still hash to their lock record; else
 each source in the manifest's order. Whatever a source delivers is hashed and
 compared with the manifest's sha256 *before* it is converted or stored; an
 unpinned variant (no sha256) is recorded on its first pull -- commit and sha256 --
@@ -67,11 +67,17 @@ def record_matches(rec: LockRecord, variant: WeightVariant) -> bool:
 
 
 def cached_weights(spec: BackboneSpec, variant: WeightVariant, *,
-                   settings: Settings | None = None) -> WeightFiles | None:
-    """The verified cache entry for a variant, or ``None``. Writes nothing."""
+                   settings: Settings | None = None, rehash: bool = False) -> WeightFiles | None:
+    """The cache entry for a variant if it matches its lock record, or ``None``. Writes nothing.
+
+    :param rehash: re-hash the files (once per process while they are unchanged) instead of
+        comparing only their size and modification time. Loading does; ``hub list`` does not.
+    """
     cache = Cache((settings or get_settings()).cache_dir)
     rec = cache.read_record(spec.name, variant.name)
     if rec is None or not record_matches(rec, variant) or cache.quick_check(rec):
+        return None
+    if rehash and cache.full_check(rec, remember=True):
         return None
     return _to_files(cache, variant, rec)
 
@@ -210,7 +216,7 @@ def resolve_weights(spec: BackboneSpec, variant: WeightVariant, *,
     cache = Cache(settings.cache_dir)
     reporter = as_reporter(progress)
     if not force and trust_cache:
-        hit = cached_weights(spec, variant, settings=settings)
+        hit = cached_weights(spec, variant, settings=settings, rehash=True)
         if hit is not None:
             cache.touch(spec.name, variant.name)
             return hit
@@ -224,7 +230,7 @@ def resolve_weights(spec: BackboneSpec, variant: WeightVariant, *,
     with cache.lock(spec.name, variant.name):
         cache.sweep()
         if not force and trust_cache:  # another process may have finished the pull meanwhile
-            hit = cached_weights(spec, variant, settings=settings)
+            hit = cached_weights(spec, variant, settings=settings, rehash=True)
             if hit is not None:
                 return hit
         previous = cache.read_record(spec.name, variant.name)

@@ -1,0 +1,264 @@
+"""Resolving weights (hub/weights.py): Hub pull then offline load, lock records, pins, repair.
+
+The end-to-end test pulls the real all-MiniLM-L6-v2 files with `hub pull` through
+huggingface_hub from the loopback Hub, then loads them with the network gone and proves it: the
+server's request log does not move and an audit hook refuses every socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub.cache import Cache
+from hub.errors import IntegrityError
+from hub.maintenance import verify_entries
+from hub.catalog import Catalog
+from hub.pin import pin_text
+from hub.weights import cached_weights, require_pinned, resolve_weights
+from tests.support.fake_plugins import write_plugin_dist
+from tests.support.hf_server import LoopbackHub
+from tests.support.tiny_weights import (
+    entries_and_tmp,
+    manifest,
+    safetensors_bytes,
+    sha,
+    spec_of,
+    unique_repo,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_COMMIT = "1110a243fdf4706b3f48f1d95db1a4f5529b4d41"
+MINILM_FILES = ("model.safetensors", "config.json", "tokenizer.json", "vocab.txt",
+                "tokenizer_config.json", "special_tokens_map.json")
+DATA = safetensors_bytes(7)
+
+NO_NETWORK = """
+import json, socket, sys
+attempts = []
+def guard(event, args):
+    if event == "socket.connect" and args[0].family in (socket.AF_INET, socket.AF_INET6):
+        attempts.append(repr(args[1]))
+        raise OSError("network use is forbidden in this test")
+    if event == "socket.getaddrinfo":
+        attempts.append(repr(args[0]))
+        raise OSError("name lookups are forbidden in this test")
+sys.addaudithook(guard)
+"""
+
+
+def _hub(*args: str, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hub", *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, cwd=REPO_ROOT, timeout=timeout)
+
+
+def test_hub_pull_minilm_from_the_hub_then_load_offline_with_zero_network(
+        loopback_hub: LoopbackHub, minilm_dir: Path, tmp_path: Path) -> None:
+    loopback_hub.add_repo(MINILM_REPO, {f: minilm_dir / f for f in MINILM_FILES},
+                          commit=MINILM_COMMIT)
+    cache = tmp_path / "cache"
+    env = {"HUB_CACHE": str(cache), "HUB_OFFLINE": "0", "HUB_HF_ENDPOINT": loopback_hub.endpoint}
+    loopback_hub.reset_log()
+    proc = _hub("pull", "minilm_l6", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "ok minilm_l6 (st_v2) sha256 53aa5117" in proc.stdout
+    record = Cache(cache).read_record("minilm_l6", "st_v2")
+    assert record.source == f"hf://{MINILM_REPO}@{MINILM_COMMIT}/model.safetensors"
+    assert record.commit == MINILM_COMMIT and record.pinned
+    fetched = {path.rsplit("/", 1)[-1] for method, path in loopback_hub.requests if method == "GET"}
+    assert set(MINILM_FILES) <= fetched
+    served = len(loopback_hub.requests)
+
+    script = NO_NETWORK + """
+import hub
+bb = hub.load("minilm_l6", device="cpu")
+f = bb.extract(["weights you can trust", "offline"])
+print(json.dumps({"shape": list(f.pooled.shape), "attempts": attempts}))
+"""
+    offline = {**env, "HUB_OFFLINE": "1", "HF_ENDPOINT": loopback_hub.endpoint}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, **offline}, cwd=REPO_ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"shape": [2, 384], "attempts": []}
+    assert len(loopback_hub.requests) == served  # not one request more
+
+
+def test_first_pull_of_an_unpinned_variant_records_commit_and_sha_and_locks_to_them(
+        online: LoopbackHub, cache_dir: Path) -> None:
+    repo = unique_repo()
+    first = online.add_repo(repo, {"model.safetensors": DATA})
+    spec, variant = spec_of(manifest(repo=repo))  # revision main, no sha256
+    assert not variant.pinned
+    resolve_weights(spec, variant)
+    record = Cache(cache_dir).read_record("tiny", "v1")
+    assert (record.commit, record.source_sha256, record.pinned) == (first, sha(DATA), False)
+
+    online.add_repo(repo, {"model.safetensors": safetensors_bytes(8)})  # main moves on
+    online.reset_log()
+    files = resolve_weights(spec, variant, force=True)
+    assert files.weights.read_bytes() == DATA  # the recorded commit, not the new main
+    resolves = [p for _, p in online.requests if "/resolve/" in p]
+    assert resolves and all(f"/resolve/{first}/" in p for p in resolves)
+
+
+def test_a_later_pull_serving_other_bytes_than_recorded_is_refused(online: LoopbackHub,
+                                                                    cache_dir: Path) -> None:
+    repo = unique_repo()
+    commit = online.add_repo(repo, {"model.safetensors": DATA})
+    spec, variant = spec_of(manifest(repo=repo))
+    resolve_weights(spec, variant)
+    # a mirror serves other bytes under the recorded commit, to a cache that lost its downloads
+    online.add_repo(repo, {"model.safetensors": safetensors_bytes(9)}, commit=commit)
+    shutil.rmtree(cache_dir / "huggingface")
+    before = entries_and_tmp(cache_dir)
+    with pytest.raises(IntegrityError, match="the first pull recorded " + sha(DATA)):
+        resolve_weights(spec, variant, force=True)
+    assert entries_and_tmp(cache_dir) == before
+    assert cached_weights(spec, variant, rehash=True).weights.read_bytes() == DATA
+
+
+def test_require_pinned_says_what_is_missing() -> None:
+    spec, variant = spec_of(manifest(repo="org/x", sha256="a" * 64))
+    with pytest.raises(IntegrityError, match=r"org/x at branch/tag 'main'.*`hub pin tiny`"):
+        require_pinned(spec, variant)
+    spec, variant = spec_of(manifest(repo="org/x", revision="b" * 40))
+    with pytest.raises(IntegrityError, match="no sha256"):
+        require_pinned(spec, variant)
+    spec, variant = spec_of(manifest(repo="org/x", revision="b" * 40, sha256="a" * 64))
+    require_pinned(spec, variant)
+
+
+def test_hub_pull_require_pinned_refuses_unpinned_and_pulls_the_rest(tmp_path: Path) -> None:
+    env = {"HUB_CACHE": str(tmp_path / "c"), "HUB_OFFLINE": "1"}
+    proc = _hub("pull", "--require-pinned", "bert_base", "example_tinynet", env=env)
+    assert proc.returncode == 1
+    assert "failed bert_base" in proc.stderr and "not pinned" in proc.stderr
+    assert "ok example_tinynet" in proc.stdout and "1 pulled, 1 failed" in proc.stderr
+    assert not (tmp_path / "c" / "models" / "bert_base").exists()
+
+
+PIN_PLUGIN = """
+from pathlib import Path
+import hub
+
+@hub.hookimpl
+def register_manifests(register):
+    register(Path(__file__).parent / "manifests")
+"""
+
+
+def test_hub_pin_writes_the_recorded_commit_and_sha256_into_the_manifest(
+        loopback_hub: LoopbackHub, tmp_path: Path) -> None:
+    repo = unique_repo()
+    commit = loopback_hub.add_repo(repo, {"model.safetensors": DATA, "config.json": b"{}"})
+    text = "# maintained by hand; comments survive\n" + manifest(
+        name="pinme", repo=repo, files=("config.json",))
+    root = write_plugin_dist(tmp_path / "site", dist="fake-pin", entry="fake_pin",
+                             module="fake_pin", source=PIN_PLUGIN,
+                             files={"manifests/pinme.yaml": text})
+    env = {"HUB_CACHE": str(tmp_path / "c"), "HUB_OFFLINE": "0",
+           "HUB_HF_ENDPOINT": loopback_hub.endpoint,
+           "PYTHONPATH": os.pathsep.join([str(root), str(REPO_ROOT)])}
+    refused = _hub("pull", "--require-pinned", "pinme", env=env)
+    assert refused.returncode == 1 and "not pinned" in refused.stderr
+    proc = _hub("pin", "pinme", env=env)
+    assert proc.returncode == 0, proc.stderr
+    path = root / "fake_pin" / "manifests" / "pinme.yaml"
+    new = path.read_text()
+    assert new.startswith("# maintained by hand; comments survive\n")
+    spec, variant = spec_of(new)
+    assert variant.pinned and variant.sha256 == sha(DATA)
+    assert variant.sources[0].revision == commit and variant.files[0].sha256 == sha(b"{}")
+    assert len(new.splitlines()) == len(text.splitlines()) + 1  # one line added: sha256
+    assert _hub("pull", "--require-pinned", "pinme", env=env).returncode == 0
+    again = _hub("pin", "pinme", env=env)
+    assert "already pinned" in again.stdout and path.read_text() == new
+
+
+BLOCK = """backbones:
+  - name: tiny   # a comment
+    modality: image
+    provider: example
+    architecture: tinynet
+    license: mit
+    preprocessing: {image: {size: 64}}
+    outputs: {embedding_dim: 32}
+    weights:
+      - name: v1
+        description: >
+          folded text
+          over lines
+        format: safetensors   # keep me
+        sources:
+          - type: huggingface
+            repo: org/tiny
+            file: model.safetensors
+"""
+
+
+def test_pin_text_edits_block_style_minimally() -> None:
+    from hub.cache import FileRecord, LockRecord
+
+    rec = LockRecord(model="tiny", variant="v1", format="safetensors",
+                     source="hf://org/tiny@main/model.safetensors", commit="c" * 40,
+                     source_sha256="d" * 64, pinned=False, weights=FileRecord("d" * 64, 1, 1))
+    new, changes = pin_text(BLOCK, rec)
+    assert len(changes) == 2
+    assert '        format: safetensors   # keep me\n        sha256: "' + "d" * 64 + '"\n' in new
+    assert '            repo: org/tiny\n            revision: "' + "c" * 40 + '"\n' in new
+    assert new.replace('        sha256: "' + "d" * 64 + '"\n', "").replace(
+        '            revision: "' + "c" * 40 + '"\n', "") == BLOCK
+    assert pin_text(new, rec) == (new, [])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "flip keeping mtime", "delete record"])
+def test_a_damaged_entry_is_reported_refused_and_repaired(online: LoopbackHub, cache_dir: Path,
+                                                         damage: str) -> None:
+    repo = unique_repo()
+    online.add_repo(repo, {"model.safetensors": DATA})
+    spec, variant = spec_of(manifest(repo=repo, sha256=sha(DATA)))
+    files = resolve_weights(spec, variant)
+    path, st = files.weights, files.weights.stat()
+    if damage == "truncate":
+        with open(path, "r+b") as fh:
+            fh.truncate(len(DATA) // 2)
+    elif damage.startswith("flip"):
+        with open(path, "r+b") as fh:
+            fh.seek(len(DATA) - 3)
+            byte = fh.read(1)
+            fh.seek(len(DATA) - 3)
+            fh.write(bytes([byte[0] ^ 0xFF]))
+        if damage == "flip keeping mtime":
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    else:
+        (path.parent / "lock.json").write_text("{not json")
+    catalog = Catalog()
+    (report,) = verify_entries(Cache(cache_dir), catalog)
+    assert report.status == "corrupt", report
+    online.reset_log()
+    repaired = resolve_weights(spec, variant)  # what hub.load does: refuses, then repairs
+    assert repaired.weights.read_bytes() == DATA
+    (report,) = verify_entries(Cache(cache_dir), catalog)
+    assert report.status == "ok"
+
+
+def test_a_cache_hit_is_noted_as_used(online: LoopbackHub, cache_dir: Path) -> None:
+    repo = unique_repo()
+    online.add_repo(repo, {"model.safetensors": DATA})
+    spec, variant = spec_of(manifest(repo=repo))
+    resolve_weights(spec, variant)
+    cache = Cache(cache_dir)
+    os.utime(cache.entry_dir("tiny", "v1") / "lock.json", (1, 1))
+    assert cache.last_used("tiny", "v1") == 1
+    online.reset_log()
+    resolve_weights(spec, variant)
+    assert cache.last_used("tiny", "v1") > 1
+    assert online.requests == []
