@@ -125,16 +125,20 @@ def pull(name: str, *, weights: str | None = None, force: bool = False,
 
 
 def load(name: str, *, weights: str | None = None, pretrained: bool = True,
-         device: Any = "auto", dtype: Any = None) -> Backbone:
+         device: Any = "auto", dtype: Any = None, channels_last: bool | None = None,
+         compile: bool | dict[str, Any] = False) -> Backbone:
     """Load a backbone ready for :meth:`Backbone.extract`.
 
     :param name: a name or alias from ``hub list``.
     :param weights: the weight variant (default: the manifest's default).
     :param pretrained: ``False`` gives the architecture with random weights (nothing is fetched).
     :param device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:N"`` or a torch.device.
-    :param dtype: ``None``/``"float32"``, ``"float16"`` or ``"bfloat16"``.
+    :param dtype: ``None``/``"float32"``, ``"float16"`` or ``"bfloat16"`` (weights cast on CUDA,
+        autocast on CPU: see :func:`hub.modules.precision_plan`).
+    :param channels_last: ``None`` (default) uses channels_last for CNNs; ``True``/``False`` force it.
+    :param compile: ``True`` (or ``torch.compile`` keyword arguments) compiles the forward.
     """
-    from hub.modules import resolve_device, resolve_dtype
+    from hub.modules import precision_plan, resolve_device, resolve_dtype, wants_channels_last
 
     settings = get_settings()
     registry = get_registry(settings)
@@ -148,8 +152,11 @@ def load(name: str, *, weights: str | None = None, pretrained: bool = True,
             f"{spec.name} needs the provider {spec.provider!r}, which no loaded plugin registers"
             f"{why}. Run `hub plugins` to see what loaded; check HUB_PLUGINS/HUB_DISABLE_PLUGINS.")
     dev, dt = resolve_device(device), resolve_dtype(dtype)
+    plan = precision_plan(dev, dt)
     files = pull(spec.name, weights=weights) if pretrained else None
-    return provider.build(spec, files, device=dev, dtype=dt)
+    bb = provider.build(spec, files, device=dev, dtype=plan.weights)
+    return bb.configure(dtype=plan.dtype, autocast=plan.autocast, compile=compile,
+                        channels_last=wants_channels_last(bb.module, bb.modality, channels_last))
 
 
 def version() -> str:

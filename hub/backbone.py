@@ -1,20 +1,28 @@
-"""The Backbone: one ``extract()`` for every model, and the Features it returns.
+"""The Backbone: one ``extract()`` for every model.
 
 ``Backbone.extract`` is a template method: it validates and batches the inputs,
-selects stages, pools and normalises; a provider's subclass implements only
-:meth:`Backbone._prepare` (inputs -> model inputs) and :meth:`Backbone._forward`
-(model inputs -> :class:`RawOutput`). :class:`ImageBackbone` and
-:class:`TextBackbone` already implement ``_prepare`` for their modality.
+selects stages, pools, normalises and reports progress; a provider's subclass
+implements only :meth:`Backbone._forward` (model inputs -> :class:`RawOutput`).
+:class:`ImageBackbone` and :class:`TextBackbone` implement the input side for
+their modality. What comes back is described in :mod:`hub.features`.
+
+Execution options (set by :func:`hub.load` through :meth:`Backbone.configure`):
+the device, the precision (weights cast, or autocast; see
+:func:`hub.modules.precision_plan`), channels_last memory format for CNNs, and
+``torch.compile``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import InputError
+from hub.features import POOLS, Features, RawOutput, StageSpec, merge
+from hub.features import pool as pool_batch
 from hub.inputs import as_images, as_texts
 
 if TYPE_CHECKING:
@@ -25,79 +33,23 @@ if TYPE_CHECKING:
 
 __all__ = ["Backbone", "Features", "ImageBackbone", "RawOutput", "StageSpec", "TextBackbone"]
 
-POOLS = ("avg", "max", "cls", "mean", "none")
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """One output stage.
-
-    :param name: the key in :attr:`Features.stages`.
-    :param channels: channels (NCHW) or hidden size (NLC).
-    :param stride: spatial reduction relative to the input (images), else ``None``.
-    :param layout: ``"NCHW"`` for maps, ``"NLC"`` for token sequences.
-    :param index: layer index for text hidden states (0 = embeddings).
-    """
-
-    name: str
-    channels: int
-    stride: int | None = None
-    layout: str = "NCHW"
-    index: int | None = None
-
-
-@dataclass
-class RawOutput:
-    """What a provider's forward returns for one batch.
-
-    :param stages: tensors for (at least) the requested stages and the last stage.
-    :param tokens: the final token sequence (B, N, D) of token models, for pooling.
-    :param mask: attention mask (B, N) for text.
-    :param num_prefix_tokens: leading class/register tokens in ``tokens``.
-    """
-
-    stages: dict[str, Any]
-    tokens: Any = None
-    mask: Any = None
-    num_prefix_tokens: int = 0
-
-
-@dataclass
-class Features:
-    """Features of a batch of inputs.
-
-    :param pooled: (B, D) embeddings, or ``None`` when ``pool="none"``.
-    :param stages: ordered stage name -> tensor (images: B, C, H, W; text: B, L, D).
-    :param specs: stage name -> :class:`StageSpec` for each returned stage.
-    :param mask: (B, L) attention mask for text, else ``None``.
-    """
-
-    pooled: Any
-    stages: dict[str, Any] = field(default_factory=dict)
-    specs: dict[str, StageSpec] = field(default_factory=dict)
-    mask: Any = None
-
-    def to(self, device: Any) -> Features:
-        """A copy with every tensor moved to ``device``."""
-        mv = (lambda t: None if t is None else t.to(device))
-        return Features(pooled=mv(self.pooled), stages={k: mv(v) for k, v in self.stages.items()},
-                        specs=dict(self.specs), mask=mv(self.mask))
-
-    def cpu(self) -> Features:
-        return self.to("cpu")
-
-    def __repr__(self) -> str:
-        def shape(t: Any) -> str:
-            return "None" if t is None else f"{tuple(t.shape)}"
-        st = ", ".join(f"{k}: {shape(v)}" for k, v in self.stages.items())
-        return f"Features(pooled={shape(self.pooled)}, stages={{{st}}}, mask={shape(self.mask)})"
+#: Items per forward pass when ``batch_size`` is not given.
+DEFAULT_BATCH = 32
+Progress = bool | Callable[[int, int], None]
 
 
 class Backbone(ABC):
     """A pretrained network that turns inputs into :class:`Features`.
 
     Built by :func:`hub.load`; providers subclass :class:`ImageBackbone` or
-    :class:`TextBackbone`.
+    :class:`TextBackbone` and implement :meth:`_forward`.
+
+    :ivar device: where the weights live and the forward runs.
+    :ivar dtype: the precision features come out in (``None`` = float32).
+    :ivar weight_dtype: the dtype the weights are stored in (``None`` = float32).
+    :ivar autocast_dtype: the autocast precision of the forward, or ``None``.
+    :ivar channels_last: weights and inputs use the channels_last memory format.
+    :ivar compiled: the forward runs through ``torch.compile``.
     """
 
     modality: str = ""
@@ -110,6 +62,10 @@ class Backbone(ABC):
         self.weights = weights
         self.device = device
         self.dtype = dtype
+        self.weight_dtype = dtype
+        self.autocast_dtype: torch.dtype | None = None
+        self.channels_last = False
+        self.compiled = False
 
     @property
     def name(self) -> str:
@@ -121,23 +77,60 @@ class Backbone(ABC):
 
     def __repr__(self) -> str:
         w = self.weights.variant.name if self.weights else "random"
+        extra = (" channels_last" if self.channels_last else "") + (" compiled" if self.compiled else "")
+        how = " (autocast)" if self.autocast_dtype is not None else ""
         return (f"<{type(self).__name__} {self.name} ({self.spec.provider}:{self.spec.architecture}) "
-                f"weights={w} device={self.device} dtype={self.dtype}>")
+                f"weights={w} device={self.device} dtype={self.dtype}{how}{extra}>")
+
+    # ---- execution options ---------------------------------------------------------------------
+    def configure(self, *, dtype: torch.dtype | None = None, autocast: torch.dtype | None = None,
+                  channels_last: bool = False, compile: bool | dict[str, Any] = False) -> Backbone:
+        """Set how the forward runs; called once by :func:`hub.load` after the provider built it.
+
+        :param dtype: the precision features are returned in (``None`` = float32).
+        :param autocast: run the forward under ``torch.autocast`` with this dtype (weights stay
+            as they are).
+        :param channels_last: convert weights and inputs to the channels_last memory format.
+        :param compile: ``True`` or ``torch.compile`` keyword arguments to compile the forward.
+        """
+        import torch
+
+        self.dtype = dtype
+        self.autocast_dtype = autocast
+        if channels_last and not self.channels_last:
+            self.module.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last
+        if compile:
+            opts = compile if isinstance(compile, dict) else {}
+            self._forward = torch.compile(self._forward, **opts)  # type: ignore[method-assign]
+            self.compiled = True
+        return self
 
     # ---- the template method -------------------------------------------------------------------
-    def extract(self, inputs: Any, *, stages: Sequence[int | str] | None = None,
+    def extract(self, inputs: Any, *, stages: Sequence[int | str] | int | str | None = None,
                 pool: str | None = None, normalize: bool | None = None,
-                batch_size: int | None = None) -> Features:
-        """Turn inputs into features.
+                batch_size: int | None = None, max_length: int | None = None,
+                progress: Progress = False, output_device: Any = None) -> Features:
+        """Turn inputs into features (see :mod:`hub.features` for what comes back).
 
-        :param inputs: one input or a list (images: PIL, numpy, tensors, paths, bytes; text: str).
-        :param stages: stage indices (negative from the end) or names; ``None`` (or ``"all"``)
-            returns every stage, ``[]`` none (only ``pooled``).
+        :param inputs: one input or a list. Images: PIL images (any mode), numpy arrays (HW, HWC,
+            BHWC; uint8 or float in [0, 1]), tensors (CHW, BCHW), paths, encoded bytes, of any
+            sizes. Text: a str or a list of str (UTF-8 bytes are decoded).
+        :param stages: stage indices (negative from the end) or names from :attr:`specs`;
+            ``None`` or ``"all"`` returns every stage, ``[]`` none (only ``pooled``). Ask for
+            fewer stages to keep less memory on long inputs.
         :param pool: ``avg``/``max``/``cls``/``mean``/``none``; default: what the weights were
             trained for (manifest ``outputs.pool``).
         :param normalize: L2-normalise ``pooled``; default: the manifest's ``outputs.normalize``.
-        :param batch_size: items per forward pass (default: all at once, up to 32).
-        :raises InputError: naming the offending item.
+        :param batch_size: items per forward pass (default 32).
+        :param max_length: text only: truncate to fewer tokens than the manifest's ``max_length``.
+            Truncated texts are listed in :attr:`Features.truncated` and a warning is issued.
+        :param progress: ``True`` shows a progress bar on stderr when there is more than one
+            batch; a callable is called as ``progress(done, total)`` after each batch.
+        :param output_device: move the features there (e.g. ``"cpu"``); default: they stay on
+            the backbone's device.
+        :raises InputError: naming the offending item (ModalityError for text given to an image
+            backbone and the reverse).
         """
         import torch
 
@@ -147,47 +140,64 @@ class Backbone(ABC):
         if pool not in POOLS:
             raise InputError(f"pool={pool!r} is not one of {', '.join(POOLS)}.")
         normalize = self.spec.outputs.normalize if normalize is None else normalize
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        bs = batch_size or min(len(items), 32)
-        order = self._order(items)
+        bs = batch_size or DEFAULT_BATCH
+        limit = self._check_max_length(max_length)
+        amp = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
+               if self.autocast_dtype is not None else contextlib.nullcontext())
         chunks: list[tuple[list[int], Features]] = []
-        with torch.inference_mode():
-            for start in range(0, len(items), bs):
-                idx = order[start:start + bs]
-                batch = self._prepare([items[i] for i in idx])
+        total = len(items)
+        with _progress(progress, total, bs, self.name) as advance, torch.inference_mode(), amp:
+            for idx, batch, truncated in self._batches(items, bs, limit):
                 raw = self._forward(batch, names)
-                chunks.append((idx, self._finish(raw, names, pool)))
-        out = _merge(chunks, len(items))
+                feats = self._finish(raw, names, pool)
+                feats.truncated = truncated
+                chunks.append((idx, feats))
+                advance(len(idx))
+        out = merge(chunks, total)
         if normalize and out.pooled is not None:
             out.pooled = torch.nn.functional.normalize(out.pooled.float(), dim=-1).to(out.pooled.dtype)
         out.specs = {n: self.specs[n] for n in names}
-        return out
+        if out.truncated:
+            import warnings
+
+            warnings.warn(f"{self.name}: {len(out.truncated)} of {total} texts were longer than "
+                          f"{limit} tokens and were truncated (indices in Features.truncated).",
+                          UserWarning, stacklevel=2)
+        return out.to(output_device) if output_device is not None else out
 
     # ---- steps ---------------------------------------------------------------------------------
     @abstractmethod
     def _items(self, inputs: Any) -> list[Any]:
         """Validate inputs of this modality into a list of items."""
 
-    def _order(self, items: list[Any]) -> list[int]:
-        """The order items are batched in (text: by length); results are restored to input order."""
-        return list(range(len(items)))
+    def _check_max_length(self, max_length: int | None) -> int | None:
+        if max_length is not None:
+            raise InputError(f"max_length applies to text backbones; {self.name} takes images.")
+        return None
+
+    def _batches(self, items: list[Any], bs: int,
+                 max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
+        """Yield ``(input indices, model inputs, truncated indices)`` batch by batch."""
+        for start in range(0, len(items), bs):
+            idx = list(range(start, min(start + bs, len(items))))
+            yield idx, self._prepare([items[i] for i in idx], idx), []
 
     @abstractmethod
-    def _prepare(self, items: list[Any]) -> Any:
-        """Turn a batch of items into model inputs on :attr:`device`."""
+    def _prepare(self, items: list[Any], indices: list[int]) -> Any:
+        """Turn a batch of items (at input positions ``indices``) into model inputs on :attr:`device`."""
 
     @abstractmethod
     def _forward(self, batch: Any, stages: list[str]) -> RawOutput:
         """Run the network; return at least ``stages`` and the last stage."""
 
-    def _stage_names(self, stages: Sequence[int | str] | str | None) -> list[str]:
+    def _stage_names(self, stages: Sequence[int | str] | int | str | None) -> list[str]:
         all_names = list(self.specs)
         if stages is None or stages == "all":
             return all_names
-        if isinstance(stages, str):
-            stages = [stages]
-        if isinstance(stages, int):
+        if isinstance(stages, (str, int)):
             stages = [stages]
         out = []
         for s in stages:
@@ -206,66 +216,62 @@ class Backbone(ABC):
                 out.append(name)
         return [n for n in all_names if n in out]
 
-    def _finish(self, raw: RawOutput, names: list[str], pool: str) -> Features:
-        """Pool one batch and keep the requested stages."""
-        import torch
-
-        pooled = None
-        if pool != "none":
-            if raw.tokens is not None:
-                toks = raw.tokens
-                if pool == "cls":
-                    pooled = toks[:, 0]
-                else:
-                    body = toks[:, raw.num_prefix_tokens:]
-                    if raw.mask is not None:
-                        m = raw.mask[:, raw.num_prefix_tokens:].unsqueeze(-1).to(body.dtype)
-                        if pool == "max":
-                            pooled = body.masked_fill(m == 0, float("-inf")).amax(dim=1)
-                        else:
-                            pooled = (body * m).sum(1) / m.sum(1).clamp(min=1e-9)
-                    else:
-                        pooled = body.amax(dim=1) if pool == "max" else body.mean(dim=1)
-            else:
-                last = raw.stages[list(self.specs)[-1]]
-                if pool == "cls":
-                    raise InputError(f"pool='cls' needs a token model; {self.name} gives feature "
-                                     "maps. Use 'avg' or 'max'.")
-                pooled = torch.amax(last, dim=(2, 3)) if pool == "max" else last.mean(dim=(2, 3))
-        return Features(pooled=pooled, stages={n: raw.stages[n] for n in names}, mask=raw.mask)
+    def _finish(self, raw: RawOutput, names: list[str], how: str) -> Features:
+        """Normalise one batch's layout, pool it, keep the requested stages."""
+        last = list(self.specs)[-1]
+        for n in dict.fromkeys([*names, last]):
+            raw.stages[n], pre = _as_layout(raw.stages[n], self.specs[n], raw.num_prefix_tokens)
+            if pre is not None and n not in raw.prefix:
+                raw.prefix[n] = pre
+        pooled = pool_batch(raw, last, how, model=self.name)
+        feats = Features(pooled=pooled, stages={n: raw.stages[n] for n in names}, mask=raw.mask,
+                         prefix={n: raw.prefix[n] for n in names if n in raw.prefix})
+        if self.dtype is not None:
+            cast = (lambda t: t if t is None or t.dtype == self.dtype or not t.is_floating_point()
+                    else t.to(self.dtype))
+            feats.pooled = cast(feats.pooled)
+            feats.stages = {k: cast(v) for k, v in feats.stages.items()}
+            feats.prefix = {k: cast(v) for k, v in feats.prefix.items()}
+        return feats
 
 
-def _merge(chunks: list[tuple[list[int], Features]], n: int) -> Features:
-    """Concatenate batches and restore input order; pad token sequences to one length."""
-    import torch
+def _as_layout(t: Any, spec: StageSpec, num_prefix: int) -> tuple[Any, Any]:
+    """Bring a provider's stage tensor to its spec's layout: NHWC maps become NCHW, and token
+    sequences (B, N, D) of image stages become (B, D, H, W) grids plus their prefix tokens."""
+    if spec.layout != "NCHW":
+        return t, None
+    if t.ndim == 4 and t.shape[1] != spec.channels and t.shape[-1] == spec.channels:
+        return t.permute(0, 3, 1, 2), None
+    if t.ndim == 3:
+        body = t[:, num_prefix:]
+        side = int(round(body.shape[1] ** 0.5))
+        if side * side == body.shape[1]:
+            grid = body.transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side)
+            return grid, (t[:, :num_prefix] if num_prefix else None)
+    return t, None
 
-    if len(chunks) == 1 and chunks[0][0] == list(range(n)):
-        return chunks[0][1]
-    order = [i for idx, _ in chunks for i in idx]
-    inverse = torch.empty(n, dtype=torch.long)
-    inverse[torch.tensor(order)] = torch.arange(n)
 
-    def cat(ts: list[Any], seq_dim: int | None) -> Any:
-        if ts[0] is None:
-            return None
-        if seq_dim is not None:
-            longest = max(t.shape[seq_dim] for t in ts)
-            padded = []
-            for t in ts:
-                pad = longest - t.shape[seq_dim]
-                if pad:
-                    shape = list(t.shape)
-                    shape[seq_dim] = pad
-                    t = torch.cat([t, t.new_zeros(shape)], dim=seq_dim)
-                padded.append(t)
-            ts = padded
-        return torch.cat(ts)[inverse.to(ts[0].device)]
+@contextlib.contextmanager
+def _progress(progress: Progress, total: int, bs: int, what: str) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; shows a rich bar on stderr when asked and there is >1 batch."""
+    if callable(progress):
+        done = [0]
 
-    first = chunks[0][1]
-    text = first.mask is not None
-    stages = {k: cat([c.stages[k] for _, c in chunks], 1 if text else None) for k in first.stages}
-    return Features(pooled=cat([c.pooled for _, c in chunks], None), stages=stages,
-                    mask=cat([c.mask for _, c in chunks], 1 if text else None))
+        def call(n: int) -> None:
+            done[0] += n
+            progress(done[0], total)
+        yield call
+        return
+    if not progress or total <= bs:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=Console(file=sys.stderr), transient=True) as bar:
+        task = bar.add_task(f"{what}: extracting", total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 class ImageBackbone(Backbone):
@@ -274,38 +280,95 @@ class ImageBackbone(Backbone):
     modality = "image"
 
     def _items(self, inputs: Any) -> list[Any]:
-        return as_images(inputs)
+        return as_images(inputs, name=self.name)
 
-    def _prepare(self, items: list[Any]) -> Any:
+    def _prepare(self, items: list[Any], indices: list[int] | None = None) -> Any:
         from hub.preprocess import pixel_batch
 
         pp = self.spec.preprocessing.image
         if pp is None:  # guaranteed by the schema for image backbones
             raise InputError(f"{self.name} has no image preprocessing in its manifest.")
-        return pixel_batch(items, pp, device=self.device, dtype=self.dtype)
+        return pixel_batch(items, pp, device=self.device, dtype=self.weight_dtype,
+                           indices=indices, channels_last=self.channels_last)
 
 
 class TextBackbone(Backbone):
-    """A backbone for text; subclasses provide :meth:`_tokenize`."""
+    """A backbone for text; subclasses provide :meth:`_tokenize`.
+
+    Texts are tokenised a window at a time, sorted by token count (longest first,
+    so batches carry little padding), batched, and returned in input order.
+    """
 
     modality = "text"
+    #: Texts tokenised at once before sorting by length.
+    window = 8192
+    _max_length: int | None = None
 
     def _items(self, inputs: Any) -> list[Any]:
-        return as_texts(inputs)
-
-    def _order(self, items: list[Any]) -> list[int]:
-        # longest first, as sentence-transformers does: less padding per batch
-        return sorted(range(len(items)), key=lambda i: -len(items[i]))
+        return as_texts(inputs, name=self.name)
 
     @property
     def max_length(self) -> int:
+        """Tokens per text after truncation (the manifest's, or extract's ``max_length``)."""
+        if self._max_length is not None:
+            return self._max_length
         pp = self.spec.preprocessing.text
         return pp.max_length if pp is not None else 512
 
+    def _check_max_length(self, max_length: int | None) -> int:
+        pp = self.spec.preprocessing.text
+        top = pp.max_length if pp is not None else 512
+        if max_length is None:
+            self._max_length = None
+            return top
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or not 2 <= max_length <= top:
+            raise InputError(f"max_length must be an integer from 2 to {top} (the manifest's limit "
+                             f"for {self.name}), got {max_length!r}.")
+        self._max_length = max_length
+        return max_length
+
     @abstractmethod
     def _tokenize(self, texts: list[str]) -> dict[str, Any]:
-        """Tokenise to ``input_ids``/``attention_mask`` tensors (truncated to max_length)."""
+        """Tokenise to ``input_ids``/``attention_mask`` tensors, padded and truncated to
+        :attr:`max_length`; may add ``overflow``: one bool per text, True when it was truncated."""
 
-    def _prepare(self, items: list[Any]) -> Any:
-        enc = self._tokenize(items)
+    def _batches(self, items: list[Any], bs: int,
+                 max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
+        import torch
+
+        try:
+            for w0 in range(0, len(items), self.window):
+                enc = dict(self._tokenize(items[w0:w0 + self.window]))
+                overflow = enc.pop("overflow", None)
+                mask = enc["attention_mask"]
+                lengths = mask.sum(1)
+                right = torch.arange(mask.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+                if not torch.equal(mask.bool(), right):  # left-padded: batch by characters
+                    yield from self._batches_by_chars(items, w0, bs)
+                    continue
+                order = torch.sort(-lengths, stable=True).indices.tolist()
+                for b0 in range(0, len(order), bs):
+                    local = order[b0:b0 + bs]
+                    sel = torch.tensor(local)
+                    width = int(lengths[sel].max())
+                    batch = {k: v[sel, :width].to(self.device) for k, v in enc.items()}
+                    cut = [w0 + i for i in local if overflow is not None and overflow[i]]
+                    yield [w0 + i for i in local], batch, cut
+        finally:
+            self._max_length = None
+
+    def _batches_by_chars(self, items: list[Any], w0: int,
+                          bs: int) -> Iterator[tuple[list[int], Any, list[int]]]:
+        window = range(w0, min(w0 + self.window, len(items)))
+        order = sorted(window, key=lambda i: -len(items[i]))
+        for b0 in range(0, len(order), bs):
+            idx = order[b0:b0 + bs]
+            enc = dict(self._tokenize([items[i] for i in idx]))
+            overflow = enc.pop("overflow", None)
+            cut = [i for j, i in enumerate(idx) if overflow is not None and overflow[j]]
+            yield idx, {k: v.to(self.device) for k, v in enc.items()}, cut
+
+    def _prepare(self, items: list[Any], indices: list[int] | None = None) -> Any:
+        enc = dict(self._tokenize(items))
+        enc.pop("overflow", None)
         return {k: v.to(self.device) for k, v in enc.items()}

@@ -9,6 +9,8 @@ give features, and the head's weights are not loaded.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from hub.backbone import ImageBackbone, RawOutput, StageSpec
@@ -39,36 +41,44 @@ class TimmBackbone(ImageBackbone):
         wanted = [*stages, last]
         take = sorted({self._indices[n] for n in wanted if self._indices[n] is not None})
         m = self.module
+        prefix = int(getattr(m, "num_prefix_tokens", 0) or 0)
+        prefixes: dict[int, Any] = {}
         if take:
-            final, inter = m.forward_intermediates(batch, indices=take)
+            with_prefix = prefix > 0 and "return_prefix_tokens" in _params(m.forward_intermediates)
+            if with_prefix:
+                final, inter = m.forward_intermediates(batch, indices=take, return_prefix_tokens=True)
+                prefixes = {i: p for i, (_, p) in zip(take, inter)}
+                inter = [grid for grid, _ in inter]
+            else:
+                final, inter = m.forward_intermediates(batch, indices=take)
             by_index = dict(zip(take, inter))
         else:
             final, by_index = m.forward_features(batch), {}
         out: dict[str, Any] = {}
         tokens = None
-        prefix = int(getattr(m, "num_prefix_tokens", 0) or 0)
         for n in dict.fromkeys(wanted):
             idx = self._indices[n]
             t = final if idx is None else by_index[idx]
-            if t.ndim == 3:  # final token sequence of a ViT: keep the sequence for pooling
+            if t.ndim == 3:  # a ViT's final sequence: kept for pooling; the core makes the grid
                 tokens = t
-                t = _tokens_to_grid(t, prefix)
             elif t.ndim == 4 and self.specs[n].layout == "NCHW" and t.shape[1] != self.specs[n].channels \
                     and t.shape[-1] == self.specs[n].channels:
                 t = t.permute(0, 3, 1, 2)  # NHWC models (Swin, ...) -> NCHW
             out[n] = t
         if tokens is None and final.ndim == 3:
             tokens = final
-        return RawOutput(stages=out, tokens=tokens, num_prefix_tokens=prefix)
+        pre = {n: prefixes[self._indices[n]] for n in out if self._indices[n] in prefixes}
+        return RawOutput(stages=out, tokens=tokens, num_prefix_tokens=prefix, prefix=pre)
 
 
-def _tokens_to_grid(t: torch.Tensor, prefix: int) -> torch.Tensor:
-    body = t[:, prefix:]
-    n = body.shape[1]
-    side = int(round(n ** 0.5))
-    if side * side != n:
-        return t
-    return body.transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side)
+@functools.lru_cache(maxsize=64)
+def _param_names(func: Any) -> frozenset[str]:
+    return frozenset(inspect.signature(func).parameters)
+
+
+def _params(method: Any) -> frozenset[str]:
+    """Parameter names of a bound method (cached per function)."""
+    return _param_names(getattr(method, "__func__", method))
 
 
 class TimmProvider(Provider):

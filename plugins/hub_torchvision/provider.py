@@ -46,11 +46,8 @@ class TorchvisionBackbone(ImageBackbone):
         result: dict[str, Any] = {}
         tokens = None
         for name, t in outs.items():
-            if t.ndim == 3:
+            if t.ndim == 3:  # the core turns sequences into grids + prefix (class) tokens
                 tokens = t
-                body = t[:, 1:]
-                side = int(round(body.shape[1] ** 0.5))
-                t = body.transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side)
             result[name] = t
         return RawOutput(stages=result, tokens=tokens, num_prefix_tokens=1 if tokens is not None else 0)
 

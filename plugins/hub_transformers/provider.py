@@ -35,7 +35,10 @@ class TransformersBackbone(TextBackbone):
     def _tokenize(self, texts: list[str]) -> dict[str, Any]:
         enc = self.tokenizer(texts, padding=True, truncation="longest_first",
                              max_length=self.max_length, return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        if enc.encodings is not None:  # fast tokenizers keep what truncation cut off
+            out["overflow"] = [bool(e.overflowing) for e in enc.encodings]
+        return out
 
     def _forward(self, batch: dict[str, Any], stages: list[str]) -> RawOutput:
         last = list(self.specs)[-1]
