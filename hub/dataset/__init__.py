@@ -1,0 +1,18 @@
+"""Features for whole datasets: a resumable local engine and a Ray Data adapter.
+
+    >>> import hub
+    >>> result = hub.extract_dataset("efficientnet_lite0", "photos/", "features/")
+    >>> result.rows, result.errors
+    (10000, 3)
+
+Importing this package imports neither torch, pyarrow nor ray.
+"""
+
+from hub.dataset.api import extract_dataset, iter_features
+from hub.dataset.items import ItemError
+from hub.dataset.job import FeatureBatch
+from hub.dataset.sources import Source, open_source
+from hub.dataset.writer import DatasetResult
+
+__all__ = ["DatasetResult", "FeatureBatch", "ItemError", "Source", "extract_dataset",
+           "iter_features", "open_source"]

@@ -1,0 +1,129 @@
+"""What a dataset job is (its fingerprint), and the model step both engines share.
+
+A job is identified by everything that changes its output: the backbone, the
+weight variant and its sha256, the source (path, column, row count and a
+digest of its contents or file list), the stages, pooling, normalisation,
+dtype and shard size. An output folder belongs to one job; a rerun of the same
+job resumes it, whichever engine ran it before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hub.dataset.items import ItemError, Prepared
+from hub.errors import InputError
+
+if TYPE_CHECKING:
+    from hub.backbone import Backbone
+    from hub.dataset.sources import Source
+    from hub.manifest import BackboneSpec
+
+__all__ = ["FeatureBatch", "Job", "make_job", "run_model"]
+
+
+@dataclass
+class FeatureBatch:
+    """Features of one batch of dataset rows.
+
+    :param indices: source row of each good item (ascending within a batch).
+    :param ids: their ids (relative paths or row numbers).
+    :param embedding: (n, D) float32 array.
+    :param stages: stage name -> (n, C, H, W) float32 array (images), or a list of (L_i, D)
+        arrays trimmed to each text's tokens.
+    :param errors: rows of the batch that gave no features, with the reason.
+    """
+
+    indices: list[int]
+    ids: list[str | int]
+    embedding: Any
+    stages: dict[str, Any] = field(default_factory=dict)
+    errors: list[ItemError] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+@dataclass(frozen=True)
+class Job:
+    """The parameters that define a dataset job's output.
+
+    :param backbone: name, provider, architecture, modality, weights (variant), sha256.
+    :param preprocessing: the weights' preprocessing, as in the manifest.
+    :param source: :meth:`Source.describe`.
+    :param stages: the stage selection as given (resolved names go in the output manifest).
+    """
+
+    backbone: dict[str, Any]
+    preprocessing: dict[str, Any]
+    source: dict[str, Any]
+    stages: list[str | int]
+    pool: str
+    normalize: bool
+    dtype: str
+    shard_size: int
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The job as plain JSON data."""
+        return {"backbone": self.backbone, "preprocessing": self.preprocessing,
+                "source": self.source, "stages": self.stages, "pool": self.pool,
+                "normalize": self.normalize, "dtype": self.dtype, "shard_size": self.shard_size}
+
+    @property
+    def key(self) -> str:
+        """sha256 of the canonical JSON fingerprint."""
+        text = json.dumps(self.fingerprint(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def make_job(spec: BackboneSpec, *, variant: str | None, sha256: str | None, source: Source,
+             stages: list[str | int], pool: str | None, normalize: bool | None, dtype: str | None,
+             shard_size: int) -> Job:
+    """Build a :class:`Job`, filling pool and normalisation from the manifest's defaults."""
+    from hub.backbone import POOLS
+
+    pool = spec.outputs.pool if pool is None else pool
+    if pool not in POOLS or pool == "none":
+        raise InputError(f"pool={pool!r}: a dataset always gets an embedding column; choose one of "
+                         f"{', '.join(p for p in POOLS if p != 'none')}.")
+    if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
+        raise InputError(f"shard_size must be a positive number of rows, got {shard_size!r}.")
+    for s in stages:
+        if isinstance(s, bool) or not isinstance(s, (int, str)):
+            raise InputError(f"stages entries are indices or names, got {s!r}.")
+    backbone = {"name": spec.name, "provider": spec.provider, "architecture": spec.architecture,
+                "modality": spec.modality, "weights": variant, "sha256": sha256}
+    return Job(backbone=backbone, preprocessing=spec.preprocessing.model_dump(mode="json"),
+               source=source.describe(), stages=list(stages), pool=pool,
+               normalize=spec.outputs.normalize if normalize is None else bool(normalize),
+               dtype=dtype or "float32", shard_size=shard_size)
+
+
+def run_model(bb: Backbone, prepared: Prepared, job: Job) -> FeatureBatch:
+    """Run the backbone on a prepared batch: embeddings and stages as float32 numpy."""
+    import numpy as np
+
+    if len(prepared) == 0:
+        empty = np.zeros((0, bb.embedding_dim), dtype=np.float32)
+        return FeatureBatch([], [], empty, {}, list(prepared.errors))
+    feats = bb.extract(prepared.items, stages=job.stages, pool=job.pool, normalize=job.normalize,
+                       batch_size=len(prepared))
+    emb = feats.pooled.float().cpu().numpy()
+    stages: dict[str, Any] = {}
+    for name, t in feats.stages.items():
+        arr = t.float().cpu().numpy()
+        if feats.mask is not None and arr.ndim == 3:  # text: (B, L, D), keep each text's tokens
+            lengths = feats.mask.sum(dim=1).tolist()
+            stages[name] = [arr[i, :int(n)] for i, n in enumerate(lengths)]
+        else:
+            stages[name] = arr
+    return FeatureBatch(list(prepared.indices), list(prepared.ids), emb, stages,
+                        list(prepared.errors))
+
+
+def backbone_dtype(bb: Backbone) -> str:
+    """The dtype name a loaded backbone computes in."""
+    return str(bb.dtype).replace("torch.", "") if bb.dtype is not None else "float32"
