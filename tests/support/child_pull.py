@@ -9,6 +9,7 @@ Options make the process stop at a known point so that the test can kill it ther
 ``--block-after-bytes N MARKER``  once N bytes of the weights have been downloaded, create MARKER
                                   and sleep (the download is really in progress, its temp file open);
 ``--block-in-converter MARKER``   the converter creates MARKER and sleeps (mid-conversion);
+``--slow SECONDS``                 pause this long as the download's bytes arrive (holding the lock);
 ``--threads N``                   pull from N threads at once; prints one line per thread;
 ``--ignore-sigxfsz``              ignore SIGXFSZ so that RLIMIT_FSIZE turns into EFBIG errors.
 """
@@ -45,6 +46,20 @@ class _Blocker(Reporter):
         return _B()
 
 
+class _Slow(Reporter):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def bar(self, name: str, total: int | None) -> Bar:
+        outer = self
+
+        class _B(Bar):
+            def update(self, n: int) -> None:
+                time.sleep(outer.seconds)
+
+        return _B()
+
+
 def _blocking_converter(marker: Path) -> Any:
     def convert(state: dict[str, Any]) -> dict[str, Any]:
         marker.write_text("converting")
@@ -67,6 +82,8 @@ def main(argv: list[str]) -> int:
             reporter = _Blocker(int(args.pop(0)), Path(args.pop(0)))
         elif opt == "--block-in-converter":
             converter = _blocking_converter(Path(args.pop(0)))
+        elif opt == "--slow":
+            reporter = _Slow(float(args.pop(0)))
         elif opt == "--threads":
             threads = int(args.pop(0))
         elif opt == "--ignore-sigxfsz":
