@@ -13,6 +13,7 @@ from hub import errors
 from hub.api import get_catalog, get_registry, info, load, pull, refresh, version
 from hub.api import list_backbones as list
 from hub.backbone import Backbone, Features, ImageBackbone, StageSpec, TextBackbone
+from hub.dataset import extract_dataset
 from hub.hookspecs import hookimpl
 from hub.provider import Provider, WeightFiles
 
@@ -25,6 +26,7 @@ __all__ = [
     "TextBackbone",
     "WeightFiles",
     "errors",
+    "extract_dataset",
     "get_catalog",
     "get_registry",
     "hookimpl",

@@ -102,14 +102,15 @@ def make_job(spec: BackboneSpec, *, variant: str | None, sha256: str | None, sou
                dtype=dtype or "float32", shard_size=shard_size)
 
 
-def run_model(bb: Backbone, prepared: Prepared, job: Job) -> FeatureBatch:
+def run_model(bb: Backbone, prepared: Prepared, *, stages: list[str | int], pool: str,
+              normalize: bool) -> FeatureBatch:
     """Run the backbone on a prepared batch: embeddings and stages as float32 numpy."""
     import numpy as np
 
     if len(prepared) == 0:
         empty = np.zeros((0, bb.embedding_dim), dtype=np.float32)
         return FeatureBatch([], [], empty, {}, list(prepared.errors))
-    feats = bb.extract(prepared.items, stages=job.stages, pool=job.pool, normalize=job.normalize,
+    feats = bb.extract(prepared.items, stages=stages, pool=pool, normalize=normalize,
                        batch_size=len(prepared))
     emb = feats.pooled.float().cpu().numpy()
     stages: dict[str, Any] = {}

@@ -90,7 +90,8 @@ def run_pipeline(bb: Backbone, source: Source, ranges: list[tuple[int, int]], jo
 
     def features() -> Iterator[FeatureBatch]:
         for prepared in batches:
-            yield run_model(bb, prepared, job)
+            yield run_model(bb, prepared, stages=job.stages, pool=job.pool,
+                            normalize=job.normalize)
 
     return features()
 
