@@ -171,3 +171,56 @@ def randomize_norm_stats(module: torch.nn.Module) -> None:
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
             m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
             m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+# ---- the zoo and its architectures, built without weights -------------------------------------
+def zoo_specs() -> list[BackboneSpec]:
+    """Every backbone the built-in manifests declare (third-party plugins left out)."""
+    import hub
+
+    return [e.spec for e in hub.get_catalog() if e.plugin == "manifests"]
+
+
+def full_model(spec: BackboneSpec, *, device: str = "meta", minilm_config: Any = None) -> Any:
+    """The architecture as its library builds it, classifier included (what params count)."""
+    import torch
+
+    with torch.device(device):
+        if spec.provider == "timm":
+            import timm
+
+            return timm.create_model(spec.architecture).eval()
+        if spec.provider == "torchvision":
+            import torchvision
+
+            return torchvision.models.get_model(spec.architecture).eval()
+        import transformers
+
+        config = minilm_config if spec.name not in TEXT_CONFIGS else text_config(spec.name)
+        return transformers.AutoModel.from_config(config).eval()
+
+
+def count_params_m(module: torch.nn.Module) -> float:
+    return sum(p.numel() for p in module.parameters()) / 1e6
+
+
+def gmacs(module: torch.nn.Module, size: int) -> float:
+    """Multiply-accumulates (G) of one forward at size x size, counted by torch's flop counter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(module.parameters()).device
+    with torch.device(device), FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(torch.empty(1, 3, size, size))
+    return counter.get_total_flops() / 2e9
+
+
+def meta_backbone(spec: BackboneSpec) -> Any:
+    """The provider's own backbone for an image entry, built on the meta device (no memory)."""
+    import torch
+
+    import hub
+
+    provider = hub.get_registry().provider(spec.provider)
+    with torch.device("meta"):
+        return provider.build(spec, None, device=torch.device("meta"), dtype=None)
