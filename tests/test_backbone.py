@@ -1,0 +1,282 @@
+"""Backbone.extract end to end: stages, pooling, batching, progress, precision, layout, compile,
+token models (prefix tokens, NHWC outputs) and text (layers, mask, order, truncation).
+
+Real weights: example_tinynet (the example plugin's), efficientnet_lite0 and minilm_l6. Token
+models use their real architectures with random weights (pretrained=False): the checks are on
+structure and on agreement with the same module's own forward.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import hub
+from hub.backbone import Backbone
+from hub.errors import InputError, ModalityError
+
+TEXTS = ["A cat sits on the mat.", "Hi", "The quick brown fox jumps over the lazy dog by the river.",
+         "Paris is the capital of France.", "ok", "Feature extraction turns text into vectors."]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Backbone:
+    return hub.load("example_tinynet", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def minilm() -> Backbone:
+    return hub.load("minilm_l6", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def lite0() -> Backbone:
+    return hub.load("efficientnet_lite0", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def vit() -> Backbone:
+    torch.manual_seed(0)
+    return hub.load("vit_s16", pretrained=False, device="cpu")
+
+
+def images(n: int, seed: int = 0) -> list[Any]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (40 + 7 * i, 70 - 5 * i, 3), dtype=np.uint8) for i in range(n)]
+
+
+def test_stage_selection_by_index_name_and_all(tiny: Backbone) -> None:
+    x = images(2)
+    assert list(tiny.extract(x).stages) == ["s1", "s2", "s3"]
+    assert list(tiny.extract(x, stages="all").stages) == ["s1", "s2", "s3"]
+    assert list(tiny.extract(x, stages=[]).stages) == []
+    assert list(tiny.extract(x, stages=[-1]).stages) == ["s3"]
+    assert list(tiny.extract(x, stages=[2, "s1", -3]).stages) == ["s1", "s3"]  # network order
+    f = tiny.extract(x, stages="s2")
+    assert list(f.stages) == ["s2"] and f.specs["s2"].stride == 4 and f.specs["s2"].channels == 16
+    assert f.stages["s2"].shape == (2, 16, 16, 16)
+
+
+@pytest.mark.parametrize(("stages", "pattern"), [
+    ([3], r"stage index 3 is out of range: example_tinynet has 3 stages"),
+    ([-4], "out of range"),
+    (["layer4"], r"has no stage 'layer4'; its stages are \['s1', 's2', 's3'\]"),
+    ([True], "indices or names"),
+    ([1.0], "indices or names"),
+])
+def test_bad_stages(tiny: Backbone, stages: list, pattern: str) -> None:
+    with pytest.raises(InputError, match=pattern):
+        tiny.extract(images(1), stages=stages)
+
+
+def test_pooling_rules_on_a_cnn(tiny: Backbone) -> None:
+    x = images(3)
+    f = tiny.extract(x, pool="avg")
+    last = f.stages["s3"]
+    assert torch.allclose(f.pooled, last.mean(dim=(2, 3)), atol=1e-6)
+    assert torch.allclose(tiny.extract(x, pool="mean").pooled, f.pooled)
+    assert torch.allclose(tiny.extract(x, pool="max").pooled, last.amax(dim=(2, 3)))
+    none = tiny.extract(x, pool="none")
+    assert none.pooled is None and len(none) == 3
+    assert torch.allclose(tiny.extract(x).pooled, f.pooled)  # manifest default: avg
+    with pytest.raises(InputError, match=r"pool='cls' needs a class token; example_tinynet"):
+        tiny.extract(x, pool="cls")
+    with pytest.raises(InputError, match="pool='gem' is not one of"):
+        tiny.extract(x, pool="gem")
+
+
+def test_normalize_gives_unit_embeddings(tiny: Backbone) -> None:
+    f = tiny.extract(images(3), normalize=True, stages=[])
+    assert torch.allclose(f.pooled.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert not torch.allclose(tiny.extract(images(3)).pooled.norm(dim=-1), torch.ones(3))
+
+
+def test_batch_size_does_not_change_results_or_order(tiny: Backbone) -> None:
+    x = images(5)
+    ref = tiny.extract(x, stages="all")
+    for bs in (1, 2, 4):
+        f = tiny.extract(x, batch_size=bs, stages="all")
+        assert torch.allclose(f.pooled, ref.pooled, atol=1e-6)
+        assert torch.allclose(f.stages["s1"], ref.stages["s1"], atol=1e-6)
+    single = tiny.extract(x[3]).pooled
+    assert torch.allclose(single[0], ref.pooled[3], atol=1e-6)
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(InputError, match="batch_size must be a positive integer"):
+            tiny.extract(x, batch_size=bad)
+
+
+def test_errors_name_the_item_by_its_input_position(tiny: Backbone) -> None:
+    x = images(5)
+    x[3] = np.full((8, 8, 3), np.nan, np.float32)
+    with pytest.raises(InputError, match=r"^Item 3 contains NaN"):
+        tiny.extract(x, batch_size=2)
+    with pytest.raises(ModalityError, match="Item 1 is text"):
+        tiny.extract([x[0], "a dog on a beach"])
+    with pytest.raises(InputError, match="max_length applies to text backbones"):
+        tiny.extract(x[:1], max_length=8)
+
+
+def test_progress_callback_and_bar(tiny: Backbone, capsys: pytest.CaptureFixture[str]) -> None:
+    calls: list[tuple[int, int]] = []
+    tiny.extract(images(5), batch_size=2, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+    tiny.extract(images(5), batch_size=2, progress=True)  # a rich bar on stderr
+    assert capsys.readouterr().out == ""
+
+
+def test_outputs_stay_on_the_device_unless_asked(tiny: Backbone) -> None:
+    f = tiny.extract(images(1), output_device="cpu")
+    assert f.pooled.device.type == "cpu"
+    g = f.to("cpu")
+    assert g is not f and torch.equal(g.pooled, f.pooled) and g.specs == f.specs
+
+
+def test_features_tokens_of_a_map(tiny: Backbone) -> None:
+    f = tiny.extract(images(2))
+    seq = f.tokens("s3")
+    assert seq.shape == (2, 64, 32)
+    assert torch.equal(seq[:, 9], f.stages["s3"][:, :, 1, 1])  # row-major flattening
+    assert f.tokens().shape == seq.shape  # last returned stage
+    with pytest.raises(InputError, match="Stage 'zz' was not returned"):
+        f.tokens("zz")
+    with pytest.raises(InputError, match="No stages were returned"):
+        tiny.extract(images(1), stages=[]).tokens()
+
+
+def test_channels_last_is_the_cnn_default_and_agrees_with_nchw(lite0: Backbone) -> None:
+    cl = lite0
+    nchw = hub.load("efficientnet_lite0", device="cpu", channels_last=False)
+    assert cl.channels_last and not nchw.channels_last and "channels_last" in repr(cl)
+    assert cl.module.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    x = [Image.fromarray(a) for a in images(2)]
+    a, b = cl.extract(x, stages=[0, -1]), nchw.extract(x, stages=[0, -1])
+    for k in ("stage1", "head"):
+        assert a.stages[k].shape == b.stages[k].shape
+        assert torch.allclose(a.stages[k], b.stages[k], rtol=1e-4, atol=1e-4)
+    assert torch.allclose(a.pooled, b.pooled, rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_on_cpu_autocasts_and_returns_bfloat16(lite0: Backbone) -> None:
+    ref = lite0
+    bb = hub.load("efficientnet_lite0", device="cpu", dtype="bfloat16")
+    assert bb.dtype == torch.bfloat16 and bb.autocast_dtype == torch.bfloat16
+    assert bb.module.conv_stem.weight.dtype == torch.float32  # weights stay float32 on CPU
+    x = images(2)
+    f, r = bb.extract(x, stages=[-1]), ref.extract(x, stages=[-1])
+    assert f.pooled.dtype == torch.bfloat16 and f.stages["head"].dtype == torch.bfloat16
+    cos = torch.nn.functional.cosine_similarity(f.pooled.float(), r.pooled, dim=-1)
+    assert cos.min().item() > 0.99, cos
+
+
+def test_compile_opts_in_to_torch_compile() -> None:
+    eager = hub.load("example_tinynet", device="cpu")
+    bb = hub.load("example_tinynet", device="cpu", compile={"backend": "eager"})
+    assert bb.compiled and "compiled" in repr(bb)
+    x = images(3)
+    assert torch.allclose(bb.extract(x).pooled, eager.extract(x).pooled, atol=1e-6)
+
+
+def test_vit_gives_grids_prefix_tokens_and_sequences(vit: Backbone) -> None:
+    x = torch.rand(1, 3, 224, 224)
+    seen: dict[str, torch.Tensor] = {}
+    hook = vit.module.blocks[5].register_forward_hook(lambda m, i, o: seen.update(block6=o))
+    try:
+        f = vit.extract(x, stages=["block6", "final"])
+    finally:
+        hook.remove()
+    assert f.stages["block6"].shape == (1, 384, 14, 14) and f.stages["final"].shape == (1, 384, 14, 14)
+    assert f.prefix["block6"].shape == (1, 1, 384) and f.prefix["final"].shape == (1, 1, 384)
+    assert torch.allclose(f.tokens("block6"), seen["block6"], atol=1e-5)
+    with torch.inference_mode():
+        ref = vit.module.forward_features((x - 0.5) / 0.5)
+    assert torch.allclose(f.tokens("final"), ref, atol=1e-4)
+    assert torch.allclose(f.pooled, ref[:, 0], atol=1e-4)  # manifest default: cls
+    avg = vit.extract(x, pool="avg", stages=[])
+    assert torch.allclose(avg.pooled, ref[:, 1:].mean(1), atol=1e-4)
+    assert avg.prefix == {} and f.specs["block6"].layout == "NCHW" and f.specs["block6"].stride == 16
+
+
+def test_swin_nhwc_outputs_become_nchw() -> None:
+    torch.manual_seed(0)
+    bb = hub.load("swin_t", pretrained=False, device="cpu")
+    x = torch.rand(1, 3, 224, 224)
+    f = bb.extract(x, stages=[0, -1])
+    assert f.stages["stage1"].shape == (1, 96, 56, 56)
+    assert f.stages["final"].shape == (1, 768, 7, 7) and f.prefix == {}
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        nhwc = bb.module.forward_features((x - mean) / std)
+        pooled = bb.module.forward_head(nhwc, pre_logits=True)
+    assert torch.allclose(f.stages["final"], nhwc.permute(0, 3, 1, 2), atol=1e-4)
+    assert torch.allclose(f.pooled, pooled, atol=1e-4)
+
+
+def test_text_layers_mask_and_input_order(minilm: Backbone) -> None:
+    f = minilm.extract(TEXTS, batch_size=2)
+    assert list(f.stages) == [f"layer{i}" for i in range(7)] and f.prefix == {}
+    b, length = f.mask.shape
+    assert b == len(TEXTS) and all(t.shape == (b, length, 384) for t in f.stages.values())
+    assert f.specs["layer0"].index == 0 and f.specs["layer6"].layout == "NLC"
+    lengths = f.mask.sum(1).tolist()
+    assert lengths[1] < lengths[0] < lengths[2]  # "Hi" < "A cat..." < "The quick..."
+    assert f.mask[1, lengths[1]:].sum() == 0 and (f.stages["layer6"][1, lengths[1]:] == 0).all()
+    one_batch = minilm.extract(TEXTS, stages=[])
+    assert torch.allclose(f.pooled, one_batch.pooled, atol=1e-5)
+    for i, text in enumerate(TEXTS[:3]):
+        alone = minilm.extract(text, stages=[-1])
+        n = int(lengths[i])
+        assert torch.allclose(alone.stages["layer6"][0, :n], f.stages["layer6"][i, :n], atol=1e-4)
+
+
+def test_text_pools(minilm: Backbone) -> None:
+    f = minilm.extract(TEXTS[:3], stages=[-1], normalize=False)
+    last, m = f.stages["layer6"], f.mask.unsqueeze(-1).float()
+    assert torch.allclose(f.pooled, (last * m).sum(1) / m.sum(1), atol=1e-5)
+    cls = minilm.extract(TEXTS[:3], pool="cls", normalize=False, stages=[])
+    assert torch.allclose(cls.pooled, last[:, 0], atol=1e-5)
+    mx = minilm.extract(TEXTS[:3], pool="max", normalize=False, stages=[]).pooled
+    assert torch.allclose(mx[1], last[1, : int(m[1].sum())].amax(0), atol=1e-5)
+    assert minilm.extract(TEXTS[:3], pool="none").pooled is None
+
+
+def test_truncation_is_reported(minilm: Backbone) -> None:
+    texts = ["short", " ".join(["word"] * 40), "also short", " ".join(["w"] * 300)]
+    with pytest.warns(UserWarning, match=r"minilm_l6: 1 of 4 texts were longer than 256 tokens"):
+        f = minilm.extract(texts, stages=[])
+    assert f.truncated == [3] and "truncated=1" in repr(f)
+    with pytest.warns(UserWarning, match="2 of 4 texts were longer than 16 tokens"):
+        g = minilm.extract(texts, max_length=16, stages=[-1], batch_size=1)
+    assert g.truncated == [1, 3] and g.mask.shape[1] == 16
+    assert minilm.max_length == 256  # a per-call limit does not stick
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert minilm.extract(texts[:1]).truncated == []
+    for bad in (1, 257, "16"):
+        with pytest.raises(InputError, match="max_length must be an integer from 2 to 256"):
+            minilm.extract(texts, max_length=bad)
+
+
+def test_left_padding_tokenizers_batch_by_characters(minilm: Backbone) -> None:
+    ref = minilm.extract(TEXTS, batch_size=1, stages=[])
+    tok = minilm.tokenizer  # type: ignore[attr-defined]
+    tok.padding_side = "left"
+    try:
+        got = minilm.extract(TEXTS, batch_size=1, stages=[])  # one text per batch: no padding
+    finally:
+        tok.padding_side = "right"
+    assert torch.allclose(got.pooled, ref.pooled, atol=1e-5)
+
+
+def test_modalities_are_checked_both_ways(minilm: Backbone, tiny: Backbone) -> None:
+    with pytest.raises(ModalityError, match="minilm_l6 is a text backbone"):
+        minilm.extract(torch.rand(3, 8, 8))
+    with pytest.raises(ModalityError, match="example_tinynet is an image backbone"):
+        tiny.extract("a sentence about cats")
+    with pytest.raises(InputError, match="channels_last applies to image backbones"):
+        hub.load("minilm_l6", device="cpu", channels_last=True)
