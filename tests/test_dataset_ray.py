@@ -1,0 +1,103 @@
+"""The Ray engine on a local 2-CPU Ray cluster started here: same output as the local engine,
+and a model actor killed mid-job still gives a complete output without duplicates."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hub.dataset import extract_dataset
+from tests.test_dataset_local import TINY, errors_of, make_images, read_output
+
+ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'backbone-hub[ray]'")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("ray-images")
+    make_images(folder, 40, seed=7, corrupt=("sub/broken.jpg",))
+    return folder
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_ray_engine_matches_the_local_engine(cluster: None, images: Path, tmp_path: Path) -> None:
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    extract_dataset(TINY, images, local, batch_size=8, shard_size=16, workers=1, device="cpu")
+    result = extract_dataset(TINY, images, remote, engine="ray", batch_size=8, shard_size=16,
+                             stages=["s3"])
+    assert result.complete and (result.rows, result.errors) == (40, 1)
+    ids_l, emb_l, _ = read_output(local)
+    ids_r, emb_r, table = read_output(remote)
+    assert ids_r == ids_l
+    assert _cosine(emb_l, emb_r).min() >= 0.9999
+    assert errors_of(remote) == errors_of(local)
+    m_l = json.loads((local / "_manifest.json").read_text())
+    m_r = json.loads((remote / "_manifest.json").read_text())
+    assert m_r["engine"] == "ray" and m_r["backbone"] == m_l["backbone"]
+    assert [(s["start"], s["stop"], s["rows"]) for s in m_r["shards"]] == \
+        [(s["start"], s["stop"], s["rows"]) for s in m_l["shards"]]
+    assert m_r["stages"]["s3"]["shape"] == [32, 8, 8] and "stage_s3" in table.column_names
+
+
+def _embedder_pids() -> list[int]:
+    """Processes of the Ray actors that run the model (Ray titles them after the operator)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if cmd.startswith(b"ray::") and b"Embedder" in cmd:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_a_killed_actor_still_gives_a_complete_output_without_duplicates(
+        cluster: None, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    seen: dict[str, object] = {}
+
+    def kill_when_the_first_shard_lands() -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (out / "part-00000.parquet").exists():
+            time.sleep(0.01)
+        pids = _embedder_pids()
+        seen["shards_at_kill"] = len(list(out.glob("part-*.parquet")))
+        if pids:
+            os.kill(pids[0], signal.SIGKILL)  # an actor process this test's cluster started
+            seen["killed"] = pids[0]
+
+    killer = threading.Thread(target=kill_when_the_first_shard_lands)
+    killer.start()
+    result = extract_dataset(TINY, images, out, engine="ray", batch_size=2, shard_size=4,
+                             workers=1)
+    killer.join()
+    assert "killed" in seen, "no model actor was found to kill"
+    assert seen["shards_at_kill"] < 11, "the job had finished before the actor was killed"
+    assert result.complete and result.shards == 11 and (result.rows, result.errors) == (40, 1)
+    ids, _, _ = read_output(out)
+    assert len(ids) == len(set(ids)) == 40
+    ref = tmp_path / "ref"
+    extract_dataset(TINY, images, ref, batch_size=2, shard_size=4, workers=0, device="cpu")
+    assert ids == read_output(ref)[0]
+    assert errors_of(out) == errors_of(ref)
