@@ -122,7 +122,7 @@ def pin_text(text: str, record: LockRecord, *, origin: str = "<string>") -> tupl
         changes.append(f"weights.{variant.name}.sha256: {record.source_sha256}")
     sources = _items(_get(vnode, "sources")[1], yaml.MappingNode)
     source_index = None
-    for i, (src, snode) in enumerate(zip(variant.sources, sources)):
+    for i, (src, snode) in enumerate(zip(variant.sources, sources, strict=True)):
         if not isinstance(src, HuggingFaceSource) or src.describe() != record.source:
             continue
         source_index = i
@@ -135,7 +135,8 @@ def pin_text(text: str, record: LockRecord, *, origin: str = "<string>") -> tupl
             changes.append(f"weights.{variant.name} source {src.repo}: revision {src.revision} "
                            f"-> {record.commit}")
     files = _get(vnode, "files")
-    for f, fnode in zip(variant.files, _items(files[1], yaml.MappingNode) if files else []):
+    for f, fnode in zip(variant.files, _items(files[1], yaml.MappingNode) if files else [],
+                        strict=True):
         if f.sha256 is None and f.path in record.files:
             edits.insert_after(fnode, "path", "sha256", record.files[f.path].sha256)
             changes.append(f"weights.{variant.name} file {f.path}: sha256 "

@@ -183,8 +183,8 @@ def _is_transport(exc: BaseException) -> bool:
 def _hf_one(src: HuggingFaceSource, rel: str, revision: str, *, cache: Cache, settings: Settings,
             force: bool, reporter: Reporter, retry: RetryPolicy) -> Path:
     """One file through ``hf_hub_download``, mapping every failure to a hub error."""
-    from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hf_errors
+    from huggingface_hub import hf_hub_download
 
     where = f"{src.repo} at revision {revision}"
     attempt = 0

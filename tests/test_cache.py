@@ -23,6 +23,7 @@ from hub.catalog import Catalog, Entry
 from hub.errors import CacheError
 from hub.maintenance import list_entries, plan_prune, plan_remove, prune, verify_entries
 from hub.weights import resolve_weights
+from tests.support.cli import run_hub
 from tests.support.hf_server import LoopbackHub
 from tests.support.tiny_weights import (
     manifest,
@@ -132,29 +133,26 @@ def test_rm_removes_the_entry_and_the_hub_download_only_it_used(online: Loopback
     assert not list(cache.hf_dir.glob("models--*/snapshots/*"))
 
 
-def _hub(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hub", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, cwd=REPO_ROOT, timeout=120)
-
-
-def test_cache_commands_ls_rm_prune_path(tmp_path: Path) -> None:
-    env = {"HUB_CACHE": str(tmp_path), "HUB_OFFLINE": "1"}
-    assert _hub("pull", "example_tinynet", env=env).returncode == 0
-    orphan = tmp_path / "models" / "retired_model" / "v0"
-    shutil.copytree(tmp_path / "models" / "example_tinynet" / "seeded", orphan)
-    rows = json.loads(_hub("cache", "ls", "--json", env=env).stdout)
+def test_cache_commands_ls_rm_prune_path(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_hub(capsys, "pull", "example_tinynet").code == 0
+    orphan = cache_dir / "models" / "retired_model" / "v0"
+    shutil.copytree(cache_dir / "models" / "example_tinynet" / "seeded", orphan)
+    rows = json.loads(run_hub(capsys, "cache", "ls", "--json").out)
     assert [(r["model"], r["variant"], r["pinned"]) for r in rows] == [
         ("example_tinynet", "seeded", True), ("retired_model", "v0", True)]
     assert rows[0]["size"] > 26136 and rows[0]["last_used"] > 0
-    dry = _hub("cache", "prune", "--dry-run", env=env)
-    assert "would remove entry retired_model/v0" in dry.stdout and orphan.exists()
-    assert "removed entry retired_model/v0" in _hub("cache", "prune", env=env).stdout
+    assert "example_tinynet  seeded" in run_hub(capsys, "cache", "ls").out
+    dry = run_hub(capsys, "cache", "prune", "--dry-run")
+    assert "would remove entry retired_model/v0" in dry.out and orphan.exists()
+    assert "removed entry retired_model/v0" in run_hub(capsys, "cache", "prune").out
     assert not orphan.exists()
-    assert _hub("cache", "path", env=env).stdout.strip() == str(tmp_path)
-    assert "removed entry example_tinynet/seeded" in _hub("cache", "rm", "tinynet", env=env).stdout
-    assert list_entries(Cache(tmp_path)) == []
-    proc = _hub("verify", "example_tinynet", env=env)
-    assert proc.returncode == 1 and "missing example_tinynet/seeded" in proc.stdout
+    assert run_hub(capsys, "cache", "path").out.strip() == str(cache_dir)
+    assert run_hub(capsys, "cache", "path", "tinynet").out.strip() == str(
+        cache_dir / "models" / "example_tinynet" / "seeded")
+    assert "removed entry example_tinynet/seeded" in run_hub(capsys, "cache", "rm", "tinynet").out
+    assert list_entries(Cache(cache_dir)) == []
+    res = run_hub(capsys, "verify", "example_tinynet")
+    assert res.code == 1 and "missing example_tinynet/seeded" in res.out
 
 
 def test_not_enough_space_is_refused_before_any_download(online: LoopbackHub, cache_dir: Path) -> None:
@@ -248,10 +246,12 @@ print(json.dumps({"shape": shape, "writes": writes, "absent": absent}))
 
 
 def test_a_read_only_cache_loads_with_zero_writes_and_refuses_clearly(
-        tmp_path: Path, read_only: Callable[[Path, list[str]], list[str]]) -> None:
-    cache = tmp_path / "cache"
+        cache_dir: Path, read_only: Callable[[Path, list[str]], list[str]]) -> None:
+    import hub
+
+    cache = cache_dir
+    hub.pull("example_tinynet")  # while writable; then only the load runs read-only
     env = {"HUB_CACHE": str(cache), "HUB_OFFLINE": "1"}
-    assert _hub("pull", "example_tinynet", env=env).returncode == 0
     argv = read_only(cache, [sys.executable, "-c", WATCH_WRITES])
     before = snapshot(cache)
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,

@@ -164,9 +164,8 @@ backbones:
 
 def test_a_repo_asking_for_remote_code_is_refused_and_its_code_never_runs(
         online: LoopbackHub, cache_dir: Path, tmp_path: Path) -> None:
-    from tests.support.tiny_weights import safetensors_bytes
-
     import hub
+    from tests.support.tiny_weights import safetensors_bytes
 
     canary = tmp_path / "canary"
     repo = unique_repo()

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from hub.cache import Cache
+from hub.catalog import Catalog
 from hub.errors import IntegrityError
 from hub.maintenance import verify_entries
-from hub.catalog import Catalog
 from hub.pin import pin_text
 from hub.weights import cached_weights, require_pinned, resolve_weights
+from tests.support.cli import run_hub
 from tests.support.fake_plugins import write_plugin_dist
 from tests.support.hf_server import LoopbackHub
 from tests.support.tiny_weights import (
@@ -136,13 +137,13 @@ def test_require_pinned_says_what_is_missing() -> None:
     require_pinned(spec, variant)
 
 
-def test_hub_pull_require_pinned_refuses_unpinned_and_pulls_the_rest(tmp_path: Path) -> None:
-    env = {"HUB_CACHE": str(tmp_path / "c"), "HUB_OFFLINE": "1"}
-    proc = _hub("pull", "--require-pinned", "bert_base", "example_tinynet", env=env)
-    assert proc.returncode == 1
-    assert "failed bert_base" in proc.stderr and "not pinned" in proc.stderr
-    assert "ok example_tinynet" in proc.stdout and "1 pulled, 1 failed" in proc.stderr
-    assert not (tmp_path / "c" / "models" / "bert_base").exists()
+def test_hub_pull_require_pinned_refuses_unpinned_and_pulls_the_rest(
+        cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    res = run_hub(capsys, "pull", "--require-pinned", "bert_base", "example_tinynet")
+    assert res.code == 1
+    assert "failed bert_base" in res.err and "not pinned" in res.err
+    assert "ok example_tinynet" in res.out and "1 pulled, 1 failed" in res.err
+    assert not (cache_dir / "models" / "bert_base").exists()
 
 
 PIN_PLUGIN = """
@@ -156,21 +157,21 @@ def register_manifests(register):
 
 
 def test_hub_pin_writes_the_recorded_commit_and_sha256_into_the_manifest(
-        loopback_hub: LoopbackHub, tmp_path: Path) -> None:
+        online: LoopbackHub, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     repo = unique_repo()
-    commit = loopback_hub.add_repo(repo, {"model.safetensors": DATA, "config.json": b"{}"})
+    commit = online.add_repo(repo, {"model.safetensors": DATA, "config.json": b"{}"})
     text = "# maintained by hand; comments survive\n" + manifest(
         name="pinme", repo=repo, files=("config.json",))
     root = write_plugin_dist(tmp_path / "site", dist="fake-pin", entry="fake_pin",
                              module="fake_pin", source=PIN_PLUGIN,
                              files={"manifests/pinme.yaml": text})
-    env = {"HUB_CACHE": str(tmp_path / "c"), "HUB_OFFLINE": "0",
-           "HUB_HF_ENDPOINT": loopback_hub.endpoint,
-           "PYTHONPATH": os.pathsep.join([str(root), str(REPO_ROOT)])}
-    refused = _hub("pull", "--require-pinned", "pinme", env=env)
-    assert refused.returncode == 1 and "not pinned" in refused.stderr
-    proc = _hub("pin", "pinme", env=env)
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delitem(sys.modules, "fake_pin", raising=False)
+    refused = run_hub(capsys, "pull", "--require-pinned", "pinme")
+    assert refused.code == 1 and "not pinned" in refused.err
+    res = run_hub(capsys, "pin", "pinme")
+    assert res.code == 0, res.err
     path = root / "fake_pin" / "manifests" / "pinme.yaml"
     new = path.read_text()
     assert new.startswith("# maintained by hand; comments survive\n")
@@ -178,9 +179,10 @@ def test_hub_pin_writes_the_recorded_commit_and_sha256_into_the_manifest(
     assert variant.pinned and variant.sha256 == sha(DATA)
     assert variant.sources[0].revision == commit and variant.files[0].sha256 == sha(b"{}")
     assert len(new.splitlines()) == len(text.splitlines()) + 1  # one line added: sha256
-    assert _hub("pull", "--require-pinned", "pinme", env=env).returncode == 0
-    again = _hub("pin", "pinme", env=env)
-    assert "already pinned" in again.stdout and path.read_text() == new
+    assert run_hub(capsys, "pull", "--require-pinned", "pinme").code == 0
+    again = run_hub(capsys, "pin", "pinme")
+    assert "already pinned" in again.out and path.read_text() == new
+    sys.modules.pop("fake_pin", None)
 
 
 BLOCK = """backbones:
