@@ -4,7 +4,7 @@ Every :class:`~hub.errors.HubError` becomes one line on stderr and exit code 1
 (``--debug`` shows the traceback instead). Commands live in one module per
 group: :mod:`hub.cli.catalog` (list, info), :mod:`hub.cli.weights` (pull),
 :mod:`hub.cli.verify` (verify, pin), :mod:`hub.cli.cache` (cache ls/rm/prune/path),
-:mod:`hub.cli.plugins` (plugins).
+:mod:`hub.cli.extract` (extract), :mod:`hub.cli.plugins` (plugins).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from hub.cli import cache, catalog, plugins, verify, weights
+from hub.cli import cache, catalog, extract, plugins, verify, weights
 from hub.cli._common import state
 from hub.errors import HubError
 
@@ -39,7 +39,7 @@ def _app() -> typer.Typer:
             typer.echo(ctx.get_help())
             raise typer.Exit()
 
-    for module in (catalog, weights, verify, cache, plugins):
+    for module in (catalog, weights, verify, cache, extract, plugins):
         module.register(app)
     return app
 
