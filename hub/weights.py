@@ -250,9 +250,12 @@ def resolve_weights(spec: BackboneSpec, variant: WeightVariant, *,
         first = next((f for f in failures if isinstance(f, kind)), None)
         if first is not None:
             raise first
-    if failures and all(isinstance(f, OfflineError) for f in failures):
+    if any(isinstance(f, OfflineError) for f in failures) and all(
+            type(f) in (OfflineError, SourceUnavailableError) for f in failures):
+        others = "; ".join(str(f) for f in failures if not isinstance(f, OfflineError))
         raise OfflineError(f"{spec.name} ({variant.name}) is not in the cache and offline mode is "
-                           f"on. Run `hub pull {spec.name}` with network access first.")
+                           f"on. Run `hub pull {spec.name}` with network access first."
+                           + (f" (Other sources: {others})" if others else ""))
     conv = [f for f in failures if isinstance(f, ConversionError)]
     if conv:
         raise conv[0]

@@ -264,3 +264,33 @@ def test_a_cache_hit_is_noted_as_used(online: LoopbackHub, cache_dir: Path) -> N
     resolve_weights(spec, variant)
     assert cache.last_used("tiny", "v1") > 1
     assert online.requests == []
+
+
+def test_hub_pull_all_pulls_what_it_can_and_exits_1_naming_each_failure(
+        cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import hub
+
+    res = run_hub(capsys, "pull", "--all")  # offline: only locally shipped weights can come
+    assert res.code == 1
+    for name in ("example_tinynet", "minilm_l6", "efficientnet_lite0"):
+        assert f"ok {name} " in res.out
+    with_weights = [s for s in hub.list() if s.weights]
+    failed = [line for line in res.err.splitlines() if line.startswith("failed ")]
+    assert len(failed) == len(with_weights) - 3
+    assert all("offline mode is on" in line for line in failed)
+    assert f"3 pulled, {len(failed)} failed" in res.err
+
+
+def test_hub_verify_reports_a_corrupt_entry_and_repair_fixes_it(
+        cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import hub
+
+    weights = hub.pull("example_tinynet").weights
+    with open(weights, "r+b") as fh:
+        fh.seek(-1, os.SEEK_END)
+        fh.write(b"\xff")
+    res = run_hub(capsys, "verify")
+    assert res.code == 1 and "corrupt example_tinynet/seeded: weights.safetensors: sha256" in res.out
+    res = run_hub(capsys, "verify", "--repair")
+    assert res.code == 0 and "ok example_tinynet/seeded: repaired (corrupt" in res.out
+    assert json.loads(run_hub(capsys, "verify", "--json").out)[0]["status"] == "ok"
