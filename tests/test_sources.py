@@ -86,8 +86,12 @@ def test_hf_endpoint_is_the_fallback_and_bad_urls_are_refused(monkeypatch: pytes
         settings_with_endpoint("ftp://nope")
 
 
+@pytest.mark.parametrize("variable", ["HUB_OFFLINE", "HF_HUB_OFFLINE"])
 def test_offline_missing_model_is_an_offline_error_naming_the_pull(
-        loopback_hub: LoopbackHub, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        loopback_hub: LoopbackHub, cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        variable: str) -> None:
+    monkeypatch.setenv("HUB_OFFLINE", "0")
+    monkeypatch.setenv(variable, "1")
     repo, _ = _serve(loopback_hub)
     monkeypatch.setenv("HUB_HF_ENDPOINT", loopback_hub.endpoint)  # would answer, if asked
     loopback_hub.reset_log()
