@@ -14,38 +14,35 @@ Layout under the cache root (``HUB_CACHE``)::
 
 An entry is staged in ``tmp/``, verified, and only then renamed into
 ``models/``: a pull that fails or is killed leaves the entries as they were, and
-:meth:`Cache.sweep` removes what a killed process left in ``tmp/``. Loading
+:func:`hub.leftovers.sweep` removes what a killed process left in ``tmp/``. Loading
 checks the record against the files (size and modification time, cheap);
 :meth:`Cache.full_check` re-hashes everything (``hub verify``).
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import shutil
-import socket
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hub.diskspace import disk_full_error, free_bytes, is_disk_full
 from hub.errors import CacheError
+from hub.leftovers import owned_name
 
-__all__ = ["Cache", "EntryState", "FileRecord", "LockRecord", "disk_full_error", "free_bytes",
-           "sha256_file"]
+__all__ = ["Cache", "EntryState", "FileRecord", "LockRecord", "place", "sha256_file",
+           "sha256_known"]
 
 RECORD_NAME = "lock.json"
 WEIGHTS_NAME = "weights.safetensors"
 FILES_DIR = "files"
 USED_NAME = "last_used"
 _CHUNK = 1 << 20
-_STALE_SECONDS = 24 * 3600  # leftovers of unknown owners older than this are removed
-_DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def sha256_file(path: Path) -> str:
@@ -68,47 +65,6 @@ def sha256_known(path: Path) -> str:
     if key not in _HASHED:
         _HASHED[key] = sha256_file(path)
     return _HASHED[key]
-
-
-def free_bytes(path: Path) -> int | None:
-    """Free bytes on the filesystem holding ``path`` (or its nearest existing parent)."""
-    p = Path(path)
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    try:
-        return shutil.disk_usage(p).free
-    except OSError:
-        return None
-
-
-def _fsize_limit() -> int | None:
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-    return None if soft == resource.RLIM_INFINITY else soft
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """True for the OSErrors a full disk, a quota or a file-size limit raise."""
-    return isinstance(exc, OSError) and exc.errno in _DISK_FULL
-
-
-def disk_full_error(folder: Path, what: str, exc: OSError | None = None,
-                    needed: int | None = None) -> CacheError:
-    """A :class:`CacheError` for a full disk, naming the bytes needed and free."""
-    free = free_bytes(folder)
-    need = f"needs {needed:,} bytes" if needed is not None else "needs more space"
-    have = f"{free:,} bytes are free" if free is not None else "free space is unknown"
-    limit = _fsize_limit()
-    why = f" ({exc.strerror})" if exc is not None and exc.strerror else ""
-    extra = ""
-    if exc is not None and exc.errno == errno.EFBIG and limit is not None:
-        extra = f"; this process may not write files over {limit:,} bytes (ulimit -f)"
-    return CacheError(f"Out of space while {what}{why}: it {need}, {have} in {folder}{extra}. "
-                      "Nothing half-written was kept. Free some space (`hub cache prune`) or point "
-                      "HUB_CACHE at a larger disk, then pull again.")
 
 
 @dataclass
@@ -164,18 +120,6 @@ class EntryState:
 def _stat_record(path: Path, sha: str | None = None) -> FileRecord:
     st = path.stat()
     return FileRecord(sha256=sha or sha256_file(path), size=st.st_size, mtime_ns=st.st_mtime_ns)
-
-
-def _pid_alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) is not a probe there: rely on age
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by someone else
-    return True
 
 
 def _tree_size(path: Path) -> int:
@@ -335,68 +279,16 @@ class Cache:
             raise CacheError(f"Another process has held the cache lock for {model}/{variant} for "
                              f"over {timeout:.0f}s. If none is running, delete {lock.lock_file}.") from exc
 
-    def _owned_name(self, kind: str) -> str:
-        return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
-
     @contextmanager
     def staging(self) -> Iterator[Path]:
         """A fresh staging folder under ``tmp/``, removed on exit whatever happens."""
         self._mkdir(self.root / "tmp")
-        path = self.root / "tmp" / self._owned_name("stage")
+        path = self.root / "tmp" / owned_name("stage")
         self._mkdir(path)
         try:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
-
-    def leftovers(self) -> list[Path]:
-        """What killed processes left in ``tmp/``: folders whose owner is gone (same host), or
-        older than a day (other hosts, unknown owners)."""
-        tmp = self.root / "tmp"
-        if not tmp.is_dir():
-            return []
-        host, now, out = socket.gethostname(), time.time(), []
-        for p in sorted(tmp.iterdir()):
-            parts = p.name.split("-")
-            try:
-                age = now - p.lstat().st_mtime
-            except FileNotFoundError:
-                continue
-            if len(parts) >= 4 and parts[-2].isdigit() and "-".join(parts[1:-2]) == host:
-                pid = int(parts[-2])
-                if pid != os.getpid() and not _pid_alive(pid):
-                    out.append(p)
-                    continue
-            if age > _STALE_SECONDS:
-                out.append(p)
-        return out
-
-    def sweep(self) -> list[Path]:
-        """Remove :meth:`leftovers`; returns what was removed."""
-        removed = []
-        for p in self.leftovers():
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-            if not p.exists():
-                removed.append(p)
-        return removed
-
-    def hf_partials(self) -> list[Path]:
-        """huggingface_hub's unfinished downloads (``blobs/*.incomplete``) nobody is writing now."""
-        import filelock
-
-        out = []
-        for blob in sorted(self.hf_dir.glob("*/blobs/*.incomplete")):
-            repo_folder, etag = blob.parent.parent.name, blob.name.split(".")[0]
-            lock_file = self.hf_dir / ".locks" / repo_folder / f"{etag}.lock"
-            if not lock_file.exists():
-                out.append(blob)
-                continue
-            try:
-                with filelock.FileLock(str(lock_file)).acquire(timeout=0):
-                    out.append(blob)
-            except filelock.Timeout:
-                continue  # a download of this blob is running
-        return out
 
     def commit(self, stage: Path, record: LockRecord) -> LockRecord:
         """Record the staged files and move the stage into place in one rename.
@@ -422,7 +314,7 @@ class Cache:
         self._mkdir(final.parent)
         old = None
         if final.exists():
-            old = self.root / "tmp" / self._owned_name("old")
+            old = self.root / "tmp" / owned_name("old")
             os.replace(final, old)
         try:
             os.replace(stage, final)
@@ -448,7 +340,7 @@ class Cache:
             if not t.exists():
                 continue
             self._mkdir(self.root / "tmp")
-            doomed = self.root / "tmp" / self._owned_name("old")
+            doomed = self.root / "tmp" / owned_name("old")
             try:
                 os.replace(t, doomed)
             except OSError as exc:

@@ -205,7 +205,7 @@ def _write(dst: Path, data: bytes) -> None:
     """Write ``data`` to ``dst`` and sync it; on any failure remove ``dst``."""
     import os
 
-    from hub.cache import disk_full_error, is_disk_full
+    from hub.diskspace import disk_full_error, is_disk_full
 
     try:
         with open(dst, "wb") as fh:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from hub.cache import Cache, EntryState, LockRecord
 from hub.catalog import Catalog
+from hub.leftovers import hf_partials, leftovers
 from hub.manifest import BackboneSpec, HuggingFaceSource, WeightVariant
 from hub.weights import record_matches
 
@@ -210,9 +211,9 @@ def plan_prune(cache: Cache, catalog: Catalog) -> list[PruneItem]:
     keep = _hf_keep(cache, catalog, kept)
     items += _hf_revision_items(cache, lambda repo, commit: (repo, commit) not in keep,
                                 "no manifest or cached entry names this revision")
-    for p in cache.leftovers():
+    for p in leftovers(cache.root):
         items.append(PruneItem("leftover", p.name, _size(p), "left by a pull that was killed", p))
-    for p in cache.hf_partials():
+    for p in hf_partials(cache.root):
         items.append(PruneItem("partial", p.name, _size(p), "an unfinished download", p))
     return items
 

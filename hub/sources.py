@@ -19,7 +19,6 @@ every call. Failures are retried in two layers:
 
 from __future__ import annotations
 
-import errno
 import importlib.metadata as md
 import logging
 import time
@@ -28,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from hub.cache import Cache, disk_full_error
+from hub.cache import Cache
+from hub.diskspace import disk_full_error, is_disk_full
 from hub.config import Settings
 from hub.errors import CacheError, OfflineError, SourceUnavailableError
 from hub.manifest import DistributionSource, HuggingFaceSource
@@ -37,7 +37,6 @@ __all__ = ["DEFAULT_RETRY", "Fetched", "Reporter", "RetryPolicy", "evict_hf_file
 
 log = logging.getLogger("hub.sources")
 
-_DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _RETRY_STATUS = {408, 500, 502, 503, 504}
 _TRANSPORT_MODULES = {"httpx", "httpx2", "httpcore", "requests", "urllib3"}
 
@@ -217,7 +216,7 @@ def _hf_one(src: HuggingFaceSource, rel: str, revision: str, *, cache: Cache, se
                                          "manifest's file name or revision.") from exc
         except OSError as exc:
             status = _status(exc)
-            if status is None and exc.errno in _DISK_FULL:
+            if status is None and is_disk_full(exc):
                 raise disk_full_error(cache.hf_dir, f"downloading {rel} from {where}", exc) from exc
             if status is None and not _is_transport(exc):
                 raise CacheError(f"Cannot write {rel} from {where} into {cache.hf_dir} "

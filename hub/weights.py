@@ -31,6 +31,7 @@ from hub.errors import (
     UnsafeWeightsError,
     WeightsError,
 )
+from hub.leftovers import sweep
 from hub.manifest import BackboneSpec, HuggingFaceSource, WeightVariant
 from hub.provider import WeightFiles
 from hub.sources import Fetched, Reporter, RetryPolicy, as_reporter, evict_hf_file, fetch
@@ -228,7 +229,7 @@ def resolve_weights(spec: BackboneSpec, variant: WeightVariant, *,
         cache.require_space(variant.size * (2 if variant.format == "pickle" else 1),
                             f"pulling {spec.name} ({variant.name})")
     with cache.lock(spec.name, variant.name):
-        cache.sweep()
+        sweep(cache.root)
         if not force and trust_cache:  # another process may have finished the pull meanwhile
             hit = cached_weights(spec, variant, settings=settings, rehash=True)
             if hit is not None:

@@ -21,6 +21,7 @@ import pytest
 from hub.cache import Cache
 from hub.catalog import Catalog, Entry
 from hub.errors import CacheError
+from hub.leftovers import hf_partials, leftovers, sweep
 from hub.maintenance import list_entries, plan_prune, plan_remove, prune, verify_entries
 from hub.weights import resolve_weights
 from tests.support.cli import run_hub
@@ -53,11 +54,11 @@ def test_leftovers_of_killed_pulls_are_swept_and_live_ones_kept(tmp_path: Path) 
     for d in (dead, mine, other_host):
         (d / "files").mkdir(parents=True)
         (d / "weights.safetensors").write_bytes(b"half")
-    assert cache.leftovers() == [dead]
-    assert cache.sweep() == [dead]
+    assert leftovers(cache.root) == [dead]
+    assert sweep(cache.root) == [dead]
     assert not dead.exists() and mine.exists() and other_host.exists()
     os.utime(other_host, (0, 0))  # a day old: its owner is long gone
-    assert cache.leftovers() == [other_host]
+    assert leftovers(cache.root) == [other_host]
 
 
 def test_unfinished_downloads_are_listed_unless_one_is_running(tmp_path: Path) -> None:
@@ -72,8 +73,8 @@ def test_unfinished_downloads_are_listed_unless_one_is_running(tmp_path: Path) -
     lock = cache.hf_dir / ".locks" / "models--org--m" / ("a" * 64 + ".lock")
     lock.parent.mkdir(parents=True)
     with filelock.FileLock(str(lock)):
-        assert cache.hf_partials() == [stale]
-    assert cache.hf_partials() == sorted([running, stale])
+        assert hf_partials(cache.root) == [stale]
+    assert hf_partials(cache.root) == sorted([running, stale])
 
 
 def _catalog(*texts: str) -> Catalog:
