@@ -193,7 +193,7 @@ def _hf_one(src: HuggingFaceSource, rel: str, revision: str, *, cache: Cache, se
             return Path(hf_hub_download(
                 src.repo, rel, revision=revision, repo_type=src.repo_type,
                 cache_dir=str(cache.hf_dir), endpoint=settings.hf_endpoint,
-                local_files_only=settings.offline, force_download=force,
+                local_files_only=settings.offline, force_download=force and not settings.offline,
                 library_name="backbone-hub", library_version=_version(),
                 tqdm_class=_tqdm_class(reporter, rel)))
         except hf_errors.LocalEntryNotFoundError as exc:

@@ -251,3 +251,14 @@ def test_dist_source_bytes_are_copied_never_linked(cache_dir: Path) -> None:
     assert files.weights.read_bytes() == src.read_bytes()
     assert src.stat().st_nlink == links and not files.weights.samefile(src)
     assert Cache(cache_dir).read_record("tiny", "v1").source == f"dist://hub-plugin-example/{rel}"
+
+
+def test_force_while_offline_re_verifies_what_is_local(online: LoopbackHub, cache_dir: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, _ = _serve(online)
+    spec, variant = spec_of(manifest(repo=repo, sha256=sha(DATA)))
+    resolve_weights(spec, variant)
+    monkeypatch.setenv("HUB_OFFLINE", "1")
+    online.reset_log()
+    assert resolve_weights(spec, variant, force=True).weights.read_bytes() == DATA
+    assert online.requests == []

@@ -139,10 +139,11 @@ def test_require_pinned_says_what_is_missing() -> None:
 
 def test_hub_pull_require_pinned_refuses_unpinned_and_pulls_the_rest(
         cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    res = run_hub(capsys, "pull", "--require-pinned", "bert_base", "example_tinynet")
+    res = run_hub(capsys, "pull", "--require-pinned", "bert_base", "no_such_net", "example_tinynet")
     assert res.code == 1
     assert "failed bert_base" in res.err and "not pinned" in res.err
-    assert "ok example_tinynet" in res.out and "1 pulled, 1 failed" in res.err
+    assert "failed no_such_net: Unknown backbone 'no_such_net'" in res.err
+    assert "ok example_tinynet" in res.out and "1 pulled, 2 failed" in res.err
     assert not (cache_dir / "models" / "bert_base").exists()
 
 

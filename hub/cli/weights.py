@@ -62,7 +62,7 @@ def rich_reporter(model: str, progress: Any) -> Reporter:
 
     class _RichReporter(Reporter):
         def bar(self, name: str, total: int | None) -> Bar:
-            return _RichBar(progress.add_task(f"{model}: {name}", total=total))
+            return _RichBar(progress.add_task(f"{model}: {name.rsplit('/', 1)[-1]}", total=total))
 
         def step(self, message: str) -> None:
             progress.console.print(f"  {model}: {message}", highlight=False)
@@ -84,14 +84,17 @@ def _progress() -> Any:
         TransferSpeedColumn,
     )
 
+    err = console(stderr=True)
     return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), TimeRemainingColumn(), console=console(stderr=True))
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=err,
+                    disable=not err.is_terminal)  # bars only on a terminal, not in logs
 
 
 def _targets(names: list[str], all_: bool, weights: str | None,
              settings: Settings) -> list[tuple[str, Any, Any, str | None]]:
     """``(label, spec, variant, why_not)`` per requested backbone; ``why_not`` explains a skip."""
     from hub.api import get_catalog
+    from hub.errors import UnknownBackboneError
 
     catalog = get_catalog(settings)
     out: list[tuple[str, Any, Any, str | None]] = []
@@ -104,7 +107,13 @@ def _targets(names: list[str], all_: bool, weights: str | None,
                             None if variant else f"has no weight variant {weights!r}"))
         return out
     for name in names:
-        spec = catalog.get(name).spec
+        try:
+            spec = catalog.get(name).spec
+        except UnknownBackboneError as exc:
+            if len(names) == 1:
+                raise
+            out.append((name, None, None, str(exc)))
+            continue
         variant = spec.variant(weights)
         if variant is None:
             choices = ", ".join(v.name for v in spec.weights) or "none"
@@ -151,7 +160,8 @@ def pull_cmd(
             if len(targets) == 1:
                 raise UnknownVariantError(f"{label} {why_not}.")
             failed += 1
-            err.print(f"[red]failed[/] {label}: {label} {why_not}", highlight=False)
+            what = why_not if spec is None else f"{label} {why_not}"
+            err.print(f"[red]failed[/] {label}: {what}", highlight=False)
             continue
         try:
             if require_pinned:
