@@ -138,9 +138,56 @@ def safetensors_bytes(state: dict[str, torch.Tensor]) -> bytes:
     return save({k: v.detach().contiguous().clone() for k, v in state.items()})
 
 
-def serve_variant(server: Any, spec: BackboneSpec, weights: bytes, files: dict[str, bytes] | None = None,
+def save_safetensors(module: torch.nn.Module, path: Any) -> Any:
+    """Write a module's state dict as safetensors at ``path`` (tensors are not copied)."""
+    from safetensors.torch import save_file
+
+    state = module.state_dict()
+    ptrs = [v.data_ptr() for v in state.values() if v.numel()]
+    if len(ptrs) != len(set(ptrs)):  # tied weights: safetensors wants each storage once
+        state = {k: v.clone() for k, v in state.items()}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def random_model(factory: Any) -> torch.nn.Module:
+    """``factory()`` filled with seeded random weights.
+
+    Built on the meta device and filled here, which is much faster than the libraries' own
+    initialisers for big models (parity needs some weights, not trained-looking ones): matrices
+    and kernels N(0, 1/fan_in), vectors (norm scales, biases, layer-scale gammas) near 1 or 0,
+    batch-norm statistics non-trivial, so activations stay of order one through deep networks
+    and a comparison at 1e-5 means something. A model with non-persistent buffers (computed at
+    init, e.g. relative-position indices) is built for real instead, then filled the same way.
+    """
+    import torch
+
+    with torch.device("meta"):
+        module = factory()
+    if {n for n, _ in module.named_buffers()} - set(module.state_dict()):
+        module = factory()
+    else:
+        module = module.to_empty(device="cpu")
+        for b in module.buffers():
+            b.zero_()
+    module = module.eval()
+    g = torch.Generator().manual_seed(SEED)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) / max(1, p[0].numel()) ** 0.5)
+            elif name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+            else:
+                p.copy_(1 + torch.randn(p.shape, generator=g) * 0.1)
+    randomize_norm_stats(module)
+    return module
+
+
+def serve_variant(server: Any, spec: BackboneSpec, weights: Any, files: dict[str, bytes] | None = None,
                   variant: str | None = None) -> str:
-    """Put weights (and companion files) where the manifest's first Hub source says they live."""
+    """Put weights (bytes or a Path) and companion files where the manifest's first Hub source
+    says they live, on the loopback Hub."""
     from hub.manifest import HuggingFaceSource
 
     v = spec.variant(variant)
