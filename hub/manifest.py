@@ -288,6 +288,22 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+_CLOADER = getattr(yaml, "CSafeLoader", None)
+
+
+def _safe_load(text: str) -> Any:
+    """Safe YAML without aliases; libyaml's parser when present (about 10x faster than pure
+    Python on the built-in manifests): its event stream is scanned for aliases first, which
+    expands nothing."""
+    if _CLOADER is None:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    for event in yaml.parse(text, Loader=_CLOADER):
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases are not allowed in manifests", event.start_mark)
+    return yaml.load(text, Loader=_CLOADER)  # noqa: S506 - libyaml's SafeLoader
+
+
 def _field_path(loc: Iterable[Any]) -> str:
     out = ""
     for part in loc:
@@ -309,7 +325,7 @@ def parse_manifest(text: str, *, origin: str = "<string>") -> list[BackboneSpec]
         raise ManifestError(f"{origin}: manifest is larger than {MAX_MANIFEST_BYTES} bytes; split it "
                             "into several files.", path=origin)
     try:
-        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        data = _safe_load(text)
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())  # one line: CLI errors are one line
         raise ManifestError(f"{origin}: not valid safe YAML ({detail}). Manifests may not use python "
