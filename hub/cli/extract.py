@@ -158,7 +158,8 @@ def extract_cmd(
     name: str = typer.Argument(..., help="Backbone name or alias."),
     inputs: list[str] = typer.Argument(..., help="Image files/folders, or text files (one text "
                                        "per line), folders of .txt, or - for stdin."),
-    out: Path = typer.Option(..., "--out", "-o", help="FEATURES.safetensors or FEATURES.npy."),
+    out: Path = typer.Option(..., "--out", "-o", help="FEATURES.safetensors or FEATURES.npy, or a "
+                             "folder for a dataset (Parquet shards)."),
     stages: str = typer.Option(None, "--stages", help="Comma-separated stage indices or names, "
                                "or 'all' (default: none; the last one with --pool none)."),
     pool: str = typer.Option(None, "--pool", help="avg, max, cls, mean or none (default: the "
@@ -171,13 +172,37 @@ def extract_cmd(
     dtype: str = typer.Option("float32", "--dtype", help="float32, float16 or bfloat16."),
     weights: str = typer.Option(None, "--weights", help="Weight variant (default: the manifest's)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+    engine: str = typer.Option("local", "--engine", help="Dataset mode: local or ray."),
+    address: str = typer.Option(None, "--address", help="Dataset mode, --engine ray: the cluster "
+                                "(auto, ray://HOST:10001; default: RAY_ADDRESS or a local one)."),
+    workers: int = typer.Option(None, "--workers", help="Dataset mode: decode processes (local; "
+                                "default CPUs - 1) or model actors (ray)."),
+    shard_size: int = typer.Option(4096, "--shard-size", help="Dataset mode: source rows per "
+                                   "Parquet shard."),
+    strict: bool = typer.Option(False, "--strict", help="Dataset mode: stop at the first bad item "
+                                "(exit 1) instead of logging it to _errors.jsonl."),
+    column: str = typer.Option(None, "--column", help="Dataset mode: the JSONL/CSV/Parquet column "
+                               "holding image paths, image bytes or text."),
 ) -> None:
-    """Extract features of files and write them, with the input names, to one file."""
+    """Extract features of files and write them, with the input names, to one file.
+
+    With --out a folder (no .safetensors/.npy suffix), SOURCE is a whole dataset (a folder of
+    images, a glob, a text file, or a JSONL/CSV/Parquet file with --column) and the folder gets
+    resumable Parquet shards, _manifest.json and _errors.jsonl (see docs/scale.md).
+    """
     from hub.api import load
+    from hub.cli.dataset import is_dataset_out, reject_dataset_options, run_dataset
+
+    dataset_opts = {"engine": engine, "address": address, "workers": workers,
+                    "shard_size": shard_size, "strict": strict, "column": column}
+    if is_dataset_out(out, OUTPUT_SUFFIXES):
+        return run_dataset(name, inputs, out, stages=_parse_stages(stages), pool=pool,
+                           normalize=normalize, batch_size=batch_size, max_length=max_length,
+                           device=device, dtype=dtype, weights=weights, progress=progress,
+                           **dataset_opts)
+    reject_dataset_options(**dataset_opts)
     from hub.errors import InputError
 
-    if out.suffix not in OUTPUT_SUFFIXES:
-        raise InputError(f"--out {str(out)!r}: write .safetensors or .npy.")
     chosen = _parse_stages(stages)
     if chosen is None:
         chosen = [-1] if pool == "none" else []

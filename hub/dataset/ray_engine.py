@@ -127,6 +127,10 @@ class Embedder:
         good = [k for k in range(n) if error is None or not error[k]]
         if self.bb.modality == "text":
             items: Any = [str(values[k]) for k in good]
+        elif isinstance(values, np.ndarray) and values.dtype == np.uint8 and values.ndim == 4:
+            import torch  # (B, S, S, 3) from decode_batch: one contiguous CHW copy, fast to convert
+
+            items = torch.from_numpy(values[good]).permute(0, 3, 1, 2).contiguous()
         elif isinstance(values, np.ndarray) and values.dtype != object:
             items = values[good]
         else:

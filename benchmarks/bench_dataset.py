@@ -1,0 +1,228 @@
+"""Benchmark the dataset engines: local (0/1/2 decode workers) against the model alone, and Ray.
+
+    HUB_OFFLINE=1 python benchmarks/bench_dataset.py                 # print a Markdown report
+    HUB_OFFLINE=1 python benchmarks/bench_dataset.py --write docs/benchmarks.md
+
+Data: ``--images`` (512) JPEGs of mixed sizes (short side 160..900 px, aspect 0.5..2,
+random noise smoothed into blobs so the JPEGs compress like photos), written once into a
+temporary folder. Model: efficientnet_lite0 on CPU, float32.
+
+* model alone: ``extract()`` on the images already decoded, resized and cropped to uint8
+  224 x 224 tensors (exactly what the decode workers hand over), batch by batch;
+* local engine: ``hub.extract_dataset`` with 0, 1 and 2 decode workers, into a fresh folder
+  (decode + model + Parquet shards), the backbone already loaded;
+* Ray engine: the same job on a local Ray cluster of ``--ray-cpus`` CPUs started here; the
+  fixed cost (actors start, load the model) is measured with a one-batch job, and the
+  per-batch cost as the difference to the full job.
+
+``--write FILE`` replaces the section between the markers below in FILE (or appends it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+START = "<!-- bench_dataset:start -->"
+END = "<!-- bench_dataset:end -->"
+
+
+def make_jpegs(folder: Path, n: int, seed: int = 0) -> float:
+    """n photo-like JPEGs of mixed sizes; returns their mean size in kB."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for i in range(n):
+        short = int(rng.integers(160, 900))
+        aspect = float(rng.uniform(0.5, 2.0))
+        w, h = (int(short * aspect), short) if aspect >= 1 else (short, int(short / aspect))
+        small = rng.integers(0, 255, (max(2, h // 16), max(2, w // 16), 3), dtype=np.uint8)
+        img = Image.fromarray(small).resize((w, h), Image.BICUBIC).filter(ImageFilter.GaussianBlur(2))
+        path = folder / f"{i // 100:02d}" / f"img{i:04d}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        img.save(path, quality=90)
+        total += path.stat().st_size
+    return total / n / 1024
+
+
+def model_alone(bb: Any, folder: Path, batch_size: int) -> tuple[float, float]:
+    """items/s of extract() on pre-decoded uint8 tensors, and seconds per batch."""
+    import torch
+
+    from hub.dataset import open_source
+    from hub.dataset.items import prepare_range
+
+    src = open_source(folder, "image")
+    pp = bb.spec.preprocessing.image
+    batches = [torch.from_numpy(prepare_range(src, a, min(a + batch_size, len(src)), pp).items)
+               .permute(0, 3, 1, 2).contiguous() for a in range(0, len(src), batch_size)]
+    bb.extract(batches[0][:4], stages=[])  # warm-up
+    t = time.perf_counter()
+    for x in batches:
+        bb.extract(x, stages=[], batch_size=len(x))
+    dt = time.perf_counter() - t
+    return len(src) / dt, dt / len(batches)
+
+
+def decode_cost(bb: Any, folder: Path, batch_size: int) -> float:
+    """Seconds to read, decode, resize and crop one batch in one process."""
+    from hub.dataset import open_source
+    from hub.dataset.items import prepare_range
+
+    src = open_source(folder, "image")
+    pp = bb.spec.preprocessing.image
+    n = min(len(src), 4 * batch_size)
+    t = time.perf_counter()
+    for a in range(0, n, batch_size):
+        prepare_range(src, a, min(a + batch_size, n), pp)
+    return (time.perf_counter() - t) / (n / batch_size)
+
+
+def local_engine(bb: Any, folder: Path, workers: int, batch_size: int, tmp: Path) -> float:
+    from hub.dataset import extract_dataset
+
+    out = tmp / f"local-{workers}"
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.perf_counter()
+    r = extract_dataset(bb, folder, out, batch_size=batch_size, workers=workers)
+    dt = time.perf_counter() - t
+    return r.rows / dt
+
+
+def ray_engine(folder: Path, n: int, batch_size: int, cpus: int, tmp: Path) -> dict[str, float]:
+    import ray
+
+    from hub.dataset import extract_dataset
+
+    t = time.perf_counter()
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    init = time.perf_counter() - t
+    one = tmp / "one"
+    one.mkdir()
+    for p in sorted(folder.rglob("*.jpg"))[:batch_size]:
+        shutil.copy(p, one / p.name)
+    try:
+        t = time.perf_counter()
+        extract_dataset("efficientnet_lite0", one, tmp / "ray-one", engine="ray",
+                        batch_size=batch_size, device="cpu")
+        small = time.perf_counter() - t
+        t = time.perf_counter()
+        r = extract_dataset("efficientnet_lite0", folder, tmp / "ray-all", engine="ray",
+                            batch_size=batch_size, device="cpu")
+        full = time.perf_counter() - t
+    finally:
+        ray.shutdown()
+    batches = -(-n // batch_size)
+    return {"init": init, "small": small, "full": full, "items_s": r.rows / full,
+            "per_batch": (full - small) / (batches - 1)}
+
+
+def report(args: argparse.Namespace) -> str:
+    import torch
+
+    import hub
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-dataset-"))
+    try:
+        folder = tmp / "jpegs"
+        kb = make_jpegs(folder, args.images)
+        bb = hub.load("efficientnet_lite0", device="cpu")
+        load_before = os.getloadavg()[0]
+        runs: dict[str, list[float]] = {"alone": [], 0: [], 1: [], 2: []}  # type: ignore[dict-item]
+        model_batch = []
+        for _ in range(args.rounds):  # interleaved, so a busy spell hits every configuration
+            a, mb = model_alone(bb, folder, args.batch_size)
+            runs["alone"].append(a)
+            model_batch.append(mb)
+            for w in (0, 1, 2):
+                runs[w].append(local_engine(bb, folder, w, args.batch_size, tmp))  # type: ignore[index]
+        decode_batch = decode_cost(bb, folder, args.batch_size)
+        load_after = os.getloadavg()[0]
+        alone = max(runs["alone"])
+        local = {w: max(runs[w]) for w in (0, 1, 2)}  # type: ignore[index]
+        rayr = None if args.no_ray else ray_engine(folder, args.images, args.batch_size,
+                                                   args.ray_cpus, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    best = max(local.values())
+    lines = [
+        START,
+        "## Dataset extraction (`hub extract NAME SOURCE --out DIR`)",
+        "",
+        f"Command: `HUB_OFFLINE=1 python benchmarks/bench_dataset.py` "
+        f"({args.images} JPEGs, mean {kb:.0f} kB, short side 160-900 px; efficientnet_lite0, "
+        f"float32, CPU, batch {args.batch_size}). Machine: {os.cpu_count()} CPU cores "
+        f"({platform.processor() or platform.machine()}), torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads, shared with other jobs: expect a few % noise.",
+        "",
+        f"Best of {args.rounds} interleaved rounds (all rounds in brackets); load average "
+        f"{load_before:.1f} before, {load_after:.1f} after.",
+        "",
+        "| run | items/s | vs model alone |",
+        "|---|---:|---:|",
+        f"| model alone, pre-decoded uint8 224x224 tensors | {alone:.1f} "
+        f"({', '.join(f'{v:.1f}' for v in runs['alone'])}) | 100 % |",
+    ]
+    for w, v in local.items():
+        lines.append(f"| local engine, {w} decode worker{'s' if w != 1 else ''} | {v:.1f} "
+                     f"({', '.join(f'{x:.1f}' for x in runs[w])}) | "  # type: ignore[index]
+                     f"{100 * v / alone:.0f} % |")
+    lines += ["", f"Per batch of {args.batch_size}: model {min(model_batch):.2f} s, decode + "
+              f"resize in one process {decode_batch:.2f} s."]
+    if rayr is not None:
+        lines += [
+            "",
+            f"Ray engine, local cluster of {args.ray_cpus} CPUs (`ray.init(num_cpus="
+            f"{args.ray_cpus})`, {args.ray_cpus} model actors with one torch thread each, "
+            "decode fused into the actors):",
+            "",
+            "| | value |",
+            "|---|---:|",
+            f"| `ray.init` (local cluster start) | {rayr['init']:.1f} s |",
+            f"| one-batch job (actor start, model load, 1 batch) | {rayr['small']:.1f} s |",
+            f"| full job | {rayr['full']:.1f} s ({rayr['items_s']:.1f} items/s) |",
+            f"| steady cost per batch of {args.batch_size} | {rayr['per_batch']:.2f} s |",
+            f"| overhead ratio, full job: local best / Ray | {best / rayr['items_s']:.2f} |",
+            f"| overhead ratio, steady state: Ray per batch / local per batch | "
+            f"{rayr['per_batch'] / (args.batch_size / best):.2f} |",
+        ]
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else ""
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + section
+    path.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--ray-cpus", type=int, default=2)
+    ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--write", type=Path, help="put the report into this Markdown file")
+    args = ap.parse_args()
+    section = report(args)
+    print(section)
+    if args.write:
+        write_section(args.write, section)
+
+
+if __name__ == "__main__":
+    main()
