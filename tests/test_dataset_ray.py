@@ -101,3 +101,18 @@ def test_a_killed_actor_still_gives_a_complete_output_without_duplicates(
     extract_dataset(TINY, images, ref, batch_size=2, shard_size=4, workers=0, device="cpu")
     assert ids == read_output(ref)[0]
     assert errors_of(out) == errors_of(ref)
+
+
+def test_cli_engine_ray(cluster: None, images: Path, tmp_path: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_dataset_cli import hub_cli
+
+    out = tmp_path / "feats"
+    assert hub_cli("extract", TINY, str(images), "--out", str(out), "--engine", "ray",
+                   "--shard-size", "32", "--no-progress") == 0
+    assert f"wrote 40 rows in 2 shards to {out}, 1 bad items" in capsys.readouterr().out
+    assert json.loads((out / "_manifest.json").read_text())["engine"] == "ray"
+    # the local engine resumes (here: finds complete) what the Ray engine wrote: same job
+    assert hub_cli("extract", TINY, str(images), "--out", str(out), "--shard-size", "32",
+                   "--no-progress") == 0
+    assert "2 already complete" in capsys.readouterr().out
