@@ -141,6 +141,18 @@ def check_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor], *,
             missing=missing, unexpected=unexpected, mismatched=mismatched)
 
 
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor in its own buffer (``pread``), so converting one (channels_last, a dtype, a
+    device) frees its source at once; memory-mapped tensors would keep every touched page of the
+    file resident. Older safetensors without backends fall back to their default."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu", backend="pread")
+    except TypeError:
+        return load_file(str(path), device="cpu")
+
+
 def build_module(factory: Callable[[], torch.nn.Module], weights: Path | None, *,
                  device: torch.device, dtype: torch.dtype | None, what: str,
                  key_map: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
@@ -155,9 +167,7 @@ def build_module(factory: Callable[[], torch.nn.Module], weights: Path | None, *
     if weights is None:
         module = factory()
     else:
-        from safetensors.torch import load_file
-
-        state = load_file(str(weights), device="cpu")
+        state = _read_safetensors(weights)
         if key_map is not None:
             state = key_map(state)
         with torch.device("meta"):
