@@ -10,7 +10,9 @@ weights, and assigns the loaded tensors in place. Only safetensors are read.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,6 +143,33 @@ def check_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor], *,
             missing=missing, unexpected=unexpected, mismatched=mismatched)
 
 
+_META_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Create every ``nn.Parameter`` on the meta device (no memory, no random init), and buffers
+    for real: non-persistent buffers (position ids, rotary tables) are not in the weights, and
+    keep the values ``__init__`` computes. Affects module construction in all threads while
+    active (``Module.register_parameter`` is wrapped); builds are serialised by a lock."""
+    import torch
+
+    original = torch.nn.Module.register_parameter
+
+    def register(self: torch.nn.Module, name: str, param: Any) -> None:
+        original(self, name, param)
+        p = self._parameters.get(name)
+        if p is not None and type(p) is torch.nn.Parameter and not p.is_meta:
+            self._parameters[name] = torch.nn.Parameter(p.to("meta"), requires_grad=p.requires_grad)
+
+    with _META_LOCK:
+        torch.nn.Module.register_parameter = register  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            torch.nn.Module.register_parameter = original  # type: ignore[method-assign]
+
+
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """Every tensor in its own buffer (``pread``), so converting one (channels_last, a dtype, a
     device) frees its source at once; memory-mapped tensors would keep every touched page of the
@@ -170,7 +199,7 @@ def build_module(factory: Callable[[], torch.nn.Module], weights: Path | None, *
         state = _read_safetensors(weights)
         if key_map is not None:
             state = key_map(state)
-        with torch.device("meta"):
+        with _parameters_on_meta():
             module = factory()
         persistent = set(module.state_dict())
         # older checkpoints carry buffers that are now rebuilt at init (e.g. position_ids)
@@ -179,7 +208,7 @@ def build_module(factory: Callable[[], torch.nn.Module], weights: Path | None, *
         check_state_dict(module, state, what=what)
         module.load_state_dict(state, strict=True, assign=True)
         if any(t.is_meta for t in [*module.parameters(), *module.buffers()]):
-            # non-persistent buffers are not in the weights: build them for real once
+            # something __init__ derived from a parameter stayed on meta: build for real once
             real = factory()
             real.load_state_dict(state, strict=True, assign=True)
             module = real

@@ -117,3 +117,45 @@ def test_mismatched_weights_list_every_kind_of_problem(tmp_path: Path) -> None:
         build_module(cnn, path, device=CPU, dtype=None, what="test cnn")
     assert info.value.missing == ["0.bias"] and info.value.unexpected == ["extra.weight"]
     check_state_dict(cnn(), cnn().state_dict(), what="same")  # a fitting state passes
+
+
+class WithTables(nn.Module):
+    """A non-persistent buffer computed at init (like position ids), and one derived from a
+    parameter's values (which a meta-device build cannot compute)."""
+
+    def __init__(self, derive: bool = False) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.register_buffer("pos", torch.arange(6) * 2, persistent=False)
+        if derive:
+            self.register_buffer("norm", self.proj.weight.detach().norm(dim=1), persistent=False)
+
+
+@pytest.mark.parametrize("derive", [False, True])
+def test_non_persistent_buffers_keep_their_init_values(tmp_path: Path, derive: bool) -> None:
+    src = WithTables()
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
+    built = build_module(lambda: WithTables(derive), path, device=CPU, dtype=None, what="tables")
+    assert torch.equal(built.pos, torch.arange(6) * 2)
+    assert torch.equal(built.proj.weight, src.proj.weight)
+    assert not any(t.is_meta for t in [*built.parameters(), *built.buffers()])
+    if derive:  # rebuilt for real, as create-then-load would: the buffer is computed at init
+        assert built.norm.shape == (4,) and torch.isfinite(built.norm).all()
+    assert nn.Module.register_parameter.__name__ == "register_parameter"  # patch undone
+
+
+def test_parameters_are_not_materialised_before_the_weights(tmp_path: Path) -> None:
+    seen: list[bool] = []
+
+    class Spy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(4, 4)
+            seen.append(self.proj.weight.is_meta)
+
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in Spy().state_dict().items()}, str(path))
+    seen.clear()
+    build_module(Spy, path, device=CPU, dtype=None, what="spy")
+    assert seen == [True]  # no random init ran on real memory
