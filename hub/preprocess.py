@@ -25,6 +25,7 @@ Arrays and tensors: uint8 is divided by 255, float must already be in [0, 1];
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -151,21 +152,6 @@ def _decode_all(items: list[Any], indices: list[int], pp: ImagePreprocessing) ->
     return list(_POOL.map(lambda a: _decode_resize(a[0], a[1], pp), zip(items, indices)))
 
 
-def _as_chw(x: Any, device: torch.device) -> torch.Tensor:
-    """An array (HW, HWC) or tensor (HW, CHW) as a CHW tensor on ``device`` (no value change)."""
-    import numpy as np
-    import torch
-
-    if is_array(x):
-        if x.dtype == np.float64:
-            x = x.astype(np.float32)
-        t = torch.from_numpy(np.ascontiguousarray(x) if x.flags.writeable else np.array(x))
-        t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
-    else:
-        t = x.unsqueeze(0) if x.ndim == 2 else x
-    return t.to(device, non_blocking=True)
-
-
 def _check_float(t: torch.Tensor, indices: list[int], items: list[torch.Tensor]) -> None:
     """One check for NaN/inf and the [0, 1] range; names the first bad item when it fails."""
     import torch
@@ -182,26 +168,63 @@ def _check_float(t: torch.Tensor, indices: list[int], items: list[torch.Tensor])
                              "float images must be in [0, 1] (or pass uint8).")
 
 
-def _to_unit(t: torch.Tensor, index: int) -> torch.Tensor:
-    """A CHW uint8/float tensor as float32 in [0, 1] with 3 channels."""
+def _unit_group(items: list[Any], indices: list[int], device: torch.device) -> torch.Tensor:
+    """Same-shape, same-dtype arrays (HW, HWC) or tensors (HW, CHW) as one (G, 3, H, W) float
+    batch in [0, 1].
+
+    One stacked conversion per group, not one per item (a long list of equal-size arrays
+    costs a handful of tensor ops), and the dtype is converted in the data's own memory order,
+    the channel axis moved afterwards as a view: converting uint8 through a permuted view is
+    many times slower on the CPU.
+    """
+    import numpy as np
     import torch
 
+    hwc = is_array(items[0])
+    if hwc:
+        t = torch.from_numpy(np.stack(items) if len(items) > 1 else np.array(items[0])[None])
+    else:
+        t = _batch_view(items)
+        if t is None:
+            t = torch.stack([x.to(device, non_blocking=True) for x in items])
+    t = t.to(device, non_blocking=True)
+    if t.ndim == 3:  # HW items
+        t = t.unsqueeze(-1 if hwc else 1)
     if t.dtype == torch.uint8:
         t = t.float().div_(255.0)
     elif t.is_floating_point():
         t = t.float()
-        _check_float(t, [index], [t])
+        _check_float(t, indices, list(t))
     else:
-        raise InputError(f"Item {index} has dtype {t.dtype}; use uint8, or float in [0, 1].")
-    if t.shape[0] == 1:
-        t = t.expand(3, -1, -1)
-    elif t.shape[0] == 4:  # RGBA: alpha composited on white
-        a = t[3:4]
-        t = t[:3] * a + (1 - a)
+        raise InputError(f"Item {indices[0]} has dtype {t.dtype}; use uint8, or float in [0, 1].")
+    if hwc:
+        t = t.permute(0, 3, 1, 2)
+    if t.shape[1] == 1:
+        return t.expand(-1, 3, -1, -1)
+    if t.shape[1] == 4:  # RGBA: alpha composited on white
+        a = t[:, 3:4]
+        return t[:, :3] * a + (1 - a)
     return t
 
 
+def _batch_view(items: list[Any]) -> torch.Tensor | None:
+    """The slice of the caller's batch tensor that ``items`` are consecutive rows of, or None.
+
+    A BCHW tensor passed to extract() is split into row views; taking the slice back is free,
+    where stacking the views copies (and is slow on a busy CPU: one parallel copy per row).
+    """
+    base = items[0]._base
+    if base is None or base.ndim != items[0].ndim + 1 or tuple(base.shape[1:]) != tuple(items[0].shape):
+        return None
+    step, first = base.stride(0), items[0].storage_offset()
+    if any(x._base is not base or x.storage_offset() != first + i * step for i, x in enumerate(items)):
+        return None
+    start = (first - base.storage_offset()) // step if step else 0
+    return base[start:start + len(items)] if step else None
+
+
 def _resize_tensor(t: torch.Tensor, pp: ImagePreprocessing) -> torch.Tensor:
+    """Resize a (G, C, H, W) batch's shorter side to floor(size / crop_pct), centre-crop size."""
     import torch.nn.functional as F
 
     h, w = t.shape[-2:]
@@ -209,17 +232,20 @@ def _resize_tensor(t: torch.Tensor, pp: ImagePreprocessing) -> torch.Tensor:
         return t
     nw, nh = _resized_size(w, h, pp)
     mode = {"lanczos": "bicubic"}.get(pp.interpolation, pp.interpolation)
-    t = F.interpolate(t.unsqueeze(0), size=(nh, nw), mode=mode,
-                      antialias=mode in ("bilinear", "bicubic"),
-                      align_corners=False if mode != "nearest" else None).squeeze(0)
+    t = F.interpolate(t, size=(nh, nw), mode=mode, antialias=mode in ("bilinear", "bicubic"),
+                      align_corners=False if mode != "nearest" else None)
     left, top = _crop_box(nw, nh, pp.size)
-    return t[:, top:top + pp.size, left:left + pp.size].clamp_(0, 1)
+    return t[:, :, top:top + pp.size, left:left + pp.size].clamp_(0, 1)
 
 
 def pixel_batch(items: list[Any], pp: ImagePreprocessing, *, device: torch.device,
                 dtype: torch.dtype | None = None, indices: list[int] | None = None,
                 channels_last: bool = False) -> torch.Tensor:
     """Decode, resize, crop and normalise a batch of image items into (B, 3, S, S).
+
+    PIL images, paths and bytes are decoded and resized with PIL (on threads); arrays and
+    tensors are grouped by shape and dtype and converted and resized group by group on
+    ``device``.
 
     :param indices: the items' positions in the user's input, for error messages.
     :param dtype: the dtype of the returned batch (default float32).
@@ -228,28 +254,41 @@ def pixel_batch(items: list[Any], pp: ImagePreprocessing, *, device: torch.devic
     import numpy as np
     import torch
 
+    if not items:
+        raise InputError("pixel_batch() got no items.")
     idx = list(range(len(items))) if indices is None else list(indices)
-    decoded = [k for k, it in enumerate(items) if not (is_tensor(it) or is_array(it))]
-    slots: list[Any] = [None] * len(items)
-    if decoded:
-        arrays = _decode_all([items[k] for k in decoded], [idx[k] for k in decoded], pp)
-        u8 = torch.from_numpy(np.stack(arrays)).to(device, non_blocking=True)
-        for k, t in zip(decoded, u8.permute(0, 3, 1, 2)):
-            slots[k] = t
-    raw = {k: _as_chw(items[k], device) for k in range(len(items)) if slots[k] is None}
-    same = [t for t in raw.values()]
-    if same and len(same) == len(items) and all(t.shape == same[0].shape and t.dtype == same[0].dtype
-                                                for t in same) \
-            and same[0].is_floating_point() and tuple(same[0].shape) == (3, pp.size, pp.size):
-        x = torch.stack(same).float()  # the common case: one float batch already at size
-        _check_float(x, idx, same)
-    else:
-        for k, t in raw.items():
-            slots[k] = _resize_tensor(_to_unit(t, idx[k]), pp)
-        x = torch.stack([t.float().div_(255.0) if t.dtype == torch.uint8 else t for t in slots])
-    mean = torch.tensor(pp.mean, device=device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(pp.std, device=device, dtype=x.dtype).view(1, 3, 1, 1)
-    x = x.sub_(mean).div_(std)
-    if dtype is not None:
-        x = x.to(dtype)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for k, it in enumerate(items):
+        key = ("pil",) if not (is_tensor(it) or is_array(it)) else \
+            (is_array(it), tuple(it.shape), str(it.dtype), str(getattr(it, "device", "")))
+        groups.setdefault(key, []).append(k)
+    parts, order = [], []
+    for key, ks in groups.items():
+        if key == ("pil",):
+            arrays = _decode_all([items[k] for k in ks], [idx[k] for k in ks], pp)
+            u8 = torch.from_numpy(np.stack(arrays)).to(device, non_blocking=True)  # (G, S, S, 3)
+            parts.append(u8.permute(0, 3, 1, 2).float().div_(255.0))  # converted in memory order
+        else:
+            unit = _unit_group([items[k] for k in ks], [idx[k] for k in ks], device)
+            parts.append(_resize_tensor(unit, pp))
+        order.extend(ks)
+    x = parts[0] if len(parts) == 1 else torch.cat(parts)
+    if order != list(range(len(items))):  # back to input order
+        x = x[torch.from_numpy(np.argsort(order)).to(x.device)]
+    y = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    # x may still be the caller's own float batch (at size, on this device): never write to it
+    shared = y.data_ptr() == x.data_ptr() and any(
+        is_tensor(it) and it.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+        for it in items)
+    mean, std = _mean_std(pp.mean, pp.std, y.device)
+    y = (torch.sub(y, mean) if shared else y.sub_(mean)).div_(std)
+    return y.to(dtype) if dtype is not None else y
+
+
+@functools.lru_cache(maxsize=32)
+def _mean_std(mean: tuple[float, ...], std: tuple[float, ...],
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    return (torch.tensor(mean, device=device).view(1, 3, 1, 1),
+            torch.tensor(std, device=device).view(1, 3, 1, 1))
