@@ -22,8 +22,8 @@ from hub.errors import InputError, WeightMismatchError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Precision", "build_module", "check_state_dict", "precision_plan", "resolve_device",
-           "resolve_dtype", "wants_channels_last"]
+__all__ = ["Precision", "build_module", "check_state_dict", "conv_fraction", "precision_plan",
+           "resolve_device", "resolve_dtype", "wants_channels_last"]
 
 
 def resolve_device(device: Any) -> torch.device:
@@ -91,21 +91,13 @@ def wants_channels_last(module: torch.nn.Module, modality: str, requested: bool 
     on GPU run convolutions faster in NHWC; off for token models (ViT, Swin) and
     text, whose compute is in matmuls.
     """
-    import torch
-
     if requested is not None:
         if requested and modality != "image":
             raise InputError("channels_last applies to image backbones.")
         return bool(requested)
     if modality != "image":
         return False
-    total = conv = 0
-    for m in module.modules():
-        own = sum(p.numel() for p in m.parameters(recurse=False))
-        total += own
-        if isinstance(m, torch.nn.Conv2d):
-            conv += own
-    return total > 0 and conv / total >= 0.5
+    return conv_fraction(module) >= 0.5
 
 
 def resolve_dtype(dtype: Any) -> torch.dtype | None:
@@ -170,16 +162,37 @@ def _parameters_on_meta() -> Iterator[None]:
             torch.nn.Module.register_parameter = original  # type: ignore[method-assign]
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """Every tensor in its own buffer (``pread``), so converting one (channels_last, a dtype, a
-    device) frees its source at once; memory-mapped tensors would keep every touched page of the
-    file resident. Older safetensors without backends fall back to their default."""
+def _read_safetensors(path: Path, *, converted: bool) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file.
+
+    :param converted: the tensors will be converted (channels_last, a dtype, a device): read
+        each into its own buffer (``pread``), so converting one frees its source at once.
+        Otherwise memory-map them: pages are read on first use and stay file-backed, as
+        ``from_pretrained`` does. (Converting memory-mapped tensors would keep every touched page
+        of the file resident next to the copies.) Older safetensors without backends use their
+        default.
+    """
     from safetensors.torch import load_file
 
-    try:
-        return load_file(str(path), device="cpu", backend="pread")
-    except TypeError:
-        return load_file(str(path), device="cpu")
+    if converted:
+        try:
+            return load_file(str(path), device="cpu", backend="pread")
+        except TypeError:
+            pass
+    return load_file(str(path), device="cpu")
+
+
+def conv_fraction(module: torch.nn.Module) -> float:
+    """The share of a module's parameters that sit in 2-D convolutions (0 for none)."""
+    import torch
+
+    total = conv = 0
+    for m in module.modules():
+        own = sum(p.numel() for p in m.parameters(recurse=False))
+        total += own
+        if isinstance(m, torch.nn.Conv2d):
+            conv += own
+    return conv / total if total else 0.0
 
 
 def build_module(factory: Callable[[], torch.nn.Module], weights: Path | None, *,
@@ -196,11 +209,13 @@ def build_module(factory: Callable[[], torch.nn.Module], weights: Path | None, *
     if weights is None:
         module = factory()
     else:
-        state = _read_safetensors(weights)
-        if key_map is not None:
-            state = key_map(state)
         with _parameters_on_meta():
             module = factory()
+        # CNNs are converted to channels_last after the build (wants_channels_last)
+        converted = device.type != "cpu" or dtype is not None or conv_fraction(module) >= 0.5
+        state = _read_safetensors(weights, converted=converted)
+        if key_map is not None:
+            state = key_map(state)
         persistent = set(module.state_dict())
         # older checkpoints carry buffers that are now rebuilt at init (e.g. position_ids)
         transient = {n for n, _ in module.named_buffers()} - persistent

@@ -14,6 +14,7 @@ from hub.modules import (
     Precision,
     build_module,
     check_state_dict,
+    conv_fraction,
     precision_plan,
     resolve_device,
     resolve_dtype,
@@ -74,6 +75,8 @@ def token_model() -> nn.Module:
 
 
 def test_channels_last_is_automatic_for_cnns_only() -> None:
+    assert conv_fraction(cnn()) > 0.99 and conv_fraction(token_model()) < 0.2
+    assert conv_fraction(nn.Linear(4, 4)) == 0.0 and conv_fraction(nn.ReLU()) == 0.0
     assert wants_channels_last(cnn(), "image", None) is True
     assert wants_channels_last(token_model(), "image", None) is False  # patch embed only
     assert wants_channels_last(nn.Linear(4, 4), "text", None) is False
