@@ -201,6 +201,21 @@ def test_output_folder_of_another_job_or_foreign_files_is_refused(
     assert sorted(p.name for p in foreign.iterdir()) == ["thesis.pdf"]
 
 
+def test_one_job_at_a_time_writes_a_folder(images: Path, tiny: hub.Backbone,
+                                           tmp_path: Path) -> None:
+    from hub.dataset.api import _job
+    from hub.dataset.writer import ShardWriter
+
+    out = tmp_path / "out"
+    src = open_source(images, "image")
+    job = _job(tiny, src, None, None, None, shard_size=8)
+    with ShardWriter(out, job, len(src), engine="local") as other:
+        other.open()
+        with pytest.raises(InputError, match="being written by another job"):
+            extract_dataset(tiny, src, out, shard_size=8, workers=0)
+    assert extract_dataset(tiny, src, out, shard_size=8, workers=0).complete
+
+
 def test_a_shard_that_lost_rows_is_reported_not_trusted(images: Path, tiny: hub.Backbone,
                                                         tmp_path: Path) -> None:
     import pyarrow.parquet as pq

@@ -115,8 +115,8 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | S
     :param address: the Ray cluster (``"auto"``, ``"ray://host:10001"``); default: the running
         one, else a local one.
     :param workers: local: decoding processes (default: CPU cores - 1, at most 8; 0 decodes
-        in this process). Ray: model actors (default: one per GPU, else one per 2 CPUs... see
-        :func:`hub.dataset.ray_engine.run_ray`).
+        in this process). Ray: model actors (default: one per GPU, else one per CPU; see
+        :func:`hub.dataset.ray_engine.plan_actors`).
     :param stages: stage names or indices to store besides the embedding (default: none).
     :param pool: pooling of the embedding (default: the manifest's).
     :param strict: stop at the first bad item (:class:`~hub.errors.InputError`) instead of

@@ -107,16 +107,17 @@ def strict_error(error: Any) -> InputError:
 def run_local(bb: Backbone, source: Source, out: str | os.PathLike[str], job: Job, *,
               batch_size: int, workers: int, strict: bool, progress: bool) -> DatasetResult:
     """Run a job on this machine into ``out``, skipping the shards already there."""
-    writer = ShardWriter(out, job, len(source), engine="local", embedding_dim=bb.embedding_dim)
-    pending = writer.open()
-    ranges = plan_ranges([(a, b) for _, a, b in pending], batch_size)
-    total = sum(b - a for a, b in ranges)
-    batches = run_pipeline(bb, source, ranges, job, workers=workers)
-    with JobProgress(total, enabled=progress, description=f"{bb.name}") as bar:
-        for fb in batches:
-            if strict and fb.errors:
-                writer.record_failure(fb.errors[0])
-                raise strict_error(fb.errors[0])
-            writer.add(fb)
-            bar.advance(len(fb) + len(fb.errors))
-    return writer.close()
+    with ShardWriter(out, job, len(source), engine="local",
+                     embedding_dim=bb.embedding_dim) as writer:
+        pending = writer.open()
+        ranges = plan_ranges([(a, b) for _, a, b in pending], batch_size)
+        total = sum(b - a for a, b in ranges)
+        batches = run_pipeline(bb, source, ranges, job, workers=workers)
+        with JobProgress(total, enabled=progress, description=f"{bb.name}") as bar:
+            for fb in batches:
+                if strict and fb.errors:
+                    writer.record_failure(fb.errors[0])
+                    raise strict_error(fb.errors[0])
+                writer.add(fb)
+                bar.advance(len(fb) + len(fb.errors))
+        return writer.close()

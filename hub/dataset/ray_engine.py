@@ -208,29 +208,43 @@ def run_ray(name: str, source: str | os.PathLike[str] | Source, out: str | os.Pa
                    stages=list(stages or []), pool=pool, normalize=normalize,
                    dtype=str(dt).replace("torch.", "") if dt is not None else None,
                    shard_size=shard_size)
-    writer = ShardWriter(out, job, len(src), engine="ray",
-                         embedding_dim=spec.outputs.embedding_dim)
-    pending = writer.open()
-    ranges = plan_ranges([(a, b) for _, a, b in pending], batch_size)
-    if not ranges:
-        return writer.close()
     started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, log_to_driver=False)
-    elif address is not None:
+    if not started and address is not None:
         raise InputError(f"address={address!r}: this process is already connected to a Ray "
                          "cluster; leave address unset to use it.")
-    try:
-        from ray.data import DataContext
+    with ShardWriter(out, job, len(src), engine="ray",
+                     embedding_dim=spec.outputs.embedding_dim) as writer:
+        pending = writer.open()
+        ranges = plan_ranges([(a, b) for _, a, b in pending], batch_size)
+        if ranges:
+            if started:
+                ray.init(address=address, log_to_driver=False)
+            try:
+                _stream(ray, writer, src, ranges, spec, files.variant.name, job, device=device,
+                        dtype=dtype, actors=actors, batch_size=batch_size, strict=strict,
+                        progress=progress)
+            finally:
+                if started:
+                    ray.shutdown()
+        return writer.close()
 
-        DataContext.get_current().enable_progress_bars = False
+
+def _stream(ray: Any, writer: ShardWriter, src: Source, ranges: list[tuple[int, int]],
+            spec: Any, variant: str, job: Any, *, device: Any, dtype: Any, actors: int | None,
+            batch_size: int, strict: bool, progress: bool) -> None:
+    """Build the Ray Data pipeline over ``ranges`` and feed its output to ``writer``."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    bars, context.enable_progress_bars = context.enable_progress_bars, False  # ours instead
+    try:
         plan = plan_actors(ray.cluster_resources(), actors, device)
         pp = spec.preprocessing.image if spec.modality == "image" else None
         env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
         ds = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges])
         ds = ds.map_batches(decode_batch, fn_kwargs={"source": src, "pp": pp}, batch_size=1)
         ds = ds.map_batches(Embedder, batch_size=batch_size, fn_constructor_kwargs={
-            "name": spec.name, "weights": files.variant.name, "device": device, "dtype": dtype,
+            "name": spec.name, "weights": variant, "device": device, "dtype": dtype,
             "stages": job.stages, "pool": job.pool, "normalize": job.normalize, "env": env},
             compute=ray.data.ActorPoolStrategy(size=plan["size"]), num_gpus=plan["num_gpus"],
             num_cpus=plan["num_cpus"])
@@ -244,6 +258,4 @@ def run_ray(name: str, source: str | os.PathLike[str] | Source, out: str | os.Pa
                 writer.add(fb)
                 bar.advance(len(b["index"]))
     finally:
-        if started:
-            ray.shutdown()
-    return writer.close()
+        context.enable_progress_bars = bars

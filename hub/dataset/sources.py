@@ -25,6 +25,7 @@ import csv
 import glob as globlib
 import hashlib
 import io
+import itertools
 import json
 import os
 from abc import ABC, abstractmethod
@@ -87,7 +88,7 @@ class Source(ABC):
     def describe(self) -> dict[str, Any]:
         """What identifies this source in a job's manifest (a changed source is a new job)."""
         return {"kind": self.kind, "path": self.path, "column": self.column, "rows": len(self),
-                "digest": self.digest}
+                "id_type": self.id_type, "digest": self.digest}
 
     def _value(self, value: Any) -> Any:
         """Check one raw value for this modality; a :class:`Failure` when unusable."""
@@ -168,22 +169,12 @@ class GlobSource(_PathList):
     kind = "glob"
 
     def __init__(self, pattern: str, modality: str) -> None:
-        parts = Path(pattern).parts
-        fixed = [p for p in _take_while(parts, lambda s: not (_GLOB_MAGIC & set(s)))]
+        fixed = list(itertools.takewhile(lambda s: not (_GLOB_MAGIC & set(s)), Path(pattern).parts))
         root = Path(*fixed) if fixed else Path(".")
         files = [Path(f) for f in globlib.glob(pattern, recursive=True) if os.path.isfile(f)]
         if not files:
             raise InputError(f"The pattern {pattern!r} matches no files.")
         super().__init__(pattern, modality, root, files)
-
-
-def _take_while(items: tuple[str, ...], keep: Any) -> list[str]:
-    out = []
-    for x in items:
-        if not keep(x):
-            break
-        out.append(x)
-    return out
 
 
 class _Lines(Source):

@@ -116,6 +116,9 @@ def _write_json(path: Path, data: Any) -> None:
 class ShardWriter:
     """Writes one job's shards into ``out``, resuming what an earlier run finished.
 
+    Use it as a context manager: :meth:`open` takes a lock on the folder (one job writes it at a
+    time), leaving the ``with`` block releases it.
+
     :param rows: rows in the source.
     :param engine: recorded in the manifest (``"local"`` or ``"ray"``).
     """
@@ -133,13 +136,36 @@ class ShardWriter:
         self.embedding_dim = embedding_dim
         self.skipped = 0
         self._buffers: dict[int, _Buffer] = {}
+        self._lock: Any = None
         self._created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Release the folder's lock, whether the job finished or not."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # ---- opening and resuming ------------------------------------------------------------------
     def open(self) -> list[tuple[int, int, int]]:
         """Check the folder, take stock of complete shards; returns the pending (shard, start, stop)."""
+        from filelock import FileLock, Timeout
+
         _pa()
         self.out.mkdir(parents=True, exist_ok=True)
+        others = [p.name for p in self.out.iterdir() if not p.name.startswith(".")]
+        if others and not (self.out / MANIFEST).exists():
+            raise InputError(f"{self.out} is not empty ({', '.join(sorted(others)[:3])}...) and is "
+                             "not a dataset output (no _manifest.json). Use an empty or new output "
+                             "folder.")
+        self._lock = FileLock(str(self.out / ".lock"))
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout as exc:
+            raise InputError(f"{self.out} is being written by another job right now; wait for it "
+                             "to finish, or use another output folder.") from exc
         for stale in self.out.glob(".*.tmp"):
             stale.unlink()
         old = self._read_manifest()
@@ -165,11 +191,6 @@ class ShardWriter:
     def _read_manifest(self) -> dict[str, Any] | None:
         path = self.out / MANIFEST
         if not path.exists():
-            others = [p.name for p in self.out.iterdir() if not p.name.startswith(".")]
-            if others:
-                raise InputError(f"{self.out} is not empty ({', '.join(sorted(others)[:3])}...) and "
-                                 "is not a dataset output (no _manifest.json). Use an empty or new "
-                                 "output folder.")
             return None
         try:
             data = json.loads(path.read_text())
@@ -258,14 +279,15 @@ class ShardWriter:
         ids = [buf.rows[i][0] for i in order]
         dim = self.embedding_dim or 0
         emb = np.asarray([buf.rows[i][1] for i in order], dtype=np.float32).reshape(len(order), dim)
-        cols = {"id": pa.array(ids, type=pa.string() if self.job.source["kind"] in ("folder", "glob")
-                                else pa.int64()),
+        id_type = pa.string() if self.job.source.get("id_type") == "string" else pa.int64()
+        cols = {"id": pa.array(ids, type=id_type),
                 "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim)}
         for name in self._stage_names(buf):
             values = [buf.rows[i][2][name] for i in order]
-            info = self.stage_info.setdefault(name, _stage_info(values[0]) if values else None)
+            info = self.stage_info.get(name) or (_stage_info(values[0]) if values else None)
             if info is None:
                 continue
+            self.stage_info[name] = info
             if info["shape"][0] is None:  # text: (L_i, D) per row
                 cols[f"stage_{name}"] = pa.array([np.asarray(v, np.float32).reshape(-1) for v in values],
                                                  type=pa.list_(pa.float32()))
