@@ -32,6 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
+    where = machine()
     hub_cmd = [shutil.which("hub", path=str(Path(sys.executable).parent)) or "hub", "list"]
     timm_cmd = [sys.executable, "-c", "import timm; timm.list_models()"]
     wall(hub_cmd), wall(timm_cmd)  # warm the page cache
@@ -40,7 +41,7 @@ def main() -> None:
         for who in (("hub", "timm") if r % 2 == 0 else ("timm", "hub")):
             t[who].append(wall(hub_cmd if who == "hub" else timm_cmd))
     rs = [a / h for a, h in zip(t["timm"], t["hub"])]
-    print(f"machine: {machine()}\n")
+    print(f"machine: {where}\n")
     print("| command | median s |\n|---|---|")
     print(f"| hub list | {statistics.median(t['hub']):.2f} |")
     print(f"| python -c \"import timm; timm.list_models()\" | {statistics.median(t['timm']):.2f} |")

@@ -4,16 +4,16 @@
 
 Each trial is a new Python process (so nothing is warm but the OS page cache,
 which every variant shares). It reports the seconds of the load call itself
-(imports done before the clock starts), the process's whole wall time, and its
-peak RSS (``ru_maxrss``).
+(imports done before the clock starts), the process's whole wall time, its peak
+RSS (``ru_maxrss``), and how far the load raised the peak above the RSS after the
+imports (torch and the model library account for most of a process's memory).
 
 * resnet50, vit_b16: ``timm.create_model(arch)`` + ``load_state_dict(load_file(...))``
   (the same safetensors hub cached) vs ``hub.load(name, device="cpu")``.
 * minilm_l6: ``AutoModel.from_pretrained`` + ``AutoTokenizer.from_pretrained`` on
   the same files vs ``hub.load("minilm_l6", device="cpu")``.
 
-Speed ratios are anchor / hub (> 1: hub is faster); RSS ratios hub / anchor (< 1:
-hub uses less).
+Speed ratios are anchor / hub per round (> 1: hub is faster), median and min-max.
 """
 
 from __future__ import annotations
@@ -33,10 +33,15 @@ from _common import DEFAULT_CACHE, machine, prepare  # noqa: E402
 CHILD = r"""
 import json, os, resource, sys, time
 {imports}
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+base = rss()
 t = time.perf_counter()
 {load}
 dt = time.perf_counter() - t
-print(json.dumps({{"load_s": dt, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"load_s": dt, "rss_mb": peak, "load_peak_mb": peak - base, "load_kept_mb": rss() - base}}))
 """
 
 
@@ -82,8 +87,9 @@ def main() -> None:
     paths = prepare()
     print(f"machine: {machine()}\n")
     print("| backbone | anchor load s | hub load s | hub load speed vs anchor | anchor process s |"
-          " hub process s | anchor peak RSS MB | hub peak RSS MB | hub RSS / anchor |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          " hub process s | anchor peak RSS MB | hub peak RSS MB | anchor load peak MB |"
+          " hub load peak MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, pair in variants(paths).items():
         if name not in args.only:
             continue
@@ -97,12 +103,11 @@ def main() -> None:
             return statistics.median(x[key] for x in runs[who])
 
         speed = [a["load_s"] / h["load_s"] for a, h in zip(runs["anchor"], runs["hub"])]
-        rss = [h["rss_mb"] / a["rss_mb"] for a, h in zip(runs["anchor"], runs["hub"])]
         print(f"| {name} | {med('anchor', 'load_s'):.2f} | {med('hub', 'load_s'):.2f} | "
               f"{statistics.median(speed):.2f}x ({min(speed):.2f}-{max(speed):.2f}) | "
               f"{med('anchor', 'wall_s'):.2f} | {med('hub', 'wall_s'):.2f} | "
               f"{med('anchor', 'rss_mb'):.0f} | {med('hub', 'rss_mb'):.0f} | "
-              f"{statistics.median(rss):.2f} ({min(rss):.2f}-{max(rss):.2f}) |", flush=True)
+              f"{med('anchor', 'load_peak_mb'):.0f} | {med('hub', 'load_peak_mb'):.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,12 @@ pass the 256-token limit). Both batch 32, on the CPU, in one process:
 * ``hub``: ``bb.extract(texts, stages=[], batch_size=32)`` (the manifest's mean
   pooling + normalisation; ``stages=[]`` because encode returns only embeddings).
 
-Checks that the embeddings agree (cosine >= 0.99999) before timing.
+Checks that the embeddings agree (cosine >= 0.99999) before timing. Two timings:
+
+* whole: each call encodes all 2,000; ``--rounds`` rounds, alternating which goes first.
+* slices: the 2,000 in ``--slices`` consecutive slices; each slice is encoded by both, one
+  right after the other, so a pair sees the same machine load (robust on a shared CPU);
+  ratios are per slice pair.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -45,6 +51,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--slices", type=int, default=10)
+    ap.add_argument("--slice-rounds", type=int, default=2)
     args = ap.parse_args()
     prepare()
 
@@ -69,14 +77,33 @@ def main() -> None:
           f"{cos.min().item():.7f}, mean {cos.mean().item():.7f}\n")
     if cos.min().item() < 0.99999:
         raise SystemExit("embeddings disagree")
-    t = interleave({"st": lambda: st.encode(texts, batch_size=32, convert_to_tensor=True),
-                    "hub": lambda: bb.extract(texts, stages=[], batch_size=32)},
-                   args.rounds, warmup=0)
+    def st_run(xs: list[str]) -> None:
+        st.encode(xs, batch_size=32, convert_to_tensor=True)
+
+    def hub_run(xs: list[str]) -> None:
+        bb.extract(xs, stages=[], batch_size=32)
+
     n = len(texts)
-    print("| sentences | st sent/s | hub sent/s | hub speed vs st |")
-    print("|---|---|---|---|")
-    print(f"| {n} | {n / statistics.median(t['st']):.0f} | {n / statistics.median(t['hub']):.0f} | "
-          f"{fmt_ratio(t['st'], t['hub'])} |")
+    t = interleave({"st": lambda: st_run(texts), "hub": lambda: hub_run(texts)}, args.rounds,
+                   warmup=0)
+    size = -(-n // args.slices)
+    parts = [texts[i:i + size] for i in range(0, n, size)]
+    pairs: dict[str, list[float]] = {"st": [], "hub": []}
+    for r in range(args.slice_rounds):
+        for k, part in enumerate(parts):
+            for who in (("st", "hub") if (r + k) % 2 == 0 else ("hub", "st")):
+                start = time.perf_counter()
+                (st_run if who == "st" else hub_run)(part)
+                pairs[who].append(time.perf_counter() - start)
+    rounds_st = [sum(pairs["st"][i:i + len(parts)]) for i in range(0, len(pairs["st"]), len(parts))]
+    rounds_hub = [sum(pairs["hub"][i:i + len(parts)]) for i in range(0, len(pairs["hub"]), len(parts))]
+    print("| timing | sentences per call | st sent/s | hub sent/s | hub speed vs st |")
+    print("|---|---|---|---|---|")
+    print(f"| whole, {args.rounds} rounds | {n} | {n / statistics.median(t['st']):.0f} | "
+          f"{n / statistics.median(t['hub']):.0f} | {fmt_ratio(t['st'], t['hub'])} |")
+    print(f"| slices, {args.slice_rounds} rounds x {len(parts)} | {size} | "
+          f"{n / statistics.median(rounds_st):.0f} | {n / statistics.median(rounds_hub):.0f} | "
+          f"{fmt_ratio(pairs['st'], pairs['hub'])} |")
 
 
 if __name__ == "__main__":
