@@ -97,10 +97,11 @@ class Backbone(ABC):
 
         self.dtype = dtype
         self.autocast_dtype = autocast
-        if channels_last and not self.channels_last:
-            self.module.to(memory_format=torch.channels_last)
+        if channels_last != self.channels_last:
+            self.module.to(memory_format=torch.channels_last if channels_last
+                           else torch.contiguous_format)
         self.channels_last = channels_last
-        if compile:
+        if compile and not self.compiled:
             opts = compile if isinstance(compile, dict) else {}
             self._forward = torch.compile(self._forward, **opts)  # type: ignore[method-assign]
             self.compiled = True
@@ -223,7 +224,10 @@ class Backbone(ABC):
             raw.stages[n], pre = _as_layout(raw.stages[n], self.specs[n], raw.num_prefix_tokens)
             if pre is not None and n not in raw.prefix:
                 raw.prefix[n] = pre
-        pooled = pool_batch(raw, last, how, model=self.name)
+        if raw.pooled is not None and how == self.spec.outputs.pool:
+            pooled = raw.pooled  # the library's own embedding for the trained pooling
+        else:
+            pooled = pool_batch(raw, last, how, model=self.name)
         feats = Features(pooled=pooled, stages={n: raw.stages[n] for n in names}, mask=raw.mask,
                          prefix={n: raw.prefix[n] for n in names if n in raw.prefix})
         if self.dtype is not None:

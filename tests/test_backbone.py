@@ -280,3 +280,14 @@ def test_modalities_are_checked_both_ways(minilm: Backbone, tiny: Backbone) -> N
         tiny.extract("a sentence about cats")
     with pytest.raises(InputError, match="channels_last applies to image backbones"):
         hub.load("minilm_l6", device="cpu", channels_last=True)
+
+
+def test_configure_switches_layout_both_ways() -> None:
+    bb = hub.load("example_tinynet", device="cpu")
+    x = images(2)
+    ref = bb.extract(x).pooled
+    w = bb.module[0][0].weight
+    assert bb.channels_last and w.is_contiguous(memory_format=torch.channels_last)
+    bb.configure(channels_last=False)
+    assert not bb.channels_last and bb.module[0][0].weight.is_contiguous()
+    assert torch.allclose(bb.extract(x).pooled, ref, atol=1e-6)
