@@ -116,3 +116,22 @@ def test_cli_engine_ray(cluster: None, images: Path, tmp_path: Path,
     assert hub_cli("extract", TINY, str(images), "--out", str(out), "--shard-size", "32",
                    "--no-progress") == 0
     assert "2 already complete" in capsys.readouterr().out
+
+
+def test_embedder_plugs_into_your_own_ray_dataset(cluster: None) -> None:
+    import hub
+    from hub.dataset.ray_engine import Embedder
+
+    texts = ["a photo of a cat", "hello", "the quick brown fox jumps over the lazy dog"]
+    ds = ray.data.from_items([{"text": t, "n": i} for i, t in enumerate(texts)])
+    ds = ds.map_batches(Embedder, fn_constructor_kwargs={"name": "minilm_l6", "column": "text",
+                                                         "stages": [-1]},
+                        batch_size=2, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1)
+    rows = sorted(ds.take_all(), key=lambda r: r["n"])
+    assert [r["n"] for r in rows] == [0, 1, 2] and "text" not in rows[0]
+    emb = np.stack([r["embedding"] for r in rows])
+    ref = hub.load("minilm_l6", device="cpu").extract(texts, stages=[-1])
+    assert _cosine(emb, ref.pooled.numpy()).min() >= 0.9999
+    last = list(ref.stages)[-1]
+    assert [np.shape(r[f"stage_{last}"]) for r in rows] == \
+        [(int(n), 384) for n in ref.mask.sum(1).tolist()]
