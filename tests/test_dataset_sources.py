@@ -162,3 +162,14 @@ def test_describe_names_kind_path_column_rows_digest(tmp_path: Path) -> None:
     d = open_source(f, "text").describe()
     assert d["kind"] == "jsonl" and d["column"] == "text" and d["rows"] == 1
     assert d["path"] == str(f.resolve()) and len(d["digest"]) == 64
+
+
+def test_importing_hub_dataset_loads_no_torch_pyarrow_or_ray() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, hub, hub.dataset; "
+            "print(sorted(m for m in ('torch', 'pyarrow', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    assert out.strip() == "[]"
