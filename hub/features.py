@@ -68,6 +68,9 @@ class RawOutput:
     :param mask: attention mask (B, L) for text.
     :param num_prefix_tokens: leading class/register tokens in ``tokens``.
     :param prefix: stage name -> (B, P, D) prefix tokens removed from that stage's grid.
+    :param pooled: optional (B, D) embedding computed the provider library's own way for the
+        weights' trained pooling (e.g. timm's pre-logits, with a head norm where the model has
+        one); used when the requested pool is the manifest's default.
     """
 
     stages: dict[str, Any]
@@ -75,6 +78,7 @@ class RawOutput:
     mask: Any = None
     num_prefix_tokens: int = 0
     prefix: dict[str, Any] = field(default_factory=dict)
+    pooled: Any = None
 
 
 @dataclass

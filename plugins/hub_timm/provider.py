@@ -35,6 +35,10 @@ class TimmBackbone(ImageBackbone):
                  indices: dict[str, int | None], **kw: Any) -> None:
         super().__init__(spec, module, specs, **kw)
         self._indices = indices  # stage name -> feature_info index, None for the final features
+        # timm's pre-logits (pool + any head norm or head conv) are the embedding when they have
+        # the manifest's width; else (MobileNetV3's and VGG's head convs) the core pools the map
+        width = getattr(module, "head_hidden_size", None) or getattr(module, "num_features", None)
+        self._own_pool = width == spec.outputs.embedding_dim
 
     def _forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
         last = list(self.specs)[-1]
@@ -68,7 +72,10 @@ class TimmBackbone(ImageBackbone):
         if tokens is None and final.ndim == 3:
             tokens = final
         pre = {n: prefixes[self._indices[n]] for n in out if self._indices[n] in prefixes}
-        return RawOutput(stages=out, tokens=tokens, num_prefix_tokens=prefix, prefix=pre)
+        # timm's pre-logits features: its own pooling plus any head norm (ConvNeXt, ...)
+        pooled = m.forward_head(final, pre_logits=True) if self._own_pool else None
+        return RawOutput(stages=out, tokens=tokens, num_prefix_tokens=prefix, prefix=pre,
+                         pooled=pooled)
 
 
 @functools.lru_cache(maxsize=64)

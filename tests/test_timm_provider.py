@@ -1,0 +1,33 @@
+"""The timm provider (plugins/hub_timm): pooled embeddings are timm's own pre-logits features."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hub
+
+
+@pytest.mark.parametrize("name", ["convnext_tiny", "efficientnet_lite0", "vit_s16"])
+def test_default_pooling_is_timms_pre_logits(name: str) -> None:
+    bb = hub.load(name, pretrained=False, device="cpu", channels_last=False)
+    size = bb.spec.preprocessing.image.size
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    f = bb.extract(x, stages=[])
+    pp = bb.spec.preprocessing.image
+    xn = (x - torch.tensor(pp.mean).view(1, 3, 1, 1)) / torch.tensor(pp.std).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        ref = bb.module.forward_head(bb.module.forward_features(xn), pre_logits=True)
+    assert f.pooled.shape == ref.shape
+    assert (f.pooled - ref).abs().max().item() <= 1e-5
+
+
+def test_convnext_default_pool_applies_the_head_norm_and_plain_avg_is_still_available() -> None:
+    bb = hub.load("convnext_tiny", pretrained=False, device="cpu", channels_last=False)
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    default = bb.extract(x, stages=[-1])
+    plain = bb.extract(x, stages=[-1], pool="max")
+    stage4 = default.stages[list(default.stages)[-1]]
+    assert torch.allclose(plain.pooled, stage4.amax(dim=(2, 3)), atol=1e-6)
+    # timm's head LayerNorm makes the default embedding differ from a bare average of stage 4
+    assert not torch.allclose(default.pooled, stage4.mean(dim=(2, 3)), atol=1e-3)
