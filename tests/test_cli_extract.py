@@ -16,15 +16,10 @@ from PIL import Image
 from safetensors import safe_open
 
 import hub
-from hub.cli import main
+from tests.support.cli import exit_code
 
 
-def hub_cli(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+hub_cli = exit_code
 
 
 @pytest.fixture

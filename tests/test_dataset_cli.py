@@ -11,16 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hub.cli import main
+from tests.support.cli import exit_code
 from tests.test_dataset_local import errors_of, make_images, read_output
 
 
-def hub_cli(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+hub_cli = exit_code
 
 
 @pytest.fixture

@@ -28,3 +28,14 @@ def run_hub(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
         code = exc.code if isinstance(exc.code, int) else 1
     captured = capsys.readouterr()
     return Result(code, captured.out, captured.err)
+
+
+def exit_code(*args: str) -> int:
+    """``hub ARGS`` through :func:`hub.cli.main`, output left to pytest; returns the exit code."""
+    from hub.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
