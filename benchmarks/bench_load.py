@@ -108,6 +108,28 @@ def main() -> None:
               f"{med('anchor', 'wall_s'):.2f} | {med('hub', 'wall_s'):.2f} | "
               f"{med('anchor', 'rss_mb'):.0f} | {med('hub', 'rss_mb'):.0f} | "
               f"{med('anchor', 'load_peak_mb'):.0f} | {med('hub', 'load_peak_mb'):.0f} |", flush=True)
+    if "resnet50" in args.only:
+        decompose(args.rounds)
+
+
+def decompose(rounds: int) -> None:
+    """Where resnet50's hub.load time goes: the once-per-process re-hash of the cached file, and
+    the channels_last conversion (both inside the default hub.load)."""
+    variants = {
+        "default": ("import hub, torch, timm", "bb = hub.load('resnet50', device='cpu')"),
+        "hash done": ("import hub, torch, timm\nhub.pull('resnet50')",
+                      "bb = hub.load('resnet50', device='cpu')"),
+        "hash done, timm's layout": ("import hub, torch, timm\nhub.pull('resnet50')",
+                                     "bb = hub.load('resnet50', device='cpu', channels_last=False)"),
+    }
+    runs: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(rounds):
+        names = list(variants)
+        for k in names[r % 3:] + names[:r % 3]:
+            runs[k].append(trial(*variants[k])["load_s"])
+    print("\n| resnet50 hub.load | median s |\n|---|---|")
+    for k, xs in runs.items():
+        print(f"| {k} | {statistics.median(xs):.2f} |")
 
 
 if __name__ == "__main__":

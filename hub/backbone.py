@@ -98,8 +98,8 @@ class Backbone(ABC):
         self.dtype = dtype
         self.autocast_dtype = autocast
         if channels_last != self.channels_last:
-            self.module.to(memory_format=torch.channels_last if channels_last
-                           else torch.contiguous_format)
+            _convert_layout(self.module, torch.channels_last if channels_last
+                            else torch.contiguous_format)
         self.channels_last = channels_last
         if compile and not self.compiled:
             opts = compile if isinstance(compile, dict) else {}
@@ -237,6 +237,18 @@ class Backbone(ABC):
             feats.stages = {k: cast(v) for k, v in feats.stages.items()}
             feats.prefix = {k: cast(v) for k, v in feats.prefix.items()}
         return feats
+
+
+def _convert_layout(module: torch.nn.Module, fmt: torch.memory_format) -> None:
+    """Convert 4-D weights to ``fmt``, then copy every CPU tensor the conversion left where it
+    was (norms, biases, 1x1 kernels that are in both layouts), so no weight keeps a source
+    buffer of the build alive next to the converted copies."""
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    before = {name: t.data_ptr() for name, t in tensors}
+    module.to(memory_format=fmt)
+    for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        if t.data_ptr() == before.get(name) and t.device.type == "cpu":
+            t.data = t.data.clone(memory_format=fmt) if t.ndim == 4 else t.data.clone()
 
 
 def _as_layout(t: Any, spec: StageSpec, num_prefix: int) -> tuple[Any, Any]:

@@ -165,12 +165,12 @@ def _parameters_on_meta() -> Iterator[None]:
 def _read_safetensors(path: Path, *, converted: bool) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file.
 
-    :param converted: the tensors will be converted (channels_last, a dtype, a device): read
+    :param converted: the tensors will be converted (a dtype, a device, channels_last): read
         each into its own buffer (``pread``), so converting one frees its source at once.
         Otherwise memory-map them: pages are read on first use and stay file-backed, as
-        ``from_pretrained`` does. (Converting memory-mapped tensors would keep every touched page
-        of the file resident next to the copies.) Older safetensors without backends use their
-        default.
+        ``from_pretrained`` does. (Converting memory-mapped tensors keeps every page read during
+        the conversion resident next to the copies, for as long as any tensor of the file lives.)
+        Older safetensors without backends use their default.
     """
     from safetensors.torch import load_file
 
@@ -211,7 +211,7 @@ def build_module(factory: Callable[[], torch.nn.Module], weights: Path | None, *
     else:
         with _parameters_on_meta():
             module = factory()
-        # CNNs are converted to channels_last after the build (wants_channels_last)
+        # CNNs go channels_last after the build (wants_channels_last): a conversion follows
         converted = device.type != "cpu" or dtype is not None or conv_fraction(module) >= 0.5
         state = _read_safetensors(weights, converted=converted)
         if key_map is not None:
