@@ -201,6 +201,22 @@ def test_vit_gives_grids_prefix_tokens_and_sequences(vit: Backbone) -> None:
     assert avg.prefix == {} and f.specs["block6"].layout == "NCHW" and f.specs["block6"].stride == 16
 
 
+def test_torchvision_vit_sequences_become_grids_and_class_tokens() -> None:
+    torch.manual_seed(0)
+    bb = hub.load("vit_b16_tv", pretrained=False, device="cpu")
+    x = torch.rand(1, 3, 224, 224)
+    f = bb.extract(x, stages=["block6", "final"])
+    assert f.stages["block6"].shape == (1, 768, 14, 14) and f.prefix["block6"].shape == (1, 1, 768)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    m = bb.module
+    with torch.inference_mode():  # torchvision's own forward up to the encoder's final norm
+        seq = m._process_input((x - mean) / std)
+        seq = m.encoder(torch.cat([m.class_token.expand(1, -1, -1), seq], dim=1))
+    assert torch.allclose(f.tokens("final"), seq, atol=1e-4)
+    assert torch.allclose(f.pooled, seq[:, 0], atol=1e-4)  # manifest default: cls
+
+
 def test_swin_nhwc_outputs_become_nchw() -> None:
     torch.manual_seed(0)
     bb = hub.load("swin_t", pretrained=False, device="cpu")
