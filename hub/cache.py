@@ -74,6 +74,11 @@ class FileRecord:
     sha256: str
     size: int
     mtime_ns: int
+    #: inode change time and inode number when the hash was recorded. Any write to the file
+    #: (even one that restores its mtime) moves ctime, which no user call can set back, so a
+    #: file whose size, mtime, ctime and inode all still match was not changed since.
+    ctime_ns: int | None = None
+    ino: int | None = None
 
 
 @dataclass
@@ -119,7 +124,14 @@ class EntryState:
 
 def _stat_record(path: Path, sha: str | None = None) -> FileRecord:
     st = path.stat()
-    return FileRecord(sha256=sha or sha256_file(path), size=st.st_size, mtime_ns=st.st_mtime_ns)
+    return FileRecord(sha256=sha or sha256_file(path), size=st.st_size, mtime_ns=st.st_mtime_ns,
+                      ctime_ns=st.st_ctime_ns, ino=st.st_ino)
+
+
+def unchanged_since_recorded(st: os.stat_result, rec: FileRecord) -> bool:
+    """True when a file's stat proves it was not written since its hash was recorded."""
+    return (rec.ctime_ns is not None and st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns
+            and st.st_ctime_ns == rec.ctime_ns and st.st_ino == rec.ino)
 
 
 def _tree_size(path: Path) -> int:
@@ -177,8 +189,10 @@ class Cache:
     def full_check(self, record: LockRecord, *, remember: bool = False) -> list[str]:
         """Re-hash every file of an entry against its record; problems found.
 
-        :param remember: reuse hashes this process computed for the same unchanged files
-            (see :func:`sha256_known`); ``hub verify`` always reads every byte.
+        :param remember: trust files whose stat proves them unwritten since their hash was
+            recorded (:func:`unchanged_since_recorded`), and reuse hashes this process computed
+            for the same unchanged files (see :func:`sha256_known`); ``hub verify`` always reads
+            every byte.
         """
         digest = sha256_known if remember else sha256_file
         base = self.entry_dir(record.model, record.variant)
@@ -187,12 +201,15 @@ class Cache:
         problems = []
         for label, path, rec in items:
             try:
-                size = path.stat().st_size
+                st = path.stat()
             except FileNotFoundError:
                 problems.append(f"{label}: missing")
                 continue
+            size = st.st_size
             if size != rec.size:
                 problems.append(f"{label}: size {size} != recorded {rec.size}")
+            elif remember and unchanged_since_recorded(st, rec):
+                continue
             elif digest(path) != rec.sha256:
                 problems.append(f"{label}: sha256 differs from the record")
         return problems
