@@ -181,6 +181,7 @@ def test_compile_opts_in_to_torch_compile() -> None:
     assert torch.allclose(bb.extract(x).pooled, eager.extract(x).pooled, atol=1e-6)
 
 
+@pytest.mark.slow  # builds a real-size token model (random weights)
 def test_vit_gives_grids_prefix_tokens_and_sequences(vit: Backbone) -> None:
     x = torch.rand(1, 3, 224, 224)
     seen: dict[str, torch.Tensor] = {}
@@ -201,6 +202,7 @@ def test_vit_gives_grids_prefix_tokens_and_sequences(vit: Backbone) -> None:
     assert avg.prefix == {} and f.specs["block6"].layout == "NCHW" and f.specs["block6"].stride == 16
 
 
+@pytest.mark.slow  # builds a real-size token model (random weights)
 def test_torchvision_vit_sequences_become_grids_and_class_tokens() -> None:
     torch.manual_seed(0)
     bb = hub.load("vit_b16_tv", pretrained=False, device="cpu")
@@ -217,6 +219,7 @@ def test_torchvision_vit_sequences_become_grids_and_class_tokens() -> None:
     assert torch.allclose(f.pooled, seq[:, 0], atol=1e-4)  # manifest default: cls
 
 
+@pytest.mark.slow  # builds a real-size token model (random weights)
 def test_swin_nhwc_outputs_become_nchw() -> None:
     torch.manual_seed(0)
     bb = hub.load("swin_t", pretrained=False, device="cpu")
