@@ -5,7 +5,7 @@
 Each trial is a new Python process (so nothing is warm but the OS page cache,
 which every variant shares). It reports the seconds of the load call itself
 (imports done before the clock starts), the process's whole wall time, its peak
-RSS (``ru_maxrss``), and how far the load raised the peak above the RSS after the
+RSS (``VmHWM``), and how far the load raised the peak above the RSS after the
 imports (torch and the model library account for most of a process's memory).
 
 * resnet50, vit_b16: ``timm.create_model(arch)`` + ``load_state_dict(load_file(...))``
@@ -31,17 +31,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_CACHE, machine, prepare  # noqa: E402
 
 CHILD = r"""
-import json, os, resource, sys, time
+import json, os, sys, time
 {imports}
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-base = rss()
+def status(key):  # VmRSS now, VmHWM peak (of this process image only: ru_maxrss would also
+    # count the parent's pages copied at fork, before exec)
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+base = status("VmRSS")
 t = time.perf_counter()
 {load}
 dt = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"load_s": dt, "rss_mb": peak, "load_peak_mb": peak - base, "load_kept_mb": rss() - base}}))
+peak = status("VmHWM")
+print(json.dumps({{"load_s": dt, "rss_mb": peak, "load_peak_mb": peak - base,
+                  "load_kept_mb": status("VmRSS") - base}}))
 """
 
 

@@ -136,14 +136,19 @@ def check_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor], *,
 
 
 _META_LOCK = threading.Lock()
+_INITS = ("constant_", "dirac_", "eye_", "kaiming_normal_", "kaiming_uniform_", "normal_", "ones_",
+          "orthogonal_", "sparse_", "trunc_normal_", "uniform_", "xavier_normal_",
+          "xavier_uniform_", "zeros_")
 
 
 @contextlib.contextmanager
 def _parameters_on_meta() -> Iterator[None]:
     """Create every ``nn.Parameter`` on the meta device (no memory, no random init), and buffers
     for real: non-persistent buffers (position ids, rotary tables) are not in the weights, and
-    keep the values ``__init__`` computes. Affects module construction in all threads while
-    active (``Module.register_parameter`` is wrapped); builds are serialised by a lock."""
+    keep the values ``__init__`` computes. ``torch.nn.init`` functions return meta tensors
+    untouched. Affects module construction in all threads while active
+    (``Module.register_parameter`` and ``torch.nn.init`` are wrapped); builds are serialised by
+    a lock."""
     import torch
 
     original = torch.nn.Module.register_parameter
@@ -154,12 +159,22 @@ def _parameters_on_meta() -> Iterator[None]:
         if p is not None and type(p) is torch.nn.Parameter and not p.is_meta:
             self._parameters[name] = torch.nn.Parameter(p.to("meta"), requires_grad=p.requires_grad)
 
+    def skip_on_meta(init: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+            return tensor if getattr(tensor, "is_meta", False) else init(tensor, *args, **kwargs)
+        return wrapped
+
+    inits = {n: getattr(torch.nn.init, n) for n in _INITS if hasattr(torch.nn.init, n)}
     with _META_LOCK:
         torch.nn.Module.register_parameter = register  # type: ignore[method-assign]
+        for n, f in inits.items():  # random init of a meta tensor is a no-op: skip its dispatch
+            setattr(torch.nn.init, n, skip_on_meta(f))
         try:
             yield
         finally:
             torch.nn.Module.register_parameter = original  # type: ignore[method-assign]
+            for n, f in inits.items():
+                setattr(torch.nn.init, n, f)
 
 
 def _read_safetensors(path: Path, *, converted: bool) -> dict[str, torch.Tensor]:
