@@ -168,12 +168,12 @@ class Cache:
         except (OSError, ValueError, TypeError, KeyError):
             return None  # a damaged record means a damaged entry: treated as absent, repaired by a pull
 
-    def quick_check(self, record: LockRecord) -> list[str]:
-        """Cheap checks (existence, size, mtime) of an entry against its record; problems found."""
+    def _present(self, record: LockRecord,
+                 problems: list[str]) -> Iterator[tuple[str, Path, FileRecord, os.stat_result]]:
+        """Each recorded file that exists with its recorded size; the others go to ``problems``."""
         base = self.entry_dir(record.model, record.variant)
         items = [(WEIGHTS_NAME, base / WEIGHTS_NAME, record.weights)]
         items += [(k, base / FILES_DIR / k, v) for k, v in record.files.items()]
-        problems = []
         for label, path, rec in items:
             try:
                 st = path.stat()
@@ -182,7 +182,14 @@ class Cache:
                 continue
             if st.st_size != rec.size:
                 problems.append(f"{label}: size {st.st_size} != recorded {rec.size}")
-            elif st.st_mtime_ns != rec.mtime_ns:
+                continue
+            yield label, path, rec, st
+
+    def quick_check(self, record: LockRecord) -> list[str]:
+        """Cheap checks (existence, size, mtime) of an entry against its record; problems found."""
+        problems: list[str] = []
+        for label, _, rec, st in self._present(record, problems):
+            if st.st_mtime_ns != rec.mtime_ns:
                 problems.append(f"{label}: modified since it was pulled")
         return problems
 
@@ -195,22 +202,11 @@ class Cache:
             every byte.
         """
         digest = sha256_known if remember else sha256_file
-        base = self.entry_dir(record.model, record.variant)
-        items = [(WEIGHTS_NAME, base / WEIGHTS_NAME, record.weights)]
-        items += [(k, base / FILES_DIR / k, v) for k, v in record.files.items()]
-        problems = []
-        for label, path, rec in items:
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                problems.append(f"{label}: missing")
+        problems: list[str] = []
+        for label, path, rec, st in self._present(record, problems):
+            if remember and unchanged_since_recorded(st, rec):
                 continue
-            size = st.st_size
-            if size != rec.size:
-                problems.append(f"{label}: size {size} != recorded {rec.size}")
-            elif remember and unchanged_since_recorded(st, rec):
-                continue
-            elif digest(path) != rec.sha256:
+            if digest(path) != rec.sha256:
                 problems.append(f"{label}: sha256 differs from the record")
         return problems
 
