@@ -9,6 +9,11 @@ Variable               Meaning
                        is honoured as well.
 ``HUB_HF_ENDPOINT``    Hugging Face endpoint (mirror) passed on every call; falls
                        back to ``HF_ENDPOINT``, then to huggingface_hub's default.
+``HUB_URL_MIRRORS``    Comma-separated ``PREFIX=REPLACEMENT`` pairs: a URL source
+                       starting with ``PREFIX`` is fetched from ``REPLACEMENT``
+                       + the rest (e.g. ``https://download.pytorch.org/=https://
+                       mirror.example/pytorch/``). The bytes must still match
+                       the manifest's hashes.
 ``HUB_PLUGINS``        Comma-separated entry-point names: only these plugins load.
 ``HUB_DISABLE_PLUGINS`` Comma-separated entry-point names that never load.
 =====================  ===========================================================
@@ -47,6 +52,21 @@ def _names(name: str) -> frozenset[str] | None:
     return frozenset(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _mirrors() -> tuple[tuple[str, str], ...]:
+    raw = os.environ.get("HUB_URL_MIRRORS", "")
+    pairs = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        prefix, sep, replacement = part.partition("=")
+        prefix, replacement = prefix.strip(), replacement.strip()
+        if not sep or not all(x.startswith(("http://", "https://")) for x in (prefix, replacement)):
+            raise ConfigError(f"HUB_URL_MIRRORS entry {part!r} is not PREFIX=REPLACEMENT with two "
+                              "http(s) URLs, e.g. https://download.pytorch.org/=https://mirror/pt/.")
+        pairs.append((prefix, replacement))
+    return tuple(sorted(pairs, key=lambda p: -len(p[0])))
+
+
 def _default_cache() -> Path:
     import platformdirs
 
@@ -60,6 +80,7 @@ class Settings:
     :param cache_dir: root of the weight cache.
     :param offline: never make a network call.
     :param hf_endpoint: Hugging Face endpoint passed per call, or ``None`` for the default.
+    :param url_mirrors: ``(prefix, replacement)`` pairs for URL sources, longest prefix first.
     :param only_plugins: if set, load only these entry-point names.
     :param disabled_plugins: entry-point names never loaded.
     """
@@ -67,6 +88,7 @@ class Settings:
     cache_dir: Path
     offline: bool = False
     hf_endpoint: str | None = None
+    url_mirrors: tuple[tuple[str, str], ...] = ()
     only_plugins: frozenset[str] | None = None
     disabled_plugins: frozenset[str] = frozenset()
 
@@ -82,6 +104,7 @@ def get_settings() -> Settings:
         cache_dir=Path(cache).expanduser() if cache else _default_cache(),
         offline=_flag("HUB_OFFLINE") or _flag("HF_HUB_OFFLINE"),
         hf_endpoint=endpoint.rstrip("/") if endpoint else None,
+        url_mirrors=_mirrors(),
         only_plugins=_names("HUB_PLUGINS"),
         disabled_plugins=_names("HUB_DISABLE_PLUGINS") or frozenset(),
     )

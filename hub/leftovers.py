@@ -2,7 +2,9 @@
 
 Staging folders in ``<cache>/tmp`` are named ``<kind>-<host>-<pid>-<id>`` by :func:`owned_name`;
 one whose process is gone (same host) or that is over a day old is a leftover. huggingface_hub's
-unfinished downloads (``blobs/*.incomplete``) are leftovers when nobody holds their download lock.
+unfinished downloads (``blobs/*.incomplete``), and hub's own unfinished URL downloads
+(``downloads/<key>/*.part``), are leftovers when nobody holds their download lock; a pull
+resumes them, ``hub cache prune`` removes them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-__all__ = ["hf_partials", "leftovers", "owned_name", "sweep"]
+__all__ = ["hf_partials", "leftovers", "owned_name", "sweep", "url_partials"]
 
 _STALE_SECONDS = 24 * 3600  # leftovers of unknown owners older than this are removed
 
@@ -88,4 +90,19 @@ def hf_partials(root: Path) -> list[Path]:
                 out.append(blob)
         except filelock.Timeout:
             continue  # a download of this blob is running
+    return out
+
+
+def url_partials(root: Path) -> list[Path]:
+    """hub's unfinished URL downloads (``downloads/<key>/**/*.part``) nobody is writing now."""
+    import filelock
+
+    out = []
+    for part in sorted((root / "downloads").glob("*/**/*.part")):
+        lock_file = part.with_name(part.name[: -len(".part")] + ".lock")
+        try:
+            with filelock.FileLock(str(lock_file)).acquire(timeout=0):
+                out.append(part)
+        except filelock.Timeout:
+            continue  # a download of this file is running
     return out

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from hub.cache import Cache, EntryState, LockRecord
 from hub.catalog import Catalog
-from hub.leftovers import hf_partials, leftovers
+from hub.leftovers import hf_partials, leftovers, url_partials
 from hub.manifest import BackboneSpec, HuggingFaceSource, WeightVariant
 from hub.weights import record_matches
 
@@ -213,7 +213,7 @@ def plan_prune(cache: Cache, catalog: Catalog) -> list[PruneItem]:
                                 "no manifest or cached entry names this revision")
     for p in leftovers(cache.root):
         items.append(PruneItem("leftover", p.name, _size(p), "left by a pull that was killed", p))
-    for p in hf_partials(cache.root):
+    for p in [*hf_partials(cache.root), *url_partials(cache.root)]:
         items.append(PruneItem("partial", p.name, _size(p), "an unfinished download", p))
     return items
 

@@ -35,6 +35,7 @@ __all__ = [
     "Stats",
     "TextPreprocessing",
     "Top1",
+    "UrlSource",
     "WeightVariant",
     "json_schema",
     "load_manifest_file",
@@ -121,7 +122,62 @@ class DistributionSource(_Strict):
         return f"dist://{self.distribution}/{self.path}"
 
 
-Source = Annotated[Union[HuggingFaceSource, DistributionSource], Field(discriminator="type")]
+class UrlSource(_Strict):
+    """Bytes at a plain HTTPS address, for publishers that use no Hub (torchvision's
+    ``download.pytorch.org``).
+
+    ``sha256_prefix`` is the leading part of the file's sha256 that the publisher put in
+    its name (torchvision's ``<name>-<prefix>.pth``, checked the same way
+    ``torch.hub`` checks it): every download must start with it, even before the whole
+    sha256 is pinned. A site may serve these URLs from a mirror (``HUB_URL_MIRRORS``);
+    the bytes are held to the same hashes.
+    """
+
+    type: Literal["url"]
+    url: str
+    sha256_prefix: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"url {v!r} must be an https:// address")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError(f"url {v!r} must not carry credentials, a query or a fragment")
+        name = PurePosixPath(parts.path).name
+        if not name or parts.path.endswith("/"):
+            raise ValueError(f"url {v!r} must end with a file name")
+        _safe_relpath(parts.path.lstrip("/"))
+        return v
+
+    @field_validator("sha256_prefix")
+    @classmethod
+    def _check_prefix(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[0-9a-f]{8,64}", v):
+            raise ValueError("sha256_prefix must be 8 to 64 lowercase hex digits")
+        return v
+
+    @property
+    def pinned(self) -> bool:
+        """A URL names no revision: the variant's sha256 alone pins it."""
+        return True
+
+    @property
+    def filename(self) -> str:
+        """The last part of the URL's path."""
+        from urllib.parse import urlsplit
+
+        return PurePosixPath(urlsplit(self.url).path).name
+
+    def describe(self) -> str:
+        return self.url
+
+
+Source = Annotated[Union[HuggingFaceSource, DistributionSource, UrlSource],
+                   Field(discriminator="type")]
 
 
 class ExtraFile(_Strict):

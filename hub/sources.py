@@ -1,4 +1,5 @@
-"""Where weight bytes come from: a Hugging Face repo, or an installed Python distribution.
+"""Where weight bytes come from: a Hugging Face repo, a plain HTTPS URL, or an installed
+Python distribution.
 
 Each source kind has one fetch function returning local paths (not yet
 verified: :mod:`hub.weights` checks sha256 before anything is used). Companion
@@ -15,12 +16,22 @@ every call. Failures are retried in two layers:
   waiting ``base_wait`` doubled each time, or the server's ``Retry-After``, never
   more than ``max_wait``. A 404, a 401/403 and a 429 that outlived the library's
   own retries are not retried.
+
+URL sources (publishers without a Hub repo, such as torchvision's
+``download.pytorch.org``) are fetched with huggingface_hub's own HTTP download
+(its session, proxies and resume) into ``<HUB_CACHE>/downloads/<key>/<file>``, under
+a file lock, with the same retry policy; an unfinished ``.part`` file is resumed by
+the next pull, and the finished file is removed once its bytes are verified and
+stored (or refused). ``HUB_URL_MIRRORS`` redirects them to a mirror. No Hub token
+is ever sent to such a host.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata as md
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,9 +42,13 @@ from hub.cache import Cache
 from hub.diskspace import disk_full_error, is_disk_full
 from hub.config import Settings
 from hub.errors import CacheError, OfflineError, SourceUnavailableError
-from hub.manifest import DistributionSource, HuggingFaceSource
+from hub.manifest import DistributionSource, HuggingFaceSource, UrlSource
 
-__all__ = ["DEFAULT_RETRY", "Fetched", "Reporter", "RetryPolicy", "evict_hf_file", "fetch"]
+__all__ = ["DEFAULT_RETRY", "DOWNLOADS_DIR", "Fetched", "Reporter", "RetryPolicy", "discard",
+           "evict_hf_file", "fetch", "mirrored"]
+
+#: folder under the cache root where URL sources are downloaded (and removed once stored)
+DOWNLOADS_DIR = "downloads"
 
 log = logging.getLogger("hub.sources")
 
@@ -141,6 +156,8 @@ class Fetched:
 
     :param in_hf_cache: the paths live in huggingface_hub's cache (and may be evicted from
         it when their bytes are refused), rather than in an installed distribution.
+    :param downloaded: the paths are hub's own downloads of a URL source, removed once their
+        bytes are stored or refused.
     """
 
     weights: Path
@@ -148,6 +165,12 @@ class Fetched:
     commit: str | None
     source: str
     in_hf_cache: bool = False
+    downloaded: bool = False
+
+    @property
+    def disposable(self) -> bool:
+        """The bytes are a download hub may delete (and fetch again), not an installed file."""
+        return self.in_hf_cache or self.downloaded
 
 
 def _companion(base: str, rel: str) -> str:
@@ -316,6 +339,123 @@ def evict_hf_file(path: Path, hf_root: Path) -> None:
             pass
 
 
+def mirrored(url: str, settings: Settings) -> str:
+    """The address a URL source is fetched from: its first matching ``HUB_URL_MIRRORS``
+    prefix replaced, or the URL itself."""
+    for prefix, replacement in settings.url_mirrors:
+        if url.startswith(prefix):
+            return replacement + url[len(prefix):]
+    return url
+
+
+def _url_one(url: str, dest: Path, *, settings: Settings, force: bool, reporter: Reporter,
+             retry: RetryPolicy) -> Path:
+    """Download one URL to ``dest`` (resuming a ``.part`` file), mapping failures to hub errors."""
+    import filelock
+    from huggingface_hub.file_download import http_get
+
+    actual = mirrored(url, settings)
+    where = actual if actual == url else f"{actual} (mirror of {url})"
+    name = dest.name
+    if settings.offline:
+        raise OfflineError(f"{name} from {where} is not cached and offline mode is on. Unset "
+                           "HUB_OFFLINE/HF_HUB_OFFLINE and run `hub pull`.")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheError(f"Cannot create {dest.parent} ({exc.strerror}). Point HUB_CACHE at a "
+                         "writable folder.") from exc
+    part = dest.with_name(name + ".part")
+    with filelock.FileLock(str(dest.with_name(name + ".lock"))):
+        if dest.is_file() and not force:
+            return dest
+        if force:
+            part.unlink(missing_ok=True)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with open(part, "ab") as fh:
+                    http_get(actual, fh, resume_size=part.stat().st_size, displayed_filename=name,
+                             tqdm_class=_tqdm_class(reporter, name),
+                             headers={"user-agent": f"backbone-hub/{_version()}"})
+                os.replace(part, dest)
+                return dest
+            except OSError as exc:
+                status = _status(exc)
+                if status is None and is_disk_full(exc):
+                    part.unlink(missing_ok=True)
+                    raise disk_full_error(dest.parent, f"downloading {where}", exc) from exc
+                if status is None and not _is_transport(exc):
+                    part.unlink(missing_ok=True)
+                    raise CacheError(f"Cannot write {name} from {where} into {dest.parent} "
+                                     f"({exc}). Point HUB_CACHE at a writable folder.") from exc
+                if status == 416:  # the partial file does not fit the server's: start over
+                    part.unlink(missing_ok=True)
+                elif status is not None and status not in _RETRY_STATUS | {429}:
+                    part.unlink(missing_ok=True)
+                    raise SourceUnavailableError(
+                        f"{where} answered HTTP {status}. Check the manifest's url, or set "
+                        "HUB_URL_MIRRORS to a mirror that serves it.") from exc
+                reason = f"HTTP {status}" if status is not None else f"{type(exc).__name__}: {exc}"
+                try:
+                    wait = _wait(exc, attempt, retry, name, where, reason)
+                except SourceUnavailableError:
+                    part.unlink(missing_ok=True)
+                    raise
+            except Exception as exc:  # httpx transport errors are not OSErrors
+                if not _is_transport(exc):
+                    raise
+                reason = f"{type(exc).__name__}: {exc}"
+                try:
+                    wait = _wait(exc, attempt, retry, name, where, reason)
+                except SourceUnavailableError:
+                    part.unlink(missing_ok=True)
+                    raise
+            reporter.retry(name, attempt, wait, reason)
+            log.warning("%s from %s failed (%s); try %d of %d in %.1f s", name, where, reason,
+                        attempt + 1, retry.attempts, wait)
+            time.sleep(wait)
+
+
+def fetch_url(src: UrlSource, extra: list[str], *, cache: Cache, settings: Settings,
+              force: bool = False, reporter: Reporter | None = None,
+              retry: RetryPolicy | None = None) -> Fetched:
+    """Download a URL source (and companions next to it) into ``<cache>/downloads``.
+
+    :raises OfflineError: offline mode is on (URL downloads are never kept once stored).
+    :raises SourceUnavailableError: the server (or mirror) could not deliver; names the URL.
+    :raises CacheError: the cache cannot be written (disk full: with bytes needed and free).
+    """
+    from urllib.parse import urljoin
+
+    reporter = reporter or Reporter()
+    retry = retry or DEFAULT_RETRY
+    key = hashlib.sha256(src.url.encode()).hexdigest()[:16]
+    folder = cache.root / DOWNLOADS_DIR / key
+    paths: dict[str, Path] = {}
+    for rel in [src.filename, *extra]:
+        url = src.url if rel == src.filename else urljoin(src.url, rel)
+        reporter.file(rel)
+        dest = folder / (rel if rel == src.filename else f"files/{rel}")
+        paths[rel] = _url_one(url, dest, settings=settings, force=force, reporter=reporter,
+                              retry=retry)
+    weights = paths.pop(src.filename)
+    return Fetched(weights=weights, files={e: paths[e] for e in extra}, commit=None,
+                   source=src.describe(), downloaded=True)
+
+
+def discard(fetched: Fetched, path: Path, cache: Cache) -> None:
+    """Remove a fetched file hub may fetch again: a huggingface_hub cache file or a URL download.
+    Installed files are never touched."""
+    if fetched.in_hf_cache:
+        evict_hf_file(path, cache.hf_dir)
+    elif fetched.downloaded:
+        root = (cache.root / DOWNLOADS_DIR).resolve()
+        if root in path.resolve().parents:
+            path.unlink(missing_ok=True)
+
+
 def _locate(dist: md.Distribution, rel: str) -> Path | None:
     """A file of an installed distribution, also for editable installs (found via its package)."""
     local = Path(str(dist.locate_file(rel)))
@@ -369,12 +509,15 @@ def fetch_dist(src: DistributionSource, extra: list[str], *,
     return Fetched(weights=weights, files=files, commit=None, source=src.describe())
 
 
-def fetch(src: HuggingFaceSource | DistributionSource, extra: list[str], *, cache: Cache,
-          settings: Settings, force: bool = False, revision: str | None = None,
+def fetch(src: HuggingFaceSource | DistributionSource | UrlSource, extra: list[str], *,
+          cache: Cache, settings: Settings, force: bool = False, revision: str | None = None,
           reporter: Reporter | None = None, retry: RetryPolicy | None = None) -> Fetched:
     """Fetch a source's weights and companion files to local paths."""
     if isinstance(src, HuggingFaceSource):
         return fetch_hf(src, extra, cache=cache, settings=settings, force=force,
                         revision=revision, reporter=reporter, retry=retry)
+    if isinstance(src, UrlSource):
+        return fetch_url(src, extra, cache=cache, settings=settings, force=force,
+                         reporter=reporter, retry=retry)
     return fetch_dist(src, extra, reporter=reporter)
 

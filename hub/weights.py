@@ -32,9 +32,9 @@ from hub.errors import (
     WeightsError,
 )
 from hub.leftovers import sweep
-from hub.manifest import BackboneSpec, HuggingFaceSource, WeightVariant
+from hub.manifest import BackboneSpec, HuggingFaceSource, UrlSource, WeightVariant
 from hub.provider import WeightFiles
-from hub.sources import Fetched, Reporter, RetryPolicy, as_reporter, evict_hf_file, fetch
+from hub.sources import Fetched, Reporter, RetryPolicy, as_reporter, discard, fetch
 
 __all__ = ["cached_weights", "require_pinned", "resolve_weights"]
 
@@ -101,10 +101,17 @@ def require_pinned(spec: BackboneSpec, variant: WeightVariant) -> None:
 
 
 def _check_source(fetched: Fetched, spec: BackboneSpec, variant: WeightVariant,
-                  expected: str | None) -> tuple[str, dict[str, FileRecord]]:
+                  expected: str | None, prefix: str | None = None,
+                  ) -> tuple[str, dict[str, FileRecord]]:
     """Hash what a source delivered against the pins; returns the weights' sha and file records."""
     label = f"{spec.name}/{variant.name}"
     source_sha = sha256_file(fetched.weights)
+    if prefix is not None and not source_sha.startswith(prefix):
+        raise _Refused(IntegrityError(
+            f"{label}: {fetched.source} has sha256 {source_sha}, which does not start with "
+            f"{prefix}, the hash its publisher put in the file name. The bytes were refused and "
+            "the cache is unchanged. Check the source or the mirror (HUB_URL_MIRRORS)."),
+            fetched.weights)
     if expected is not None and source_sha != expected:
         raise _Refused(IntegrityError(
             f"{label}: {fetched.source} has sha256 {source_sha}, but "
@@ -135,10 +142,10 @@ def _check_source(fetched: Fetched, spec: BackboneSpec, variant: WeightVariant,
 
 def _stage(fetched: Fetched, spec: BackboneSpec, variant: WeightVariant, cache: Cache,
            converter: Converter | None, locked: LockRecord | None,
-           reporter: Reporter) -> LockRecord:
+           reporter: Reporter, prefix: str | None = None) -> LockRecord:
     """Verify what a source delivered, convert it, and commit it to the cache."""
     expected = variant.sha256 or (locked.source_sha256 if locked else None)
-    source_sha, file_records = _check_source(fetched, spec, variant, expected)
+    source_sha, file_records = _check_source(fetched, spec, variant, expected, prefix)
     with cache.staging() as stage:
         out = stage / WEIGHTS_NAME
         if variant.format == "pickle":
@@ -170,14 +177,23 @@ def _pull_from(src: Any, spec: BackboneSpec, variant: WeightVariant, *, cache: C
             and locked.source == src.describe()):
         revision = locked.commit  # the lock: the commit the first pull resolved
     extra = [f.path for f in variant.files]
+    prefix = src.sha256_prefix if isinstance(src, UrlSource) else None
+
+    def attempt(fetched: Fetched) -> LockRecord:
+        rec = _stage(fetched, spec, variant, cache, converter, locked, reporter, prefix)
+        if fetched.downloaded:  # stored (converted or copied): hub's own download is done with
+            for path in [fetched.weights, *fetched.files.values()]:
+                discard(fetched, path, cache)
+        return rec
+
     fetched = fetch(src, extra, cache=cache, settings=settings, force=force, revision=revision,
                     reporter=reporter, retry=retry)
     try:
-        return _stage(fetched, spec, variant, cache, converter, locked, reporter)
+        return attempt(fetched)
     except _Refused as refused:
-        if not fetched.in_hf_cache:
+        if not fetched.disposable:
             raise refused.error from None
-        evict_hf_file(refused.path, cache.hf_dir)
+        discard(fetched, refused.path, cache)
         if settings.offline or force:
             raise refused.error from None
         reporter.step(f"{refused.path.name} was refused ({type(refused.error).__name__}); "
@@ -185,9 +201,9 @@ def _pull_from(src: Any, spec: BackboneSpec, variant: WeightVariant, *, cache: C
     fetched = fetch(src, extra, cache=cache, settings=settings, force=True, revision=revision,
                     reporter=reporter, retry=retry)
     try:
-        return _stage(fetched, spec, variant, cache, converter, locked, reporter)
+        return attempt(fetched)
     except _Refused as refused:
-        evict_hf_file(refused.path, cache.hf_dir)
+        discard(fetched, refused.path, cache)
         raise refused.error from None
 
 

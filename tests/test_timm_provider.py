@@ -31,3 +31,34 @@ def test_convnext_default_pool_applies_the_head_norm_and_plain_avg_is_still_avai
     assert torch.allclose(plain.pooled, stage4.amax(dim=(2, 3)), atol=1e-6)
     # timm's head LayerNorm makes the default embedding differ from a bare average of stage 4
     assert not torch.allclose(default.pooled, stage4.mean(dim=(2, 3)), atol=1e-3)
+
+
+def _with_stages(name: str, stages: list[dict]) -> object:
+    spec = hub.get_catalog().get(name).spec
+    outputs = spec.outputs.model_copy(update={"stages": [
+        spec.outputs.stages[0].model_copy(update=s) for s in stages]})
+    return spec.model_copy(update={"outputs": outputs})
+
+
+@pytest.mark.parametrize("module", ["stage9[0]", "stage4[x]", "1bad", ""])
+def test_a_stage_naming_no_feature_info_module_nor_submodule_is_a_manifest_error(module: str) -> None:
+    spec = _with_stages("hrnet_w18", [{"name": "odd", "module": module},
+                                      {"name": "head", "module": "forward_features"}])
+    provider = hub.get_registry().provider("timm")
+    with pytest.raises(hub.errors.ManifestError, match="nor a submodule path"):
+        provider.build(spec, None, device=torch.device("cpu"), dtype=None)
+
+
+def test_a_hooked_stage_cannot_be_the_last_one() -> None:
+    spec = _with_stages("hrnet_w18", [{"name": "b1", "module": "stage4[0]"}])
+    provider = hub.get_registry().provider("timm")
+    with pytest.raises(hub.errors.ManifestError, match="last stage 'b1'"):
+        provider.build(spec, None, device=torch.device("cpu"), dtype=None)
+
+
+def test_hooks_are_removed_after_each_extract() -> None:
+    bb = hub.load("hrnet_w18", pretrained=False, device="cpu", channels_last=False)
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    f = bb.extract(x, stages=["branch1", "branch4"])
+    assert f.stages["branch1"].shape == (1, 18, 56, 56) and f.stages["branch4"].shape == (1, 144, 7, 7)
+    assert not bb.module.get_submodule("stage4")._forward_hooks

@@ -40,8 +40,8 @@ TIMM = ["resnet50", "resnet101", "efficientnet_b0", "efficientnet_b1", "efficien
         "efficientnet_b3", "efficientnet_lite0", "efficientnetv2_s", "densenet121", "densenet169",
         "densenet201", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "vit_s16",
         "vit_b16", "hrnet_w18", "convnext_tiny", "swin_t", "dinov2_s14", "regnety_032"]
-TORCHVISION_RANDOM = ["mobilenet_v2_tv", "mobilenet_v3_large_tv", "mobilenet_v3_small_tv",
-                      "vit_b16_tv"]
+TORCHVISION_URL = ["mobilenet_v2_tv", "mobilenet_v3_large_tv", "mobilenet_v3_small_tv",
+                   "vit_b16_tv"]
 TEXT = ["bert_base", "gpt2", "roberta_base", "albert_base_v2", "distilbert_base"]
 VARIANT = {"efficientnet_lite0": "ra_in1k"}  # its default weights are the real, pinned ones
 
@@ -110,6 +110,8 @@ def test_timm_entry_equals_timm(name: str, zoo_hub: Any, tmp_path: Path) -> None
         features = model.forward_features(xn)
     prefix = int(getattr(model, "num_prefix_tokens", 0) or 0)
     for st in spec.outputs.stages:
+        if st.module not in info and st.module != "forward_features":
+            continue  # a hooked submodule (HRNet's raw branches): test_hrnet_raw_branches...
         ref = as_grid(features, st.channels, prefix) if st.module == "forward_features" \
             else inter[info.index(st.module)]
         close(feats.stages[st.name], ref, f"{name}.{st.name}")
@@ -125,6 +127,31 @@ def test_timm_entry_equals_timm(name: str, zoo_hub: Any, tmp_path: Path) -> None
     else:
         ref_pooled = pooled_reference(spec, ref_last, features if features.ndim == 3 else None)
     close(feats.pooled, ref_pooled, f"{name}.pooled")
+
+
+def test_hrnet_raw_branches_equal_timm_features_only_default_hrnet_features(
+        zoo_hub: Any, tmp_path: Path) -> None:
+    """branch1-4 are the last stage's raw outputs: timm's features_only=True with
+    feature_location='' (stem + branches) on the same weights."""
+    import timm
+
+    spec = SPECS["hrnet_w18"]
+    model = random_model(lambda: timm.create_model(spec.architecture))
+    serve_model(zoo_hub, "hrnet_w18", model, tmp_path)
+    raw = timm.create_model(spec.architecture, features_only=True, feature_location="").eval()
+    missing, unexpected = raw.load_state_dict(model.state_dict(), strict=False)
+    assert not missing, missing  # the feature model is a subset of the classifier's weights
+    bb = hub.load("hrnet_w18", device="cpu", channels_last=False)
+    x, xn = image_input(spec)
+    names = ["stem", "branch1", "branch2", "branch3", "branch4"]
+    feats = bb.extract(x, stages=names)
+    with torch.inference_mode():
+        ref = raw(xn)
+    assert [s.channels for s in feats.specs.values()][:5] == raw.feature_info.channels()
+    for n, r in zip(names, ref):
+        close(feats.stages[n], r, f"hrnet_w18.{n}")
+    # asking for one branch alone gives the same map (the hook runs without the others)
+    close(bb.extract(x, stages=["branch3"]).stages["branch3"], ref[3], "hrnet_w18.branch3 alone")
 
 
 def test_seed_example_resnet50_is_torchvision_resnet50(zoo_hub: Any, tmp_path: Path) -> None:
@@ -215,22 +242,44 @@ def test_vgg16_one_file_two_providers(zoo_hub: Any, tmp_path: Path) -> None:
     close(feats.pooled, inter[-1].mean(dim=(2, 3)), "vgg16.pooled")
 
 
-@pytest.mark.parametrize("name", TORCHVISION_RANDOM)
-def test_torchvision_architecture_without_hub_weights(name: str) -> None:
-    """No Hub weights exist for these torchvision releases: hub.load says so, and the randomly
-    initialised backbone matches torchvision's feature extractor on the same weights."""
+@pytest.mark.parametrize("name", TORCHVISION_URL)
+def test_torchvision_entry_from_download_pytorch_org_equals_torchvision(
+        name: str, zoo_hub: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchvision publishes these weights only on download.pytorch.org: the manifest names that
+    address and the sha256 prefix in torchvision's file name. A checkpoint in torchvision's own
+    format (a pickle, classifier included) is served there through HUB_URL_MIRRORS."""
+    import io
+
     import torchvision
 
+    from hub.manifest import UrlSource
+    from hub.weights import resolve_weights
+
     spec = SPECS[name]
-    assert spec.weights == []
-    with pytest.raises(hub.errors.UnknownVariantError, match="pretrained=False"):
-        hub.load(name, device="cpu")
-    bb = hub.load(name, pretrained=False, device="cpu", channels_last=False)
+    for v in spec.weights:
+        (src,) = v.sources
+        assert isinstance(src, UrlSource) and v.format == "pickle"
+        assert src.url.startswith("https://download.pytorch.org/models/")
+        assert src.filename.endswith(f"-{src.sha256_prefix}.pth")  # torchvision's check_hash
+    src = spec.default_variant.sources[0]
     model = random_model(lambda: torchvision.models.get_model(spec.architecture))
-    head = list(model.named_children())[-1][0]
-    bb.module.load_state_dict({k: v for k, v in model.state_dict().items()
-                               if not k.startswith(head + ".")}, strict=True)
-    _check_tv(spec, bb, model)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    zoo_hub.add_repo("mirror/pytorch", {f"models/{src.filename}": buf.getvalue()})
+    monkeypatch.setenv("HUB_URL_MIRRORS", "https://download.pytorch.org/="
+                       f"{zoo_hub.endpoint}/mirror/pytorch/resolve/main/")
+    # random bytes cannot carry torchvision's hash prefix: the real manifest refuses them
+    with pytest.raises(hub.errors.IntegrityError, match=f"does not start with {src.sha256_prefix}"):
+        hub.load(name, device="cpu")
+    # the same entry without the prefix check runs the rest of the path: download, safe
+    # conversion, torchvision's trunk without its classifier, extract
+    variant = spec.default_variant.model_copy(
+        update={"sources": [src.model_copy(update={"sha256_prefix": None})]})
+    open_spec = spec.model_copy(update={"weights": [variant]})
+    files = resolve_weights(open_spec, variant)
+    provider = hub.get_registry().provider("torchvision")
+    bb = provider.build(open_spec, files, device=torch.device("cpu"), dtype=None)
+    _check_tv(open_spec, bb, model)
 
 
 # ---- transformers ---------------------------------------------------------------------------

@@ -84,6 +84,7 @@ def info_cmd(name: str = typer.Argument(..., help="Backbone name or alias."),
         print_json(data)
         return
     import yaml
+    from rich.markup import escape
 
     out = console()
     weights = data.pop("weights")
@@ -94,12 +95,20 @@ def info_cmd(name: str = typer.Argument(..., help="Backbone name or alias."),
     for w in weights:
         state = "cached at " + w["cache_path"] if w["cached"] else "not pulled"
         pin = "pinned" if w["pinned"] else "UNPINNED (commit and sha256 recorded on first pull)"
-        out.print(f"  - {w['name']} [{w['format']}] {pin}; {state}", highlight=False)
+        out.print(escape(f"  - {w['name']} [{w['format']}] {pin}; {state}"), highlight=False)
         out.print(f"    sha256: {w['sha256'] or w['cached_sha256'] or '-'}", highlight=False)
         for src in w["sources"]:
-            where = (f"hf://{src['repo']}@{src['revision']}/{src['file']}" if src["type"] == "huggingface"
-                     else f"pip: {src['distribution']} / {src['path']}")
-            out.print(f"    source: {where}", highlight=False)
+            out.print(f"    source: {_where(src)}", highlight=False)
+
+
+def _where(src: dict[str, Any]) -> str:
+    """One line for a source of ``hub info``."""
+    if src["type"] == "huggingface":
+        return f"hf://{src['repo']}@{src['revision']}/{src['file']}"
+    if src["type"] == "url":
+        check = f" (sha256 starts with {src['sha256_prefix']})" if src.get("sha256_prefix") else ""
+        return f"{src['url']}{check}"
+    return f"pip: {src['distribution']} / {src['path']}"
 
 
 def register(app: typer.Typer) -> None:

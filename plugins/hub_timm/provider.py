@@ -5,12 +5,19 @@ feature_info module name (``layer4``, ``blocks.6``...), or ``forward_features``
 for the final (normed / head-conv) features. All requested stages come from one
 ``forward_intermediates`` pass. The classification head is dropped: backbones
 give features, and the head's weights are not loaded.
+
+A ``module`` that feature_info does not name is a submodule path whose output is
+captured by a forward hook during that same pass, with ``[i]`` picking one element
+of a list output: HRNet's raw branches are ``stage4[0]`` .. ``stage4[3]`` (what
+timm's ``features_only=True, feature_location=''`` returns), which a segmentation
+head wants rather than the classification-oriented feature_info maps.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import re
 from typing import TYPE_CHECKING, Any
 
 from hub.backbone import ImageBackbone, RawOutput, StageSpec
@@ -26,15 +33,18 @@ if TYPE_CHECKING:
 __all__ = ["TimmBackbone", "TimmProvider"]
 
 FINAL = "forward_features"
+_HOOK = re.compile(r"^(?P<path>[A-Za-z_][\w.]*)(?:\[(?P<index>\d+)\])?$")
 
 
 class TimmBackbone(ImageBackbone):
     """An image backbone backed by a timm model."""
 
     def __init__(self, spec: BackboneSpec, module: torch.nn.Module, specs: list[StageSpec],
-                 indices: dict[str, int | None], **kw: Any) -> None:
+                 indices: dict[str, int | None],
+                 hooks: dict[str, tuple[str, int | None]] | None = None, **kw: Any) -> None:
         super().__init__(spec, module, specs, **kw)
         self._indices = indices  # stage name -> feature_info index, None for the final features
+        self._hooks = hooks or {}  # stage name -> (submodule path, list index) captured by hooks
         # timm's pre-logits (pool + any head norm or head conv) are the embedding when they have
         # the manifest's width; else (MobileNetV3's and VGG's head convs) the core pools the map
         width = getattr(module, "head_hidden_size", None) or getattr(module, "num_features", None)
@@ -43,8 +53,28 @@ class TimmBackbone(ImageBackbone):
     def _forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
         last = list(self.specs)[-1]
         wanted = [*stages, last]
-        take = sorted({self._indices[n] for n in wanted if self._indices[n] is not None})
+        hooked = [n for n in dict.fromkeys(wanted) if n in self._hooks]
+        if not hooked:
+            return self._pass(batch, wanted, {})
+        captured: dict[str, Any] = {}
+        handles = []
+        for n in hooked:
+            path, index = self._hooks[n]
+
+            def keep(_mod: Any, _inp: Any, out: Any, n: str = n, index: int | None = index) -> None:
+                captured[n] = out if index is None else out[index]
+
+            handles.append(self.module.get_submodule(path).register_forward_hook(keep))
+        try:
+            return self._pass(batch, [n for n in wanted if n not in self._hooks], captured)
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _pass(self, batch: torch.Tensor, wanted: list[str], captured: dict[str, Any]) -> RawOutput:
+        """One forward: feature_info stages by index, hooked stages land in ``captured``."""
         m = self.module
+        take = sorted({self._indices[n] for n in wanted if self._indices[n] is not None})
         prefix = int(getattr(m, "num_prefix_tokens", 0) or 0)
         prefixes: dict[int, Any] = {}
         if take:
@@ -72,6 +102,7 @@ class TimmBackbone(ImageBackbone):
         if tokens is None and final.ndim == 3:
             tokens = final
         pre = {n: prefixes[self._indices[n]] for n in out if self._indices[n] in prefixes}
+        out.update(captured)
         # timm's pre-logits features: its own pooling plus any head norm (ConvNeXt, ...)
         pooled = m.forward_head(final, pre_logits=True) if self._own_pool else None
         return RawOutput(stages=out, tokens=tokens, num_prefix_tokens=prefix, prefix=pre,
@@ -112,6 +143,7 @@ class TimmProvider(Provider):
         module.reset_classifier(0)
         info = [f["module"] for f in module.feature_info]
         indices: dict[str, int | None] = {}
+        hooks: dict[str, tuple[str, int | None]] = {}
         specs = []
         for st in spec.outputs.stages:
             if st.module == FINAL:
@@ -119,11 +151,32 @@ class TimmProvider(Provider):
             elif st.module in info:
                 indices[st.name] = info.index(st.module)
             else:
-                raise ManifestError(f"{spec.name}: stage {st.name!r} names module {st.module!r}, "
-                                    f"which is not in timm's feature_info {info} nor "
-                                    f"{FINAL!r}.", model=spec.name, field="outputs.stages")
+                hooks[st.name] = _hook_target(spec, st.name, st.module, module, info)
             specs.append(StageSpec(st.name, st.channels, st.stride, st.layout))
         if not specs:
             raise ManifestError(f"{spec.name}: a timm backbone needs outputs.stages.",
                                 model=spec.name, field="outputs.stages")
-        return TimmBackbone(spec, module, specs, indices, weights=weights, device=device, dtype=dtype)
+        if specs[-1].name in hooks:
+            raise ManifestError(f"{spec.name}: the last stage {specs[-1].name!r} must be a "
+                                f"feature_info module or {FINAL!r}, not a hooked submodule.",
+                                model=spec.name, field="outputs.stages")
+        return TimmBackbone(spec, module, specs, indices, hooks, weights=weights, device=device,
+                            dtype=dtype)
+
+
+def _hook_target(spec: BackboneSpec, stage: str, name: str | None, module: torch.nn.Module,
+                 info: list[str]) -> tuple[str, int | None]:
+    """``path`` or ``path[i]`` naming a real submodule, for a stage feature_info does not name."""
+    match = _HOOK.match(name or "")
+    if match is not None:
+        try:
+            module.get_submodule(match["path"])
+        except AttributeError:
+            match = None
+    if match is None:
+        raise ManifestError(f"{spec.name}: stage {stage!r} names module {name!r}, which is not in "
+                            f"timm's feature_info {info}, nor {FINAL!r}, nor a submodule path "
+                            "(optionally with [i]) of the model.", model=spec.name,
+                            field="outputs.stages")
+    index = match["index"]
+    return match["path"], int(index) if index is not None else None

@@ -40,8 +40,9 @@ def manifest(*, name: str = "tiny", variant: str = "v1", repo: str | None = None
              revision: str = "main", file: str = "model.safetensors", sha256: str | None = None,
              size: int | None = None, fmt: str = "safetensors", files: tuple[str, ...] = (),
              dist: tuple[str, str] | None = None, converter: str | None = None,
-             provider: str = "example", extra_backbones: str = "") -> str:
-    """Manifest YAML for one image backbone; sources in order: Hub repo, then distribution."""
+             provider: str = "example", extra_backbones: str = "", url: str | None = None,
+             sha256_prefix: str | None = None) -> str:
+    """Manifest YAML for one image backbone; sources in order: Hub repo, URL, distribution."""
     lines = [
         "backbones:",
         f"  - name: {name}",
@@ -68,6 +69,9 @@ def manifest(*, name: str = "tiny", variant: str = "v1", repo: str | None = None
     if repo:
         lines.append(f'          - {{type: huggingface, repo: {repo}, revision: "{revision}", '
                      f"file: {file}}}")
+    if url:
+        check = f', sha256_prefix: "{sha256_prefix}"' if sha256_prefix else ""
+        lines.append(f'          - {{type: url, url: "{url}"{check}}}')
     if dist:
         lines.append(f"          - {{type: distribution, distribution: {dist[0]}, path: {dist[1]}}}")
     return "\n".join(lines) + "\n" + extra_backbones
