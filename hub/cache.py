@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -34,6 +35,8 @@ from pathlib import Path
 from hub.diskspace import disk_full_error, free_bytes, is_disk_full
 from hub.errors import CacheError
 from hub.leftovers import owned_name
+
+log = logging.getLogger("hub.cache")
 
 __all__ = ["Cache", "EntryState", "FileRecord", "LockRecord", "place", "sha256_file",
            "sha256_known"]
@@ -199,16 +202,58 @@ class Cache:
         :param remember: trust files whose stat proves them unwritten since their hash was
             recorded (:func:`unchanged_since_recorded`), and reuse hashes this process computed
             for the same unchanged files (see :func:`sha256_known`); ``hub verify`` always reads
-            every byte.
+            every byte. A file that had to be re-hashed because its record predates the stat
+            fields (an entry pulled by an older version) gets them recorded, when the cache is
+            writable, so that later processes trust it without reading it again.
         """
         digest = sha256_known if remember else sha256_file
         problems: list[str] = []
+        verified: dict[str, os.stat_result] = {}
         for label, path, rec, st in self._present(record, problems):
             if remember and unchanged_since_recorded(st, rec):
                 continue
             if digest(path) != rec.sha256:
                 problems.append(f"{label}: sha256 differs from the record")
+            elif rec.ctime_ns is None:
+                verified[label] = st
+        if remember and verified and not problems:
+            self._record_stats(record, verified)
         return problems
+
+    def _record_stats(self, record: LockRecord, verified: dict[str, os.stat_result]) -> None:
+        """Add stat fields to an old record for files just re-hashed, if none changed meanwhile.
+
+        Skipped without error in a cache this process cannot write: the stat fields only save
+        later processes a re-hash, and a read-only cache is a supported way to share weights.
+        """
+        base = self.entry_dir(record.model, record.variant)
+        if not os.access(base, os.W_OK):
+            return
+        fresh = dict(record.files)
+        weights = record.weights
+        for label, before in verified.items():
+            path = base / WEIGHTS_NAME if label == WEIGHTS_NAME else base / FILES_DIR / label
+            now = path.stat()
+            if (now.st_size, now.st_mtime_ns, now.st_ctime_ns, now.st_ino) != (
+                    before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino):
+                return  # written while it was hashed: leave the record as it was
+            old = weights if label == WEIGHTS_NAME else fresh[label]
+            rec = FileRecord(sha256=old.sha256, size=now.st_size, mtime_ns=now.st_mtime_ns,
+                             ctime_ns=now.st_ctime_ns, ino=now.st_ino)
+            if label == WEIGHTS_NAME:
+                weights = rec
+            else:
+                fresh[label] = rec
+        upgraded = LockRecord(**{**asdict(record), "weights": weights, "files": fresh})
+        tmp = base / (RECORD_NAME + f".{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(asdict(upgraded), indent=2, sort_keys=True))
+            os.replace(tmp, base / RECORD_NAME)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            log.debug("could not record stat fields in %s (%s); the next load re-hashes", base, exc)
+            return
+        record.weights, record.files = weights, fresh
 
     def scan(self) -> list[EntryState]:
         """Every folder under ``models/<model>/<variant>``, with its record if readable."""

@@ -7,8 +7,10 @@ claim is a :class:`~hub.errors.DuplicateBackboneError` naming both origins.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
+import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +131,30 @@ def build_catalog(registry: Registry) -> Catalog:
     :raises DuplicateBackboneError: when two manifests claim one name or alias.
     """
     catalog = Catalog()
+    with _no_gc():
+        _read_all(registry, catalog)
+    return catalog
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while manifests are read.
+
+    Parsing builds thousands of small objects, which trigger collections; in a process that
+    has imported torch and a model library each full collection walks millions of objects
+    (measured: reading the built-in manifests took 0.27 s there against 0.03 s with the
+    collector paused). The parsed data holds no reference cycles worth collecting early.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read_all(registry: Registry, catalog: Catalog) -> None:
     for path, plugin in registry.manifest_paths:
         try:
             specs = load_manifest_file(path)
@@ -140,4 +166,3 @@ def build_catalog(registry: Registry) -> Catalog:
             continue
         for spec in specs:
             catalog.add(Entry(spec=spec, path=path, plugin=plugin))
-    return catalog

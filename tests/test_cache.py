@@ -263,3 +263,44 @@ def test_a_read_only_cache_loads_with_zero_writes_and_refuses_clearly(
     assert out["writes"] == []
     assert "read-only" in out["absent"] and "minilm_l6" in out["absent"]
     assert snapshot(cache) == before
+
+
+def test_an_entry_recorded_without_stat_fields_is_re_hashed_once_then_trusted(
+        online: LoopbackHub, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records written by older versions lack ctime/inode: the first load re-hashes the files,
+    records their stat, and later loads trust them without reading them; a damaged file is
+    still caught."""
+    import hub.cache as cache_mod
+    from hub.weights import cached_weights
+
+    repo = unique_repo()
+    online.add_repo(repo, {"model.safetensors": DATA})
+    spec, variant = spec_of(manifest(repo=repo))
+    resolve_weights(spec, variant)
+    record_path = Cache(cache_dir).entry_dir("tiny", "v1") / "lock.json"
+    old = json.loads(record_path.read_text())
+    for key in ("ctime_ns", "ino"):
+        old["weights"].pop(key)
+    record_path.write_text(json.dumps(old))
+
+    hashed: list[Path] = []
+    real = cache_mod.sha256_file
+    monkeypatch.setattr(cache_mod, "sha256_file", lambda p: hashed.append(p) or real(p))
+    monkeypatch.setattr(cache_mod, "_HASHED", {})  # a new process remembers nothing
+    assert cached_weights(spec, variant, rehash=True) is not None
+    assert len(hashed) == 1
+    upgraded = json.loads(record_path.read_text())["weights"]
+    st = (Cache(cache_dir).entry_dir("tiny", "v1") / "weights.safetensors").stat()
+    assert (upgraded["ctime_ns"], upgraded["ino"], upgraded["sha256"]) == (
+        st.st_ctime_ns, st.st_ino, sha(DATA))
+
+    monkeypatch.setattr(cache_mod, "_HASHED", {})
+    assert cached_weights(spec, variant, rehash=True) is not None
+    assert len(hashed) == 1  # trusted by its stat: not read again
+
+    weights = Cache(cache_dir).entry_dir("tiny", "v1") / "weights.safetensors"
+    with weights.open("r+b") as fh:  # a write moves ctime, whatever the mtime says
+        fh.seek(100)
+        fh.write(b"\x00")
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert cached_weights(spec, variant, rehash=True) is None

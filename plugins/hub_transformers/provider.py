@@ -54,6 +54,21 @@ class TransformersBackbone(TextBackbone):
         return RawOutput(stages=result, tokens=tokens, mask=batch["attention_mask"])
 
 
+def _no_init_weights() -> Any:
+    """transformers' context that skips weight initialisation (a no-op context where a
+    transformers release lacks it)."""
+    import contextlib
+
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        try:
+            from transformers.modeling_utils import no_init_weights
+        except ImportError:
+            return contextlib.nullcontext()
+    return no_init_weights()
+
+
 def _strip_prefix(prefix: str, model_keys: set[str]) -> Any:
     def key_map(state: dict[str, Any]) -> dict[str, Any]:
         if prefix and not (set(state) & model_keys) and any(k.startswith(prefix + ".") for k in state):
@@ -90,11 +105,16 @@ class TransformersProvider(Provider):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
 
-        def factory() -> torch.nn.Module:
-            return transformers.AutoModel.from_config(config, trust_remote_code=False)
+        keys: set[str] = set()
 
-        with torch.device("meta"):
-            keys = set(factory().state_dict())
+        def factory() -> torch.nn.Module:
+            # the weights overwrite every parameter: skip transformers' own random init, as
+            # from_pretrained does (it dominates building on the meta device)
+            with _no_init_weights():
+                model = transformers.AutoModel.from_config(config, trust_remote_code=False)
+            keys.update(model.state_dict())  # read by the key map, which runs after the build
+            return model
+
         module = build_module(factory, weights.weights, device=device, dtype=dtype,
                               what=f"transformers {config.model_type}",
                               key_map=_strip_prefix(getattr(config, "base_model_prefix", ""), keys))
