@@ -42,7 +42,7 @@ def main() -> None:
     print(f"\nloaded {image_bb!r} in {time.perf_counter() - t:.2f}s")
     photos = [getattr(data, p)() for p in PHOTOS]
     t = time.perf_counter()
-    f = image_bb.extract(photos)
+    f = image_bb.extract(photos, stages="all")
     dt = time.perf_counter() - t
     print(f"extract: {len(photos)} photos in {dt * 1000:.0f} ms -> pooled {tuple(f.pooled.shape)}")
     for stage, tensor in f.stages.items():

@@ -118,8 +118,10 @@ class Backbone(ABC):
             BHWC; uint8 or float in [0, 1]), tensors (CHW, BCHW), paths, encoded bytes, of any
             sizes. Text: a str or a list of str (UTF-8 bytes are decoded).
         :param stages: stage indices (negative from the end) or names from :attr:`specs`;
-            ``None`` or ``"all"`` returns every stage, ``[]`` none (only ``pooled``). Ask for
-            fewer stages to keep less memory on long inputs.
+            ``None`` (default) returns the last stage only, as timm's ``forward_features`` and
+            transformers' ``last_hidden_state`` do; ``"all"`` every stage; ``[]`` none (only
+            ``pooled``). Every returned stage is kept for every input: ask only for what you
+            need on long inputs.
         :param pool: ``avg``/``max``/``cls``/``mean``/``none``; default: what the weights were
             trained for (manifest ``outputs.pool``).
         :param normalize: L2-normalise ``pooled``; default: the manifest's ``outputs.normalize``.
@@ -196,7 +198,9 @@ class Backbone(ABC):
 
     def _stage_names(self, stages: Sequence[int | str] | int | str | None) -> list[str]:
         all_names = list(self.specs)
-        if stages is None or stages == "all":
+        if stages is None:  # the final features, as forward_features / last_hidden_state give
+            return all_names[-1:]
+        if stages == "all":
             return all_names
         if isinstance(stages, (str, int)):
             stages = [stages]

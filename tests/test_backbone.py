@@ -52,7 +52,8 @@ def images(n: int, seed: int = 0) -> list[Any]:
 
 def test_stage_selection_by_index_name_and_all(tiny: Backbone) -> None:
     x = images(2)
-    assert list(tiny.extract(x).stages) == ["s1", "s2", "s3"]
+    default = tiny.extract(x)  # the last stage, as forward_features / last_hidden_state
+    assert list(default.stages) == ["s3"] and list(default.specs) == ["s3"]
     assert list(tiny.extract(x, stages="all").stages) == ["s1", "s2", "s3"]
     assert list(tiny.extract(x, stages=[]).stages) == []
     assert list(tiny.extract(x, stages=[-1]).stages) == ["s3"]
@@ -237,7 +238,7 @@ def test_swin_nhwc_outputs_become_nchw() -> None:
 
 
 def test_text_layers_mask_and_input_order(minilm: Backbone) -> None:
-    f = minilm.extract(TEXTS, batch_size=2)
+    f = minilm.extract(TEXTS, batch_size=2, stages="all")
     assert list(f.stages) == [f"layer{i}" for i in range(7)] and f.prefix == {}
     b, length = f.mask.shape
     assert b == len(TEXTS) and all(t.shape == (b, length, 384) for t in f.stages.values())

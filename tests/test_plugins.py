@@ -56,7 +56,7 @@ def test_example_plugin_backbone_loads_and_extracts() -> None:
     import numpy as np
 
     bb = hub.load("example_tinynet", device="cpu")
-    f = bb.extract(np.zeros((64, 64, 3), dtype=np.uint8))
+    f = bb.extract(np.zeros((64, 64, 3), dtype=np.uint8), stages="all")
     assert tuple(f.pooled.shape) == (1, 32)
     assert list(f.stages) == ["s1", "s2", "s3"]
     assert tuple(f.stages["s3"].shape) == (1, 32, 8, 8)

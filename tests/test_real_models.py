@@ -51,7 +51,7 @@ def test_efficientnet_lite0_equals_timm_forward(lite0_timm: torch.nn.Module) -> 
     assert bb.weights is not None and bb.weights.variant.name == "original_in1k"
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 224, 224, generator=g)  # images in [0, 1], already at the input size
-    feats = bb.extract(x)
+    feats = bb.extract(x, stages="all")
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.inference_mode():
@@ -97,7 +97,7 @@ def test_minilm_matches_sentence_transformers(minilm_dir: Path) -> None:
 
 def test_minilm_text_stages_and_mask() -> None:
     bb = hub.load("all-MiniLM-L6-v2", device="cpu")
-    t = bb.extract(["a sentence", "another, rather longer, sentence here"])
+    t = bb.extract(["a sentence", "another, rather longer, sentence here"], stages="all")
     assert list(t.stages) == [f"layer{i}" for i in range(7)]
     b, length = t.mask.shape
     assert b == 2 and t.mask[0].sum() < t.mask[1].sum() == length

@@ -102,7 +102,7 @@ def test_timm_entry_equals_timm(name: str, zoo_hub: Any, tmp_path: Path) -> None
     serve_model(zoo_hub, name, model, tmp_path, VARIANT.get(name))
     bb = hub.load(name, weights=VARIANT.get(name), device="cpu", channels_last=False)
     x, xn = image_input(spec)
-    feats = bb.extract(x)
+    feats = bb.extract(x, stages="all")
 
     info = [f["module"] for f in model.feature_info]
     with torch.inference_mode():
@@ -199,7 +199,7 @@ def _tv_reference(spec: Any, model: torch.nn.Module, xn: torch.Tensor) -> dict[s
 
 def _check_tv(spec: Any, bb: Any, model: torch.nn.Module) -> None:
     x, xn = image_input(spec)
-    feats = bb.extract(x)
+    feats = bb.extract(x, stages="all")
     ref = _tv_reference(spec, model, xn)
     for st in spec.outputs.stages:
         close(feats.stages[st.name].contiguous(), ref[st.name], f"{spec.name}.{st.name}")
@@ -233,7 +233,7 @@ def test_vgg16_one_file_two_providers(zoo_hub: Any, tmp_path: Path) -> None:
     _check_tv(SPECS["vgg16_tv"], hub.load("vgg16_tv", device="cpu", channels_last=False), tv)
     # the timm entry on the same bytes against timm's own forward_intermediates
     x, xn = image_input(SPECS["vgg16"])
-    feats = hub.load("vgg16", device="cpu", channels_last=False).extract(x)
+    feats = hub.load("vgg16", device="cpu", channels_last=False).extract(x, stages="all")
     info = [f["module"] for f in model.feature_info]
     with torch.inference_mode():
         _, inter = model.forward_intermediates(xn, indices=list(range(len(info))))
@@ -299,7 +299,7 @@ def test_transformers_entry_equals_transformers(name: str, zoo_hub: Any, tmp_pat
     serve_variant(zoo_hub, spec, path, files={k: v for k, v in files.items()
                                              if k in {f.path for f in spec.default_variant.files}})
     bb = hub.load(name, device="cpu")
-    feats = bb.extract(TEXTS)
+    feats = bb.extract(TEXTS, stages="all")
 
     folder = tmp_path / "anchor"
     folder.mkdir()
