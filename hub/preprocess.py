@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from hub.manifest import ImagePreprocessing
 
-__all__ = ["open_image", "pixel_batch", "to_rgb"]
+__all__ = ["decode_resize", "open_image", "pixel_batch", "to_rgb"]
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
@@ -125,8 +125,15 @@ def _crop_box(nw: int, nh: int, size: int) -> tuple[int, int]:
     return int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
 
 
-def _decode_resize(item: Any, index: int, pp: ImagePreprocessing) -> Any:
-    """Decode one image item and resize/crop it with PIL; returns an (S, S, 3) uint8 array."""
+def decode_resize(item: Any, index: int, pp: ImagePreprocessing) -> Any:
+    """Decode one image item (path, bytes or PIL image) and resize and centre-crop it with PIL
+    as the weights' preprocessing says; returns an (S, S, 3) uint8 array.
+
+    The one decode/resize/crop of hub: :meth:`hub.Backbone.extract` runs it for PIL images and
+    files, the dataset engines in their worker processes.
+
+    :raises InputError: when the image cannot be read or decoded (naming item ``index``).
+    """
     import numpy as np
     from PIL import Image
 
@@ -145,11 +152,11 @@ def _decode_all(items: list[Any], indices: list[int], pp: ImagePreprocessing) ->
     """Decode several images, on a few threads (Pillow releases the GIL while decoding)."""
     global _POOL
     if len(items) < 2:
-        return [_decode_resize(it, i, pp) for it, i in zip(items, indices)]
+        return [decode_resize(it, i, pp) for it, i in zip(items, indices)]
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
                                    thread_name_prefix="hub-decode")
-    return list(_POOL.map(lambda a: _decode_resize(a[0], a[1], pp), zip(items, indices)))
+    return list(_POOL.map(lambda a: decode_resize(a[0], a[1], pp), zip(items, indices)))
 
 
 def _check_float(t: torch.Tensor, indices: list[int], items: list[torch.Tensor]) -> None:

@@ -67,10 +67,10 @@ def image_pixels(value: Any, pp: ImagePreprocessing, index: int = 0) -> Any:
 
     :raises InputError: when the image cannot be read or decoded.
     """
-    from hub.preprocess import _decode_resize
+    from hub.preprocess import decode_resize
 
     try:
-        return _decode_resize(value, index, pp)
+        return decode_resize(value, index, pp)
     except _DECODER_FAILURES as exc:
         raise InputError(f"Item {index}: cannot decode image ({type(exc).__name__}: {exc}).") \
             from exc
