@@ -7,9 +7,8 @@ For each backbone and batch size (1, 16): a (B, 3, 224, 224) float batch in [0, 
 * ``timm``: ``model(x)`` of ``timm.create_model(arch, num_classes=0)`` with the same
   safetensors, in eval mode under ``torch.inference_mode()``, given the batch
   already normalised (its normalisation is not timed: the anchor is favoured).
-* ``hub``: ``bb.extract(x, stages="all")``, otherwise every default: all stages
-  (more than the default, which returns the last), the manifest's pooling, the
-  automatic layout (channels_last for CNNs). It normalises, checks
+* ``hub``: ``bb.extract(x)`` with every default: the last stage, the manifest's
+  pooling, the automatic layout (channels_last for CNNs). It normalises, checks
   the pixels, runs the network and pools.
 * CNNs also run ``timm_cl`` (timm in channels_last, its best layout here) and
   ``hub_nchw`` (``channels_last=False``: hub's own overhead at equal layout).
@@ -66,11 +65,11 @@ def main() -> None:
         for bs, rounds in zip((1, 16), args.rounds):
             x = torch.rand(bs, 3, 224, 224, generator=torch.Generator().manual_seed(bs))
             xn = (x - mean) / std
-            variants = {"timm": lambda: anchor(xn), "hub": lambda: bb.extract(x, stages="all")}
+            variants = {"timm": lambda: anchor(xn), "hub": lambda: bb.extract(x)}
             if cnn:
                 xn_cl = xn.contiguous(memory_format=torch.channels_last)
                 variants["timm_cl"] = lambda: anchor_cl(xn_cl)
-                variants["hub_nchw"] = lambda: bb_nchw.extract(x, stages="all")
+                variants["hub_nchw"] = lambda: bb_nchw.extract(x)
             with torch.inference_mode():
                 ref = anchor(xn)
                 got = bb.extract(x).pooled
