@@ -76,33 +76,30 @@ def sweep(root: Path) -> list[Path]:
 
 def hf_partials(root: Path) -> list[Path]:
     """huggingface_hub's unfinished downloads (``blobs/*.incomplete``) nobody is writing now."""
-    import filelock
 
-    hf, out = root / "huggingface", []
+    hf = root / "huggingface"
+    out = []
     for blob in sorted(hf.glob("*/blobs/*.incomplete")):
         repo_folder, etag = blob.parent.parent.name, blob.name.split(".")[0]
-        lock_file = hf / ".locks" / repo_folder / f"{etag}.lock"
-        if not lock_file.exists():
+        if _nobody_holds(hf / ".locks" / repo_folder / f"{etag}.lock"):
             out.append(blob)
-            continue
-        try:
-            with filelock.FileLock(str(lock_file)).acquire(timeout=0):
-                out.append(blob)
-        except filelock.Timeout:
-            continue  # a download of this blob is running
     return out
+
+
+def _nobody_holds(lock_file: Path) -> bool:
+    """True when no process holds ``lock_file`` (a download using it is not running)."""
+    import filelock
+
+    if not lock_file.exists():
+        return True
+    try:
+        with filelock.FileLock(str(lock_file)).acquire(timeout=0):
+            return True
+    except filelock.Timeout:
+        return False
 
 
 def url_partials(root: Path) -> list[Path]:
     """hub's unfinished URL downloads (``downloads/<key>/**/*.part``) nobody is writing now."""
-    import filelock
-
-    out = []
-    for part in sorted((root / "downloads").glob("*/**/*.part")):
-        lock_file = part.with_name(part.name[: -len(".part")] + ".lock")
-        try:
-            with filelock.FileLock(str(lock_file)).acquire(timeout=0):
-                out.append(part)
-        except filelock.Timeout:
-            continue  # a download of this file is running
-    return out
+    return [part for part in sorted((root / "downloads").glob("*/**/*.part"))
+            if _nobody_holds(part.with_name(part.name[: -len(".part")] + ".lock"))]

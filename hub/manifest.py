@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hub.errors import ManifestError
 
@@ -59,6 +59,18 @@ def _safe_relpath(value: str) -> str:
     return value
 
 
+def _sha256(value: str) -> str:
+    if not _SHA256.match(value):
+        raise ValueError("sha256 must be 64 lowercase hex digits")
+    return value
+
+
+#: a relative, forward-slash path without '..' (checked by :func:`_safe_relpath`)
+RelPath = Annotated[str, AfterValidator(_safe_relpath)]
+#: 64 lowercase hex digits
+Sha256 = Annotated[str, AfterValidator(_sha256)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -69,13 +81,9 @@ class HuggingFaceSource(_Strict):
     type: Literal["huggingface"]
     repo: Annotated[str, Field(pattern=r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")]
     revision: str = "main"
-    file: str
+    file: RelPath
     repo_type: Literal["model"] = "model"
 
-    @field_validator("file")
-    @classmethod
-    def _check_file(cls, v: str) -> str:
-        return _safe_relpath(v)
 
     @field_validator("repo")
     @classmethod
@@ -106,13 +114,8 @@ class DistributionSource(_Strict):
 
     type: Literal["distribution"]
     distribution: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")]
-    path: str
+    path: RelPath
     version: str | None = None
-
-    @field_validator("path")
-    @classmethod
-    def _check_path(cls, v: str) -> str:
-        return _safe_relpath(v)
 
     @property
     def pinned(self) -> bool:
@@ -183,20 +186,8 @@ Source = Annotated[Union[HuggingFaceSource, DistributionSource, UrlSource],
 class ExtraFile(_Strict):
     """A companion file (config, tokenizer) fetched from the same source as the weights."""
 
-    path: str
-    sha256: str | None = None
-
-    @field_validator("path")
-    @classmethod
-    def _check_path(cls, v: str) -> str:
-        return _safe_relpath(v)
-
-    @field_validator("sha256")
-    @classmethod
-    def _sha(cls, v: str | None) -> str | None:
-        if v is not None and not _SHA256.match(v):
-            raise ValueError("sha256 must be 64 lowercase hex digits")
-        return v
+    path: RelPath
+    sha256: Sha256 | None = None
 
 
 class WeightVariant(_Strict):
@@ -205,19 +196,12 @@ class WeightVariant(_Strict):
     name: Annotated[str, Field(pattern=_NAME)]
     description: str = ""
     format: Literal["safetensors", "pickle"]
-    sha256: str | None = None
+    sha256: Sha256 | None = None
     size: int | None = Field(default=None, gt=0)
     converter: str | None = None
     sources: list[Source] = Field(min_length=1)
     files: list[ExtraFile] = Field(default_factory=list)
     license: str | None = None
-
-    @field_validator("sha256")
-    @classmethod
-    def _sha(cls, v: str | None) -> str | None:
-        if v is not None and not _SHA256.match(v):
-            raise ValueError("sha256 must be 64 lowercase hex digits")
-        return v
 
     @property
     def pinned(self) -> bool:
