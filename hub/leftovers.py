@@ -76,7 +76,6 @@ def sweep(root: Path) -> list[Path]:
 
 def hf_partials(root: Path) -> list[Path]:
     """huggingface_hub's unfinished downloads (``blobs/*.incomplete``) nobody is writing now."""
-
     hf = root / "huggingface"
     out = []
     for blob in sorted(hf.glob("*/blobs/*.incomplete")):
