@@ -250,3 +250,39 @@ def test_a_killed_download_is_resumed_by_the_next_pull_or_pruned(
     assert resolve_weights(spec, variant).weights.read_bytes() == DATA
     assert len(_gets(server, repo)) == 1
     assert url_partials(cache_dir) == [] and _downloads(cache_dir) == []
+
+
+def test_url_entries_are_listed_verified_repaired_and_removed_like_the_others(
+        mirror: tuple[LoopbackHub, str], cache_dir: Path) -> None:
+    from hub.catalog import Entry
+    from hub.maintenance import list_entries, plan_remove, prune, verify_entries
+
+    server, repo = mirror
+    data, _ = _pickle(2)
+    name = f"net-{sha(data)[:8]}.pth"
+    server.add_repo(repo, {name: data})
+    spec, variant = spec_of(manifest(url=PUBLISHER + name, sha256_prefix=sha(data)[:8],
+                                     fmt="pickle"))
+    catalog = Catalog()
+    catalog.add(Entry(spec=spec, path=Path("tiny.yaml"), plugin="test"))
+    cache = Cache(cache_dir)
+    resolve_weights(spec, variant)
+    (row,) = list_entries(cache)
+    assert (row.model, row.variant) == ("tiny", "v1") and PUBLISHER + name in str(row)
+    assert [r.ok for r in verify_entries(cache, catalog)] == [True]
+
+    stored = cache.entry_dir("tiny", "v1") / "weights.safetensors"
+    with stored.open("r+b") as fh:
+        fh.seek(-4, 2)
+        fh.write(b"\xff\xff\xff\xff")
+    (report,) = verify_entries(cache, catalog)
+    assert not report.ok and "sha256" in " ".join(report.problems)
+    server.reset_log()
+    resolve_weights(spec, variant, trust_cache=False)  # what `hub verify --repair` runs
+    assert len(_gets(server, repo)) == 1  # downloaded again: hub kept no copy of the pickle
+    assert [r.ok for r in verify_entries(cache, catalog)] == [True]
+
+    items = plan_remove(cache, "tiny")
+    assert [i.kind for i in items] == ["entry"]  # no Hub revision to drop for a URL source
+    prune(cache, items)
+    assert list_entries(cache) == [] and _downloads(cache_dir) == []
