@@ -56,9 +56,21 @@ def test_a_hooked_stage_cannot_be_the_last_one() -> None:
         provider.build(spec, None, device=torch.device("cpu"), dtype=None)
 
 
-def test_hooks_are_removed_after_each_extract() -> None:
+def test_hooked_stages_are_per_call_and_per_thread() -> None:
+    """Concurrent extract() calls on one backbone each get their own branch maps, and a forward
+    outside extract() (the module used directly) captures nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
     bb = hub.load("hrnet_w18", pretrained=False, device="cpu", channels_last=False)
-    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    f = bb.extract(x, stages=["branch1", "branch4"])
-    assert f.stages["branch1"].shape == (1, 18, 56, 56) and f.stages["branch4"].shape == (1, 144, 7, 7)
-    assert not bb.module.get_submodule("stage4")._forward_hooks
+    xs = [torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    alone = [bb.extract(x, stages=["branch1", "branch4"]) for x in xs]
+    assert alone[0].stages["branch1"].shape == (1, 18, 56, 56)
+    assert alone[0].stages["branch4"].shape == (1, 144, 7, 7)
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda x: bb.extract(x, stages=["branch1", "branch4"]), xs * 2))
+    for i, f in enumerate(together):
+        for n in ("branch1", "branch4"):
+            assert torch.allclose(f.stages[n], alone[i % 4].stages[n], atol=1e-5), (i, n)
+    with torch.inference_mode():
+        bb.module.forward_features(torch.rand(1, 3, 64, 64))
+    assert getattr(bb._local, "captured", None) is None

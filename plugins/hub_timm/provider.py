@@ -8,7 +8,8 @@ give features, and the head's weights are not loaded.
 
 A ``module`` that feature_info does not name is a submodule path whose output is
 captured by a forward hook during that same pass, with ``[i]`` picking one element
-of a list output: HRNet's raw branches are ``stage4[0]`` .. ``stage4[3]`` (what
+of a list output (the hooks stay registered and capture only inside ``extract``, per
+thread): HRNet's raw branches are ``stage4[0]`` .. ``stage4[3]`` (what
 timm's ``features_only=True, feature_location=''`` returns), which a segmentation
 head wants rather than the classification-oriented feature_info maps.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import threading
 from typing import TYPE_CHECKING, Any
 
 from hub.backbone import ImageBackbone, RawOutput, StageSpec
@@ -45,6 +47,11 @@ class TimmBackbone(ImageBackbone):
         super().__init__(spec, module, specs, **kw)
         self._indices = indices  # stage name -> feature_info index, None for the final features
         self._hooks = hooks or {}  # stage name -> (submodule path, list index) captured by hooks
+        # hooks stay registered; each thread's extract() sets its own capture dict, so concurrent
+        # calls on one backbone never see each other's maps, and nothing is kept otherwise
+        self._local = threading.local()
+        for n, (path, index) in self._hooks.items():
+            module.get_submodule(path).register_forward_hook(_keeper(self._local, n, index))
         # timm's pre-logits (pool + any head norm or head conv) are the embedding when they have
         # the manifest's width; else (MobileNetV3's and VGG's head convs) the core pools the map
         width = getattr(module, "head_hidden_size", None) or getattr(module, "num_features", None)
@@ -56,20 +63,12 @@ class TimmBackbone(ImageBackbone):
         hooked = [n for n in dict.fromkeys(wanted) if n in self._hooks]
         if not hooked:
             return self._pass(batch, wanted, {})
-        captured: dict[str, Any] = {}
-        handles = []
-        for n in hooked:
-            path, index = self._hooks[n]
-
-            def keep(_mod: Any, _inp: Any, out: Any, n: str = n, index: int | None = index) -> None:
-                captured[n] = out if index is None else out[index]
-
-            handles.append(self.module.get_submodule(path).register_forward_hook(keep))
+        captured: dict[str, Any] = dict.fromkeys(hooked)
+        self._local.captured = captured
         try:
             return self._pass(batch, [n for n in wanted if n not in self._hooks], captured)
         finally:
-            for h in handles:
-                h.remove()
+            self._local.captured = None
 
     def _pass(self, batch: torch.Tensor, wanted: list[str], captured: dict[str, Any]) -> RawOutput:
         """One forward: feature_info stages by index, hooked stages land in ``captured``."""
@@ -107,6 +106,16 @@ class TimmBackbone(ImageBackbone):
         pooled = m.forward_head(final, pre_logits=True) if self._own_pool else None
         return RawOutput(stages=out, tokens=tokens, num_prefix_tokens=prefix, prefix=pre,
                          pooled=pooled)
+
+
+def _keeper(local: threading.local, name: str, index: int | None) -> Any:
+    """A forward hook storing the module's output (element ``index`` of it) as stage ``name``
+    in the calling thread's capture dict, when that thread asked for the stage."""
+    def keep(_module: Any, _inputs: Any, out: Any) -> None:
+        captured = getattr(local, "captured", None)
+        if captured is not None and name in captured:
+            captured[name] = out if index is None else out[index]
+    return keep
 
 
 @functools.lru_cache(maxsize=64)
