@@ -28,6 +28,7 @@ is ever sent to such a host.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata as md
 import logging
@@ -150,6 +151,19 @@ def _tqdm_class(reporter: Reporter, name: str) -> type:
     return _Adapter
 
 
+def _bars(fn: Callable[..., Any], reporter: Reporter, name: str) -> dict[str, Any]:
+    """``tqdm_class=`` for ``fn`` when this huggingface_hub release accepts it (newer ones do);
+    older releases draw their own bar and the reporter sees no bytes."""
+    return {"tqdm_class": _tqdm_class(reporter, name)} if _accepts(fn, "tqdm_class") else {}
+
+
+@functools.lru_cache(maxsize=8)
+def _accepts(fn: Callable[..., Any], parameter: str) -> bool:
+    import inspect
+
+    return parameter in inspect.signature(fn).parameters
+
+
 @dataclass(frozen=True)
 class Fetched:
     """Local paths for one source: weights, companions, and the resolved commit if any.
@@ -218,7 +232,7 @@ def _hf_one(src: HuggingFaceSource, rel: str, revision: str, *, cache: Cache, se
                 cache_dir=str(cache.hf_dir), endpoint=settings.hf_endpoint,
                 local_files_only=settings.offline, force_download=force and not settings.offline,
                 library_name="backbone-hub", library_version=_version(),
-                tqdm_class=_tqdm_class(reporter, rel)))
+                **_bars(hf_hub_download, reporter, rel)))
         except hf_errors.LocalEntryNotFoundError as exc:
             if settings.offline:
                 raise OfflineError(f"{rel} from {where} is not cached and offline mode is on. "
@@ -377,8 +391,8 @@ def _url_one(url: str, dest: Path, *, settings: Settings, force: bool, reporter:
             try:
                 with open(part, "ab") as fh:
                     http_get(actual, fh, resume_size=part.stat().st_size, displayed_filename=name,
-                             tqdm_class=_tqdm_class(reporter, name),
-                             headers={"user-agent": f"backbone-hub/{_version()}"})
+                             headers={"user-agent": f"backbone-hub/{_version()}"},
+                             **_bars(http_get, reporter, name))
                 os.replace(part, dest)
                 return dest
             except OSError as exc:
