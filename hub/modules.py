@@ -212,12 +212,14 @@ def conv_fraction(module: torch.nn.Module) -> float:
 
 def build_module(factory: Callable[[], torch.nn.Module], weights: Path | None, *,
                  device: torch.device, dtype: torch.dtype | None, what: str,
-                 key_map: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+                 key_map: Callable[[dict[str, torch.Tensor], set[str]], dict[str, torch.Tensor]]
+                 | None = None,
                  ) -> torch.nn.Module:
     """Instantiate ``factory()`` with the safetensors at ``weights`` (or random init if ``None``).
 
     :param what: names the architecture in error messages.
-    :param key_map: adapts stored key names to the module's (e.g. a prefix).
+    :param key_map: ``key_map(state, module_keys)`` adapts the stored key names to the module's
+        (``module_keys``: its state_dict keys), e.g. strips a prefix or drops a head.
     """
     import torch
 
@@ -229,9 +231,9 @@ def build_module(factory: Callable[[], torch.nn.Module], weights: Path | None, *
         # CNNs go channels_last after the build (wants_channels_last): a conversion follows
         converted = device.type != "cpu" or dtype is not None or conv_fraction(module) >= 0.5
         state = _read_safetensors(weights, converted=converted)
-        if key_map is not None:
-            state = key_map(state)
         persistent = set(module.state_dict())
+        if key_map is not None:
+            state = key_map(state, persistent)
         # older checkpoints carry buffers that are now rebuilt at init (e.g. position_ids)
         transient = {n for n, _ in module.named_buffers()} - persistent
         state = {k: v for k, v in state.items() if k not in transient}

@@ -102,9 +102,15 @@ def test_build_module_key_map_and_random_init(tmp_path: Path) -> None:
     src = cnn()
     path = tmp_path / "w.safetensors"
     save_file({"model." + k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
-    built = build_module(cnn, path, device=CPU, dtype=None, what="test cnn",
-                         key_map=lambda s: {k.removeprefix("model."): v for k, v in s.items()})
+    seen: list[set[str]] = []
+
+    def key_map(state: dict, module_keys: set[str]) -> dict:
+        seen.append(module_keys)
+        return {k.removeprefix("model."): v for k, v in state.items()}
+
+    built = build_module(cnn, path, device=CPU, dtype=None, what="test cnn", key_map=key_map)
     assert torch.equal(built[0].weight, src[0].weight)
+    assert seen == [set(src.state_dict())]  # the map is told the module's own keys
     assert isinstance(build_module(cnn, None, device=CPU, dtype=None, what="x"), nn.Sequential)
 
 

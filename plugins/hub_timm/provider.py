@@ -144,11 +144,8 @@ class TimmProvider(Provider):
         def factory() -> torch.nn.Module:
             return timm.create_model(spec.architecture, pretrained=False)
 
-        def drop_head(state: dict[str, Any]) -> dict[str, Any]:
-            return state
-
         module = build_module(factory, weights.weights if weights else None, device=device,
-                              dtype=dtype, what=f"timm {spec.architecture}", key_map=drop_head)
+                              dtype=dtype, what=f"timm {spec.architecture}")
         module.reset_classifier(0)
         info = [f["module"] for f in module.feature_info]
         indices: dict[str, int | None] = {}

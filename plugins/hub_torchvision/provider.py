@@ -62,7 +62,7 @@ def headless(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
 
 
 def _drop_head(head: str) -> Any:
-    def key_map(state: dict[str, Any]) -> dict[str, Any]:
+    def key_map(state: dict[str, Any], _model_keys: set[str]) -> dict[str, Any]:
         prefixes = (head + ".", *HEAD_PREFIXES)
         return {k: v for k, v in state.items() if not k.startswith(prefixes)}
     return key_map

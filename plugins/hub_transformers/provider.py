@@ -69,8 +69,8 @@ def _no_init_weights() -> Any:
     return no_init_weights()
 
 
-def _strip_prefix(prefix: str, model_keys: set[str]) -> Any:
-    def key_map(state: dict[str, Any]) -> dict[str, Any]:
+def _strip_prefix(prefix: str) -> Any:
+    def key_map(state: dict[str, Any], model_keys: set[str]) -> dict[str, Any]:
         if prefix and not (set(state) & model_keys) and any(k.startswith(prefix + ".") for k in state):
             return {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
         return state
@@ -105,19 +105,15 @@ class TransformersProvider(Provider):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
 
-        keys: set[str] = set()
-
         def factory() -> torch.nn.Module:
             # the weights overwrite every parameter: skip transformers' own random init, as
             # from_pretrained does (it dominates building on the meta device)
             with _no_init_weights():
-                model = transformers.AutoModel.from_config(config, trust_remote_code=False)
-            keys.update(model.state_dict())  # read by the key map, which runs after the build
-            return model
+                return transformers.AutoModel.from_config(config, trust_remote_code=False)
 
         module = build_module(factory, weights.weights, device=device, dtype=dtype,
                               what=f"transformers {config.model_type}",
-                              key_map=_strip_prefix(getattr(config, "base_model_prefix", ""), keys))
+                              key_map=_strip_prefix(getattr(config, "base_model_prefix", "")))
         n = int(config.num_hidden_layers)
         if spec.outputs.num_layers is not None and spec.outputs.num_layers != n:
             raise ManifestError(f"{spec.name}: outputs.num_layers is {spec.outputs.num_layers} but "
