@@ -238,8 +238,7 @@ class Cache:
                     before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino):
                 return  # written while it was hashed: leave the record as it was
             old = weights if label == WEIGHTS_NAME else fresh[label]
-            rec = FileRecord(sha256=old.sha256, size=now.st_size, mtime_ns=now.st_mtime_ns,
-                             ctime_ns=now.st_ctime_ns, ino=now.st_ino)
+            rec = _stat_record(path, old.sha256)
             if label == WEIGHTS_NAME:
                 weights = rec
             else:
