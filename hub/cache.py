@@ -125,8 +125,9 @@ class EntryState:
     record: LockRecord | None
 
 
-def _stat_record(path: Path, sha: str | None = None) -> FileRecord:
-    st = path.stat()
+def _stat_record(path: Path, sha: str | None = None, st: os.stat_result | None = None) -> FileRecord:
+    """The record of ``path`` with its stat now (or ``st``, taken when ``sha`` was computed)."""
+    st = st or path.stat()
     return FileRecord(sha256=sha or sha256_file(path), size=st.st_size, mtime_ns=st.st_mtime_ns,
                       ctime_ns=st.st_ctime_ns, ino=st.st_ino)
 
@@ -238,7 +239,7 @@ class Cache:
                     before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino):
                 return  # written while it was hashed: leave the record as it was
             old = weights if label == WEIGHTS_NAME else fresh[label]
-            rec = _stat_record(path, old.sha256)
+            rec = _stat_record(path, old.sha256, now)  # the stat just compared, not a new one
             if label == WEIGHTS_NAME:
                 weights = rec
             else:
