@@ -42,7 +42,7 @@ from typing import Any
 from hub.cache import Cache
 from hub.diskspace import disk_full_error, is_disk_full
 from hub.config import Settings
-from hub.errors import CacheError, OfflineError, SourceUnavailableError
+from hub.errors import CacheError, HubError, OfflineError, SourceUnavailableError
 from hub.manifest import DistributionSource, HuggingFaceSource, UrlSource
 
 __all__ = ["DEFAULT_RETRY", "DOWNLOADS_DIR", "Fetched", "Reporter", "RetryPolicy", "discard",
@@ -216,6 +216,41 @@ def _is_transport(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in _TRANSPORT_MODULES
 
 
+def _retrying(call: Callable[[], Path], *, name: str, where: str, folder: Path,
+              retry: RetryPolicy, reporter: Reporter,
+              refuse: Callable[[OSError, int | None], None]) -> Path:
+    """Run one download ``call`` until it succeeds or fails for good.
+
+    ``refuse(exc, status)`` raises the source's own error for what must not be retried (a
+    missing repo, a 404...) and returns for the rest. Then a full disk and an unwritable cache
+    are errors; 5xx answers and transport failures are retried by :func:`_wait`'s policy.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return call()
+        except OSError as exc:
+            status = _status(exc)
+            refuse(exc, status)
+            if status is None and is_disk_full(exc):
+                raise disk_full_error(folder, f"downloading {name} from {where}", exc) from exc
+            if status is None and not _is_transport(exc):
+                raise CacheError(f"Cannot write {name} from {where} into {folder} "
+                                 f"({exc}). Point HUB_CACHE at a writable folder.") from exc
+            reason = f"HTTP {status}" if status is not None else f"{type(exc).__name__}: {exc}"
+            wait = _wait(exc, attempt, retry, name, where, reason)
+        except Exception as exc:  # httpx transport errors are not OSErrors
+            if not _is_transport(exc):
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+            wait = _wait(exc, attempt, retry, name, where, reason)
+        reporter.retry(name, attempt, wait, reason)
+        log.warning("%s from %s failed (%s); try %d of %d in %.1f s", name, where, reason,
+                    attempt + 1, retry.attempts, wait)
+        time.sleep(wait)
+
+
 def _hf_one(src: HuggingFaceSource, rel: str, revision: str, *, cache: Cache, settings: Settings,
             force: bool, reporter: Reporter, retry: RetryPolicy) -> Path:
     """One file through ``hf_hub_download``, mapping every failure to a hub error."""
@@ -223,17 +258,17 @@ def _hf_one(src: HuggingFaceSource, rel: str, revision: str, *, cache: Cache, se
     from huggingface_hub import hf_hub_download
 
     where = f"{src.repo} at revision {revision}"
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return Path(hf_hub_download(
-                src.repo, rel, revision=revision, repo_type=src.repo_type,
-                cache_dir=str(cache.hf_dir), endpoint=settings.hf_endpoint,
-                local_files_only=settings.offline, force_download=force and not settings.offline,
-                library_name="backbone-hub", library_version=_version(),
-                **_bars(hf_hub_download, reporter, rel)))
-        except hf_errors.LocalEntryNotFoundError as exc:
+
+    def call() -> Path:
+        return Path(hf_hub_download(
+            src.repo, rel, revision=revision, repo_type=src.repo_type,
+            cache_dir=str(cache.hf_dir), endpoint=settings.hf_endpoint,
+            local_files_only=settings.offline, force_download=force and not settings.offline,
+            library_name="backbone-hub", library_version=_version(),
+            **_bars(hf_hub_download, reporter, rel)))
+
+    def refuse(exc: OSError, status: int | None) -> None:
+        if isinstance(exc, hf_errors.LocalEntryNotFoundError):
             if settings.offline:
                 raise OfflineError(f"{rel} from {where} is not cached and offline mode is on. "
                                    "Unset HUB_OFFLINE/HF_HUB_OFFLINE and run `hub pull`.") from exc
@@ -241,43 +276,28 @@ def _hf_one(src: HuggingFaceSource, rel: str, revision: str, *, cache: Cache, se
                 f"Could not reach the Hub for {rel} from {where}, even after huggingface_hub's own "
                 f"retries ({exc}). Check the network, or set HUB_HF_ENDPOINT (or pass --endpoint) "
                 "to a mirror.") from exc
-        except hf_errors.RevisionNotFoundError as exc:
+        if isinstance(exc, hf_errors.RevisionNotFoundError):
             raise SourceUnavailableError(f"Revision {revision!r} does not exist in {src.repo} "
                                          f"(asked for {rel}). Fix the manifest's revision.") from exc
-        except hf_errors.RepositoryNotFoundError as exc:
+        if isinstance(exc, hf_errors.RepositoryNotFoundError):
             raise SourceUnavailableError(
                 f"Repository {src.repo!r} was not found, or is gated (asked for {rel} at revision "
                 f"{revision}). Check the repo id, or log in with `hf auth login`.") from exc
-        except hf_errors.EntryNotFoundError as exc:
+        if isinstance(exc, hf_errors.EntryNotFoundError):
             raise SourceUnavailableError(f"File {rel!r} does not exist in {where}. Fix the "
                                          "manifest's file name or revision.") from exc
-        except OSError as exc:
-            status = _status(exc)
-            if status is None and is_disk_full(exc):
-                raise disk_full_error(cache.hf_dir, f"downloading {rel} from {where}", exc) from exc
-            if status is None and not _is_transport(exc):
-                raise CacheError(f"Cannot write {rel} from {where} into {cache.hf_dir} "
-                                 f"({exc}). Point HUB_CACHE at a writable folder.") from exc
-            if status == 429:
-                after = _retry_after(exc)
-                when = f" in {after:.0f} s" if after is not None else " later"
-                raise SourceUnavailableError(
-                    f"The Hub rate-limited {rel} from {where} (429), even after waiting as it asked. "
-                    f"Try again{when}, or use a mirror (HUB_HF_ENDPOINT).") from exc
-            if status is not None and status not in _RETRY_STATUS:
-                raise SourceUnavailableError(f"The Hub refused {rel} from {where} (HTTP {status}): "
-                                             f"{exc}. Check access rights, or use a mirror.") from exc
-            reason = f"HTTP {status}" if status is not None else f"{type(exc).__name__}: {exc}"
-            wait = _wait(exc, attempt, retry, rel, where, reason)
-        except Exception as exc:  # httpx transport errors are not OSErrors
-            if not _is_transport(exc):
-                raise
-            reason = f"{type(exc).__name__}: {exc}"
-            wait = _wait(exc, attempt, retry, rel, where, reason)
-        reporter.retry(rel, attempt, wait, reason)
-        log.warning("%s from %s failed (%s); try %d of %d in %.1f s", rel, where, reason,
-                    attempt + 1, retry.attempts, wait)
-        time.sleep(wait)
+        if status == 429:
+            after = _retry_after(exc)
+            when = f" in {after:.0f} s" if after is not None else " later"
+            raise SourceUnavailableError(
+                f"The Hub rate-limited {rel} from {where} (429), even after waiting as it asked. "
+                f"Try again{when}, or use a mirror (HUB_HF_ENDPOINT).") from exc
+        if status is not None and status not in _RETRY_STATUS:
+            raise SourceUnavailableError(f"The Hub refused {rel} from {where} (HTTP {status}): "
+                                         f"{exc}. Check access rights, or use a mirror.") from exc
+
+    return _retrying(call, name=rel, where=where, folder=cache.hf_dir, retry=retry,
+                     reporter=reporter, refuse=refuse)
 
 
 def _wait(exc: BaseException, attempt: int, retry: RetryPolicy, rel: str, where: str,
@@ -385,51 +405,29 @@ def _url_one(url: str, dest: Path, *, settings: Settings, force: bool, reporter:
             return dest
         if force:
             part.unlink(missing_ok=True)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                with open(part, "ab") as fh:
-                    http_get(actual, fh, resume_size=part.stat().st_size, displayed_filename=name,
-                             headers={"user-agent": f"backbone-hub/{_version()}"},
-                             **_bars(http_get, reporter, name))
-                os.replace(part, dest)
-                return dest
-            except OSError as exc:
-                status = _status(exc)
-                if status is None and is_disk_full(exc):
-                    part.unlink(missing_ok=True)
-                    raise disk_full_error(dest.parent, f"downloading {where}", exc) from exc
-                if status is None and not _is_transport(exc):
-                    part.unlink(missing_ok=True)
-                    raise CacheError(f"Cannot write {name} from {where} into {dest.parent} "
-                                     f"({exc}). Point HUB_CACHE at a writable folder.") from exc
-                if status == 416:  # the partial file does not fit the server's: start over
-                    part.unlink(missing_ok=True)
-                elif status is not None and status not in _RETRY_STATUS | {429}:
-                    part.unlink(missing_ok=True)
-                    raise SourceUnavailableError(
-                        f"{where} answered HTTP {status}. Check the manifest's url, or set "
-                        "HUB_URL_MIRRORS to a mirror that serves it.") from exc
-                reason = f"HTTP {status}" if status is not None else f"{type(exc).__name__}: {exc}"
-                try:
-                    wait = _wait(exc, attempt, retry, name, where, reason)
-                except SourceUnavailableError:
-                    part.unlink(missing_ok=True)
-                    raise
-            except Exception as exc:  # httpx transport errors are not OSErrors
-                if not _is_transport(exc):
-                    raise
-                reason = f"{type(exc).__name__}: {exc}"
-                try:
-                    wait = _wait(exc, attempt, retry, name, where, reason)
-                except SourceUnavailableError:
-                    part.unlink(missing_ok=True)
-                    raise
-            reporter.retry(name, attempt, wait, reason)
-            log.warning("%s from %s failed (%s); try %d of %d in %.1f s", name, where, reason,
-                        attempt + 1, retry.attempts, wait)
-            time.sleep(wait)
+
+        def call() -> Path:
+            with open(part, "ab") as fh:
+                http_get(actual, fh, resume_size=part.stat().st_size, displayed_filename=name,
+                         headers={"user-agent": f"backbone-hub/{_version()}"},
+                         **_bars(http_get, reporter, name))
+            os.replace(part, dest)
+            return dest
+
+        def refuse(exc: OSError, status: int | None) -> None:
+            if status == 416:  # the partial file does not fit the server's: start over
+                part.unlink(missing_ok=True)
+            elif status is not None and status not in _RETRY_STATUS | {429}:
+                raise SourceUnavailableError(
+                    f"{where} answered HTTP {status}. Check the manifest's url, or set "
+                    "HUB_URL_MIRRORS to a mirror that serves it.") from exc
+
+        try:
+            return _retrying(call, name=name, where=where, folder=dest.parent, retry=retry,
+                             reporter=reporter, refuse=refuse)
+        except HubError:  # failed for good: keep no partial file (a killed process may, to resume)
+            part.unlink(missing_ok=True)
+            raise
 
 
 def fetch_url(src: UrlSource, extra: list[str], *, cache: Cache, settings: Settings,
