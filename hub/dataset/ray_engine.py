@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from hub.dataset.items import ItemError, Prepared, prepare_range
+from hub.dataset.items import ItemError, Prepared, chw_pixels, prepare_range
 from hub.dataset.job import FeatureBatch, make_job, run_model
 from hub.dataset.local import plan_ranges, strict_error
 from hub.dataset.progress import JobProgress
@@ -128,9 +128,7 @@ class Embedder:
         if self.bb.modality == "text":
             items: Any = [str(values[k]) for k in good]
         elif isinstance(values, np.ndarray) and values.dtype == np.uint8 and values.ndim == 4:
-            import torch  # (B, S, S, 3) from decode_batch: one contiguous CHW copy, fast to convert
-
-            items = torch.from_numpy(values[good]).permute(0, 3, 1, 2).contiguous()
+            items = chw_pixels(values[good])  # (B, S, S, 3) from decode_batch
         elif isinstance(values, np.ndarray) and values.dtype != object:
             items = values[good]
         else:
