@@ -20,11 +20,24 @@ from typing import Any
 
 from hub.errors import InputError, ModalityError
 
-__all__ = ["IMAGE_SUFFIXES", "as_images", "as_texts", "is_array", "is_pil", "is_tensor"]
+__all__ = ["IMAGE_SUFFIXES", "as_images", "as_texts", "image_files", "is_array", "is_pil",
+           "is_tensor"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
                             ".ppm", ".pgm", ".pbm", ".ico", ".jp2", ".tga"})
 _CHANNELS = (1, 3, 4)
+
+
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Every image file under ``folder``, recursively, sorted by path; hidden files and folders
+    (names starting with ``.``) are skipped. The one folder walk of ``hub extract`` and the
+    dataset engines."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath, f) for f in filenames
+                  if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found)
 
 
 def is_tensor(x: Any) -> bool:

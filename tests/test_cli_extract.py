@@ -116,3 +116,20 @@ def test_runs_as_a_command(photos: Path) -> None:
     assert "wrote 2 inputs (pooled (2, 32))" in proc.stdout
     tensors, meta = read(photos / "f.safetensors")
     assert set(tensors) == {"pooled"} and len(json.loads(meta["names"])) == 2
+
+
+def test_folders_are_walked_as_in_dataset_mode(photos: Path) -> None:
+    """File mode expands a folder like the dataset engines do: recursive, sorted, hidden files
+    and folders skipped, non-images left out."""
+    from hub.cli.extract import collect_images
+    from hub.dataset.sources import open_source
+
+    folder = photos / "imgs"
+    (folder / ".cache").mkdir()
+    for extra in (".hidden.png", ".cache/k.png"):
+        (folder / extra).write_bytes((folder / "b.png").read_bytes())
+    (folder / "notes.md").write_text("not an image")
+    paths, names = collect_images([str(folder)])
+    assert [p.relative_to(folder).as_posix() for p in paths] == ["b.png", "sub/a.jpg"]
+    assert names == [str(p) for p in paths]
+    assert open_source(str(folder), "image").ids == ["b.png", "sub/a.jpg"]

@@ -34,15 +34,16 @@ OUTPUT_SUFFIXES = (".safetensors", ".npy")
 
 
 def collect_images(inputs: list[str]) -> tuple[list[Path], list[str]]:
-    """Image files and folders -> (paths, names), folders expanded recursively in sorted order."""
+    """Image files and folders -> (paths, names), folders expanded recursively in sorted order
+    (hidden files and folders skipped, as in dataset mode)."""
     from hub.errors import InputError
-    from hub.inputs import IMAGE_SUFFIXES
+    from hub.inputs import IMAGE_SUFFIXES, image_files
 
     paths: list[Path] = []
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = image_files(p)
             if not found:
                 raise InputError(f"{raw!r} is a folder with no image files "
                                  f"({', '.join(sorted(IMAGE_SUFFIXES))}).")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.errors import DependencyError, InputError
-from hub.inputs import IMAGE_SUFFIXES
+from hub.inputs import IMAGE_SUFFIXES, image_files
 
 __all__ = ["Failure", "Record", "Source", "open_source"]
 
@@ -155,12 +155,7 @@ class FolderSource(_PathList):
 
     def __init__(self, path: str, modality: str) -> None:
         root = Path(path)
-        files = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            files += [Path(dirpath, f) for f in filenames
-                      if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
-        super().__init__(str(root.resolve()), modality, root, files)
+        super().__init__(str(root.resolve()), modality, root, image_files(root))
 
 
 class GlobSource(_PathList):
