@@ -172,6 +172,8 @@ class Fetched:
         it when their bytes are refused), rather than in an installed distribution.
     :param downloaded: the paths are hub's own downloads of a URL source, removed once their
         bytes are stored or refused.
+    :param sha256_prefix: what the weights' sha256 must start with (a URL source's publisher
+        wrote it into the file name), checked even when the variant pins no sha256.
     """
 
     weights: Path
@@ -180,6 +182,7 @@ class Fetched:
     source: str
     in_hf_cache: bool = False
     downloaded: bool = False
+    sha256_prefix: str | None = None
 
     @property
     def disposable(self) -> bool:
@@ -454,7 +457,7 @@ def fetch_url(src: UrlSource, extra: list[str], *, cache: Cache, settings: Setti
                               retry=retry)
     weights = paths.pop(src.filename)
     return Fetched(weights=weights, files={e: paths[e] for e in extra}, commit=None,
-                   source=src.describe(), downloaded=True)
+                   source=src.describe(), downloaded=True, sha256_prefix=src.sha256_prefix)
 
 
 def discard(fetched: Fetched, path: Path, cache: Cache) -> None:

@@ -32,7 +32,7 @@ from hub.errors import (
     WeightsError,
 )
 from hub.leftovers import sweep
-from hub.manifest import BackboneSpec, HuggingFaceSource, UrlSource, WeightVariant
+from hub.manifest import BackboneSpec, HuggingFaceSource, WeightVariant
 from hub.provider import WeightFiles
 from hub.sources import Fetched, Reporter, RetryPolicy, as_reporter, discard, fetch
 
@@ -101,11 +101,11 @@ def require_pinned(spec: BackboneSpec, variant: WeightVariant) -> None:
 
 
 def _check_source(fetched: Fetched, spec: BackboneSpec, variant: WeightVariant,
-                  expected: str | None, prefix: str | None = None,
-                  ) -> tuple[str, dict[str, FileRecord]]:
+                  expected: str | None) -> tuple[str, dict[str, FileRecord]]:
     """Hash what a source delivered against the pins; returns the weights' sha and file records."""
     label = f"{spec.name}/{variant.name}"
     source_sha = sha256_file(fetched.weights)
+    prefix = fetched.sha256_prefix
     if prefix is not None and not source_sha.startswith(prefix):
         raise _Refused(IntegrityError(
             f"{label}: {fetched.source} has sha256 {source_sha}, which does not start with "
@@ -142,10 +142,10 @@ def _check_source(fetched: Fetched, spec: BackboneSpec, variant: WeightVariant,
 
 def _stage(fetched: Fetched, spec: BackboneSpec, variant: WeightVariant, cache: Cache,
            converter: Converter | None, locked: LockRecord | None,
-           reporter: Reporter, prefix: str | None = None) -> LockRecord:
+           reporter: Reporter) -> LockRecord:
     """Verify what a source delivered, convert it, and commit it to the cache."""
     expected = variant.sha256 or (locked.source_sha256 if locked else None)
-    source_sha, file_records = _check_source(fetched, spec, variant, expected, prefix)
+    source_sha, file_records = _check_source(fetched, spec, variant, expected)
     with cache.staging() as stage:
         out = stage / WEIGHTS_NAME
         if variant.format == "pickle":
@@ -177,10 +177,8 @@ def _pull_from(src: Any, spec: BackboneSpec, variant: WeightVariant, *, cache: C
             and locked.source == src.describe()):
         revision = locked.commit  # the lock: the commit the first pull resolved
     extra = [f.path for f in variant.files]
-    prefix = src.sha256_prefix if isinstance(src, UrlSource) else None
-
     def attempt(fetched: Fetched) -> LockRecord:
-        rec = _stage(fetched, spec, variant, cache, converter, locked, reporter, prefix)
+        rec = _stage(fetched, spec, variant, cache, converter, locked, reporter)
         if fetched.downloaded:  # stored (converted or copied): hub's own download is done with
             for path in [fetched.weights, *fetched.files.values()]:
                 discard(fetched, path, cache)
