@@ -134,11 +134,11 @@ def load(name: str, *, weights: str | None = None, pretrained: bool = True,
     :param pretrained: ``False`` gives the architecture with random weights (nothing is fetched).
     :param device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:N"`` or a torch.device.
     :param dtype: ``None``/``"float32"``, ``"float16"`` or ``"bfloat16"`` (weights cast on CUDA,
-        autocast on CPU: see :func:`hub.modules.precision_plan`).
+        autocast on CPU: see :func:`hub.execution.precision_plan`).
     :param channels_last: ``None`` (default) uses channels_last for CNNs; ``True``/``False`` force it.
     :param compile: ``True`` (or ``torch.compile`` keyword arguments) compiles the forward.
     """
-    from hub.modules import precision_plan, resolve_device, resolve_dtype, wants_channels_last
+    from hub.execution import precision_plan, resolve_device, resolve_dtype, wants_channels_last
 
     settings = get_settings()
     registry = get_registry(settings)

@@ -8,7 +8,7 @@ their modality. What comes back is described in :mod:`hub.features`.
 
 Execution options (set by :func:`hub.load` through :meth:`Backbone.configure`):
 the device, the precision (weights cast, or autocast; see
-:func:`hub.modules.precision_plan`), channels_last memory format for CNNs, and
+:func:`hub.execution.precision_plan`), channels_last memory format for CNNs, and
 ``torch.compile``.
 """
 

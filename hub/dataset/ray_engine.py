@@ -196,7 +196,7 @@ def run_ray(name: str, source: str | os.PathLike[str] | Source, out: str | os.Pa
     """
     ray = _ray()
     from hub.api import get_catalog, pull
-    from hub.modules import resolve_dtype
+    from hub.execution import resolve_dtype
 
     spec = get_catalog().get(name).spec
     files = pull(spec.name, weights=weights)

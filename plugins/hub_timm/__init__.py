@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hub import hookimpl
+from hub.sdk import hookimpl
 from hub_timm.converters import CONVERTERS
 from hub_timm.provider import TimmProvider
 

@@ -22,15 +22,21 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any
 
-from hub.backbone import ImageBackbone, RawOutput, StageSpec
-from hub.errors import DependencyError, ManifestError
-from hub.modules import build_module
-from hub.provider import Provider, WeightFiles
+from hub.sdk import (
+    DependencyError,
+    ImageBackbone,
+    ManifestError,
+    Provider,
+    RawOutput,
+    StageSpec,
+    WeightFiles,
+    build_module,
+)
 
 if TYPE_CHECKING:
     import torch
 
-    from hub.manifest import BackboneSpec
+    from hub.sdk import BackboneSpec
 
 __all__ = ["TimmBackbone", "TimmProvider"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hub import hookimpl
+from hub.sdk import hookimpl
 from hub_transformers.provider import TransformersProvider
 
 __all__ = ["TransformersProvider", "register_providers"]

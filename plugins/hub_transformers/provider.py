@@ -11,15 +11,22 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from hub.backbone import RawOutput, StageSpec, TextBackbone
-from hub.errors import DependencyError, ManifestError, UnsafeWeightsError
-from hub.modules import build_module
-from hub.provider import Provider, WeightFiles
+from hub.sdk import (
+    DependencyError,
+    ManifestError,
+    Provider,
+    RawOutput,
+    StageSpec,
+    TextBackbone,
+    UnsafeWeightsError,
+    WeightFiles,
+    build_module,
+)
 
 if TYPE_CHECKING:
     import torch
 
-    from hub.manifest import BackboneSpec
+    from hub.sdk import BackboneSpec
 
 __all__ = ["TransformersBackbone", "TransformersProvider"]
 

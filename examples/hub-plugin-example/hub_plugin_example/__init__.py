@@ -6,18 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import hub
+from hub.sdk import hookimpl
 
 from hub_plugin_example.tinynet import TinyNetProvider
 
 __all__ = ["TinyNetProvider", "register_manifests", "register_providers"]
 
 
-@hub.hookimpl
+@hookimpl
 def register_providers(register: Callable[[Any], None]) -> None:
     register(TinyNetProvider())
 
 
-@hub.hookimpl
+@hookimpl
 def register_manifests(register: Callable[[Path], None]) -> None:
     register(Path(__file__).parent / "manifests")

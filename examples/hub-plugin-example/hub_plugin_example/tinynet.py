@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub import ImageBackbone, Provider, StageSpec, WeightFiles
-from hub.backbone import RawOutput
-from hub.modules import build_module
+from hub.sdk import BackboneSpec, ImageBackbone, Provider, RawOutput, StageSpec, WeightFiles, build_module
 
 __all__ = ["TinyNetProvider", "make_tinynet"]
 
@@ -37,7 +35,8 @@ class TinyNetBackbone(ImageBackbone):
 class TinyNetProvider(Provider):
     name = "example"
 
-    def build(self, spec: Any, weights: WeightFiles | None, *, device: Any, dtype: Any) -> TinyNetBackbone:
+    def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
+              dtype: Any) -> TinyNetBackbone:
         module = build_module(make_tinynet, weights.weights if weights else None, device=device,
                               dtype=dtype, what="example tinynet")
         specs = [StageSpec(s.name, s.channels, s.stride, s.layout) for s in spec.outputs.stages]

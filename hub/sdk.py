@@ -1,0 +1,76 @@
+"""Everything a plugin author imports, in one module: ``from hub.sdk import ...``.
+
+The built-in plugins (``hub_timm``, ``hub_torchvision``, ``hub_transformers``) and the
+example plugin import from here and nowhere else in ``hub``; the names below are the
+provider contract, and their homes inside ``hub`` may move without breaking a plugin.
+Importing this module imports neither torch nor any model library.
+
+Registering (see :mod:`hub.hookspecs` for the hooks and their arguments):
+
+* :data:`hookimpl`: the marker of a hook implementation, ``@hookimpl def register_providers(register)``.
+
+Building:
+
+* :class:`Provider`: subclass it, set ``name`` (what manifests put in ``provider:``) and
+  implement ``build(spec, weights, *, device, dtype)``.
+* :class:`BackboneSpec`: the validated manifest entry ``build`` receives (architecture,
+  preprocessing, outputs and their stages).
+* :class:`WeightFiles`: the verified weights ``build`` receives (``None`` for random init):
+  the safetensors path, its sha256 and the companion files (config, tokenizer).
+* :func:`build_module`: instantiate an architecture on the meta device and assign the
+  verified safetensors, checking every key and shape.
+
+Running:
+
+* :class:`ImageBackbone`: subclass it for images and implement ``_forward(batch, stages)``;
+  decoding, preprocessing and batching are done.
+* :class:`TextBackbone`: subclass it for text and implement ``_tokenize(texts, max_length)``
+  and ``_forward(batch, stages)``.
+* :class:`Backbone`: their common base (``extract()``, the template method); a new modality
+  implements ``_items`` and ``_batches`` too.
+* :class:`StageSpec`: one output stage (name, channels, stride, layout, layer index).
+* :class:`RawOutput`: what ``_forward`` returns for one batch (stage tensors, tokens, mask).
+
+Errors a provider raises (all from :mod:`hub.errors`):
+
+* :class:`DependencyError`: the provider's library is not installed (says what to ``pip install``).
+* :class:`ManifestError`: the manifest asks for something the library cannot do.
+* :class:`WeightMismatchError`: the weights do not fit the architecture (:func:`build_module`
+  raises it with the missing, unexpected and mis-shaped keys).
+* :class:`UnsafeWeightsError`: loading the weights or their companion files would run code
+  (e.g. a config that asks for remote code).
+"""
+
+from __future__ import annotations
+
+from hub.backbone import Backbone as Backbone
+from hub.backbone import ImageBackbone as ImageBackbone
+from hub.backbone import TextBackbone as TextBackbone
+from hub.build import build_module as build_module
+from hub.errors import DependencyError as DependencyError
+from hub.errors import ManifestError as ManifestError
+from hub.errors import UnsafeWeightsError as UnsafeWeightsError
+from hub.errors import WeightMismatchError as WeightMismatchError
+from hub.features import RawOutput as RawOutput
+from hub.features import StageSpec as StageSpec
+from hub.hookspecs import hookimpl as hookimpl
+from hub.manifest import BackboneSpec as BackboneSpec
+from hub.provider import Provider as Provider
+from hub.provider import WeightFiles as WeightFiles
+
+__all__ = [
+    "Backbone",
+    "BackboneSpec",
+    "DependencyError",
+    "ImageBackbone",
+    "ManifestError",
+    "Provider",
+    "RawOutput",
+    "StageSpec",
+    "TextBackbone",
+    "UnsafeWeightsError",
+    "WeightFiles",
+    "WeightMismatchError",
+    "build_module",
+    "hookimpl",
+]
