@@ -1,10 +1,17 @@
 """The Backbone: one ``extract()`` for every model.
 
-``Backbone.extract`` is a template method: it validates and batches the inputs,
-selects stages, pools, normalises and reports progress; a provider's subclass
-implements only :meth:`Backbone._forward` (model inputs -> :class:`RawOutput`).
-:class:`ImageBackbone` and :class:`TextBackbone` implement the input side for
-their modality. What comes back is described in :mod:`hub.features`.
+``Backbone.extract`` is a template method: it validates the inputs, selects
+stages, pools, normalises and reports progress. Each step a subclass fills in is
+abstract, so a provider implements exactly what its modality needs:
+
+* per modality, :meth:`Backbone._items` (validate inputs) and :meth:`Backbone._batches`
+  (items -> model inputs, batch by batch): :class:`ImageBackbone` does both through the
+  weights' preprocessing; :class:`TextBackbone` through :meth:`TextBackbone._tokenize`,
+  which a text provider implements;
+* per provider, :meth:`Backbone._forward` (model inputs -> :class:`RawOutput`).
+
+Nothing of one ``extract()`` call is kept on the instance: a backbone may serve
+several threads at once. What comes back is described in :mod:`hub.features`.
 
 Execution options (set by :func:`hub.load` through :meth:`Backbone.configure`):
 the device, the precision (weights cast, or autocast; see
@@ -41,8 +48,8 @@ Progress = bool | Callable[[int, int], None]
 class Backbone(ABC):
     """A pretrained network that turns inputs into :class:`Features`.
 
-    Built by :func:`hub.load`; providers subclass :class:`ImageBackbone` or
-    :class:`TextBackbone` and implement :meth:`_forward`.
+    Built by :func:`hub.load`; providers subclass :class:`ImageBackbone` (and implement
+    :meth:`_forward`) or :class:`TextBackbone` (:meth:`_forward` and ``_tokenize``).
 
     :ivar device: where the weights live and the forward runs.
     :ivar dtype: the precision features come out in (``None`` = float32).
@@ -177,20 +184,19 @@ class Backbone(ABC):
         """Validate inputs of this modality into a list of items."""
 
     def _check_max_length(self, max_length: int | None) -> int | None:
+        """This call's token limit: only text backbones take one."""
         if max_length is not None:
             raise InputError(f"max_length applies to text backbones; {self.name} takes images.")
         return None
 
+    @abstractmethod
     def _batches(self, items: list[Any], bs: int,
                  max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
-        """Yield ``(input indices, model inputs, truncated indices)`` batch by batch."""
-        for start in range(0, len(items), bs):
-            idx = list(range(start, min(start + bs, len(items))))
-            yield idx, self._prepare([items[i] for i in idx], idx), []
+        """Yield ``(input indices, model inputs on device, truncated indices)`` batch by batch.
 
-    @abstractmethod
-    def _prepare(self, items: list[Any], indices: list[int]) -> Any:
-        """Turn a batch of items (at input positions ``indices``) into model inputs on :attr:`device`."""
+        :param bs: items per batch at most.
+        :param max_length: this call's token limit (text), ``None`` for other modalities.
+        """
 
     @abstractmethod
     def _forward(self, batch: Any, stages: list[str]) -> RawOutput:
@@ -302,14 +308,19 @@ class ImageBackbone(Backbone):
     def _items(self, inputs: Any) -> list[Any]:
         return as_images(inputs, name=self.name)
 
-    def _prepare(self, items: list[Any], indices: list[int] | None = None) -> Any:
+    def _batches(self, items: list[Any], bs: int,
+                 max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
+        """Preprocess ``bs`` images at a time, in input order, into pixel batches on :attr:`device`."""
         from hub.preprocess import pixel_batch
 
         pp = self.spec.preprocessing.image
         if pp is None:  # guaranteed by the schema for image backbones
             raise InputError(f"{self.name} has no image preprocessing in its manifest.")
-        return pixel_batch(items, pp, device=self.device, dtype=self.weight_dtype,
-                           indices=indices, channels_last=self.channels_last)
+        for start in range(0, len(items), bs):
+            idx = list(range(start, min(start + bs, len(items))))
+            yield idx, pixel_batch([items[i] for i in idx], pp, device=self.device,
+                                   dtype=self.weight_dtype, indices=idx,
+                                   channels_last=self.channels_last), []
 
 
 class TextBackbone(Backbone):
@@ -322,73 +333,64 @@ class TextBackbone(Backbone):
     modality = "text"
     #: Texts tokenised at once before sorting by length.
     window = 8192
-    _max_length: int | None = None
 
     def _items(self, inputs: Any) -> list[Any]:
         return as_texts(inputs, name=self.name)
 
     @property
     def max_length(self) -> int:
-        """Tokens per text after truncation (the manifest's, or extract's ``max_length``)."""
-        if self._max_length is not None:
-            return self._max_length
+        """The manifest's tokens per text after truncation (``preprocessing.text.max_length``);
+        ``extract(max_length=...)`` lowers it for one call only."""
         pp = self.spec.preprocessing.text
         return pp.max_length if pp is not None else 512
 
     def _check_max_length(self, max_length: int | None) -> int:
-        pp = self.spec.preprocessing.text
-        top = pp.max_length if pp is not None else 512
+        """This call's token limit: ``max_length`` when given and valid, else the manifest's."""
+        top = self.max_length
         if max_length is None:
-            self._max_length = None
             return top
         if isinstance(max_length, bool) or not isinstance(max_length, int) or not 2 <= max_length <= top:
             raise InputError(f"max_length must be an integer from 2 to {top} (the manifest's limit "
                              f"for {self.name}), got {max_length!r}.")
-        self._max_length = max_length
         return max_length
 
     @abstractmethod
-    def _tokenize(self, texts: list[str]) -> dict[str, Any]:
+    def _tokenize(self, texts: list[str], max_length: int) -> dict[str, Any]:
         """Tokenise to ``input_ids``/``attention_mask`` tensors, padded and truncated to
-        :attr:`max_length`; may add ``overflow``: one bool per text, True when it was truncated."""
+        ``max_length`` tokens (this call's limit); may add ``overflow``: one bool per text, True
+        when it was truncated."""
 
     def _batches(self, items: list[Any], bs: int,
                  max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
+        """Tokenise a window at a time, then batch by token count (see the class docstring)."""
         import torch
 
-        try:
-            for w0 in range(0, len(items), self.window):
-                enc = dict(self._tokenize(items[w0:w0 + self.window]))
-                overflow = enc.pop("overflow", None)
-                mask = enc["attention_mask"]
-                lengths = mask.sum(1)
-                right = torch.arange(mask.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
-                if not torch.equal(mask.bool(), right):  # left-padded: batch by characters
-                    yield from self._batches_by_chars(items, w0, bs)
-                    continue
-                order = torch.sort(-lengths, stable=True).indices.tolist()
-                for b0 in range(0, len(order), bs):
-                    local = order[b0:b0 + bs]
-                    sel = torch.tensor(local)
-                    width = int(lengths[sel].max())
-                    batch = {k: v[sel, :width].to(self.device) for k, v in enc.items()}
-                    cut = [w0 + i for i in local if overflow is not None and overflow[i]]
-                    yield [w0 + i for i in local], batch, cut
-        finally:
-            self._max_length = None
+        limit = self.max_length if max_length is None else max_length
+        for w0 in range(0, len(items), self.window):
+            enc = dict(self._tokenize(items[w0:w0 + self.window], limit))
+            overflow = enc.pop("overflow", None)
+            mask = enc["attention_mask"]
+            lengths = mask.sum(1)
+            right = torch.arange(mask.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+            if not torch.equal(mask.bool(), right):  # left-padded: batch by characters
+                yield from self._batches_by_chars(items, w0, bs, limit)
+                continue
+            order = torch.sort(-lengths, stable=True).indices.tolist()
+            for b0 in range(0, len(order), bs):
+                local = order[b0:b0 + bs]
+                sel = torch.tensor(local)
+                width = int(lengths[sel].max())
+                batch = {k: v[sel, :width].to(self.device) for k, v in enc.items()}
+                cut = [w0 + i for i in local if overflow is not None and overflow[i]]
+                yield [w0 + i for i in local], batch, cut
 
-    def _batches_by_chars(self, items: list[Any], w0: int,
-                          bs: int) -> Iterator[tuple[list[int], Any, list[int]]]:
+    def _batches_by_chars(self, items: list[Any], w0: int, bs: int,
+                          max_length: int) -> Iterator[tuple[list[int], Any, list[int]]]:
         window = range(w0, min(w0 + self.window, len(items)))
         order = sorted(window, key=lambda i: -len(items[i]))
         for b0 in range(0, len(order), bs):
             idx = order[b0:b0 + bs]
-            enc = dict(self._tokenize([items[i] for i in idx]))
+            enc = dict(self._tokenize([items[i] for i in idx], max_length))
             overflow = enc.pop("overflow", None)
             cut = [i for j, i in enumerate(idx) if overflow is not None and overflow[j]]
             yield idx, {k: v.to(self.device) for k, v in enc.items()}, cut
-
-    def _prepare(self, items: list[Any], indices: list[int] | None = None) -> Any:
-        enc = dict(self._tokenize(items))
-        enc.pop("overflow", None)
-        return {k: v.to(self.device) for k, v in enc.items()}

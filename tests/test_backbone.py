@@ -8,6 +8,7 @@ structure and on agreement with the same module's own forward.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import Any
 
@@ -280,6 +281,72 @@ def test_truncation_is_reported(minilm: Backbone) -> None:
     for bad in (1, 257, "16"):
         with pytest.raises(InputError, match="max_length must be an integer from 2 to 256"):
             minilm.extract(texts, max_length=bad)
+
+
+class GatedTokenizer:
+    """Wraps a real tokenizer to force an interleaving of two threads, "A" and "B", each
+    tokenising one text per window: A's first call waits until B has set its own limit and
+    reached its tokenizer, so A's later windows are tokenised after B set its limit; B waits
+    until A has tokenised everything. Records the ``max_length`` of every call, per thread."""
+
+    def __init__(self, tok: Any, a_calls: int) -> None:
+        self.tok, self.a_calls = tok, a_calls
+        self.a_in, self.b_in, self.a_done = threading.Event(), threading.Event(), threading.Event()
+        self.seen: dict[str, list[int]] = {"A": [], "B": []}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tok, name)
+
+    def __call__(self, texts: list[str], **kw: Any) -> Any:
+        who = threading.current_thread().name
+        self.seen[who].append(kw["max_length"])
+        if who == "A" and len(self.seen["A"]) == 1:
+            self.a_in.set()
+            if not self.b_in.wait(60):
+                raise TimeoutError("thread B never reached its tokenizer")
+        elif who == "B" and len(self.seen["B"]) == 1:
+            self.b_in.set()
+            if not self.a_done.wait(60):
+                raise TimeoutError("thread A never finished tokenising")
+        if who == "A" and len(self.seen["A"]) == self.a_calls:
+            self.a_done.set()
+        return self.tok(texts, **kw)
+
+
+def test_concurrent_calls_keep_their_own_max_length(minilm: Backbone) -> None:
+    texts = [" ".join(["word"] * 40), " ".join(["other"] * 30)]
+    gate = GatedTokenizer(minilm.tokenizer, a_calls=len(texts))  # type: ignore[attr-defined]
+    results: dict[str, Any] = {}
+
+    def run(limit: int) -> None:
+        name = threading.current_thread().name
+        try:
+            results[name] = minilm.extract(texts, max_length=limit, stages=[-1])
+        except BaseException as exc:  # reported by the main thread
+            results[name] = exc
+
+    a = threading.Thread(target=run, args=(8,), name="A")
+    b = threading.Thread(target=run, args=(16,), name="B")
+    minilm.tokenizer, minilm.window = gate, 1  # type: ignore[attr-defined]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # both truncate, and say so
+        try:
+            a.start()
+            assert gate.a_in.wait(60)  # A has set its limit and waits in its first window...
+            b.start()  # ...until B has set its own and reached its tokenizer
+            a.join(180)
+            b.join(180)
+        finally:
+            minilm.tokenizer = gate.tok  # type: ignore[attr-defined]
+            del minilm.window  # type: ignore[attr-defined]
+    assert not a.is_alive() and not b.is_alive()
+    for name in "AB":
+        if isinstance(results.get(name), BaseException):
+            raise results[name]
+    assert gate.seen == {"A": [8, 8], "B": [16, 16]}
+    assert results["A"].mask.shape[1] == 8 and results["A"].truncated == [0, 1]
+    assert results["B"].mask.shape[1] == 16 and results["B"].truncated == [0, 1]
+    assert minilm.max_length == 256
 
 
 def test_left_padding_tokenizers_batch_by_characters(minilm: Backbone) -> None:

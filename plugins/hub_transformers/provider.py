@@ -39,9 +39,9 @@ class TransformersBackbone(TextBackbone):
         super().__init__(spec, module, specs, **kw)
         self.tokenizer = tokenizer
 
-    def _tokenize(self, texts: list[str]) -> dict[str, Any]:
+    def _tokenize(self, texts: list[str], max_length: int) -> dict[str, Any]:
         enc = self.tokenizer(texts, padding=True, truncation="longest_first",
-                             max_length=self.max_length, return_tensors="pt")
+                             max_length=max_length, return_tensors="pt")
         out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         if enc.encodings is not None:  # fast tokenizers keep what truncation cut off
             out["overflow"] = [bool(e.overflowing) for e in enc.encodings]
