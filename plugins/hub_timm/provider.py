@@ -100,10 +100,7 @@ class TimmBackbone(ImageBackbone):
             t = final if idx is None else by_index[idx]
             if t.ndim == 3:  # a ViT's final sequence: kept for pooling; the core makes the grid
                 tokens = t
-            elif t.ndim == 4 and self.specs[n].layout == "NCHW" and t.shape[1] != self.specs[n].channels \
-                    and t.shape[-1] == self.specs[n].channels:
-                t = t.permute(0, 3, 1, 2)  # NHWC models (Swin, ...) -> NCHW
-            out[n] = t
+            out[n] = t  # NHWC maps (Swin, ...) as they come: the core makes them NCHW
         if tokens is None and final.ndim == 3:
             tokens = final
         pre = {n: prefixes[self._indices[n]] for n in out if self._indices[n] in prefixes}
