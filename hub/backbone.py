@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import InputError
-from hub.features import POOLS, Features, RawOutput, StageSpec, merge
+from hub.features import POOLS, Features, RawOutput, StageSpec, merge, resolve_stages
 from hub.features import pool as pool_batch
 from hub.inputs import as_images, as_texts
 
@@ -145,7 +145,7 @@ class Backbone(ABC):
         import torch
 
         items = self._items(inputs)
-        names = self._stage_names(stages)
+        names = resolve_stages(list(self.specs), stages, model=self.name)
         pool = self.spec.outputs.pool if pool is None else pool
         if pool not in POOLS:
             raise InputError(f"pool={pool!r} is not one of {', '.join(POOLS)}.")
@@ -201,31 +201,6 @@ class Backbone(ABC):
     @abstractmethod
     def _forward(self, batch: Any, stages: list[str]) -> RawOutput:
         """Run the network; return at least ``stages`` and the last stage."""
-
-    def _stage_names(self, stages: Sequence[int | str] | int | str | None) -> list[str]:
-        all_names = list(self.specs)
-        if stages is None:  # the final features, as forward_features / last_hidden_state give
-            return all_names[-1:]
-        if stages == "all":
-            return all_names
-        if isinstance(stages, (str, int)):
-            stages = [stages]
-        out = []
-        for s in stages:
-            if isinstance(s, bool) or not isinstance(s, (int, str)):
-                raise InputError(f"stages entries are indices or names, got {s!r}.")
-            if isinstance(s, int):
-                if not -len(all_names) <= s < len(all_names):
-                    raise InputError(f"stage index {s} is out of range: {self.name} has "
-                                     f"{len(all_names)} stages {all_names}.")
-                name = all_names[s]
-            elif s in self.specs:
-                name = s
-            else:
-                raise InputError(f"{self.name} has no stage {s!r}; its stages are {all_names}.")
-            if name not in out:
-                out.append(name)
-        return [n for n in all_names if n in out]
 
     def _finish(self, raw: RawOutput, names: list[str], how: str) -> Features:
         """Normalise one batch's layout, pool it, keep the requested stages."""

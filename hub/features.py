@@ -6,7 +6,8 @@ One structure for every backbone:
   DINOv2, Swin) give NCHW patch grids with their prefix (class/register) tokens
   removed and kept in ``prefix``; text gives every layer's hidden states
   (B, L, D) with ``mask`` marking the real tokens.
-* ``specs``: stage name -> :class:`StageSpec` (channels, stride, layout, layer index).
+* ``specs``: stage name -> :class:`StageSpec` (channels, stride, layout, layer index);
+  :func:`resolve_stages` turns a ``stages=`` selection into their names.
 * ``pooled``: (B, D) embeddings, pooled as the weights were trained for unless
   ``pool=`` says otherwise.
 
@@ -25,6 +26,7 @@ none    no pooled output                no pooled output                  no poo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +35,7 @@ from hub.errors import InputError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["POOLS", "Features", "RawOutput", "StageSpec", "merge", "pool"]
+__all__ = ["POOLS", "Features", "RawOutput", "StageSpec", "merge", "pool", "resolve_stages"]
 
 POOLS = ("avg", "max", "cls", "mean", "none")
 
@@ -54,6 +56,41 @@ class StageSpec:
     stride: int | None = None
     layout: str = "NCHW"
     index: int | None = None
+
+
+def resolve_stages(available: list[str], stages: Sequence[int | str] | int | str | None, *,
+                   model: str) -> list[str]:
+    """The stage names a ``stages=`` selection asks for, in network order, each once.
+
+    :param available: the backbone's stage names, in network order.
+    :param stages: ``None`` (the last stage), ``"all"``, or one or several indices (negative
+        from the end) or names.
+    :param model: names the backbone in error messages.
+    :raises InputError: for an entry that is neither an index nor a name, an index out of range
+        or an unknown name; the message lists the stages there are.
+    """
+    if stages is None:  # the final features, as forward_features / last_hidden_state give
+        return available[-1:]
+    if stages == "all":
+        return list(available)
+    if isinstance(stages, (str, int)):
+        stages = [stages]
+    out = []
+    for s in stages:
+        if isinstance(s, bool) or not isinstance(s, (int, str)):
+            raise InputError(f"stages entries are indices or names, got {s!r}.")
+        if isinstance(s, int):
+            if not -len(available) <= s < len(available):
+                raise InputError(f"stage index {s} is out of range: {model} has "
+                                 f"{len(available)} stages {available}.")
+            name = available[s]
+        elif s in available:
+            name = s
+        else:
+            raise InputError(f"{model} has no stage {s!r}; its stages are {available}.")
+        if name not in out:
+            out.append(name)
+    return [n for n in available if n in out]
 
 
 @dataclass

@@ -229,6 +229,17 @@ def test_a_shard_that_lost_rows_is_reported_not_trusted(images: Path, tiny: hub.
         extract_dataset(tiny, images, out, batch_size=8, shard_size=8, workers=0)
 
 
+@pytest.mark.parametrize("stages", [[3], [-4], ["layer4"], [True], [1.0], "s9"])
+def test_bad_stages_are_refused_as_extract_refuses_them(images: Path, tiny: hub.Backbone,
+                                                       tmp_path: Path, stages: Any) -> None:
+    with pytest.raises(InputError) as direct:
+        tiny.extract(np.zeros((8, 8, 3), dtype=np.uint8), stages=stages)
+    with pytest.raises(InputError) as job:
+        extract_dataset(tiny, images, tmp_path / "out", stages=stages)
+    assert str(job.value) == str(direct.value)
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_options_are_refused_before_any_work(images: Path, tiny: hub.Backbone,
                                                  tmp_path: Path) -> None:
     out = tmp_path / "out"

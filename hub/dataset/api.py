@@ -10,6 +10,7 @@ from hub.dataset.job import FeatureBatch, Job, backbone_dtype, make_job
 from hub.dataset.sources import Source, open_source
 from hub.dataset.writer import DatasetResult
 from hub.errors import InputError
+from hub.features import resolve_stages
 
 if TYPE_CHECKING:
     from hub.backbone import Backbone
@@ -42,13 +43,7 @@ def _backbone(backbone: str | Backbone, weights: str | None, device: Any, dtype:
 
 def _job(bb: Backbone, source: Source, stages: Sequence[int | str] | None, pool: str | None,
          normalize: bool | None, shard_size: int) -> Job:
-    names = list(bb.specs)
-    for s in _stages(stages):
-        if isinstance(s, int) and not isinstance(s, bool) and not -len(names) <= s < len(names):
-            raise InputError(f"stage index {s} is out of range: {bb.name} has {len(names)} stages "
-                             f"{names}.")
-        if isinstance(s, str) and s not in names:
-            raise InputError(f"{bb.name} has no stage {s!r}; its stages are {names}.")
+    resolve_stages(list(bb.specs), _stages(stages), model=bb.name)  # fails early, before any work
     w = bb.weights
     return make_job(bb.spec, variant=w.variant.name if w else None, sha256=w.sha256 if w else None,
                     source=source, stages=_stages(stages), pool=pool, normalize=normalize,
