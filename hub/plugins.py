@@ -1,15 +1,17 @@
 """Finding plugins through entry points, and collecting what they register.
 
 Plugins are discovered in the ``backbone_hub`` entry-point group. Each one is
-imported on its own; a plugin that fails to import, raises in a hook, or
-registers an object of the wrong type is recorded as a failure (see
-``hub plugins``) and a :class:`HubPluginWarning` is issued, while every other
-plugin keeps working. ``HUB_PLUGINS`` / ``HUB_DISABLE_PLUGINS`` choose which
+imported on its own; a plugin that fails to import, marks a function that is no
+hook of :mod:`hub.hookspecs` with ``@hookimpl`` (a misspelt hook name: pluggy's
+``check_pending``, per plugin), raises in a hook, or registers an object of the
+wrong type is recorded as a failure (see ``hub plugins``) and a
+:class:`HubPluginWarning` is issued, while every other plugin keeps working. ``HUB_PLUGINS`` / ``HUB_DISABLE_PLUGINS`` choose which
 entry points load (see :mod:`hub.config`).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata as md
 import warnings
 from collections.abc import Callable, Iterable
@@ -109,10 +111,30 @@ def discover(settings: Settings | None = None,
 
 
 def _register(pm: pluggy.PluginManager, name: str, plugin: object, record: PluginRecord) -> None:
+    """Register one plugin, or record why not: pluggy's own validation, then the check
+    ``check_pending`` makes for the whole manager, made for this plugin alone (a hook
+    implementation that matches no hook specification), so one plugin's error is its own."""
     try:
         pm.register(plugin, name=name)
     except (pluggy.PluginValidationError, ValueError) as exc:
         record.fail(f"registration failed: {exc}")
+        return
+    unknown = sorted(caller.name for caller in pm.get_hookcallers(plugin) or []
+                     if not caller.has_spec()
+                     and any(impl.plugin is plugin and not impl.optionalhook
+                             for impl in caller.get_hookimpls()))
+    if unknown:
+        pm.unregister(plugin, name=name)
+        hooks = sorted(n for n, caller in vars(pm.hook).items()
+                       if not n.startswith("_") and caller.has_spec())
+        record.fail("not loaded: " + "; ".join(_unknown_hook(n, hooks) for n in unknown)
+                    + f". The hooks are {', '.join(hooks)} (hub.hookspecs).")
+
+
+def _unknown_hook(name: str, hooks: list[str]) -> str:
+    close = difflib.get_close_matches(name, hooks, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"@hookimpl {name!r} is not a backbone-hub hook{hint}"
 
 
 def _call_each(pm: pluggy.PluginManager, hook_name: str, records: dict[str, PluginRecord],

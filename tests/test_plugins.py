@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import hub
 from hub.config import get_settings
 from hub.errors import DuplicateBackboneError, ProviderNotFoundError
 from hub.plugins import HubPluginWarning, collect, discover
+from tests.support.cli import run_hub
 from tests.support.fake_plugins import write_plugin_dist
 
 BUILTINS = {"manifests", "timm", "torchvision", "transformers"}
@@ -89,6 +91,43 @@ def test_plugin_failing_at_import_is_reported_and_rest_works(plugin_root: Path) 
     assert records["broken"].distribution == "fake-broken"
     assert all(records[n].ok for n in BUILTINS)
     assert "timm" in reg.providers
+
+
+TYPO_PLUGIN = """
+from hub.sdk import hookimpl
+
+@hookimpl
+def register_provders(register):  # misspelt: no such hook
+    raise AssertionError("a plugin that failed validation is never called")
+
+@hookimpl
+def register_manifests(register):
+    raise AssertionError("a plugin that failed validation is never called")
+"""
+
+
+def test_misspelt_hook_is_that_plugins_error_and_rest_works(plugin_root: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    write_plugin_dist(plugin_root, dist="fake-typo", entry="typo", module="fake_typo",
+                      source=TYPO_PLUGIN)
+    hint = r"'register_provders' is not a backbone-hub hook \(did you mean 'register_providers'\?\)"
+    with pytest.warns(HubPluginWarning, match=hint):
+        pm, records = discover(get_settings())
+    reg = collect(pm, records)  # its hooks are not called: the AssertionErrors never show
+    typo = records["typo"]
+    assert typo.ok is False and len(typo.errors) == 1 and typo.distribution == "fake-typo"
+    assert "register_providers" in typo.errors[0].split("The hooks are")[1]
+    assert typo.providers == [] and typo.manifests == []
+    assert all(records[n].ok for n in BUILTINS | {"example"})
+    assert {"timm", "torchvision", "transformers", "example"} <= set(reg.providers)
+
+    rows = {r["name"]: r for r in json.loads(run_hub(capsys, "plugins", "--json").out)}
+    assert rows["typo"]["ok"] is False and "'register_provders'" in rows["typo"]["errors"][0]
+    assert all(rows[n]["ok"] for n in BUILTINS | {"example"})
+    table = run_hub(capsys, "plugins")
+    assert table.code == 0
+    (line,) = [ln for ln in table.out.splitlines() if ln.split()[:1] == ["typo"]]
+    assert "fake-typo" in line and "error:" in line
 
 
 def test_plugin_raising_in_hook_is_reported(plugin_root: Path) -> None:
