@@ -43,20 +43,13 @@ Errors a provider raises (all from :mod:`hub.errors`):
 
 from __future__ import annotations
 
-from hub.backbone import Backbone as Backbone
-from hub.backbone import ImageBackbone as ImageBackbone
-from hub.backbone import TextBackbone as TextBackbone
-from hub.build import build_module as build_module
-from hub.errors import DependencyError as DependencyError
-from hub.errors import ManifestError as ManifestError
-from hub.errors import UnsafeWeightsError as UnsafeWeightsError
-from hub.errors import WeightMismatchError as WeightMismatchError
-from hub.features import RawOutput as RawOutput
-from hub.features import StageSpec as StageSpec
-from hub.hookspecs import hookimpl as hookimpl
-from hub.manifest import BackboneSpec as BackboneSpec
-from hub.provider import Provider as Provider
-from hub.provider import WeightFiles as WeightFiles
+from hub.backbone import Backbone, ImageBackbone, TextBackbone
+from hub.build import build_module
+from hub.errors import DependencyError, ManifestError, UnsafeWeightsError, WeightMismatchError
+from hub.features import RawOutput, StageSpec
+from hub.hookspecs import hookimpl
+from hub.manifest import BackboneSpec
+from hub.provider import Provider, WeightFiles
 
 __all__ = [
     "Backbone",

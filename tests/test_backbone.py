@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -298,7 +299,7 @@ class GatedTokenizer:
         return getattr(self.tok, name)
 
     def __call__(self, texts: list[str], **kw: Any) -> Any:
-        who = threading.current_thread().name
+        who = threading.current_thread().name[0]  # "A_0", "B_0": ThreadPoolExecutor names
         self.seen[who].append(kw["max_length"])
         if who == "A" and len(self.seen["A"]) == 1:
             self.a_in.set()
@@ -316,36 +317,22 @@ class GatedTokenizer:
 def test_concurrent_calls_keep_their_own_max_length(minilm: Backbone) -> None:
     texts = [" ".join(["word"] * 40), " ".join(["other"] * 30)]
     gate = GatedTokenizer(minilm.tokenizer, a_calls=len(texts))  # type: ignore[attr-defined]
-    results: dict[str, Any] = {}
-
-    def run(limit: int) -> None:
-        name = threading.current_thread().name
-        try:
-            results[name] = minilm.extract(texts, max_length=limit, stages=[-1])
-        except BaseException as exc:  # reported by the main thread
-            results[name] = exc
-
-    a = threading.Thread(target=run, args=(8,), name="A")
-    b = threading.Thread(target=run, args=(16,), name="B")
     minilm.tokenizer, minilm.window = gate, 1  # type: ignore[attr-defined]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # both truncate, and say so
         try:
-            a.start()
-            assert gate.a_in.wait(60)  # A has set its limit and waits in its first window...
-            b.start()  # ...until B has set its own and reached its tokenizer
-            a.join(180)
-            b.join(180)
+            with ThreadPoolExecutor(1, thread_name_prefix="A") as pool_a, \
+                    ThreadPoolExecutor(1, thread_name_prefix="B") as pool_b:
+                a = pool_a.submit(minilm.extract, texts, max_length=8, stages=[-1])
+                assert gate.a_in.wait(60)  # A has set its limit and waits in its first window...
+                b = pool_b.submit(minilm.extract, texts, max_length=16, stages=[-1])  # ...for B
+                fa, fb = a.result(180), b.result(180)
         finally:
             minilm.tokenizer = gate.tok  # type: ignore[attr-defined]
             del minilm.window  # type: ignore[attr-defined]
-    assert not a.is_alive() and not b.is_alive()
-    for name in "AB":
-        if isinstance(results.get(name), BaseException):
-            raise results[name]
     assert gate.seen == {"A": [8, 8], "B": [16, 16]}
-    assert results["A"].mask.shape[1] == 8 and results["A"].truncated == [0, 1]
-    assert results["B"].mask.shape[1] == 16 and results["B"].truncated == [0, 1]
+    assert fa.mask.shape[1] == 8 and fa.truncated == [0, 1]
+    assert fb.mask.shape[1] == 16 and fb.truncated == [0, 1]
     assert minilm.max_length == 256
 
 
