@@ -25,7 +25,7 @@ from typing import Any
 
 from hub.errors import HubError
 from hub.manifest import parse_manifest
-from hub.sources import Bar, Reporter
+from hub.progress import Bar, Reporter
 from hub.weights import resolve_weights
 
 

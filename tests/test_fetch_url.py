@@ -1,4 +1,4 @@
-"""URL sources (hub/sources.py ``fetch_url``): publishers without a Hub repo, such as torchvision.
+"""URL sources (hub/fetch/url.py ``fetch_url``): publishers without a Hub repo, such as torchvision.
 
 The manifests name the publisher's real https address; the tests reach it through
 ``HUB_URL_MIRRORS`` pointed at the loopback server, so the whole path runs: mirror rewrite,
@@ -26,7 +26,7 @@ from hub.leftovers import url_partials
 from hub.maintenance import plan_prune
 from hub.catalog import Catalog
 from hub.pin import pin_text
-from hub.sources import RetryPolicy, mirrored
+from hub.fetch import RetryPolicy, mirrored
 from hub.weights import cached_weights, resolve_weights
 from tests.support.hf_server import LoopbackHub
 from tests.support.tiny_weights import (
@@ -231,7 +231,7 @@ def test_offline_a_url_source_is_an_offline_error_and_no_request_is_made(
 
 def test_a_killed_download_is_resumed_by_the_next_pull_or_pruned(
         mirror: tuple[LoopbackHub, str], cache_dir: Path) -> None:
-    from hub.sources import DOWNLOADS_DIR, fetch_url
+    from hub.fetch import DOWNLOADS_DIR, fetch_url
 
     server, repo = mirror
     server.add_repo(repo, {"tiny.safetensors": DATA})

@@ -1,4 +1,5 @@
-"""Fetching from the Hub through huggingface_hub (hub/sources.py), against the loopback Hub.
+"""Fetching from the Hub through huggingface_hub (hub/fetch/huggingface.py, the retry loop of
+hub/fetch/retry.py), against the loopback Hub.
 
 Mirrors, offline mode, and network faults 1 (connection dropped mid-file) and 2 (5xx, 404, 429),
 each injected by the real loopback server. Every test uses its own repo, so faults never leak.
@@ -14,7 +15,7 @@ import pytest
 from hub.cache import Cache
 from hub.config import get_settings
 from hub.errors import ConfigError, OfflineError, SourceUnavailableError
-from hub.sources import RetryPolicy
+from hub.fetch import RetryPolicy
 from hub.weights import resolve_weights
 from tests.support.hf_server import LoopbackHub
 from tests.support.tiny_weights import (
@@ -233,24 +234,6 @@ def test_404_is_not_retried_and_names_repo_revision_and_file(online: LoopbackHub
         resolve_weights(spec, variant, retry=FAST, progress=rec)
     assert rec.retries == []
     assert len([r for r in online.requests if "/resolve/" in r[1]]) == 1
-
-
-def test_dist_source_bytes_are_copied_never_linked(cache_dir: Path) -> None:
-    import importlib.metadata as md
-
-    dist = md.distribution("hub-plugin-example")
-    rel = "hub_plugin_example/weights/tinynet.safetensors"
-    src = Path(str(dist.locate_file(rel)))
-    if not src.is_file():  # editable install: found through the package
-        import hub_plugin_example
-
-        src = Path(hub_plugin_example.__file__).parent / "weights" / "tinynet.safetensors"
-    links = src.stat().st_nlink
-    spec, variant = spec_of(manifest(dist=("hub-plugin-example", rel), sha256=sha(src.read_bytes())))
-    files = resolve_weights(spec, variant)
-    assert files.weights.read_bytes() == src.read_bytes()
-    assert src.stat().st_nlink == links and not files.weights.samefile(src)
-    assert Cache(cache_dir).read_record("tiny", "v1").source == f"dist://hub-plugin-example/{rel}"
 
 
 def test_force_while_offline_re_verifies_what_is_local(online: LoopbackHub, cache_dir: Path,
