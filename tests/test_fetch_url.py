@@ -9,6 +9,7 @@ of a pickle with the safe unpickler, the lock record, and clean-up of hub's own 
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,7 @@ from tests.support.tiny_weights import (
     spec_of,
     unique_repo,
 )
+from tests.support.unreachable import closed_port, refuse_invalid_names
 
 FAST = RetryPolicy(attempts=3, base_wait=0.01, max_wait=5)
 DATA = safetensors_bytes(3, n=64 * 1024)  # 256 KiB
@@ -286,3 +288,28 @@ def test_url_entries_are_listed_verified_repaired_and_removed_like_the_others(
     assert [i.kind for i in items] == ["entry"]  # no Hub revision to drop for a URL source
     prune(cache, items)
     assert list_entries(cache) == [] and _downloads(cache_dir) == []
+
+
+@pytest.mark.parametrize("kind", ["name does not resolve", "connection refused"])
+def test_an_unreachable_host_fails_at_once_naming_offline_mode_and_the_mirrors(
+        online: LoopbackHub, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """The publisher's name does not resolve (offline: no DNS), or the mirror refuses: no retry,
+    an error saying what to do. No packet leaves the machine (tests/support/unreachable.py)."""
+    refuse_invalid_names()
+    if kind == "name does not resolve":
+        url, host = "https://weights.invalid/models/tiny.safetensors", "weights.invalid"
+    else:
+        port = closed_port()
+        monkeypatch.setenv("HUB_URL_MIRRORS", f"{PUBLISHER}=http://127.0.0.1:{port}/")
+        url, host = PUBLISHER + "tiny.safetensors", f"127.0.0.1:{port}"
+    spec, variant = spec_of(manifest(url=url))
+    rec = Recorder()
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailableError) as caught:
+        resolve_weights(spec, variant, progress=rec)  # the default policy: 4 tries, if it retried
+    assert time.monotonic() - started < 2.0
+    message = str(caught.value)
+    assert host in message and ("does not resolve" in message or "refused" in message)
+    assert "HUB_OFFLINE=1" in message and "HUB_URL_MIRRORS" in message
+    assert rec.retries == []
+    assert _downloads(cache_dir) == [] and not list((cache_dir / "downloads").rglob("*.part"))

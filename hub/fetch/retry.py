@@ -106,11 +106,11 @@ def retrying(call: Callable[[], Path], *, name: str, where: str, folder: Path,
             reason = f"HTTP {status}" if status is not None else f"{type(exc).__name__}: {exc}"
             wait = _wait(exc, attempt, retry, name, where, reason)
         except Exception as exc:  # httpx transport errors are not OSErrors
-            if not _is_transport(exc):
-                raise
-            cause = unreachable_reason(exc)
+            cause = unreachable_reason(exc)  # also under huggingface_hub's ValueError of a --force
             if cause is not None:
                 raise unreachable(cause) from exc
+            if not _is_transport(exc):
+                raise
             reason = f"{type(exc).__name__}: {exc}"
             wait = _wait(exc, attempt, retry, name, where, reason)
         reporter.retry(name, attempt, wait, reason)
