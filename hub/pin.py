@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from hub.cache import LockRecord
+from hub.lockrecord import LockRecord
 from hub.errors import ManifestError
 from hub.manifest import HuggingFaceSource, _NoAliasLoader, parse_manifest
 

@@ -97,7 +97,7 @@ def tqdm_class(reporter: Reporter, name: str) -> type:
             if initial:
                 self._bar.update(initial)
 
-        def update(self, n: int | float = 1) -> None:
+        def update(self, n: float = 1) -> None:
             self._bar.update(int(n))
 
         def close(self) -> None:

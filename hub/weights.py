@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hub.cache import FILES_DIR, WEIGHTS_NAME, Cache, FileRecord, LockRecord, place, sha256_file
+from hub.cache import FILES_DIR, WEIGHTS_NAME, Cache, place, sha256_file
 from hub.config import Settings, get_settings
 from hub.convert import convert_pickle, validate_safetensors
 from hub.errors import (
@@ -31,11 +31,12 @@ from hub.errors import (
     UnsafeWeightsError,
     WeightsError,
 )
-from hub.leftovers import sweep
-from hub.manifest import BackboneSpec, HuggingFaceSource, WeightVariant
-from hub.provider import WeightFiles
 from hub.fetch import Fetched, RetryPolicy, discard, fetch
+from hub.leftovers import sweep
+from hub.lockrecord import FileRecord, LockRecord
+from hub.manifest import BackboneSpec, HuggingFaceSource, WeightVariant
 from hub.progress import Reporter, as_reporter
+from hub.provider import WeightFiles
 
 __all__ = ["cached_weights", "require_pinned", "resolve_weights"]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from hub.cache import Cache
+from hub.catalog import Catalog
 from hub.config import get_settings
 from hub.errors import (
     ConfigError,
@@ -23,11 +24,10 @@ from hub.errors import (
     OfflineError,
     SourceUnavailableError,
 )
+from hub.fetch import RetryPolicy, mirrored
 from hub.leftovers import url_partials
 from hub.maintenance import plan_prune
-from hub.catalog import Catalog
 from hub.pin import pin_text
-from hub.fetch import RetryPolicy, mirrored
 from hub.weights import cached_weights, resolve_weights
 from tests.support.hf_server import LoopbackHub
 from tests.support.tiny_weights import (

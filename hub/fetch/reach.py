@@ -44,13 +44,19 @@ def unreachable_reason(exc: BaseException) -> str | None:
     return None
 
 
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """``NO_PROXY`` names the host: ``*``, the host itself, or a domain it is under."""
+    names = [n.strip().lstrip(".").split(":")[0].lower() for n in no_proxy.split(",") if n.strip()]
+    return "*" in names or any(host == n or host.endswith("." + n) for n in names)
+
+
 def _proxy_for(url: str) -> tuple[str, int] | None:
     """The proxy the environment names for ``url`` (as httpx and requests read it), if any."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass_environment(host, proxies):
+    if not proxy or _bypassed(host.lower(), proxies.get("no", "")):
         return None
     p = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     if not p.hostname:
