@@ -13,7 +13,8 @@ import os
 import uuid
 from pathlib import Path
 
-from hub.manifest import BackboneSpec, WeightVariant, parse_manifest
+from hub.manifest import BackboneSpec, WeightVariant
+from hub.manifest_loader import parse_manifest
 from hub.progress import Bar, Reporter
 
 
