@@ -13,7 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hub.manifest import BackboneSpec, HuggingFaceSource, load_manifest_file  # noqa: E402
+from hub.manifest import BackboneSpec, HuggingFaceSource  # noqa: E402
+from hub.manifest_loader import load_manifest_file  # noqa: E402
 
 OUT = ROOT / "docs" / "zoo.md"
 

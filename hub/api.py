@@ -17,6 +17,7 @@ from hub.config import Settings, get_settings
 from hub.errors import ProviderNotFoundError, UnknownVariantError
 from hub.manifest import BackboneSpec, WeightVariant
 from hub.plugins import Registry, collect, discover
+from hub.progress import Reporter
 from hub.provider import WeightFiles
 from hub.weights import cached_weights, resolve_weights
 
@@ -106,11 +107,13 @@ def info(name: str) -> dict[str, Any]:
 
 
 def pull(name: str, *, weights: str | None = None, force: bool = False,
-         progress: Callable[[str], None] | None = None) -> WeightFiles:
+         progress: Reporter | Callable[[str], None] | None = None) -> WeightFiles:
     """Resolve, verify and cache a backbone's weights; returns the local files.
 
     :param weights: the variant (default: the manifest's default).
     :param force: fetch again even if a verified entry is cached.
+    :param progress: a callable given each file name before it is fetched, or a
+        :class:`hub.progress.Reporter` that also sees bytes, stages and retries.
     """
     settings = get_settings()
     registry = get_registry(settings)

@@ -7,7 +7,7 @@ Layout under the cache root (``HUB_CACHE``)::
       models/<model>/<variant>/        one finished entry, appearing all at once by rename
         weights.safetensors            always safetensors, whatever the source format
         files/<path>                   companion files (config, tokenizer), by manifest path
-        lock.json                      the lock record (see :class:`LockRecord`)
+        lock.json                      the lock record (:mod:`hub.lockrecord`)
         last_used                      touched on each load when the cache is writable
       tmp/                             staging folders (``stage-<host>-<pid>-<id>``); unfinished
       locks/<model>--<variant>.lock    inter-process locks (filelock)
@@ -22,26 +22,31 @@ checks the record against the files (size and modification time, cheap);
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hub.diskspace import disk_full_error, free_bytes, is_disk_full
 from hub.errors import CacheError
 from hub.leftovers import owned_name
+from hub.lockrecord import (
+    RECORD_NAME,
+    FileRecord,
+    LockRecord,
+    stat_record,
+    unchanged_since_recorded,
+    write_record,
+)
 
 log = logging.getLogger("hub.cache")
 
-__all__ = ["Cache", "EntryState", "FileRecord", "LockRecord", "place", "sha256_file",
-           "sha256_known"]
+__all__ = ["Cache", "EntryState", "place", "sha256_file", "sha256_known", "tree_size"]
 
-RECORD_NAME = "lock.json"
 WEIGHTS_NAME = "weights.safetensors"
 FILES_DIR = "files"
 USED_NAME = "last_used"
@@ -70,51 +75,6 @@ def sha256_known(path: Path) -> str:
     return _HASHED[key]
 
 
-@dataclass
-class FileRecord:
-    """One stored file: its sha256, size and modification time when it was recorded."""
-
-    sha256: str
-    size: int
-    mtime_ns: int
-    #: inode change time and inode number when the hash was recorded. Any write to the file
-    #: (even one that restores its mtime) moves ctime, which no user call can set back, so a
-    #: file whose size, mtime, ctime and inode all still match was not changed since.
-    ctime_ns: int | None = None
-    ino: int | None = None
-
-
-@dataclass
-class LockRecord:
-    """What a finished pull recorded; later loads are checked against it.
-
-    :param source: the source the bytes came from (``hf://repo@rev/file`` or ``dist://...``).
-    :param commit: the resolved Hub commit, when the source is a Hub repo.
-    :param source_sha256: sha256 of the bytes as the source served them.
-    :param pinned: whether the manifest pinned commit and sha256 (else they were recorded here).
-    :param weights: the stored safetensors file.
-    :param files: companion files by manifest path.
-    """
-
-    model: str
-    variant: str
-    format: str
-    source: str
-    commit: str | None
-    source_sha256: str
-    pinned: bool
-    weights: FileRecord
-    files: dict[str, FileRecord] = field(default_factory=dict)
-    pulled_at: float = 0.0
-
-    @classmethod
-    def from_json(cls, data: dict) -> LockRecord:
-        data = dict(data)
-        data["weights"] = FileRecord(**data["weights"])
-        data["files"] = {k: FileRecord(**v) for k, v in data.get("files", {}).items()}
-        return cls(**data)
-
-
 @dataclass(frozen=True)
 class EntryState:
     """A folder under ``models/``: its record, or ``None`` when the record is missing or unreadable."""
@@ -125,20 +85,13 @@ class EntryState:
     record: LockRecord | None
 
 
-def _stat_record(path: Path, sha: str | None = None, st: os.stat_result | None = None) -> FileRecord:
-    """The record of ``path`` with its stat now (or ``st``, taken when ``sha`` was computed)."""
-    st = st or path.stat()
-    return FileRecord(sha256=sha or sha256_file(path), size=st.st_size, mtime_ns=st.st_mtime_ns,
-                      ctime_ns=st.st_ctime_ns, ino=st.st_ino)
+def _stat_record(path: Path, sha: str | None = None) -> FileRecord:
+    """The record of ``path`` with its stat now, hashing it unless ``sha`` is known."""
+    return stat_record(sha or sha256_file(path), path.stat())
 
 
-def unchanged_since_recorded(st: os.stat_result, rec: FileRecord) -> bool:
-    """True when a file's stat proves it was not written since its hash was recorded."""
-    return (rec.ctime_ns is not None and st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns
-            and st.st_ctime_ns == rec.ctime_ns and st.st_ino == rec.ino)
-
-
-def _tree_size(path: Path) -> int:
+def tree_size(path: Path) -> int:
+    """Bytes of a file, or of the regular files under a folder (links are not followed)."""
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
@@ -164,13 +117,7 @@ class Cache:
     # ---- records -----------------------------------------------------------------------------
     def read_record(self, model: str, variant: str) -> LockRecord | None:
         """The lock record of a finished entry, or ``None`` if there is none or it is unreadable."""
-        path = self.entry_dir(model, variant) / RECORD_NAME
-        try:
-            return LockRecord.from_json(json.loads(path.read_text()))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, TypeError, KeyError):
-            return None  # a damaged record means a damaged entry: treated as absent, repaired by a pull
+        return LockRecord.read(self.entry_dir(model, variant) / RECORD_NAME)
 
     def _present(self, record: LockRecord,
                  problems: list[str]) -> Iterator[tuple[str, Path, FileRecord, os.stat_result]]:
@@ -239,18 +186,15 @@ class Cache:
                     before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino):
                 return  # written while it was hashed: leave the record as it was
             old = weights if label == WEIGHTS_NAME else fresh[label]
-            rec = _stat_record(path, old.sha256, now)  # the stat just compared, not a new one
+            rec = stat_record(old.sha256, now)  # the stat just compared, not a new one
             if label == WEIGHTS_NAME:
                 weights = rec
             else:
                 fresh[label] = rec
         upgraded = LockRecord(**{**asdict(record), "weights": weights, "files": fresh})
-        tmp = base / (RECORD_NAME + f".{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(asdict(upgraded), indent=2, sort_keys=True))
-            os.replace(tmp, base / RECORD_NAME)
+            write_record(upgraded, base)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             log.debug("could not record stat fields in %s (%s); the next load re-hashes", base, exc)
             return
         record.weights, record.files = weights, fresh
@@ -276,7 +220,7 @@ class Cache:
     def size(self, model: str, variant: str) -> int:
         """Bytes an entry occupies (weights, companion files, record)."""
         path = self.entry_dir(model, variant)
-        return _tree_size(path) if path.exists() else 0
+        return tree_size(path) if path.exists() else 0
 
     def last_used(self, model: str, variant: str) -> float | None:
         """When the entry was last loaded (or pulled), as a POSIX timestamp."""
@@ -359,14 +303,12 @@ class Cache:
         record.files = {k: _stat_record(stage / FILES_DIR / k, v.sha256 or None)
                         for k, v in record.files.items()}
         record.pulled_at = time.time()
-        tmp_record = stage / (RECORD_NAME + ".tmp")
         try:
-            tmp_record.write_text(json.dumps(asdict(record), indent=2, sort_keys=True))
+            write_record(record, stage)
         except OSError as exc:
             if is_disk_full(exc):
                 raise disk_full_error(self.root, "writing the lock record", exc) from exc
-            raise CacheError(f"Cannot write {tmp_record} ({exc.strerror}).") from exc
-        os.replace(tmp_record, stage / RECORD_NAME)
+            raise CacheError(f"Cannot write the lock record in {stage} ({exc.strerror}).") from exc
         _fsync_dir(stage)
         final = self.entry_dir(record.model, record.variant)
         self._mkdir(final.parent)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.errors import DuplicateBackboneError, ManifestError, UnknownBackboneError
-from hub.manifest import BackboneSpec, load_manifest_file
+from hub.manifest import BackboneSpec
+from hub.manifest_loader import load_manifest_file
 from hub.plugins import Registry
 
 __all__ = ["Catalog", "Entry", "build_catalog"]

@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub.cache import Cache, EntryState, LockRecord
+from hub.cache import Cache, EntryState, tree_size
 from hub.catalog import Catalog
 from hub.leftovers import hf_partials, leftovers, url_partials
+from hub.lockrecord import LockRecord
 from hub.manifest import BackboneSpec, HuggingFaceSource, WeightVariant
 from hub.weights import record_matches
 
@@ -212,9 +213,9 @@ def plan_prune(cache: Cache, catalog: Catalog) -> list[PruneItem]:
     items += _hf_revision_items(cache, lambda repo, commit: (repo, commit) not in keep,
                                 "no manifest or cached entry names this revision")
     for p in leftovers(cache.root):
-        items.append(PruneItem("leftover", p.name, _size(p), "left by a pull that was killed", p))
+        items.append(PruneItem("leftover", p.name, tree_size(p), "left by a pull that was killed", p))
     for p in [*hf_partials(cache.root), *url_partials(cache.root)]:
-        items.append(PruneItem("partial", p.name, _size(p), "an unfinished download", p))
+        items.append(PruneItem("partial", p.name, tree_size(p), "an unfinished download", p))
     return items
 
 
@@ -231,12 +232,6 @@ def plan_remove(cache: Cache, model: str, variant: str | None = None) -> list[Pr
     items += _hf_revision_items(cache, lambda repo, commit: (repo, commit) in drop,
                                 "downloaded for it, used by no other entry")
     return items
-
-
-def _size(p: Path) -> int:
-    if p.is_file():
-        return p.stat().st_size
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def prune(cache: Cache, items: list[PruneItem]) -> int:

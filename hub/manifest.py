@@ -1,27 +1,21 @@
-"""The manifest schema, and safe loading of manifest files.
+"""The manifest schema: strict pydantic models, one per part of a manifest.
 
 A manifest file is YAML with one top-level key, ``backbones``, a list of
-:class:`BackboneSpec`. Loading uses a safe loader that also refuses YAML
-aliases (so "billion laughs" bombs cannot expand), refuses files over
-:data:`MAX_MANIFEST_BYTES`, and validates with pydantic models that forbid
-unknown fields. Every error is a :class:`~hub.errors.ManifestError` naming the
-file, the model and the field. See ``docs/manifest.md`` for the reference.
+:class:`BackboneSpec`. Every model forbids unknown fields and every field carries a
+description, published with the JSON Schema (:func:`json_schema`, written to
+``docs/manifest.schema.json``). Reading files safely is :mod:`hub.manifest_loader`'s job.
+See ``docs/manifest.md`` for the reference.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, Union
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from hub.errors import ManifestError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
-    "MAX_MANIFEST_BYTES",
     "BackboneSpec",
     "DistributionSource",
     "HuggingFaceSource",
@@ -38,11 +32,8 @@ __all__ = [
     "UrlSource",
     "WeightVariant",
     "json_schema",
-    "load_manifest_file",
-    "parse_manifest",
 ]
 
-MAX_MANIFEST_BYTES = 1 << 20
 _NAME = r"^[a-z0-9][a-z0-9_.\-]*$"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -78,12 +69,12 @@ class _Strict(BaseModel):
 class HuggingFaceSource(_Strict):
     """Bytes from a Hugging Face Hub repository at a revision."""
 
-    type: Literal["huggingface"]
-    repo: Annotated[str, Field(pattern=r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")]
-    revision: str = "main"
-    file: RelPath
-    repo_type: Literal["model"] = "model"
-
+    type: Literal["huggingface"] = Field(description="The source kind.")
+    repo: Annotated[str, Field(pattern=r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$",
+                               description="Hub repo id, e.g. `org/name`.")]
+    revision: str = Field("main", description="Branch, tag or 40-hex commit; a commit pins the bytes.")
+    file: RelPath = Field(description="The weights file's path inside the repo.")
+    repo_type: Literal["model"] = Field("model", description="Only model repos are supported.")
 
     @field_validator("repo")
     @classmethod
@@ -112,10 +103,11 @@ class HuggingFaceSource(_Strict):
 class DistributionSource(_Strict):
     """Bytes shipped inside an installed Python distribution."""
 
-    type: Literal["distribution"]
-    distribution: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")]
-    path: RelPath
-    version: str | None = None
+    type: Literal["distribution"] = Field(description="The source kind.")
+    distribution: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$",
+                                       description="The installed distribution's name (as pip knows it).")]
+    path: RelPath = Field(description="The weights file's path inside the distribution.")
+    version: str | None = Field(None, description="The distribution version that ships these bytes.")
 
     @property
     def pinned(self) -> bool:
@@ -136,9 +128,10 @@ class UrlSource(_Strict):
     the bytes are held to the same hashes.
     """
 
-    type: Literal["url"]
-    url: str
-    sha256_prefix: str | None = None
+    type: Literal["url"] = Field(description="The source kind.")
+    url: str = Field(description="An https:// address ending with the file name; no query, no credentials.")
+    sha256_prefix: str | None = Field(
+        None, description="The leading hex digits of the file's sha256 that its name carries (8-64).")
 
     @field_validator("url")
     @classmethod
@@ -186,22 +179,29 @@ Source = Annotated[Union[HuggingFaceSource, DistributionSource, UrlSource],
 class ExtraFile(_Strict):
     """A companion file (config, tokenizer) fetched from the same source as the weights."""
 
-    path: RelPath
-    sha256: Sha256 | None = None
+    path: RelPath = Field(description="Relative to the folder of the weights file.")
+    sha256: Sha256 | None = Field(None, description="The file's sha256, when pinned.")
 
 
 class WeightVariant(_Strict):
     """One set of pretrained weights, with every source that serves the same bytes."""
 
-    name: Annotated[str, Field(pattern=_NAME)]
-    description: str = ""
-    format: Literal["safetensors", "pickle"]
-    sha256: Sha256 | None = None
-    size: int | None = Field(default=None, gt=0)
-    converter: str | None = None
-    sources: list[Source] = Field(min_length=1)
-    files: list[ExtraFile] = Field(default_factory=list)
-    license: str | None = None
+    name: Annotated[str, Field(pattern=_NAME, description="The variant's name, e.g. `a1_in1k`.")]
+    description: str = Field("", description="What these weights were trained on, in a line.")
+    format: Literal["safetensors", "pickle"] = Field(
+        description="The sources' format; pickle is converted to safetensors once, safely.")
+    sha256: Sha256 | None = Field(
+        None, description="sha256 of the bytes the sources serve; without it the first pull records it.")
+    size: int | None = Field(default=None, gt=0, description="Bytes of the weights file (checked "
+                             "against free disk space before a pull).")
+    converter: str | None = Field(None, description="A key converter a plugin registers, for "
+                                  "foreign key layouts.")
+    sources: list[Source] = Field(min_length=1, description="Where the bytes come from, tried in "
+                                  "order; all serve the same bytes.")
+    files: list[ExtraFile] = Field(default_factory=list, description="Companion files (config, "
+                                   "tokenizer) fetched from the same source and revision.")
+    license: str | None = Field(None, description="The weights' licence, when it differs from the "
+                                "backbone's.")
 
     @property
     def pinned(self) -> bool:
@@ -210,76 +210,106 @@ class WeightVariant(_Strict):
 
 
 class Top1(_Strict):
-    value: float = Field(ge=0, le=100)
-    dataset: str
-    source: str
+    """A published top-1 accuracy."""
+
+    value: float = Field(ge=0, le=100, description="Top-1 accuracy in percent.")
+    dataset: str = Field(description="The evaluation set, e.g. `imagenet-1k`.")
+    source: str = Field(description="Where the figure was taken from.")
 
 
 class Stats(_Strict):
-    params_m: float | None = Field(default=None, gt=0)
-    gmacs: float | None = Field(default=None, gt=0)
-    input_size: int | None = Field(default=None, gt=0)
-    top1: Top1 | None = None
+    """Size and accuracy figures; all optional."""
+
+    params_m: float | None = Field(default=None, gt=0, description="Parameters, in millions.")
+    gmacs: float | None = Field(default=None, gt=0, description="Multiply-accumulates per input, in "
+                                "billions, at `input_size`.")
+    input_size: int | None = Field(default=None, gt=0, description="The input side the figures are for.")
+    top1: Top1 | None = Field(None, description="Top-1 accuracy, with its source.")
 
 
 class Paper(_Strict):
-    title: str
-    url: str
+    """The paper that introduced the architecture or the weights."""
+
+    title: str = Field(description="The paper's title.")
+    url: str = Field(description="Where to read it.")
 
 
 class ImagePreprocessing(_Strict):
-    size: int = Field(gt=0)
-    crop_pct: float = Field(default=0.875, gt=0, le=1)
-    interpolation: Literal["bilinear", "bicubic", "nearest", "lanczos"] = "bicubic"
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    """The eval transform the weights were trained for."""
+
+    size: int = Field(gt=0, description="The side of the square crop fed to the network.")
+    crop_pct: float = Field(default=0.875, gt=0, le=1, description="size / crop_pct is the side "
+                            "the image is resized to before the centre crop.")
+    interpolation: Literal["bilinear", "bicubic", "nearest", "lanczos"] = Field(
+        "bicubic", description="The resize interpolation.")
+    mean: tuple[float, float, float] = Field((0.485, 0.456, 0.406), description="Per-channel mean "
+                                             "subtracted after scaling to [0, 1].")
+    std: tuple[float, float, float] = Field((0.229, 0.224, 0.225), description="Per-channel "
+                                            "standard deviation divided by.")
 
 
 class TextPreprocessing(_Strict):
-    max_length: int = Field(default=512, gt=0)
-    lowercase: bool | None = None
+    """How texts are tokenised."""
+
+    max_length: int = Field(default=512, gt=0, description="Longest tokenised input; longer texts "
+                            "are truncated.")
+    lowercase: bool | None = Field(None, description="Lowercase texts first (default: the "
+                                   "tokenizer's own setting).")
 
 
 class Preprocessing(_Strict):
-    image: ImagePreprocessing | None = None
-    text: TextPreprocessing | None = None
+    """The preprocessing bound to the weights: `image` for image backbones, `text` for text ones."""
+
+    image: ImagePreprocessing | None = Field(None, description="For image backbones.")
+    text: TextPreprocessing | None = Field(None, description="For text backbones.")
 
 
 class StageDecl(_Strict):
     """One output stage. ``module`` is opaque to the core: the provider interprets it."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
-    channels: int = Field(gt=0)
-    stride: int | None = Field(default=None, gt=0)
-    layout: Literal["NCHW", "NLC"] = "NCHW"
-    module: str | None = None
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$",
+                               description="The stage's name in `Features.stages`.")]
+    channels: int = Field(gt=0, description="Channels (or hidden size) of the stage's output.")
+    stride: int | None = Field(default=None, gt=0, description="Reduction relative to the input.")
+    layout: Literal["NCHW", "NLC"] = Field("NCHW", description="Feature maps or token sequences.")
+    module: str | None = Field(None, description="Where the provider takes the output from.")
 
 
 class Outputs(_Strict):
-    embedding_dim: int = Field(gt=0)
-    pool: Literal["avg", "max", "cls", "mean", "none"] = "avg"
-    normalize: bool = False
-    stages: list[StageDecl] = Field(default_factory=list)
-    num_layers: int | None = Field(default=None, gt=0)
+    """What ``extract()`` returns by default."""
+
+    embedding_dim: int = Field(gt=0, description="Width of the pooled embedding.")
+    pool: Literal["avg", "max", "cls", "mean", "none"] = Field("avg", description="The default "
+                                                                "pooling.")
+    normalize: bool = Field(False, description="L2-normalise the pooled embedding by default.")
+    stages: list[StageDecl] = Field(default_factory=list, description="The output stages, shallow "
+                                    "to deep.")
+    num_layers: int | None = Field(default=None, gt=0, description="Transformer layers, when the "
+                                   "stages are per layer.")
 
 
 class BackboneSpec(_Strict):
     """Everything the hub knows about one backbone."""
 
-    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$")]
-    aliases: list[str] = Field(default_factory=list)
-    modality: Literal["image", "text"]
-    provider: Annotated[str, Field(pattern=_NAME)]
-    architecture: str
-    description: str = ""
-    license: str
-    paper: Paper | None = None
-    tasks: list[str] = Field(default_factory=list)
-    stats: Stats = Field(default_factory=Stats)
-    preprocessing: Preprocessing
-    outputs: Outputs
-    default_weights: str | None = None
-    weights: list[WeightVariant] = Field(default_factory=list)
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$",
+                               description="The canonical snake_case name (`hub.load(name)`).")]
+    aliases: list[str] = Field(default_factory=list, description="Other names, e.g. the anchor "
+                               "library's.")
+    modality: Literal["image", "text"] = Field(description="What the backbone takes as input.")
+    provider: Annotated[str, Field(pattern=_NAME, description="The provider that builds it "
+                                   "(`timm`, `torchvision`, `transformers`, a plugin's).")]
+    architecture: str = Field(description="The provider's architecture name.")
+    description: str = Field("", description="One line on what it is.")
+    license: str = Field(description="Licence, as an SPDX-like id.")
+    paper: Paper | None = Field(None, description="The paper behind it.")
+    tasks: list[str] = Field(default_factory=list, description="What it is good for: "
+                             "`classification`, `detection`, `retrieval`, ...")
+    stats: Stats = Field(default_factory=Stats, description="Size and accuracy figures.")
+    preprocessing: Preprocessing = Field(description="The eval transform bound to the weights.")
+    outputs: Outputs = Field(description="Embedding width, default pooling, stages.")
+    default_weights: str | None = Field(None, description="The default variant (else the first).")
+    weights: list[WeightVariant] = Field(default_factory=list, description="The pretrained weight "
+                                         "variants.")
 
     @model_validator(mode="after")
     def _consistent(self) -> BackboneSpec:
@@ -314,97 +344,9 @@ class BackboneSpec(_Strict):
 
 
 class ManifestFile(_Strict):
-    backbones: list[BackboneSpec] = Field(min_length=1)
+    """A manifest file: one or more backbones."""
 
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """A safe loader that refuses anchors/aliases (billion-laughs protection)."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, "YAML aliases are not allowed in manifests", event.start_mark)
-        return super().compose_node(parent, index)
-
-
-_CLOADER = getattr(yaml, "CSafeLoader", None)
-
-
-def _safe_load(text: str) -> Any:
-    """Safe YAML without aliases; libyaml's parser when present (about 10x faster than pure
-    Python on the built-in manifests): its event stream is scanned for aliases first, which
-    expands nothing (skipped for a text without any ``*``, the character every alias starts with)."""
-    if _CLOADER is None:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
-    if "*" in text:  # an alias is spelled *name: without a '*' there is none to look for
-        for event in yaml.parse(text, Loader=_CLOADER):
-            if isinstance(event, yaml.AliasEvent):
-                raise yaml.composer.ComposerError(
-                    None, None, "YAML aliases are not allowed in manifests", event.start_mark)
-    return yaml.load(text, Loader=_CLOADER)  # noqa: S506 - libyaml's SafeLoader
-
-
-def _field_path(loc: Iterable[Any]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def parse_manifest(text: str, *, origin: str = "<string>") -> list[BackboneSpec]:
-    """Parse manifest YAML text into backbone specs.
-
-    :param text: the YAML document.
-    :param origin: file name used in error messages.
-    :raises ManifestError: on any YAML or schema problem.
-    """
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{origin}: manifest is larger than {MAX_MANIFEST_BYTES} bytes; split it "
-                            "into several files.", path=origin)
-    try:
-        data = _safe_load(text)
-    except yaml.YAMLError as exc:
-        detail = " ".join(str(exc).split())  # one line: CLI errors are one line
-        raise ManifestError(f"{origin}: not valid safe YAML ({detail}). Manifests may not use python "
-                            "tags or aliases.", path=origin) from exc
-    if not isinstance(data, dict):
-        raise ManifestError(f"{origin}: expected a mapping with a 'backbones' list.", path=origin)
-    try:
-        specs = list(ManifestFile.model_validate(data).backbones)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = list(first["loc"])
-        model = None
-        if len(loc) >= 2 and loc[0] == "backbones" and isinstance(loc[1], int):
-            entries = data.get("backbones") or []
-            if loc[1] < len(entries) and isinstance(entries[loc[1]], dict):
-                model = entries[loc[1]].get("name")
-        field = _field_path(loc)
-        where = f"model {model!r}, " if model else ""
-        more = f" (+{exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-        raise ManifestError(f"{origin}: {where}field {field!r}: {first['msg']}{more}. Fix the manifest; "
-                            "see docs/manifest.md.", path=origin, model=model, field=field) from exc
-    _check_unique(specs, origin)
-    return specs
-
-
-def _check_unique(specs: list[BackboneSpec], origin: str) -> None:
-    """Names and aliases must be unique within a file (across files the catalogue checks)."""
-    seen: dict[str, str] = {}
-    for i, spec in enumerate(specs):
-        labels = [("name", spec.name)] + [(f"aliases[{j}]", a) for j, a in enumerate(spec.aliases)]
-        for field, label in labels:
-            key = label.strip().lower()
-            if key in seen and not (field != "name" and seen[key] == spec.name):
-                raise ManifestError(
-                    f"{origin}: model {spec.name!r}, field 'backbones[{i}].{field}': the name "
-                    f"{label!r} is already used by {seen[key]!r} in this file. Names and aliases "
-                    "must be unique.", path=origin, model=spec.name, field=f"backbones[{i}].{field}")
-            seen.setdefault(key, spec.name)
+    backbones: list[BackboneSpec] = Field(min_length=1, description="The backbones this file declares.")
 
 
 def json_schema() -> dict[str, Any]:
@@ -413,19 +355,3 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "backbone-hub manifest"
     return schema
-
-
-def load_manifest_file(path: str | Path) -> list[BackboneSpec]:
-    """Read and validate one manifest file (see :func:`parse_manifest`)."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > MAX_MANIFEST_BYTES:
-            raise ManifestError(f"{p}: manifest is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte "
-                                "limit; split it into several files.", path=str(p))
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ManifestError(f"{p}: cannot read manifest ({exc}).", path=str(p)) from exc
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{p}: manifest is not UTF-8 text.", path=str(p)) from exc
-    return parse_manifest(text, origin=str(p))

@@ -19,9 +19,10 @@ from typing import Any
 
 import yaml
 
-from hub.cache import LockRecord
 from hub.errors import ManifestError
-from hub.manifest import HuggingFaceSource, _NoAliasLoader, parse_manifest
+from hub.lockrecord import LockRecord
+from hub.manifest import HuggingFaceSource
+from hub.manifest_loader import NoAliasLoader, parse_manifest
 
 __all__ = ["PinResult", "pin_text", "pin_file"]
 
@@ -110,7 +111,7 @@ def pin_text(text: str, record: LockRecord, *, origin: str = "<string>") -> tupl
     if spec is None or variant is None:
         raise ManifestError(f"{origin}: no model {record.model!r} with weights "
                             f"{record.variant!r} to pin.", path=origin, model=record.model)
-    root = yaml.compose(text, Loader=_NoAliasLoader)
+    root = yaml.compose(text, Loader=NoAliasLoader)
     vnode = _find(root, [("backbones", record.model), ("weights", record.variant)], origin)
     edits, changes = _Edits(text), []
     if variant.sha256 != record.source_sha256:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hub.cache import FILES_DIR, WEIGHTS_NAME, Cache, FileRecord, LockRecord, place, sha256_file
+from hub.cache import FILES_DIR, WEIGHTS_NAME, Cache, place, sha256_file
 from hub.config import Settings, get_settings
 from hub.convert import convert_pickle, validate_safetensors
 from hub.errors import (
@@ -31,10 +31,12 @@ from hub.errors import (
     UnsafeWeightsError,
     WeightsError,
 )
+from hub.fetch import Fetched, RetryPolicy, discard, fetch
 from hub.leftovers import sweep
+from hub.lockrecord import FileRecord, LockRecord
 from hub.manifest import BackboneSpec, HuggingFaceSource, WeightVariant
+from hub.progress import Reporter, as_reporter
 from hub.provider import WeightFiles
-from hub.sources import Fetched, Reporter, RetryPolicy, as_reporter, discard, fetch
 
 __all__ = ["cached_weights", "require_pinned", "resolve_weights"]
 
@@ -219,8 +221,8 @@ def resolve_weights(spec: BackboneSpec, variant: WeightVariant, *,
     :param force: ignore a cached entry and download again (huggingface_hub's cache too).
     :param trust_cache: ``False`` rebuilds the entry even if its quick check passes (``hub verify
         --repair``); files huggingface_hub already holds are re-verified and reused.
-    :param progress: a :class:`~hub.sources.Reporter`, or a callable given each file name.
-    :param retry: how Hub downloads are retried (default :data:`hub.sources.DEFAULT_RETRY`).
+    :param progress: a :class:`~hub.progress.Reporter`, or a callable given each file name.
+    :param retry: how Hub downloads are retried (default :data:`hub.fetch.DEFAULT_RETRY`).
     :raises IntegrityError: a source served other bytes than pinned (cache unchanged).
     :raises UnsafeWeightsError: the checkpoint is malformed or would run code (cache unchanged).
     :raises OfflineError: offline, and the weights are neither cached nor installed locally.

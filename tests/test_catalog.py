@@ -9,7 +9,7 @@ import pytest
 import hub
 from hub.catalog import Catalog, Entry
 from hub.errors import DuplicateBackboneError, UnknownBackboneError
-from hub.manifest import parse_manifest
+from hub.manifest_loader import parse_manifest
 
 ONE = """
 backbones:

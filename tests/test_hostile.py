@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hub.errors import ManifestError, UnsafeWeightsError, WeightMismatchError
-from hub.manifest import MAX_MANIFEST_BYTES, load_manifest_file, parse_manifest
+from hub.manifest_loader import MAX_MANIFEST_BYTES, load_manifest_file, parse_manifest
 from hub.weights import resolve_weights
 from tests.support.fake_plugins import write_plugin_dist
 from tests.support.hf_server import LoopbackHub

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hub.errors import ManifestError
-from hub.manifest import load_manifest_file, parse_manifest
+from hub.manifest_loader import load_manifest_file, parse_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -208,7 +208,7 @@ BLOCK = """backbones:
 
 
 def test_pin_text_edits_block_style_minimally() -> None:
-    from hub.cache import FileRecord, LockRecord
+    from hub.lockrecord import FileRecord, LockRecord
 
     rec = LockRecord(model="tiny", variant="v1", format="safetensors",
                      source="hf://org/tiny@main/model.safetensors", commit="c" * 40,

@@ -7,7 +7,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-from hub.manifest import load_manifest_file
+from hub.manifest_loader import load_manifest_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

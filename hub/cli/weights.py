@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from hub.config import Settings
     from hub.manifest import BackboneSpec, WeightVariant
     from hub.provider import WeightFiles
-    from hub.sources import Reporter
+    from hub.progress import Reporter
 
 __all__ = ["pull_one", "register", "settings_with_endpoint"]
 
@@ -47,8 +47,8 @@ def pull_one(spec: BackboneSpec, variant: WeightVariant, settings: Settings, *,
 
 
 def rich_reporter(model: str, progress: Any) -> Reporter:
-    """A :class:`~hub.sources.Reporter` drawing one rich bar per file on ``progress``."""
-    from hub.sources import Bar, Reporter
+    """A :class:`~hub.progress.Reporter` drawing one rich bar per file on ``progress``."""
+    from hub.progress import Bar, Reporter
 
     class _RichBar(Bar):
         def __init__(self, task: Any) -> None:

@@ -25,7 +25,6 @@ the errors file are summaries, rewritten from the shards on each run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hub.cache import sha256_file
 from hub.dataset.items import ItemError
 from hub.dataset.job import FeatureBatch, Job
 from hub.errors import DependencyError, InputError
@@ -97,14 +97,6 @@ def _pa() -> Any:
     except ImportError as exc:
         raise DependencyError("pyarrow", "dataset", "writing dataset features") from exc
     return pa
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -224,7 +216,7 @@ class ShardWriter:
             raise InputError(f"{path} accounts for {rows + len(errors)} of its {stop - start} rows; "
                              "delete it and run again to recompute it.")
         size = path.stat().st_size
-        sha = entry["sha256"] if entry and entry.get("bytes") == size else _sha256(path)
+        sha = entry["sha256"] if entry and entry.get("bytes") == size else sha256_file(path)
         self.done[k] = {"file": path.name, "start": start, "stop": stop, "rows": rows,
                         "errors": len(errors), "bytes": size, "sha256": sha}
         self.errors[k] = errors
@@ -315,7 +307,7 @@ class ShardWriter:
         pq.write_table(table, tmp, compression="zstd")
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        sha = _sha256(tmp)
+        sha = sha256_file(tmp)
         os.replace(tmp, path)
         self.done[k] = {"file": path.name, "start": buf.start, "stop": buf.stop,
                         "rows": len(buf.rows), "errors": len(errors),

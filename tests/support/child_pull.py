@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from hub.errors import HubError
-from hub.manifest import parse_manifest
-from hub.sources import Bar, Reporter
+from hub.manifest_loader import parse_manifest
+from hub.progress import Bar, Reporter
 from hub.weights import resolve_weights
 
 

@@ -13,8 +13,9 @@ import os
 import uuid
 from pathlib import Path
 
-from hub.manifest import BackboneSpec, WeightVariant, parse_manifest
-from hub.sources import Bar, Reporter
+from hub.manifest import BackboneSpec, WeightVariant
+from hub.manifest_loader import parse_manifest
+from hub.progress import Bar, Reporter
 
 
 def safetensors_bytes(seed: int = 0, n: int = 4096) -> bytes:

@@ -1,4 +1,4 @@
-"""URL sources (hub/sources.py ``fetch_url``): publishers without a Hub repo, such as torchvision.
+"""URL sources (hub/fetch/url.py ``fetch_url``): publishers without a Hub repo, such as torchvision.
 
 The manifests name the publisher's real https address; the tests reach it through
 ``HUB_URL_MIRRORS`` pointed at the loopback server, so the whole path runs: mirror rewrite,
@@ -9,11 +9,13 @@ of a pickle with the safe unpickler, the lock record, and clean-up of hub's own 
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
 
 from hub.cache import Cache
+from hub.catalog import Catalog
 from hub.config import get_settings
 from hub.errors import (
     ConfigError,
@@ -22,11 +24,10 @@ from hub.errors import (
     OfflineError,
     SourceUnavailableError,
 )
+from hub.fetch import RetryPolicy, mirrored
 from hub.leftovers import url_partials
 from hub.maintenance import plan_prune
-from hub.catalog import Catalog
 from hub.pin import pin_text
-from hub.sources import RetryPolicy, mirrored
 from hub.weights import cached_weights, resolve_weights
 from tests.support.hf_server import LoopbackHub
 from tests.support.tiny_weights import (
@@ -38,6 +39,7 @@ from tests.support.tiny_weights import (
     spec_of,
     unique_repo,
 )
+from tests.support.unreachable import closed_port, refuse_invalid_names
 
 FAST = RetryPolicy(attempts=3, base_wait=0.01, max_wait=5)
 DATA = safetensors_bytes(3, n=64 * 1024)  # 256 KiB
@@ -231,7 +233,7 @@ def test_offline_a_url_source_is_an_offline_error_and_no_request_is_made(
 
 def test_a_killed_download_is_resumed_by_the_next_pull_or_pruned(
         mirror: tuple[LoopbackHub, str], cache_dir: Path) -> None:
-    from hub.sources import DOWNLOADS_DIR, fetch_url
+    from hub.fetch import DOWNLOADS_DIR, fetch_url
 
     server, repo = mirror
     server.add_repo(repo, {"tiny.safetensors": DATA})
@@ -286,3 +288,28 @@ def test_url_entries_are_listed_verified_repaired_and_removed_like_the_others(
     assert [i.kind for i in items] == ["entry"]  # no Hub revision to drop for a URL source
     prune(cache, items)
     assert list_entries(cache) == [] and _downloads(cache_dir) == []
+
+
+@pytest.mark.parametrize("kind", ["name does not resolve", "connection refused"])
+def test_an_unreachable_host_fails_at_once_naming_offline_mode_and_the_mirrors(
+        online: LoopbackHub, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """The publisher's name does not resolve (offline: no DNS), or the mirror refuses: no retry,
+    an error saying what to do. No packet leaves the machine (tests/support/unreachable.py)."""
+    refuse_invalid_names()
+    if kind == "name does not resolve":
+        url, host = "https://weights.invalid/models/tiny.safetensors", "weights.invalid"
+    else:
+        port = closed_port()
+        monkeypatch.setenv("HUB_URL_MIRRORS", f"{PUBLISHER}=http://127.0.0.1:{port}/")
+        url, host = PUBLISHER + "tiny.safetensors", f"127.0.0.1:{port}"
+    spec, variant = spec_of(manifest(url=url))
+    rec = Recorder()
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailableError) as caught:
+        resolve_weights(spec, variant, progress=rec)  # the default policy: 4 tries, if it retried
+    assert time.monotonic() - started < 2.0
+    message = str(caught.value)
+    assert host in message and ("does not resolve" in message or "refused" in message)
+    assert "HUB_OFFLINE=1" in message and "HUB_URL_MIRRORS" in message
+    assert rec.retries == []
+    assert _downloads(cache_dir) == [] and not list((cache_dir / "downloads").rglob("*.part"))

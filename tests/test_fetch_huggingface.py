@@ -1,4 +1,5 @@
-"""Fetching from the Hub through huggingface_hub (hub/sources.py), against the loopback Hub.
+"""Fetching from the Hub through huggingface_hub (hub/fetch/huggingface.py, the retry loop of
+hub/fetch/retry.py), against the loopback Hub.
 
 Mirrors, offline mode, and network faults 1 (connection dropped mid-file) and 2 (5xx, 404, 429),
 each injected by the real loopback server. Every test uses its own repo, so faults never leak.
@@ -7,6 +8,7 @@ each injected by the real loopback server. Every test uses its own repo, so faul
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from hub.cache import Cache
 from hub.config import get_settings
 from hub.errors import ConfigError, OfflineError, SourceUnavailableError
-from hub.sources import RetryPolicy
+from hub.fetch import RetryPolicy
 from hub.weights import resolve_weights
 from tests.support.hf_server import LoopbackHub
 from tests.support.tiny_weights import (
@@ -26,6 +28,7 @@ from tests.support.tiny_weights import (
     spec_of,
     unique_repo,
 )
+from tests.support.unreachable import closed_port, refuse_invalid_names
 
 FAST = RetryPolicy(attempts=3, base_wait=0.01, max_wait=5)
 DATA = safetensors_bytes(1, n=64 * 1024)  # 256 KiB, several chunks
@@ -235,24 +238,6 @@ def test_404_is_not_retried_and_names_repo_revision_and_file(online: LoopbackHub
     assert len([r for r in online.requests if "/resolve/" in r[1]]) == 1
 
 
-def test_dist_source_bytes_are_copied_never_linked(cache_dir: Path) -> None:
-    import importlib.metadata as md
-
-    dist = md.distribution("hub-plugin-example")
-    rel = "hub_plugin_example/weights/tinynet.safetensors"
-    src = Path(str(dist.locate_file(rel)))
-    if not src.is_file():  # editable install: found through the package
-        import hub_plugin_example
-
-        src = Path(hub_plugin_example.__file__).parent / "weights" / "tinynet.safetensors"
-    links = src.stat().st_nlink
-    spec, variant = spec_of(manifest(dist=("hub-plugin-example", rel), sha256=sha(src.read_bytes())))
-    files = resolve_weights(spec, variant)
-    assert files.weights.read_bytes() == src.read_bytes()
-    assert src.stat().st_nlink == links and not files.weights.samefile(src)
-    assert Cache(cache_dir).read_record("tiny", "v1").source == f"dist://hub-plugin-example/{rel}"
-
-
 def test_force_while_offline_re_verifies_what_is_local(online: LoopbackHub, cache_dir: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     repo, _ = _serve(online)
@@ -262,3 +247,51 @@ def test_force_while_offline_re_verifies_what_is_local(online: LoopbackHub, cach
     online.reset_log()
     assert resolve_weights(spec, variant, force=True).weights.read_bytes() == DATA
     assert online.requests == []
+
+
+# ---- an endpoint that cannot be reached at all: fail at once, say what to do ---------------------
+@pytest.mark.parametrize("kind", ["name does not resolve", "connection refused"])
+def test_an_unreachable_endpoint_fails_at_once_naming_offline_mode_and_the_mirror_option(
+        loopback_hub: LoopbackHub, cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        kind: str) -> None:
+    """What `hub pull` meets on a machine without network: no back-off, an error saying what to do.
+    The .invalid name fails as an offline resolver does (tests/support/unreachable.py), the port
+    refuses on loopback: no packet leaves the machine."""
+    refuse_invalid_names()
+    endpoint = "http://hub.invalid" if kind == "name does not resolve" else \
+        f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("HUB_OFFLINE", "0")
+    monkeypatch.setenv("HUB_HF_ENDPOINT", endpoint)
+    spec, variant = spec_of(manifest(repo=unique_repo()))
+    rec = Recorder()
+    before = entries_and_tmp(cache_dir)
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailableError) as caught:
+        resolve_weights(spec, variant, progress=rec)  # the default policy: 4 tries, if it retried
+    assert time.monotonic() - started < 2.0
+    message = str(caught.value)
+    expected = "the name does not resolve" if kind == "name does not resolve" else \
+        "the connection was refused"
+    assert expected in message and endpoint.split("//")[1] in message
+    assert "HUB_OFFLINE=1" in message and "--endpoint" in message and "HUB_HF_ENDPOINT" in message
+    assert rec.retries == []
+    assert entries_and_tmp(cache_dir) == before
+    _no_partial_files(cache_dir)
+
+
+def test_an_unreachable_endpoint_still_serves_what_huggingface_hub_holds(
+        online: LoopbackHub, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As huggingface_hub itself does when its HEAD fails: a file it holds at the pinned commit is
+    used (and verified); only what it lacks fails, at once."""
+    repo, commit = _serve(online)
+    spec, variant = spec_of(manifest(repo=repo, revision=commit, sha256=sha(DATA)))
+    resolve_weights(spec, variant)
+    Cache(cache_dir).remove("tiny", "v1")  # the entry is gone; huggingface_hub's copy is not
+    monkeypatch.setenv("HUB_HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    online.reset_log()
+    started = time.monotonic()
+    assert resolve_weights(spec, variant).weights.read_bytes() == DATA
+    assert time.monotonic() - started < 2.0
+    assert online.requests == []
+    with pytest.raises(SourceUnavailableError, match="refused.*HUB_OFFLINE=1"):
+        resolve_weights(spec, variant, force=True)  # force means "download again": it cannot
