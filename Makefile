@@ -16,7 +16,13 @@ $(BIN)/.installed: pyproject.toml examples/hub-plugin-example/pyproject.toml
 
 install: $(BIN)/.installed
 
-test: install
+# ruff and mypy come with the test extra; their settings are in pyproject.toml
+.PHONY: lint
+lint: install
+	$(BIN)/ruff check hub plugins
+	$(BIN)/mypy
+
+test: install lint
 	HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python -m pytest -q
 
 demo: install

@@ -155,7 +155,7 @@ class Features:
         name = list(self.stages)[-1] if stage is None else stage
         if name not in self.stages:
             raise InputError(f"Stage {name!r} was not returned; returned: {list(self.stages)}.")
-        t = self.stages[name]
+        t: torch.Tensor = self.stages[name]
         if t.ndim == 3:
             return t
         seq = t.flatten(2).transpose(1, 2)
@@ -195,17 +195,18 @@ def pool(raw: RawOutput, last: str, how: str, *, model: str) -> torch.Tensor | N
     if how == "none":
         return None
     if raw.tokens is not None:
-        toks, p = raw.tokens, raw.num_prefix_tokens
+        toks: torch.Tensor = raw.tokens
+        p = raw.num_prefix_tokens
         if how == "cls":
             return toks[:, 0]
         return _reduce(toks[:, p:], 1, how, raw.mask[:, p:] if raw.mask is not None else None)
-    t = raw.stages[last]
+    t: torch.Tensor = raw.stages[last]
     if t.ndim == 3:  # (B, L, D) text hidden states
         if how == "cls":
             return t[:, 0]
         return _reduce(t, 1, how, raw.mask)
     if how == "cls":
-        pre = raw.prefix.get(last)
+        pre: torch.Tensor | None = raw.prefix.get(last)
         if pre is None or pre.shape[1] == 0:
             raise InputError(f"pool='cls' needs a class token; {model} gives feature maps. "
                              "Use pool='avg' or 'max'.")

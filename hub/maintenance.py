@@ -21,13 +21,17 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hub.cache import Cache, EntryState, tree_size
 from hub.catalog import Catalog
 from hub.leftovers import hf_partials, leftovers, url_partials
 from hub.lockrecord import LockRecord
-from hub.manifest import BackboneSpec, HuggingFaceSource, WeightVariant
+from hub.manifest import HuggingFaceSource, WeightVariant
 from hub.weights import record_matches
+
+if TYPE_CHECKING:
+    from huggingface_hub import HFCacheInfo
 
 __all__ = ["CacheRow", "EntryReport", "PruneItem", "list_entries", "plan_prune", "plan_remove",
            "prune", "verify_entries"]
@@ -80,16 +84,13 @@ class PruneItem:
     commit: str | None = None
 
 
-def _lookup(catalog: Catalog, model: str, variant: str) -> tuple[BackboneSpec | None,
-                                                                  WeightVariant | None]:
+def _lookup(catalog: Catalog, model: str, variant: str) -> WeightVariant | None:
     entry = catalog.entries.get(model)
-    if entry is None:
-        return None, None
-    return entry.spec, entry.spec.variant(variant)
+    return None if entry is None else entry.spec.variant(variant)
 
 
 def _verdict(cache: Cache, state: EntryState, catalog: Catalog) -> EntryReport:
-    spec, variant = _lookup(catalog, state.model, state.variant)
+    variant = _lookup(catalog, state.model, state.variant)
     known = variant is not None
     if state.record is None:
         return EntryReport(state.model, state.variant, CORRUPT,
@@ -140,7 +141,7 @@ def list_entries(cache: Cache) -> list[CacheRow]:
     return rows
 
 
-def _hf_info(cache: Cache):  # -> HFCacheInfo | None
+def _hf_info(cache: Cache) -> HFCacheInfo | None:
     if not cache.hf_dir.is_dir():
         return None
     from huggingface_hub import scan_cache_dir
@@ -198,7 +199,7 @@ def plan_prune(cache: Cache, catalog: Catalog) -> list[PruneItem]:
     entries whose pin changed, and what killed pulls left behind. Removes nothing."""
     items, kept = [], []
     for s in cache.scan():
-        spec, variant = _lookup(catalog, s.model, s.variant)
+        variant = _lookup(catalog, s.model, s.variant)
         label, size = f"{s.model}/{s.variant}", cache.size(s.model, s.variant)
         if variant is None:
             items.append(PruneItem("entry", label, size, "no manifest names this variant", s.path))

@@ -98,6 +98,7 @@ def open_image(item: Any, index: int = 0) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img: Image.Image
             if isinstance(item, (bytes, bytearray, memoryview)):
                 img = Image.open(io.BytesIO(bytes(item)))
             elif isinstance(item, (str, os.PathLike)):
@@ -122,7 +123,7 @@ def _resized_size(w: int, h: int, pp: ImagePreprocessing) -> tuple[int, int]:
 
 
 def _crop_box(nw: int, nh: int, size: int) -> tuple[int, int]:
-    return int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+    return round((nw - size) / 2.0), round((nh - size) / 2.0)
 
 
 def decode_resize(item: Any, index: int, pp: ImagePreprocessing) -> Any:
@@ -139,8 +140,9 @@ def decode_resize(item: Any, index: int, pp: ImagePreprocessing) -> Any:
 
     img = open_image(item, index)
     if img.size != (pp.size, pp.size):
-        resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
-                    "lanczos": Image.LANCZOS}[pp.interpolation]
+        rs = Image.Resampling
+        resample = {"bilinear": rs.BILINEAR, "bicubic": rs.BICUBIC, "nearest": rs.NEAREST,
+                    "lanczos": rs.LANCZOS}[pp.interpolation]
         nw, nh = _resized_size(*img.size, pp)
         img = img.resize((nw, nh), resample)
         left, top = _crop_box(nw, nh, pp.size)
@@ -152,11 +154,11 @@ def _decode_all(items: list[Any], indices: list[int], pp: ImagePreprocessing) ->
     """Decode several images, on a few threads (Pillow releases the GIL while decoding)."""
     global _POOL
     if len(items) < 2:
-        return [decode_resize(it, i, pp) for it, i in zip(items, indices)]
+        return [decode_resize(it, i, pp) for it, i in zip(items, indices, strict=True)]
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
                                    thread_name_prefix="hub-decode")
-    return list(_POOL.map(lambda a: decode_resize(a[0], a[1], pp), zip(items, indices)))
+    return list(_POOL.map(lambda a: decode_resize(a[0], a[1], pp), zip(items, indices, strict=True)))
 
 
 def _check_float(t: torch.Tensor, indices: list[int], items: list[torch.Tensor]) -> None:
@@ -166,7 +168,7 @@ def _check_float(t: torch.Tensor, indices: list[int], items: list[torch.Tensor])
     lo, hi = torch.stack(torch.aminmax(t)).float().tolist()
     if math.isfinite(lo) and math.isfinite(hi) and lo >= -1e-3 and hi <= 1 + 1e-3:
         return
-    for i, x in zip(indices, items):
+    for i, x in zip(indices, items, strict=True):
         lo, hi = torch.stack(torch.aminmax(x)).float().tolist()
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise InputError(f"Item {i} contains NaN or infinite pixels.")
@@ -191,9 +193,8 @@ def _unit_group(items: list[Any], indices: list[int], device: torch.device) -> t
     if hwc:
         t = torch.from_numpy(np.stack(items) if len(items) > 1 else np.array(items[0])[None])
     else:
-        t = _batch_view(items)
-        if t is None:
-            t = torch.stack([x.to(device, non_blocking=True) for x in items])
+        view = _batch_view(items)
+        t = view if view is not None else torch.stack([x.to(device, non_blocking=True) for x in items])
     t = t.to(device, non_blocking=True)
     if t.ndim == 3:  # HW items
         t = t.unsqueeze(-1 if hwc else 1)
