@@ -219,6 +219,7 @@ def test_param_groups_decay_and_layer_decay() -> None:
     assert lrs == sorted(lrs) and len(set(lrs)) > 2 and lrs[-1] == 1e-3
     opt = torch.optim.AdamW(groups)
     sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+    opt.step()
     sched.step()
     assert opt.param_groups[-1]["lr"] == pytest.approx(5e-4)
 
@@ -315,3 +316,5 @@ def test_backbone_copy_is_independent() -> None:
     net = bb.as_module()
     twin = copy.deepcopy(net)
     assert all(p.requires_grad for p in twin.parameters())
+    assert twin._parent is bb
+    assert all(a is not b for a, b in zip(twin.parameters(), net.parameters()))

@@ -43,7 +43,7 @@ class EvalResize(torch.nn.Module):
             item = v2.Resize(scale, interpolation=_interpolation(self.pp.interpolation),
                              antialias=True)(item)
             return v2.CenterCrop(self.pp.size)(item)
-        return decode_resize(item, 0, self.pp)
+        return decode_resize(item, 0, self.pp).copy()  # writable, for ToImage
 
 
 class ToRGB(torch.nn.Module):

@@ -94,6 +94,16 @@ class Trunk(torch.nn.Module):
             out[n] = t
         return out
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Trunk:
+        """Copies share the (frozen, read-only) parent backbone instead of copying it."""
+        import copy
+
+        memo[id(self._parent)] = self._parent
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
+
     def train(self, mode: bool = True) -> Trunk:
         super().train(mode)
         for name in self._eval_norms:
