@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["checkpoint_blocks"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _checkpointed(cls: type) -> type:
     import torch
     from torch.utils.checkpoint import checkpoint
