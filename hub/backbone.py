@@ -114,6 +114,33 @@ class Backbone(ABC):
             self.compiled = True
         return self
 
+    # ---- training ------------------------------------------------------------------------------
+    def as_module(self, stages: Sequence[int | str] | int | str | None = None, *,
+                  freeze: str | int | None = None, norm: str = "train",
+                  output_stride: int | None = None, grad_checkpointing: bool = False,
+                  pyramid: bool = False) -> torch.nn.Module:
+        """A new trainable ``torch.nn.Module`` of this backbone (a copy of the weights; this
+        backbone and ``extract()`` are unaffected); see :mod:`hub.train` and docs/training.md.
+
+        :param stages: stages to return (names or indices; default: every stage).
+        :param freeze: freeze the stem and every stage up to this one (a name or a count).
+        :param norm: ``"frozen"`` (FrozenBatchNorm2d), ``"eval"`` or ``"train"`` batch norms.
+        :param output_stride: 8 or 16 by dilation where the architecture allows it.
+        :param grad_checkpointing: recompute activations of repeated blocks in the backward.
+        :param pyramid: add a simple feature pyramid (strides 4 to 32) to single-stride ViTs.
+        :raises InputError: on an unknown stage, a bad freeze/norm/output_stride value.
+        """
+        from hub.train import build_trunk
+
+        return build_trunk(self, stages, freeze=freeze, norm=norm, output_stride=output_stride,
+                           grad_checkpointing=grad_checkpointing, pyramid=pyramid)
+
+    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+        """A new module (a copy of the weights, as the ``model`` attribute) mapping model inputs to
+        the raw outputs of ``stages`` and owning nothing after the last; providers override it."""
+        raise InputError(f"{self.name}: the {self.spec.provider} provider cannot build a trainable "
+                         "module (it does not implement Backbone._trunk).")
+
     # ---- the template method -------------------------------------------------------------------
     def extract(self, inputs: Any, *, stages: Sequence[int | str] | int | str | None = None,
                 pool: str | None = None, normalize: bool | None = None,

@@ -111,6 +111,12 @@ class TimmBackbone(ImageBackbone):
                          pooled=pooled)
 
 
+    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+        from hub_timm.trunk import timm_trunk
+
+        return timm_trunk(self, stages, output_stride)
+
+
 def _keeper(local: threading.local, name: str, index: int | None) -> Any:
     """A forward hook storing the module's output (element ``index`` of it) as stage ``name``
     in the calling thread's capture dict, when that thread asked for the stage."""

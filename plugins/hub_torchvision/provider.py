@@ -58,6 +58,12 @@ class TorchvisionBackbone(ImageBackbone):
         return RawOutput(stages=result, tokens=tokens, num_prefix_tokens=1 if tokens is not None else 0)
 
 
+    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+        from hub_torchvision.trunk import torchvision_trunk
+
+        return torchvision_trunk(self, stages, output_stride)
+
+
 def headless(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
     """Replace the model's last child (its classifier) by an identity; return it and its name."""
     import torch

@@ -61,6 +61,12 @@ class TransformersBackbone(TextBackbone):
         return RawOutput(stages=result, tokens=tokens, mask=batch["attention_mask"])
 
 
+    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+        from hub_transformers.trunk import transformers_trunk
+
+        return transformers_trunk(self, stages)
+
+
 def _no_init_weights() -> Any:
     """transformers' context that skips weight initialisation (a no-op context where a
     transformers release lacks it)."""

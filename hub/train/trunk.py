@@ -1,0 +1,277 @@
+"""The trainable trunk: :meth:`hub.Backbone.as_module` returns a :class:`Trunk`.
+
+A provider builds the *body* (``Backbone._trunk``): a new ``nn.Module`` holding a copy of the
+weights as its ``model`` attribute (same key names as the parent backbone's module), owning
+nothing after the last stage asked for, and mapping model inputs to the raw outputs of every
+manifest stage up to that one (tensors, or ``(grid, prefix tokens)`` pairs). :class:`Trunk`
+wraps it: NCHW maps for images (Swin's NHWC maps and ViT token sequences converted by the same
+rule as ``extract()``), the requested stages in an :class:`Stages` dict, freezing, norm modes,
+checkpointing, parameter groups, transforms, pooling and saving.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from hub.errors import InputError
+from hub.features import RawOutput, StageSpec
+from hub.features import pool as pool_batch
+from hub.train import freeze as fz
+from hub.train.checkpoint import checkpoint_blocks
+from hub.train.groups import param_groups as make_groups
+from hub.train.probe import probe
+
+if TYPE_CHECKING:
+    from hub.backbone import Backbone
+    from hub.manifest import BackboneSpec
+
+__all__ = ["Stages", "Trunk", "build_trunk"]
+
+BODY = "body.model."
+
+
+class Stages(OrderedDict):  # type: ignore[type-arg]
+    """Stage name -> tensor, in stage order; ``prefix`` holds the class/register tokens (B, P, D)
+    removed from token-model grids (used by ``pool`` for ``cls`` pooling)."""
+
+    prefix: dict[str, torch.Tensor]
+
+
+class Trunk(torch.nn.Module):
+    """A backbone you can train: ``net(inputs) -> Stages`` (see the module docstring).
+
+    :ivar specs: :class:`hub.features.StageSpec` of each returned stage (measured by a forward).
+    :ivar stage_names: the returned stages, in order.
+    :ivar modality: ``"image"`` or ``"text"``.
+    :ivar spec: the manifest entry.
+    """
+
+    def __init__(self, backbone: Backbone, body: torch.nn.Module, probed: list[str],
+                 requested: list[str]) -> None:
+        super().__init__()
+        self.body = body
+        self.spec: BackboneSpec = backbone.spec
+        self.modality = backbone.modality
+        self.stage_names = list(requested)
+        self._probed = list(probed)
+        self._layout = {n: backbone.specs[n] for n in probed}
+        self._num_prefix = int(getattr(body, "num_prefix_tokens", 0) or 0)
+        self._eval_norms: list[str] = []
+        self._depth: dict[str, int] = {}
+        self._parent = backbone
+        self.specs: list[StageSpec] = [backbone.specs[n] for n in requested]
+
+    # ---- forward -------------------------------------------------------------------------------
+    def _all(self, inputs: Any) -> dict[str, Any]:
+        from hub.backbone import _as_layout
+
+        raw = self.body(inputs)
+        out: dict[str, Any] = {}
+        for n in self._probed:
+            t = raw[n]
+            if isinstance(t, tuple):
+                out[n] = t
+            else:
+                grid, pre = _as_layout(t, self._layout[n], self._num_prefix)
+                out[n] = (grid, pre) if pre is not None else grid
+        return out
+
+    def forward(self, inputs: Any) -> Stages:
+        """Images: (B, 3, H, W) pixels normalised with :attr:`mean`/:attr:`std`; text: the dict
+        :meth:`tokenize` returns. Returns the requested stages (images NCHW, text (B, L, D))."""
+        got = self._all(inputs)
+        out = Stages()
+        out.prefix = {}
+        for n in self.stage_names:
+            t = got[n]
+            if isinstance(t, tuple):
+                t, pre = t
+                out.prefix[n] = pre
+            out[n] = t
+        return out
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Trunk:
+        """Copies share the (frozen, read-only) parent backbone instead of copying it."""
+        import copy
+
+        memo[id(self._parent)] = self._parent
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
+
+    def train(self, mode: bool = True) -> Trunk:
+        super().train(mode)
+        for name in self._eval_norms:
+            self.get_submodule(name).eval()
+        return self
+
+    # ---- metadata ------------------------------------------------------------------------------
+    @property
+    def out_channels(self) -> list[int]:
+        return [s.channels for s in self.specs]
+
+    @property
+    def strides(self) -> list[int | None]:
+        return [s.stride for s in self.specs]
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return tuple(self._image_pp().mean)
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(self._image_pp().std)
+
+    def _image_pp(self) -> Any:
+        pp = self.spec.preprocessing.image
+        if pp is None:
+            raise InputError(f"{self.spec.name} takes text: it has no image preprocessing.")
+        return pp
+
+    def extra_repr(self) -> str:
+        return f"{self.spec.name}: stages={self.stage_names}"
+
+    # ---- helpers for training ------------------------------------------------------------------
+    def pool(self, out: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D) embedding of the last returned stage, pooled as the weights were trained
+        (manifest ``outputs.pool``; ``mask``: text attention mask)."""
+        last = self.stage_names[-1]
+        how = self.spec.outputs.pool if self.spec.outputs.pool != "none" else "avg"
+        if self.modality == "text" and mask is None:
+            raise InputError("text pooling needs the attention mask: net.pool(out, batch['attention_mask']).")
+        raw = RawOutput(stages={last: out[last]}, mask=mask, prefix=dict(getattr(out, "prefix", {})))
+        pooled = pool_batch(raw, last, how, model=self.spec.name)
+        if pooled is None:
+            raise InputError(f"{self.spec.name}: nothing to pool.")
+        return pooled
+
+    def param_groups(self, lr: float, weight_decay: float = 0.0,
+                     layer_decay: float | None = None) -> list[dict[str, Any]]:
+        """Parameter groups for ``torch.optim`` (see :mod:`hub.train.groups`); frozen
+        parameters are left out."""
+        return make_groups(list(self.named_parameters()), self._depth, len(self._probed), lr=lr,
+                           weight_decay=weight_decay, layer_decay=layer_decay)
+
+    def transforms(self, train: bool = False) -> Any:
+        """``torchvision.transforms.v2`` pipeline for one image (see :mod:`hub.train.transforms`)."""
+        from hub.train.transforms import image_transforms
+
+        return image_transforms(self._image_pp(), train=train)
+
+    def tokenize(self, texts: str | Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Text: the backbone's own tokenizer -> ``input_ids``, ``attention_mask``, on the
+        module's device."""
+        from hub.backbone import TextBackbone
+
+        parent = self._parent
+        if not isinstance(parent, TextBackbone):
+            raise InputError(f"{self.spec.name} takes images; tokenize() is for text backbones.")
+        items = parent._items(texts)
+        parent._check_max_length(max_length)
+        try:
+            enc = dict(parent._tokenize(items))
+        finally:
+            parent._max_length = None
+        enc.pop("overflow", None)
+        device = next(self.parameters(), torch.empty(0)).device
+        return {k: v.to(device) for k, v in enc.items()}
+
+    def parent_state_dict(self) -> dict[str, torch.Tensor]:
+        """The parent backbone module's state dict with this trunk's weights written over it."""
+        state = {k: v for k, v in self._parent.module.state_dict().items()}
+        for k, v in self.state_dict().items():
+            if k.startswith(BODY):
+                key = k[len(BODY):]
+                if key in state:
+                    state[key] = v.detach().to(device=state[key].device, dtype=state[key].dtype)
+        return state
+
+    def save(self, directory: Any, name: str | None = None) -> Any:
+        """Write the fine-tuned weights and a manifest naming the parent (see hub.train.save)."""
+        try:
+            from hub.train.save import save_finetuned
+        except ImportError as exc:
+            raise InputError("net.save needs hub.train.save, which this installation lacks; "
+                             "use net.parent_state_dict() with safetensors meanwhile.") from exc
+        return save_finetuned(self._parent, self.parent_state_dict(), directory, name)
+
+
+def _requested(backbone: Backbone, stages: Sequence[int | str] | int | str | None) -> list[str]:
+    if stages is None:
+        return list(backbone.specs)
+    return backbone._stage_names(stages)
+
+
+def _example(backbone: Backbone, body: torch.nn.Module) -> tuple[Any, int | None]:
+    """A probing input: two short texts, or one image at the body's ``probe_size`` (the
+    smallest size it takes; token models with a fixed grid: the manifest's size)."""
+    if backbone.modality == "text":
+        return backbone._prepare(["a short text to probe the trunk", "hi"]), None
+    size = getattr(body, "probe_size", None) or backbone.spec.preprocessing.image.size  # type: ignore[union-attr]
+    p = next(backbone.module.parameters())
+    return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(
+        device=p.device, dtype=p.dtype), size
+
+
+def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | None = None, *,
+                freeze: str | int | None = None, norm: str = "train",
+                output_stride: int | None = None, grad_checkpointing: bool = False,
+                pyramid: bool = False) -> torch.nn.Module:
+    """Build the trainable module of ``backbone`` (arguments: :meth:`hub.Backbone.as_module`)."""
+    fz.check_norm(norm)
+    if output_stride is not None and (isinstance(output_stride, bool) or output_stride not in (8, 16, 32)):
+        raise InputError(f"output_stride must be 8, 16, 32 or None, got {output_stride!r}.")
+    if output_stride is not None and backbone.modality != "image":
+        raise InputError(f"output_stride applies to image backbones; {backbone.name} takes text.")
+    requested = _requested(backbone, stages)
+    if not requested:
+        raise InputError("as_module needs at least one stage.")
+    all_names = list(backbone.specs)
+    probed = all_names[:all_names.index(requested[-1]) + 1]
+    count = fz.freeze_count(freeze, probed, what=backbone.name)
+    body = backbone._trunk(probed, output_stride)
+    if norm == "frozen":
+        fz.frozen_batchnorm(body)
+    body.requires_grad_(True)
+    net = Trunk(backbone, body, probed, requested)
+    net.eval()
+    example, size = _example(backbone, body)
+    found = probe(net, lambda: net._all(example), probed, what=backbone.name, size=size)
+    net.specs = [_measured(backbone.specs[n], found.shapes[n], size, output_stride is not None)
+                 for n in requested]
+    first = getattr(body, "stage_paths", {}).get(probed[0])
+    for name, k in found.stage_of.items():
+        stem = k == 0 and first is not None and not name.startswith(f"{BODY}{first}.")
+        net._depth[name] = 0 if stem else k + 1
+    frozen = {n for n, k in found.stage_of.items() if k < count}
+    for name, p in net.named_parameters():
+        if name in frozen:
+            p.requires_grad_(False)
+    net._eval_norms = fz.norms_in_eval(net, frozen, all_norms=norm == "eval")
+    if grad_checkpointing and checkpoint_blocks(body) == 0:
+        raise InputError(f"{backbone.name}: grad_checkpointing found no repeated blocks to "
+                         "checkpoint in this architecture; use grad_checkpointing=False.")
+    if pyramid:
+        try:
+            from hub.train.pyramid import with_pyramid  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise InputError("pyramid=True needs hub.train.pyramid, which this installation "
+                             "lacks.") from exc
+        return with_pyramid(net)  # type: ignore[no-any-return]
+    return net.train()
+
+
+def _measured(spec: StageSpec, shape: tuple[int, ...], size: int | None, dilated: bool) -> StageSpec:
+    """The stage's spec with channels and stride measured by the probe forward."""
+    if spec.layout != "NCHW" or size is None or len(shape) != 4:
+        return spec
+    stride = size // shape[-1] if shape[-1] else spec.stride
+    if not dilated and (shape[1] != spec.channels or stride != spec.stride):
+        raise InputError(f"stage {spec.name!r}: the manifest says {spec.channels} channels at stride "
+                         f"{spec.stride}, the module gives {shape[1]} at stride {stride}.")
+    return StageSpec(spec.name, int(shape[1]), stride, spec.layout, spec.index)

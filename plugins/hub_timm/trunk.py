@@ -1,0 +1,133 @@
+"""The trainable trunk of a timm backbone (``TimmBackbone._trunk``).
+
+A copy of the model (or, for ``output_stride``, the same architecture built with timm's
+``output_stride=`` and the same weights) pruned by timm's ``prune_intermediate_layers``: the
+classifier head always goes, the final norm / head convolution stays only when the last stage is
+``forward_features``, and the stages after the last one go. One ``forward_intermediates`` pass
+gives every stage; hooked stages (HRNet's raw branches ``stage4[i]``) are captured by forward
+hooks during that pass. When the last stage is hooked, HRNet's increase modules (which feed only
+the feature_info stages after it) are dropped.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from hub.errors import InputError
+
+if TYPE_CHECKING:
+    from hub_timm.provider import TimmBackbone
+
+__all__ = ["TimmBody", "timm_trunk"]
+
+
+class TimmBody(torch.nn.Module):
+    """Model inputs -> raw stage outputs of a pruned timm model."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str], indices: dict[str, int | None],
+                 hooks: dict[str, tuple[str, int | None]], stage_paths: dict[str, str]) -> None:
+        super().__init__()
+        self.model = model
+        self._names = names
+        self._indices = {n: indices[n] for n in names if n in indices}
+        self._hooks = {n: hooks[n] for n in names if n in hooks}
+        self._final = any(i is None for i in self._indices.values())
+        self._take = sorted({i for i in self._indices.values() if i is not None})
+        self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 0) or 0)
+        self._with_prefix = self.num_prefix_tokens > 0
+        self.stage_paths = stage_paths
+        # token models with a fixed patch grid take only their own size; others any multiple of 32
+        fixed = hasattr(model, "patch_embed") and not getattr(model, "dynamic_img_size", False)
+        self.probe_size = None if fixed else 64
+
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        captured: dict[str, Any] = {}
+        handles = []
+        for n, (path, index) in self._hooks.items():
+            def keep(_m: Any, _i: Any, out: Any, n: str = n, index: int | None = index) -> None:
+                captured[n] = out if index is None else out[index]
+            handles.append(self.model.get_submodule(path).register_forward_hook(keep))
+        try:
+            kw: dict[str, Any] = {"return_prefix_tokens": True} if self._with_prefix else {}
+            take = self._take or [0]
+            if self._final:
+                final, inter = self.model.forward_intermediates(x, indices=take, **kw)
+            else:
+                final, inter = None, self.model.forward_intermediates(
+                    x, indices=take, intermediates_only=True, **kw)
+        finally:
+            for h in handles:
+                h.remove()
+        by_index = dict(zip(take, inter))
+        out: dict[str, Any] = {}
+        for n in self._names:
+            if n in self._hooks:
+                out[n] = captured[n]
+            else:
+                i = self._indices[n]
+                out[n] = final if i is None else by_index[i]
+        return out
+
+
+def _prune(model: torch.nn.Module, take: list[int], final: bool, hooked_last: bool, n_info: int) -> None:
+    """Drop what comes after the last stage (timm's own pruning; the probe drops any classifier
+    part that never runs, e.g. ConvNeXt's head norm)."""
+    if final:  # every stage and the final norm / head convs / HRNet's aggregation head run
+        return
+    if hooked_last:
+        model.prune_intermediate_layers(indices=list(range(n_info)), prune_norm=True, prune_head=True)
+        if getattr(model, "incre_modules", None) is not None:
+            model.incre_modules = torch.nn.ModuleList()
+        return
+    model.prune_intermediate_layers(indices=take, prune_norm=True, prune_head=True)
+
+
+def timm_trunk(bb: TimmBackbone, stages: list[str], output_stride: int | None) -> TimmBody:
+    """The body for ``stages`` (every manifest stage up to the last requested one)."""
+    import timm
+
+    src = bb.module
+    if output_stride is None:
+        model = copy.deepcopy(src)
+        for m in model.modules():  # the extract() capture hooks stay with the parent
+            m._forward_hooks.clear()
+    else:
+        model = _dilated(bb, output_stride, timm)
+    model.train()
+    info = [f["module"] for f in model.feature_info]
+    take = sorted({bb._indices[n] for n in stages if bb._indices.get(n) is not None})  # type: ignore[misc]
+    final = any(n in bb._indices and bb._indices[n] is None for n in stages)
+    hooked_last = stages[-1] in bb._hooks
+    _prune(model, take, final, hooked_last, len(info))
+    paths = {n: info[i] for n, i in bb._indices.items() if i is not None}
+    return TimmBody(model, stages, bb._indices, bb._hooks, paths)
+
+
+def _dilated(bb: TimmBackbone, output_stride: int, timm: Any) -> torch.nn.Module:
+    """The same architecture with ``output_stride`` and the backbone's weights."""
+    arch = bb.spec.architecture
+    try:
+        model = timm.create_model(arch, pretrained=False, num_classes=0, output_stride=output_stride)
+    except (TypeError, AssertionError, ValueError, NotImplementedError) as exc:
+        raise InputError(f"{bb.name} ({arch}) cannot change its output stride ({exc}). "
+                         f"output_stride works for {', '.join(DILATABLE)}; use output_stride=None "
+                         "or a ViT pyramid (pyramid=True).") from exc
+    reductions = [f["reduction"] for f in model.feature_info]
+    if max(reductions) > output_stride:
+        raise InputError(f"{bb.name} ({arch}) ignores output_stride={output_stride}. output_stride "
+                         f"works for {', '.join(DILATABLE)}; use output_stride=None.")
+    ref = bb.module.state_dict()
+    state = {k: v.detach().clone() for k, v in ref.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(f"{bb.name}: the dilated {arch} does not take the backbone's weights "
+                         f"(missing {missing[:4]}, unexpected {unexpected[:4]}); use output_stride=None.")
+    p = next(bb.module.parameters())
+    return model.to(device=p.device, dtype=p.dtype)
+
+
+#: timm families whose output stride can be 8 or 16 (by dilation)
+DILATABLE = ("resnet", "efficientnet", "mobilenet", "regnet", "convnext", "vgg (timm)")
