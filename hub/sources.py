@@ -43,7 +43,7 @@ from hub.cache import Cache
 from hub.diskspace import disk_full_error, is_disk_full
 from hub.config import Settings
 from hub.errors import CacheError, HubError, OfflineError, SourceUnavailableError
-from hub.manifest import DistributionSource, HuggingFaceSource, UrlSource
+from hub.manifest import DistributionSource, HuggingFaceSource, LocalSource, UrlSource
 
 __all__ = ["DEFAULT_RETRY", "DOWNLOADS_DIR", "Fetched", "Reporter", "RetryPolicy", "discard",
            "evict_hf_file", "fetch", "mirrored"]
@@ -524,10 +524,13 @@ def fetch_dist(src: DistributionSource, extra: list[str], *,
     return Fetched(weights=weights, files=files, commit=None, source=src.describe())
 
 
-def fetch(src: HuggingFaceSource | DistributionSource | UrlSource, extra: list[str], *,
+def fetch(src: HuggingFaceSource | DistributionSource | UrlSource | LocalSource, extra: list[str], *,
           cache: Cache, settings: Settings, force: bool = False, revision: str | None = None,
           reporter: Reporter | None = None, retry: RetryPolicy | None = None) -> Fetched:
     """Fetch a source's weights and companion files to local paths."""
+    if isinstance(src, LocalSource):  # read in place by hub.local, never through the cache
+        raise SourceUnavailableError(f"{src.describe()} is a file beside a saved directory's "
+                                     "manifest: load that directory with hub.load(DIRECTORY).")
     if isinstance(src, HuggingFaceSource):
         return fetch_hf(src, extra, cache=cache, settings=settings, force=force,
                         revision=revision, reporter=reporter, retry=retry)
