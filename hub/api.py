@@ -23,7 +23,7 @@ from hub.provider import WeightFiles
 from hub.weights import cached_weights, resolve_weights
 
 __all__ = ["get_catalog", "get_registry", "info", "list_backbones", "load", "pull", "refresh",
-           "version"]
+           "resolve", "version"]
 
 
 @functools.lru_cache(maxsize=4)
@@ -145,6 +145,20 @@ def pull(name: str, *, weights: str | None = None, force: bool = False,
         converter = entry[0] if entry else None
     return resolve_weights(spec, variant, converter=converter, settings=settings, force=force,
                            progress=progress)
+
+
+def resolve(name: str | os.PathLike[str], *,
+            weights: str | None = None) -> tuple[BackboneSpec, WeightFiles, str]:
+    """What ``name`` stands for, with verified weights: the manifest entry, its files, and the
+    name another process loads it by (a saved directory's manifest path, absolute; else the
+    canonical name). Catalogue weights are pulled into the cache; a saved directory's files are
+    verified in place (see :mod:`hub.local`)."""
+    settings = get_settings()
+    local = _local(name, settings)
+    if local is not None:
+        return local.spec, local_weights(local, _variant(local.spec, weights)), str(local.manifest)
+    spec = get_catalog(settings).get(str(name)).spec
+    return spec, pull(spec.name, weights=weights), spec.name
 
 
 def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained: bool = True,
