@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata as md
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from hub.backbone import Backbone
 from hub.catalog import Catalog, Entry, build_catalog
 from hub.config import Settings, get_settings
 from hub.errors import ProviderNotFoundError, UnknownVariantError
+from hub.local import LocalEntry, local_info, local_weights, manifest_path, read_entry
 from hub.manifest import BackboneSpec, WeightVariant
 from hub.plugins import Registry, collect, discover
 from hub.progress import Reporter
@@ -22,7 +24,7 @@ from hub.provider import WeightFiles
 from hub.weights import cached_weights, resolve_weights
 
 __all__ = ["get_catalog", "get_registry", "info", "list_backbones", "load", "pull", "refresh",
-           "version"]
+           "resolve", "version"]
 
 
 @functools.lru_cache(maxsize=4)
@@ -85,13 +87,34 @@ def list_backbones(pattern: str | None = None, *, modality: str | None = None,
     return [e.spec for e in entries]
 
 
-def info(name: str) -> dict[str, Any]:
-    """Everything the manifest says about a backbone, plus where it came from and its cache state."""
+def _local(name: str | os.PathLike[str], settings: Settings) -> LocalEntry | None:
+    """A saved directory (or manifest file) that ``name`` names, unless the catalogue knows the
+    name: ``"resnet50"`` is the zoo entry even beside a folder of that name (``"./resnet50"``
+    is the folder)."""
+    if not isinstance(name, os.PathLike) and name in get_catalog(settings):
+        return None
+    path = manifest_path(name)
+    return read_entry(path) if path is not None else None
+
+
+def info(name: str | os.PathLike[str]) -> dict[str, Any]:
+    """Everything the manifest says about a backbone, plus where it came from and its cache state.
+
+    :param name: a name or alias from ``hub list``, or a saved directory (see :mod:`hub.local`);
+        ``parent`` (the lineage of fine-tuned weights) is present when the manifest records one.
+    """
     settings = get_settings()
     registry = get_registry(settings)
-    entry = get_catalog(settings).get(name)
+    local = _local(name, settings)
+    if local is not None:
+        data = local_info(local)
+        data["provider_available"] = registry.provider(local.spec.provider) is not None
+        return data
+    entry = get_catalog(settings).get(str(name))
     spec = entry.spec
     data = spec.model_dump(mode="json")
+    if data.get("parent") is None:
+        data.pop("parent", None)
     data["manifest"] = str(entry.path)
     data["plugin"] = entry.plugin
     data["provider_available"] = registry.provider(spec.provider) is not None
@@ -127,12 +150,28 @@ def pull(name: str, *, weights: str | None = None, force: bool = False,
                            progress=progress)
 
 
-def load(name: str, *, weights: str | None = None, pretrained: bool = True,
+def resolve(name: str | os.PathLike[str], *,
+            weights: str | None = None) -> tuple[BackboneSpec, WeightFiles, str]:
+    """What ``name`` stands for, with verified weights: the manifest entry, its files, and the
+    name another process loads it by (a saved directory's manifest path, absolute; else the
+    canonical name). Catalogue weights are pulled into the cache; a saved directory's files are
+    verified in place (see :mod:`hub.local`)."""
+    settings = get_settings()
+    local = _local(name, settings)
+    if local is not None:
+        return local.spec, local_weights(local, _variant(local.spec, weights)), str(local.manifest)
+    spec = get_catalog(settings).get(str(name)).spec
+    return spec, pull(spec.name, weights=weights), spec.name
+
+
+def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained: bool = True,
          device: Any = "auto", dtype: Any = None, channels_last: bool | None = None,
          compile: bool | dict[str, Any] = False) -> Backbone:
     """Load a backbone ready for :meth:`Backbone.extract`.
 
-    :param name: a name or alias from ``hub list``.
+    :param name: a name or alias from ``hub list``, or a saved directory (``net.save()``; or its
+        manifest file): read with the same safe loader and schema, its files verified in place
+        (see :mod:`hub.local`). A catalogue name wins over a folder of the same name.
     :param weights: the weight variant (default: the manifest's default).
     :param pretrained: ``False`` gives the architecture with random weights (nothing is fetched).
     :param device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:N"`` or a torch.device.
@@ -145,7 +184,8 @@ def load(name: str, *, weights: str | None = None, pretrained: bool = True,
 
     settings = get_settings()
     registry = get_registry(settings)
-    spec = get_catalog(settings).get(name).spec
+    local = _local(name, settings)
+    spec = local.spec if local is not None else get_catalog(settings).get(str(name)).spec
     provider = registry.provider(spec.provider)
     if provider is None:
         record = next((r for r in registry.plugins.values() if r.name == spec.provider), None)
@@ -156,7 +196,12 @@ def load(name: str, *, weights: str | None = None, pretrained: bool = True,
             f"{why}. Run `hub plugins` to see what loaded; check HUB_PLUGINS/HUB_DISABLE_PLUGINS.")
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     plan = precision_plan(dev, dt)
-    files = pull(spec.name, weights=weights) if pretrained else None
+    if not pretrained:
+        files = None
+    elif local is not None:
+        files = local_weights(local, _variant(spec, weights))
+    else:
+        files = pull(spec.name, weights=weights)
     bb = provider.build(spec, files, device=dev, dtype=plan.weights)
     return bb.configure(dtype=plan.dtype, autocast=plan.autocast, compile=compile,
                         channels_last=wants_channels_last(bb.module, bb.modality, channels_last))

@@ -130,7 +130,7 @@ class Backbone(ABC):
         :param pyramid: add a simple feature pyramid (strides 4 to 32) to single-stride ViTs.
         :raises InputError: on an unknown stage, a bad freeze/norm/output_stride value.
         """
-        from hub.train import build_trunk
+        from hub.train.trunk import build_trunk
 
         return build_trunk(self, stages, freeze=freeze, norm=norm, output_stride=output_stride,
                            grad_checkpointing=grad_checkpointing, pyramid=pyramid)

@@ -20,9 +20,11 @@ __all__ = [
     "DistributionSource",
     "HuggingFaceSource",
     "ImagePreprocessing",
+    "LocalSource",
     "ManifestFile",
     "Outputs",
     "Paper",
+    "Parent",
     "Preprocessing",
     "Source",
     "StageDecl",
@@ -172,7 +174,25 @@ class UrlSource(_Strict):
         return self.url
 
 
-Source = Annotated[Union[HuggingFaceSource, DistributionSource, UrlSource],
+class LocalSource(_Strict):
+    """Bytes in a file beside the manifest: a saved directory's own weights (``hub.load(DIRECTORY)``;
+    written by :func:`hub.train.save.save_finetuned`). ``file`` is relative to the manifest's folder
+    and may not leave it; a catalogue manifest cannot use this source."""
+
+    type: Literal["local"]
+    file: RelPath = Field(description="the weights file, relative to the manifest's folder "
+                                      "(no '..', no absolute path)")
+
+    @property
+    def pinned(self) -> bool:
+        """A local file names no revision: the variant's sha256 alone pins it."""
+        return True
+
+    def describe(self) -> str:
+        return f"local://{self.file}"
+
+
+Source = Annotated[Union[HuggingFaceSource, DistributionSource, UrlSource, LocalSource],
                    Field(discriminator="type")]
 
 
@@ -288,6 +308,20 @@ class Outputs(_Strict):
                                    "stages are per layer.")
 
 
+class Parent(_Strict):
+    """The lineage of fine-tuned weights: the backbone and weights they started from."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$",
+                      description="the parent backbone's name in its catalogue")
+    variant: str | None = Field(default=None, pattern=_NAME,
+                                description="the parent's weight variant; null: it started from "
+                                            "random weights")
+    sha256: Sha256 | None = Field(default=None, description="sha256 of the parent's weights as its "
+                                  "manifest pins them (or as its first pull recorded them)")
+    stages: list[str] = Field(default_factory=list, description="the stages the fine-tuned module "
+                              "returned (as_module(stages=...)); empty when not recorded")
+
+
 class BackboneSpec(_Strict):
     """Everything the hub knows about one backbone."""
 
@@ -310,6 +344,8 @@ class BackboneSpec(_Strict):
     default_weights: str | None = Field(None, description="The default variant (else the first).")
     weights: list[WeightVariant] = Field(default_factory=list, description="The pretrained weight "
                                          "variants.")
+    parent: Parent | None = Field(default=None, description="For fine-tuned weights: what they "
+                                  "were trained from (written by `net.save`).")
 
     @model_validator(mode="after")
     def _consistent(self) -> BackboneSpec:

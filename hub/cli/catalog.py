@@ -74,9 +74,10 @@ def list_cmd(
         out.print("no backbone matches; run `hub list` without filters to see them all")
 
 
-def info_cmd(name: str = typer.Argument(..., help="Backbone name or alias."),
+def info_cmd(name: str = typer.Argument(..., help="Backbone name or alias, or a saved directory."),
              as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Everything the manifest says about a backbone, and its cache state."""
+    """Everything the manifest says about a backbone, its cache state, and (for fine-tuned
+    weights) its lineage."""
     from hub.api import info
 
     data = info(name)
@@ -88,12 +89,21 @@ def info_cmd(name: str = typer.Argument(..., help="Backbone name or alias."),
 
     out = console()
     weights = data.pop("weights")
+    parent = data.pop("parent", None)
     out.print(f"[bold]{data.pop('name')}[/]  ({data['modality']}, provider {data['provider']}, "
               f"architecture {data['architecture']})", highlight=False)
+    if parent is not None:
+        trained = f", stages {', '.join(parent['stages'])}" if parent["stages"] else ""
+        out.print(escape(f"fine-tuned from {parent['name']} (weights "
+                         f"{parent['variant'] or 'random'}{trained})"), highlight=False)
+        out.print(f"  parent sha256: {parent['sha256'] or '-'}", highlight=False)
     out.print(yaml.safe_dump(data, sort_keys=False, width=100).rstrip(), highlight=False)
     out.print("weights:", highlight=False)
     for w in weights:
-        state = "cached at " + w["cache_path"] if w["cached"] else "not pulled"
+        if w.get("local_path"):
+            state = "local file " + w["local_path"]
+        else:
+            state = "cached at " + w["cache_path"] if w["cached"] else "not pulled"
         pin = "pinned" if w["pinned"] else "UNPINNED (commit and sha256 recorded on first pull)"
         out.print(escape(f"  - {w['name']} [{w['format']}] {pin}; {state}"), highlight=False)
         out.print(f"    sha256: {w['sha256'] or w['cached_sha256'] or '-'}", highlight=False)
@@ -108,6 +118,8 @@ def _where(src: dict[str, Any]) -> str:
     if src["type"] == "url":
         check = f" (sha256 starts with {src['sha256_prefix']})" if src.get("sha256_prefix") else ""
         return f"{src['url']}{check}"
+    if src["type"] == "local":
+        return f"beside the manifest: {src['file']}"
     return f"pip: {src['distribution']} / {src['path']}"
 
 

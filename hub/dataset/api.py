@@ -26,7 +26,7 @@ def _check_batch_size(batch_size: Any) -> int:
     return batch_size
 
 
-def _backbone(backbone: str | Backbone, weights: str | None, device: Any, dtype: Any) -> Backbone:
+def _backbone(backbone: str | os.PathLike[str] | Backbone, weights: str | None, device: Any, dtype: Any) -> Backbone:
     from hub.api import load
     from hub.backbone import Backbone
 
@@ -35,9 +35,9 @@ def _backbone(backbone: str | Backbone, weights: str | None, device: Any, dtype:
             raise InputError("weights, device and dtype apply when the backbone is given by name; "
                              "a loaded Backbone already has them.")
         return backbone
-    if not isinstance(backbone, str):
-        raise InputError(f"backbone must be a name or a loaded hub.Backbone, not "
-                         f"{type(backbone).__name__}.")
+    if not isinstance(backbone, (str, os.PathLike)):
+        raise InputError(f"backbone must be a name, a saved directory or a loaded hub.Backbone, "
+                         f"not {type(backbone).__name__}.")
     return load(backbone, weights=weights, device=device, dtype=dtype)
 
 
@@ -104,7 +104,8 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | S
     ``_manifest.json`` and an ``_errors.jsonl`` (see :mod:`hub.dataset.writer`). Running
     the same job again skips the complete shards; an interrupted shard is redone.
 
-    :param backbone: a name from ``hub list`` or a loaded :class:`hub.Backbone`.
+    :param backbone: a name from ``hub list``, a saved directory (``net.save()``) or a loaded
+        :class:`hub.Backbone`.
     :param engine: ``"local"`` (this machine) or ``"ray"`` (a Ray cluster: ``pip install
         'backbone-hub[ray]'``; the backbone must then be given by name).
     :param address: the Ray cluster (``"auto"``, ``"ray://host:10001"``); default: the running

@@ -192,14 +192,14 @@ def run_ray(name: str, source: str | os.PathLike[str] | Source, out: str | os.Pa
     cluster (``"auto"``, ``"ray://head:10001"``); ``None`` joins the Ray session already
     started in this process, else ``RAY_ADDRESS``, else starts a local one (shut down after).
     On a cluster of several machines, ``HUB_CACHE`` and the source must be on storage every
-    node can read (or ``hub pull`` run on every node).
+    node can read (or ``hub pull`` run on every node); so must a saved directory given as
+    ``name`` (actors load it by its absolute path).
     """
     ray = _ray()
-    from hub.api import get_catalog, pull
+    from hub.api import resolve
     from hub.execution import resolve_dtype
 
-    spec = get_catalog().get(name).spec
-    files = pull(spec.name, weights=weights)
+    spec, files, target = resolve(name, weights=weights)  # a saved directory: its absolute path
     src = source if isinstance(source, Source) else open_source(source, spec.modality, column=column)
     dt = resolve_dtype(dtype)
     job = make_job(spec, variant=files.variant.name, sha256=files.sha256, source=src,
@@ -218,9 +218,9 @@ def run_ray(name: str, source: str | os.PathLike[str] | Source, out: str | os.Pa
             if started:
                 ray.init(address=address, log_to_driver=False)
             try:
-                _stream(ray, writer, src, ranges, spec, files.variant.name, job, device=device,
-                        dtype=dtype, actors=actors, batch_size=batch_size, strict=strict,
-                        progress=progress)
+                _stream(ray, writer, src, ranges, spec, target, files.variant.name, job,
+                        device=device, dtype=dtype, actors=actors, batch_size=batch_size,
+                        strict=strict, progress=progress)
             finally:
                 if started:
                     ray.shutdown()
@@ -228,8 +228,8 @@ def run_ray(name: str, source: str | os.PathLike[str] | Source, out: str | os.Pa
 
 
 def _stream(ray: Any, writer: ShardWriter, src: Source, ranges: list[tuple[int, int]],
-            spec: Any, variant: str, job: Any, *, device: Any, dtype: Any, actors: int | None,
-            batch_size: int, strict: bool, progress: bool) -> None:
+            spec: Any, target: str, variant: str, job: Any, *, device: Any, dtype: Any,
+            actors: int | None, batch_size: int, strict: bool, progress: bool) -> None:
     """Build the Ray Data pipeline over ``ranges`` and feed its output to ``writer``."""
     from ray.data import DataContext
 
@@ -242,7 +242,7 @@ def _stream(ray: Any, writer: ShardWriter, src: Source, ranges: list[tuple[int, 
         ds = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges])
         ds = ds.map_batches(decode_batch, fn_kwargs={"source": src, "pp": pp}, batch_size=1)
         ds = ds.map_batches(Embedder, batch_size=batch_size, fn_constructor_kwargs={
-            "name": spec.name, "weights": variant, "device": device, "dtype": dtype,
+            "name": target, "weights": variant, "device": device, "dtype": dtype,
             "stages": job.stages, "pool": job.pool, "normalize": job.normalize, "env": env},
             compute=ray.data.ActorPoolStrategy(size=plan["size"]), num_gpus=plan["num_gpus"],
             num_cpus=plan["num_cpus"])

@@ -1,6 +1,7 @@
-"""Backbones you can train: :meth:`hub.Backbone.as_module` builds a :class:`Trunk` here.
+"""Backbones you can train: :meth:`hub.Backbone.as_module` builds a :class:`~hub.train.trunk.Trunk`.
 
-Nothing here is imported by ``import hub``; torch is imported by these modules.
+Nothing here is imported by ``import hub``; the modules import torch, so this package's
+``__init__`` imports none of them (``hub info DIRECTORY`` reads a saved manifest without torch).
 
 =================  =====================================================================
 module             one job
@@ -11,11 +12,7 @@ module             one job
 ``checkpoint``     activation (gradient) checkpointing of repeated blocks
 ``groups``         optimizer parameter groups (weight decay, layer decay)
 ``transforms``     torchvision.transforms.v2 pipelines bound to the weights
+``pyramid``        the ViTDet simple feature pyramid for single-stride trunks
+``save``           fine-tuned weights as safetensors + a manifest naming the parent
 =================  =====================================================================
 """
-
-from __future__ import annotations
-
-from hub.train.trunk import Trunk, build_trunk
-
-__all__ = ["Trunk", "build_trunk"]

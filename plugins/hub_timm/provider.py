@@ -150,12 +150,22 @@ class TimmProvider(Provider):
         except ImportError as exc:
             raise DependencyError("timm", "timm", f"the {spec.name} backbone") from exc
 
+        head: set[str] = set()
+
         def factory() -> torch.nn.Module:
-            return timm.create_model(spec.architecture, pretrained=False)
+            # headless before the weights are assigned, so weights with or without the
+            # classifier fit (a fine-tuned backbone is saved without it: hub.train.save)
+            model = timm.create_model(spec.architecture, pretrained=False)
+            keys = set(model.state_dict())
+            model.reset_classifier(0)
+            head.update(keys - set(model.state_dict()))
+            return model
+
+        def drop_head(state: dict[str, Any], _model_keys: set[str]) -> dict[str, Any]:
+            return {k: v for k, v in state.items() if k not in head}
 
         module = build_module(factory, weights.weights if weights else None, device=device,
-                              dtype=dtype, what=f"timm {spec.architecture}")
-        module.reset_classifier(0)
+                              dtype=dtype, what=f"timm {spec.architecture}", key_map=drop_head)
         info = [f["module"] for f in module.feature_info]
         indices: dict[str, int | None] = {}
         hooks: dict[str, tuple[str, int | None]] = {}
