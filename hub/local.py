@@ -32,7 +32,8 @@ from typing import Any
 from hub.cache import sha256_known
 from hub.convert import validate_safetensors
 from hub.errors import IntegrityError, ManifestError, SourceUnavailableError, UnsafeWeightsError
-from hub.manifest import BackboneSpec, LocalSource, WeightVariant, load_manifest_file
+from hub.manifest import BackboneSpec, LocalSource, WeightVariant
+from hub.manifest_loader import load_manifest_file
 from hub.provider import WeightFiles
 
 __all__ = ["MANIFEST_NAME", "LocalEntry", "local_info", "local_weights", "manifest_path",

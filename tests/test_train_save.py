@@ -385,7 +385,7 @@ def test_a_variant_without_a_local_source_is_refused(saved_tiny: Path) -> None:
 
 
 def test_a_local_source_in_a_catalogue_manifest_is_never_read(cache_dir: Path) -> None:
-    from hub.manifest import parse_manifest
+    from hub.manifest_loader import parse_manifest
     from hub.weights import resolve_weights
 
     text = (f"backbones:\n- name: sneaky\n  modality: image\n  provider: example\n"

@@ -76,7 +76,7 @@ def save_finetuned(backbone: Backbone, state_dict: Mapping[str, torch.Tensor],
     stage.mkdir()  # beside the target: one rename on the same file system
     try:
         text = _write(stage, backbone, tensors, companions, name, stages, note)
-        from hub.manifest import parse_manifest
+        from hub.manifest_loader import parse_manifest
 
         parse_manifest(text, origin=str(target / MANIFEST_NAME))  # what hub.load will read
         (stage / MANIFEST_NAME).write_text(text, encoding="utf-8")
