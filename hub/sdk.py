@@ -31,8 +31,17 @@ Running:
 * :class:`StageSpec`: one output stage (name, channels, stride, layout, layer index).
 * :class:`RawOutput`: what ``_forward`` returns for one batch (stage tensors, tokens, mask).
 
+Training (optional; :meth:`Backbone.as_module` raises a clear error for providers without it):
+
+* ``_trunk(stages, output_stride)`` on a Backbone subclass returns a NEW ``torch.nn.Module``
+  (the weights copied) mapping model inputs to an ordered dict of raw stage outputs, owning
+  nothing after the last requested stage; the core (:mod:`hub.train`) adds layouts, freezing,
+  norm modes, checkpointing and parameter groups. See the built-in plugins' ``trunk.py``.
+
 Errors a provider raises (all from :mod:`hub.errors`):
 
+* :class:`InputError`: an option the user passed cannot be honoured (e.g. an ``output_stride``
+  the architecture has no dilation for); the message lists what can.
 * :class:`DependencyError`: the provider's library is not installed (says what to ``pip install``).
 * :class:`ManifestError`: the manifest asks for something the library cannot do.
 * :class:`WeightMismatchError`: the weights do not fit the architecture (:func:`build_module`
@@ -45,7 +54,8 @@ from __future__ import annotations
 
 from hub.backbone import Backbone, ImageBackbone, TextBackbone
 from hub.build import build_module
-from hub.errors import DependencyError, ManifestError, UnsafeWeightsError, WeightMismatchError
+from hub.errors import (DependencyError, InputError, ManifestError, UnsafeWeightsError,
+                        WeightMismatchError)
 from hub.features import RawOutput, StageSpec
 from hub.hookspecs import hookimpl
 from hub.manifest import BackboneSpec
@@ -56,6 +66,7 @@ __all__ = [
     "BackboneSpec",
     "DependencyError",
     "ImageBackbone",
+    "InputError",
     "ManifestError",
     "Provider",
     "RawOutput",

@@ -45,7 +45,7 @@ def test_the_check_sees_other_hub_imports(tmp_path: Path) -> None:
 
 def test_sdk_exports_are_explicit_and_resolve() -> None:
     assert sorted(hub.sdk.__all__) == [
-        "Backbone", "BackboneSpec", "DependencyError", "ImageBackbone", "ManifestError", "Provider",
+        "Backbone", "BackboneSpec", "DependencyError", "ImageBackbone", "InputError", "ManifestError", "Provider",
         "RawOutput", "StageSpec", "TextBackbone", "UnsafeWeightsError", "WeightFiles",
         "WeightMismatchError", "build_module", "hookimpl"]
     for name in hub.sdk.__all__:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from hub.errors import InputError
+from hub.sdk import InputError
 
 if TYPE_CHECKING:
     from hub_torchvision.provider import TorchvisionBackbone
