@@ -245,7 +245,7 @@ def test_eval_transforms_equal_extract_preprocessing() -> None:
     g = torch.Generator().manual_seed(3)
     img = Image.fromarray((torch.rand(300, 410, 3, generator=g) * 255).byte().numpy())
     got = net.transforms(train=False)(img)
-    ref = bb._prepare([img])[0]
+    ref = next(bb._batches([img], 1, None))[1][0]
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
     size = bb.spec.preprocessing.image.size
     t = net.transforms(train=True)(img)

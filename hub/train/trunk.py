@@ -172,11 +172,7 @@ class Trunk(torch.nn.Module):
         if not isinstance(parent, TextBackbone):
             raise InputError(f"{self.spec.name} takes images; tokenize() is for text backbones.")
         items = parent._items(texts)
-        parent._check_max_length(max_length)
-        try:
-            enc = dict(parent._tokenize(items))
-        finally:
-            parent._max_length = None
+        enc = dict(parent._tokenize(items, parent._check_max_length(max_length)))
         enc.pop("overflow", None)
         device = next(self.parameters(), torch.empty(0)).device
         return {k: v.to(device) for k, v in enc.items()}
@@ -204,14 +200,23 @@ class Trunk(torch.nn.Module):
 def _requested(backbone: Backbone, stages: Sequence[int | str] | int | str | None) -> list[str]:
     if stages is None:
         return list(backbone.specs)
-    return backbone._stage_names(stages)
+    from hub.features import resolve_stages
+
+    return resolve_stages(list(backbone.specs), stages, model=backbone.name)
 
 
 def _example(backbone: Backbone, body: torch.nn.Module) -> tuple[Any, int | None]:
     """A probing input: two short texts, or one image at the body's ``probe_size`` (the
     smallest size it takes; token models with a fixed grid: the manifest's size)."""
     if backbone.modality == "text":
-        return backbone._prepare(["a short text to probe the trunk", "hi"]), None
+        from hub.backbone import TextBackbone
+
+        text = backbone if isinstance(backbone, TextBackbone) else None
+        if text is None:
+            raise InputError(f"{backbone.name}: a text trunk needs a TextBackbone.")
+        enc = dict(text._tokenize(["a short text to probe the trunk", "hi"], text.max_length))
+        enc.pop("overflow", None)
+        return {k: v.to(backbone.device) for k, v in enc.items()}, None
     size = getattr(body, "probe_size", None) or backbone.spec.preprocessing.image.size  # type: ignore[union-attr]
     p = next(backbone.module.parameters())
     return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(
