@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pytest
@@ -284,53 +284,64 @@ def test_truncation_is_reported(minilm: Backbone) -> None:
             minilm.extract(texts, max_length=bad)
 
 
-class GatedTokenizer:
-    """Wraps a real tokenizer to force an interleaving of two threads, "A" and "B", each
-    tokenising one text per window: A's first call waits until B has set its own limit and
-    reached its tokenizer, so A's later windows are tokenised after B set its limit; B waits
-    until A has tokenised everything. Records the ``max_length`` of every call, per thread."""
+class Interleave:
+    """Forces an interleaving of two threads' ``extract()`` calls on one text backbone, each
+    tokenising one text per window. Wraps the backbone's ``_tokenize``: thread A's first window
+    waits until thread B has set its own limit and reached its first window, so every window of
+    A is tokenised after B set its limit; B waits until A has tokenised every window. Wraps its
+    tokenizer to record the ``max_length`` each call really got, per thread."""
 
-    def __init__(self, tok: Any, a_calls: int) -> None:
-        self.tok, self.a_calls = tok, a_calls
+    def __init__(self, bb: Any, a_calls: int) -> None:
+        self.bb, self.tokenize, self.tok, self.a_calls = bb, bb._tokenize, bb.tokenizer, a_calls
         self.a_in, self.b_in, self.a_done = threading.Event(), threading.Event(), threading.Event()
+        self.windows: dict[str, int] = {"A": 0, "B": 0}
         self.seen: dict[str, list[int]] = {"A": [], "B": []}
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.tok, name)
+    def __enter__(self) -> Self:
+        self.bb._tokenize, self.bb.tokenizer, self.bb.window = self.gated, self.recording, 1
+        return self
 
-    def __call__(self, texts: list[str], **kw: Any) -> Any:
-        who = threading.current_thread().name[0]  # "A_0", "B_0": ThreadPoolExecutor names
-        self.seen[who].append(kw["max_length"])
-        if who == "A" and len(self.seen["A"]) == 1:
+    def __exit__(self, *exc: object) -> None:
+        del self.bb._tokenize, self.bb.window  # back to the class's
+        self.bb.tokenizer = self.tok
+
+    @staticmethod
+    def who() -> str:
+        return threading.current_thread().name[0]  # "A_0", "B_0": ThreadPoolExecutor names
+
+    def gated(self, *args: Any) -> Any:
+        who = self.who()
+        self.windows[who] += 1
+        if who == "A" and self.windows["A"] == 1:
             self.a_in.set()
             if not self.b_in.wait(60):
                 raise TimeoutError("thread B never reached its tokenizer")
-        elif who == "B" and len(self.seen["B"]) == 1:
+        elif who == "B" and self.windows["B"] == 1:
             self.b_in.set()
             if not self.a_done.wait(60):
                 raise TimeoutError("thread A never finished tokenising")
-        if who == "A" and len(self.seen["A"]) == self.a_calls:
-            self.a_done.set()
+        try:
+            return self.tokenize(*args)
+        finally:
+            if who == "A" and self.windows["A"] == self.a_calls:
+                self.a_done.set()
+
+    def recording(self, texts: list[str], **kw: Any) -> Any:
+        self.seen[self.who()].append(kw["max_length"])
         return self.tok(texts, **kw)
 
 
 def test_concurrent_calls_keep_their_own_max_length(minilm: Backbone) -> None:
     texts = [" ".join(["word"] * 40), " ".join(["other"] * 30)]
-    gate = GatedTokenizer(minilm.tokenizer, a_calls=len(texts))  # type: ignore[attr-defined]
-    minilm.tokenizer, minilm.window = gate, 1  # type: ignore[attr-defined]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), Interleave(minilm, a_calls=len(texts)) as forced:
         warnings.simplefilter("ignore", UserWarning)  # both truncate, and say so
-        try:
-            with ThreadPoolExecutor(1, thread_name_prefix="A") as pool_a, \
-                    ThreadPoolExecutor(1, thread_name_prefix="B") as pool_b:
-                a = pool_a.submit(minilm.extract, texts, max_length=8, stages=[-1])
-                assert gate.a_in.wait(60)  # A has set its limit and waits in its first window...
-                b = pool_b.submit(minilm.extract, texts, max_length=16, stages=[-1])  # ...for B
-                fa, fb = a.result(180), b.result(180)
-        finally:
-            minilm.tokenizer = gate.tok  # type: ignore[attr-defined]
-            del minilm.window  # type: ignore[attr-defined]
-    assert gate.seen == {"A": [8, 8], "B": [16, 16]}
+        with ThreadPoolExecutor(1, thread_name_prefix="A") as pool_a, \
+                ThreadPoolExecutor(1, thread_name_prefix="B") as pool_b:
+            a = pool_a.submit(minilm.extract, texts, max_length=8, stages=[-1])
+            assert forced.a_in.wait(60)  # A has set its limit and waits at its first window...
+            b = pool_b.submit(minilm.extract, texts, max_length=16, stages=[-1])  # ...for B
+            fa, fb = a.result(180), b.result(180)
+    assert forced.seen == {"A": [8, 8], "B": [16, 16]}
     assert fa.mask.shape[1] == 8 and fa.truncated == [0, 1]
     assert fb.mask.shape[1] == 16 and fb.truncated == [0, 1]
     assert minilm.max_length == 256

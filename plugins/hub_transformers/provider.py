@@ -9,6 +9,7 @@ is refused: no code from a repository ever runs. Stages are the hidden states:
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 from hub.sdk import (
@@ -38,10 +39,14 @@ class TransformersBackbone(TextBackbone):
                  tokenizer: Any, **kw: Any) -> None:
         super().__init__(spec, module, specs, **kw)
         self.tokenizer = tokenizer
+        # a fast tokenizer sets truncation and padding on its shared Rust backend at each call:
+        # concurrent extract() calls with different max_length take turns to tokenise
+        self._tokenizing = threading.Lock()
 
     def _tokenize(self, texts: list[str], max_length: int) -> dict[str, Any]:
-        enc = self.tokenizer(texts, padding=True, truncation="longest_first",
-                             max_length=max_length, return_tensors="pt")
+        with self._tokenizing:
+            enc = self.tokenizer(texts, padding=True, truncation="longest_first",
+                                 max_length=max_length, return_tensors="pt")
         out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         if enc.encodings is not None:  # fast tokenizers keep what truncation cut off
             out["overflow"] = [bool(e.overflowing) for e in enc.encodings]
