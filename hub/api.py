@@ -9,16 +9,20 @@ from __future__ import annotations
 import functools
 import importlib.metadata as md
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.backbone import Backbone
 from hub.catalog import Catalog, Entry, build_catalog
-from hub.config import Settings, get_settings
+from hub.config import Settings, get_settings, settings_with_endpoint
 from hub.errors import ProviderNotFoundError, UnknownVariantError
 from hub.manifest import BackboneSpec, WeightVariant
 from hub.plugins import Registry, collect, discover
 from hub.provider import WeightFiles
 from hub.weights import cached_weights, resolve_weights
+from hub.weights import require_pinned as check_pinned
+
+if TYPE_CHECKING:
+    from hub.sources import Reporter
 
 __all__ = ["get_catalog", "get_registry", "info", "list_backbones", "load", "pull", "refresh",
            "version"]
@@ -106,22 +110,32 @@ def info(name: str) -> dict[str, Any]:
 
 
 def pull(name: str, *, weights: str | None = None, force: bool = False,
-         progress: Callable[[str], None] | None = None) -> WeightFiles:
+         progress: Reporter | Callable[[str], None] | None = None, endpoint: str | None = None,
+         require_pinned: bool = False, trust_cache: bool = True) -> WeightFiles:
     """Resolve, verify and cache a backbone's weights; returns the local files.
 
     :param weights: the variant (default: the manifest's default).
     :param force: fetch again even if a verified entry is cached.
+    :param progress: a :class:`~hub.sources.Reporter`, or a callable given each file name.
+    :param endpoint: a Hugging Face endpoint (a mirror) for this pull; overrides
+        ``HUB_HF_ENDPOINT`` and ``HF_ENDPOINT``.
+    :param require_pinned: refuse a variant whose manifest pins no commit and sha256 (like
+        pip's ``--require-hashes``), even if it is cached.
+    :param trust_cache: ``False`` rebuilds the entry even if its quick check passes (what
+        ``hub verify --repair`` does); files huggingface_hub already holds are re-verified.
     """
-    settings = get_settings()
+    settings = settings_with_endpoint(endpoint)
     registry = get_registry(settings)
     spec = get_catalog(settings).get(name).spec
     variant = _variant(spec, weights)
+    if require_pinned:
+        check_pinned(spec, variant)
     converter = None
     if variant.converter is not None:
         entry = registry.converters.get(variant.converter)
         converter = entry[0] if entry else None
     return resolve_weights(spec, variant, converter=converter, settings=settings, force=force,
-                           progress=progress)
+                           trust_cache=trust_cache, progress=progress)
 
 
 def load(name: str, *, weights: str | None = None, pretrained: bool = True,
