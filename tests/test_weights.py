@@ -60,6 +60,7 @@ def _hub(*args: str, env: dict[str, str], timeout: int = 300) -> subprocess.Comp
                           env={**os.environ, **env}, cwd=REPO_ROOT, timeout=timeout)
 
 
+@pytest.mark.slow  # real MiniLM weights, pulled then loaded in subprocesses
 def test_hub_pull_minilm_from_the_hub_then_load_offline_with_zero_network(
         loopback_hub: LoopbackHub, minilm_dir: Path, tmp_path: Path) -> None:
     loopback_hub.add_repo(MINILM_REPO, {f: minilm_dir / f for f in MINILM_FILES},
