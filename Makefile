@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch/torchvision versions that this project's CI machines carry locally
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test demo bench docs clean
+.PHONY: install test test-fast demo bench docs clean
 
 $(BIN)/.installed: pyproject.toml examples/hub-plugin-example/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: install
 
 test: install lint
 	HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python -m pytest -q
+
+# everything but the tests marked slow (real full-size models, zoo parity, the wheel in a venv)
+test-fast: install
+	HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python -m pytest -q -m "not slow"
 
 demo: install
 	HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python examples/demo.py

@@ -58,10 +58,10 @@ def model_alone(bb: Any, folder: Path, batch_size: int) -> tuple[float, float]:
     """items/s of extract() on pre-decoded uint8 tensors, and seconds per batch."""
     import torch
 
-    from hub.dataset import open_source
+    from hub.dataset import open_reader
     from hub.dataset.items import prepare_range
 
-    src = open_source(folder, "image")
+    src = open_reader(folder, "image")
     pp = bb.spec.preprocessing.image
     batches = [torch.from_numpy(prepare_range(src, a, min(a + batch_size, len(src)), pp).items)
                .permute(0, 3, 1, 2).contiguous() for a in range(0, len(src), batch_size)]
@@ -75,10 +75,10 @@ def model_alone(bb: Any, folder: Path, batch_size: int) -> tuple[float, float]:
 
 def decode_cost(bb: Any, folder: Path, batch_size: int) -> float:
     """Seconds to read, decode, resize and crop one batch in one process."""
-    from hub.dataset import open_source
+    from hub.dataset import open_reader
     from hub.dataset.items import prepare_range
 
-    src = open_source(folder, "image")
+    src = open_reader(folder, "image")
     pp = bb.spec.preprocessing.image
     n = min(len(src), 4 * batch_size)
     t = time.perf_counter()

@@ -14,7 +14,7 @@ from typing import Any
 
 from hub.backbone import Backbone
 from hub.catalog import Catalog, Entry, build_catalog
-from hub.config import Settings, get_settings
+from hub.config import Settings, get_settings, settings_with_endpoint
 from hub.errors import ProviderNotFoundError, UnknownVariantError
 from hub.local import LocalEntry, local_info, local_weights, manifest_path, read_entry
 from hub.manifest import BackboneSpec, WeightVariant
@@ -22,6 +22,7 @@ from hub.plugins import Registry, collect, discover
 from hub.progress import Reporter
 from hub.provider import WeightFiles
 from hub.weights import cached_weights, resolve_weights
+from hub.weights import require_pinned as check_pinned
 
 __all__ = ["get_catalog", "get_registry", "info", "list_backbones", "load", "pull", "refresh",
            "resolve", "version"]
@@ -130,24 +131,33 @@ def info(name: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def pull(name: str, *, weights: str | None = None, force: bool = False,
-         progress: Reporter | Callable[[str], None] | None = None) -> WeightFiles:
+         progress: Reporter | Callable[[str], None] | None = None, endpoint: str | None = None,
+         require_pinned: bool = False, trust_cache: bool = True) -> WeightFiles:
     """Resolve, verify and cache a backbone's weights; returns the local files.
 
     :param weights: the variant (default: the manifest's default).
     :param force: fetch again even if a verified entry is cached.
     :param progress: a callable given each file name before it is fetched, or a
         :class:`hub.progress.Reporter` that also sees bytes, stages and retries.
+    :param endpoint: a Hugging Face endpoint (a mirror) for this pull; overrides
+        ``HUB_HF_ENDPOINT`` and ``HF_ENDPOINT``.
+    :param require_pinned: refuse a variant whose manifest pins no commit and sha256 (like
+        pip's ``--require-hashes``), even if it is cached.
+    :param trust_cache: ``False`` rebuilds the entry even if its quick check passes (what
+        ``hub verify --repair`` does); files huggingface_hub already holds are re-verified.
     """
-    settings = get_settings()
+    settings = settings_with_endpoint(endpoint)
     registry = get_registry(settings)
     spec = get_catalog(settings).get(name).spec
     variant = _variant(spec, weights)
+    if require_pinned:
+        check_pinned(spec, variant)
     converter = None
     if variant.converter is not None:
         entry = registry.converters.get(variant.converter)
         converter = entry[0] if entry else None
     return resolve_weights(spec, variant, converter=converter, settings=settings, force=force,
-                           progress=progress)
+                           trust_cache=trust_cache, progress=progress)
 
 
 def resolve(name: str | os.PathLike[str], *,

@@ -19,18 +19,20 @@ Variable               Meaning
 =====================  ===========================================================
 
 :func:`get_settings` reads the environment each time it is called, so a test or a
-long-running program can change a variable and see the new value.
+long-running program can change a variable and see the new value;
+:func:`settings_with_endpoint` is the same with one call's endpoint override on top
+(``hub pull --endpoint``, ``hub.pull(endpoint=...)``).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hub.errors import ConfigError
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings", "get_settings", "settings_with_endpoint"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -108,3 +110,19 @@ def get_settings() -> Settings:
         only_plugins=_names("HUB_PLUGINS"),
         disabled_plugins=_names("HUB_DISABLE_PLUGINS") or frozenset(),
     )
+
+
+def settings_with_endpoint(endpoint: str | None, settings: Settings | None = None) -> Settings:
+    """The settings with a Hugging Face endpoint (a mirror) that takes precedence for one call.
+
+    :param endpoint: an http(s) URL, or ``None`` to keep the environment's endpoint.
+    :param settings: the settings to start from (default: :func:`get_settings`).
+    :raises ConfigError: ``endpoint`` is not an http(s) URL.
+    """
+    settings = settings or get_settings()
+    if endpoint is None:
+        return settings
+    if not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"--endpoint {endpoint!r} is not an http(s) URL (endpoint= in the Python "
+                          "API). Give the mirror's address, e.g. https://hf-mirror.example.")
+    return replace(settings, hf_endpoint=endpoint.rstrip("/"))

@@ -122,7 +122,7 @@ def test_folders_are_walked_as_in_dataset_mode(photos: Path) -> None:
     """File mode expands a folder like the dataset engines do: recursive, sorted, hidden files
     and folders skipped, non-images left out."""
     from hub.cli.extract import collect_images
-    from hub.dataset.sources import open_source
+    from hub.dataset.readers import open_reader
 
     folder = photos / "imgs"
     (folder / ".cache").mkdir()
@@ -132,4 +132,4 @@ def test_folders_are_walked_as_in_dataset_mode(photos: Path) -> None:
     paths, names = collect_images([str(folder)])
     assert [p.relative_to(folder).as_posix() for p in paths] == ["b.png", "sub/a.jpg"]
     assert names == [str(p) for p in paths]
-    assert open_source(str(folder), "image").ids == ["b.png", "sub/a.jpg"]
+    assert open_reader(str(folder), "image").ids == ["b.png", "sub/a.jpg"]

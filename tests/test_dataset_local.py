@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import hub
-from hub.dataset import extract_dataset, iter_features, open_source
-from hub.dataset.sources import Record, Source
+from hub.dataset import extract_dataset, iter_features, open_reader
+from hub.dataset.readers import Reader, Record
 from hub.errors import InputError
 
 TINY = "example_tinynet"
@@ -125,10 +125,10 @@ def test_stage_columns_hold_flattened_maps(images: Path, tiny: hub.Backbone, tmp
     np.testing.assert_allclose(got.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
 
 
-class _CrashingSource(Source):
+class _CrashingReader(Reader):
     """The images folder, but reading row ``crash_at`` raises KeyboardInterrupt (a Ctrl-C)."""
 
-    def __init__(self, inner: Source, crash_at: int) -> None:
+    def __init__(self, inner: Reader, crash_at: int) -> None:
         super().__init__(inner.path, inner.modality, inner.column)
         self.inner, self.crash_at = inner, crash_at
         self.kind, self.id_type, self.digest = inner.kind, inner.id_type, inner.digest
@@ -145,9 +145,9 @@ class _CrashingSource(Source):
 def test_rerun_after_interrupt_skips_complete_shards_and_writes_each_row_once(
         images: Path, tiny: hub.Backbone, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    src = open_source(images, "image")
+    src = open_reader(images, "image")
     with pytest.raises(KeyboardInterrupt):
-        extract_dataset(tiny, _CrashingSource(src, crash_at=13), out, batch_size=3, shard_size=6,
+        extract_dataset(tiny, _CrashingReader(src, crash_at=13), out, batch_size=3, shard_size=6,
                         workers=0)
     m = json.loads((out / "_manifest.json").read_text())
     assert not m["complete"] and [s["file"] for s in m["shards"]] == ["part-00000.parquet",
@@ -207,7 +207,7 @@ def test_one_job_at_a_time_writes_a_folder(images: Path, tiny: hub.Backbone,
     from hub.dataset.writer import ShardWriter
 
     out = tmp_path / "out"
-    src = open_source(images, "image")
+    src = open_reader(images, "image")
     job = _job(tiny, src, None, None, None, shard_size=8)
     with ShardWriter(out, job, len(src), engine="local") as other:
         other.open()

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hub.dataset import extract_dataset
+from hub.dataset import extract_dataset, open_reader
+from tests.support.gated_reader import GatedReader
 from tests.test_dataset_local import TINY, errors_of, make_images, read_output
 
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'backbone-hub[ray]'")
@@ -74,33 +75,43 @@ def _embedder_pids() -> list[int]:
 
 def test_a_killed_actor_still_gives_a_complete_output_without_duplicates(
         cluster: None, images: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
+    out, gate = tmp_path / "out", tmp_path / "gate"
+    inner = open_reader(images, "image")
+    last = (len(inner) - 1) // 4 * 4  # the first row of the last shard
+    # the last shard's rows wait for the gate, so the job cannot finish before the kill
+    reader = GatedReader(inner, gate_row=last, gate=gate)
     seen: dict[str, object] = {}
 
-    def kill_when_the_first_shard_lands() -> None:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not (out / "part-00000.parquet").exists():
-            time.sleep(0.01)
-        pids = _embedder_pids()
-        seen["shards_at_kill"] = len(list(out.glob("part-*.parquet")))
-        if pids:
-            os.kill(pids[0], signal.SIGKILL)  # an actor process this test's cluster started
-            seen["killed"] = pids[0]
+    def kill_once_a_worker_waits_at_the_gate() -> None:
+        try:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and not reader.waiting.exists():
+                time.sleep(0.01)
+            pids = _embedder_pids()
+            seen["shards_at_kill"] = sorted(p.name for p in out.glob("part-*.parquet"))
+            if reader.waiting.exists() and pids:
+                os.kill(pids[0], signal.SIGKILL)  # an actor process this test's cluster started
+                seen["killed"] = pids[0]
+        finally:
+            gate.touch()  # the rest of the job may run now
 
-    killer = threading.Thread(target=kill_when_the_first_shard_lands)
+    killer = threading.Thread(target=kill_once_a_worker_waits_at_the_gate)
     killer.start()
-    result = extract_dataset(TINY, images, out, engine="ray", batch_size=2, shard_size=4,
+    result = extract_dataset(TINY, reader, out, engine="ray", batch_size=2, shard_size=4,
                              workers=1)
     killer.join()
-    assert "killed" in seen, "no model actor was found to kill"
-    assert seen["shards_at_kill"] < 11, "the job had finished before the actor was killed"
+    assert "killed" in seen, "no model actor was found to kill while the job waited at the gate"
+    assert f"part-{last // 4:05d}.parquet" not in seen["shards_at_kill"]  # the job was mid-way
     assert result.complete and result.shards == 11 and (result.rows, result.errors) == (40, 1)
+    assert result.skipped == 0  # one run, no resume: the killed actor's work was redone in it
     ids, _, _ = read_output(out)
     assert len(ids) == len(set(ids)) == 40
     ref = tmp_path / "ref"
     extract_dataset(TINY, images, ref, batch_size=2, shard_size=4, workers=0, device="cpu")
     assert ids == read_output(ref)[0]
     assert errors_of(out) == errors_of(ref)
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["complete"] and [s["start"] for s in manifest["shards"]] == list(range(0, len(inner), 4))
 
 
 def test_cli_engine_ray(cluster: None, images: Path, tmp_path: Path,

@@ -79,7 +79,7 @@ def test_endpoint_is_read_per_call_so_a_mirror_can_be_chosen_after_import(
 
 
 def test_hf_endpoint_is_the_fallback_and_bad_urls_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hub.cli.weights import settings_with_endpoint
+    from hub.config import settings_with_endpoint
 
     monkeypatch.delenv("HUB_HF_ENDPOINT", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://mirror.example/")

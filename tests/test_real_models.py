@@ -15,6 +15,8 @@ import torch
 
 import hub
 
+pytestmark = pytest.mark.slow  # real full-size models and weights, against their libraries
+
 SENTENCES = [
     "A cat sits on the mat.",
     "Dogs are loyal.",

@@ -8,6 +8,7 @@ import torch
 import hub
 
 
+@pytest.mark.slow  # builds full-size timm architectures
 @pytest.mark.parametrize("name", ["convnext_tiny", "efficientnet_lite0", "vit_s16"])
 def test_default_pooling_is_timms_pre_logits(name: str) -> None:
     bb = hub.load(name, pretrained=False, device="cpu", channels_last=False)
@@ -22,6 +23,7 @@ def test_default_pooling_is_timms_pre_logits(name: str) -> None:
     assert (f.pooled - ref).abs().max().item() <= 1e-5
 
 
+@pytest.mark.slow  # builds a full-size convnext_tiny
 def test_convnext_default_pool_applies_the_head_norm_and_plain_avg_is_still_available() -> None:
     bb = hub.load("convnext_tiny", pretrained=False, device="cpu", channels_last=False)
     x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
@@ -56,6 +58,7 @@ def test_a_hooked_stage_cannot_be_the_last_one() -> None:
         provider.build(spec, None, device=torch.device("cpu"), dtype=None)
 
 
+@pytest.mark.slow  # builds a full-size hrnet_w18
 def test_hooked_stages_are_per_call_and_per_thread() -> None:
     """Concurrent extract() calls on one backbone each get their own branch maps, and a forward
     outside extract() (the module used directly) captures nothing."""

@@ -60,6 +60,7 @@ def _hub(*args: str, env: dict[str, str], timeout: int = 300) -> subprocess.Comp
                           env={**os.environ, **env}, cwd=REPO_ROOT, timeout=timeout)
 
 
+@pytest.mark.slow  # real MiniLM weights, pulled then loaded in subprocesses
 def test_hub_pull_minilm_from_the_hub_then_load_offline_with_zero_network(
         loopback_hub: LoopbackHub, minilm_dir: Path, tmp_path: Path) -> None:
     loopback_hub.add_repo(MINILM_REPO, {f: minilm_dir / f for f in MINILM_FILES},
@@ -185,6 +186,33 @@ def test_hub_pin_writes_the_recorded_commit_and_sha256_into_the_manifest(
     assert "already pinned" in again.out and path.read_text() == new
     sys.modules.pop("fake_pin", None)
 
+
+
+def test_hub_pull_takes_an_endpoint_and_require_pinned_as_the_cli_does(
+        online: LoopbackHub, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hub
+    from hub.errors import ConfigError
+
+    repo = unique_repo()
+    commit = online.add_repo(repo, {"model.safetensors": DATA})
+    root = write_plugin_dist(tmp_path / "site", dist="fake-endpoint", entry="fake_endpoint",
+                             module="fake_endpoint", source=PIN_PLUGIN,
+                             files={"manifests/viaend.yaml": manifest(name="viaend", repo=repo)})
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delitem(sys.modules, "fake_endpoint", raising=False)
+    monkeypatch.setenv("HUB_HF_ENDPOINT", "http://127.0.0.1:9")  # a dead port: would fail
+    hub.refresh()
+    with pytest.raises(IntegrityError, match="not pinned"):
+        hub.pull("viaend", endpoint=online.endpoint, require_pinned=True)
+    with pytest.raises(ConfigError, match="--endpoint"):
+        hub.pull("viaend", endpoint="ftp://nope")
+    assert not online.requests and not (cache_dir / "models" / "viaend").exists()
+    files = hub.pull("viaend", endpoint=online.endpoint + "/")
+    assert files.weights.read_bytes() == DATA
+    assert any(repo in p and "/resolve/" in p for _, p in online.requests)  # from the override
+    assert Cache(cache_dir).read_record("viaend", "v1").commit == commit
+    sys.modules.pop("fake_endpoint", None)
+    hub.refresh()
 
 BLOCK = """backbones:
   - name: tiny   # a comment

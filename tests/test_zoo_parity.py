@@ -35,6 +35,8 @@ from tests.zoo_support import (
     zoo_specs,
 )
 
+pytestmark = pytest.mark.slow  # builds every zoo architecture at full size
+
 SPECS = {s.name: s for s in zoo_specs()}
 TIMM = ["resnet50", "resnet101", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2",
         "efficientnet_b3", "efficientnet_lite0", "efficientnetv2_s", "densenet121", "densenet169",

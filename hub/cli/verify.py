@@ -1,4 +1,7 @@
-"""``hub verify`` (re-hash the cache) and ``hub pin`` (write recorded pins into a manifest)."""
+"""``hub verify``: re-hash cached weights against their lock records.
+
+``--repair`` pulls again what is not ok, through :func:`hub.api.pull`.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +23,9 @@ def verify_cmd(
 
     Exits 1 if any entry is not ok (after --repair: if any is still not ok).
     """
-    from hub.api import get_catalog
+    from hub.api import get_catalog, pull
     from hub.cache import Cache
-    from hub.cli.weights import pull_one, settings_with_endpoint
+    from hub.config import settings_with_endpoint
     from hub.errors import HubError
     from hub.maintenance import verify_entries
 
@@ -34,10 +37,8 @@ def verify_cmd(
         for i, r in enumerate(reports):
             if r.ok or not r.known:
                 continue
-            spec = catalog.get(r.model).spec
-            variant = spec.variant(r.variant)
             try:
-                pull_one(spec, variant, settings, trust_cache=False)
+                pull(r.model, weights=r.variant, endpoint=endpoint, trust_cache=False)
             except HubError as exc:
                 r.problems.append(f"repair failed: {exc}")
                 continue
@@ -65,47 +66,5 @@ def verify_cmd(
         raise typer.Exit(1)
 
 
-def pin_cmd(
-    name: str = typer.Argument(..., help="Backbone name or alias."),
-    weights: str = typer.Option(None, "--weights", help="Weight variant (default: the manifest's "
-                                "default)."),
-    endpoint: str = typer.Option(None, "--endpoint", help="Hugging Face endpoint for the pull."),
-) -> None:
-    """Write the commit and sha256 a pull recorded into the manifest file (for maintainers).
-
-    Pulls first if the variant is not cached (this needs network access for Hub sources).
-    """
-    from hub.api import get_catalog
-    from hub.cache import Cache
-    from hub.cli.weights import pull_one, settings_with_endpoint
-    from hub.errors import UnknownVariantError
-    from hub.pin import pin_file
-
-    settings = settings_with_endpoint(endpoint)
-    entry = get_catalog(settings).get(name)
-    spec = entry.spec
-    variant = spec.variant(weights)
-    if variant is None:
-        raise UnknownVariantError(f"{spec.name} has no weight variant {weights!r}.")
-    out = console()
-    if variant.pinned and all(f.sha256 for f in variant.files):
-        out.print(f"{spec.name} ({variant.name}) is already pinned in {entry.path}", highlight=False)
-        return
-    pull_one(spec, variant, settings)
-    record = Cache(settings.cache_dir).read_record(spec.name, variant.name)
-    if record is None:  # pull_one just wrote it; a concurrent `hub cache rm` could remove it
-        raise UnknownVariantError(f"{spec.name} ({variant.name}) vanished from the cache while "
-                                  "pinning; run `hub pin` again.")
-    result = pin_file(entry.path, record)
-    for change in result.changes:
-        out.print(f"  {change}", highlight=False)
-    out.print(f"pinned {spec.name} ({variant.name}) in {result.path}", highlight=False)
-    if record.commit is None:
-        console(stderr=True).print(
-            f"[yellow]note:[/] the bytes came from {record.source}, which has no commit; Hub sources "
-            "keep their revision until pinned from the Hub.", highlight=False)
-
-
 def register(app: typer.Typer) -> None:
     app.command("verify")(verify_cmd)
-    app.command("pin")(pin_cmd)

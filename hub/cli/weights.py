@@ -1,8 +1,7 @@
-"""``hub pull``: resolve, verify and cache weights, one progress bar per file."""
+"""``hub pull``: resolve, verify and cache weights (:func:`hub.api.pull`), one progress bar per file."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -11,39 +10,9 @@ from hub.cli._common import console
 
 if TYPE_CHECKING:
     from hub.config import Settings
-    from hub.manifest import BackboneSpec, WeightVariant
-    from hub.provider import WeightFiles
     from hub.progress import Reporter
 
-__all__ = ["pull_one", "register", "settings_with_endpoint"]
-
-
-def settings_with_endpoint(endpoint: str | None) -> Settings:
-    """The environment's settings, with ``--endpoint`` (a mirror) taking precedence."""
-    from hub.config import get_settings
-    from hub.errors import ConfigError
-
-    settings = get_settings()
-    if endpoint is None:
-        return settings
-    if not endpoint.startswith(("http://", "https://")):
-        raise ConfigError(f"--endpoint {endpoint!r} is not an http(s) URL.")
-    return dataclasses.replace(settings, hf_endpoint=endpoint.rstrip("/"))
-
-
-def pull_one(spec: BackboneSpec, variant: WeightVariant, settings: Settings, *,
-             force: bool = False, trust_cache: bool = True,
-             reporter: Reporter | None = None) -> WeightFiles:
-    """Pull one variant with the converter its manifest names (as :func:`hub.pull` does)."""
-    from hub.api import get_registry
-    from hub.weights import resolve_weights
-
-    converter = None
-    if variant.converter is not None:
-        entry = get_registry(settings).converters.get(variant.converter)
-        converter = entry[0] if entry else None
-    return resolve_weights(spec, variant, converter=converter, settings=settings, force=force,
-                           trust_cache=trust_cache, progress=reporter)
+__all__ = ["register"]
 
 
 def rich_reporter(model: str, progress: Any) -> Reporter:
@@ -140,8 +109,9 @@ def pull_cmd(
 
     Exits 1 if any backbone failed; the others are pulled all the same.
     """
+    from hub.api import pull
+    from hub.config import settings_with_endpoint
     from hub.errors import HubError, InputError, UnknownVariantError
-    from hub.weights import require_pinned as check_pinned
 
     if not names and not all_:
         raise InputError("Name at least one backbone, or pass --all. See `hub list`.")
@@ -164,11 +134,9 @@ def pull_cmd(
             err.print(f"[red]failed[/] {label}: {what}", highlight=False)
             continue
         try:
-            if require_pinned:
-                check_pinned(spec, variant)
             with _progress() as progress:
-                files = pull_one(spec, variant, settings, force=force,
-                                 reporter=rich_reporter(label, progress))
+                files = pull(spec.name, weights=variant.name, force=force, endpoint=endpoint,
+                             require_pinned=require_pinned, progress=rich_reporter(label, progress))
         except HubError as exc:
             if len(targets) == 1:
                 raise

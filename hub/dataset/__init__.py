@@ -11,8 +11,8 @@ Importing this package imports neither torch, pyarrow nor ray.
 from hub.dataset.api import extract_dataset, iter_features
 from hub.dataset.items import ItemError
 from hub.dataset.job import FeatureBatch
-from hub.dataset.sources import Source, open_source
+from hub.dataset.readers import Reader, open_reader
 from hub.dataset.writer import DatasetResult
 
-__all__ = ["DatasetResult", "FeatureBatch", "ItemError", "Source", "extract_dataset",
-           "iter_features", "open_source"]
+__all__ = ["DatasetResult", "FeatureBatch", "ItemError", "Reader", "extract_dataset",
+           "iter_features", "open_reader"]

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.dataset.job import FeatureBatch, Job, backbone_dtype, make_job
-from hub.dataset.sources import Source, open_source
+from hub.dataset.readers import Reader, open_reader
 from hub.dataset.writer import DatasetResult
 from hub.errors import InputError
 from hub.features import resolve_stages
@@ -41,12 +41,12 @@ def _backbone(backbone: str | os.PathLike[str] | Backbone, weights: str | None, 
     return load(backbone, weights=weights, device=device, dtype=dtype)
 
 
-def _job(bb: Backbone, source: Source, stages: Sequence[int | str] | None, pool: str | None,
+def _job(bb: Backbone, reader: Reader, stages: Sequence[int | str] | None, pool: str | None,
          normalize: bool | None, shard_size: int) -> Job:
     resolve_stages(list(bb.specs), _stages(stages), model=bb.name)  # fails early, before any work
     w = bb.weights
     return make_job(bb.spec, variant=w.variant.name if w else None, sha256=w.sha256 if w else None,
-                    source=source, stages=_stages(stages), pool=pool, normalize=normalize,
+                    reader=reader, stages=_stages(stages), pool=pool, normalize=normalize,
                     dtype=backbone_dtype(bb), shard_size=shard_size)
 
 
@@ -58,7 +58,7 @@ def _stages(stages: Sequence[int | str] | str | int | None) -> list[int | str]:
     return list(stages)
 
 
-def iter_features(backbone: str | Backbone, source: str | os.PathLike[str] | Source, *,
+def iter_features(backbone: str | Backbone, source: str | os.PathLike[str] | Reader, *,
                   column: str | None = None, batch_size: int = 64, workers: int | None = None,
                   stages: Sequence[int | str] | None = None, pool: str | None = None,
                   normalize: bool | None = None, weights: str | None = None,
@@ -76,7 +76,7 @@ def iter_features(backbone: str | Backbone, source: str | os.PathLike[str] | Sou
     from hub.dataset.local import default_workers, plan_ranges, run_pipeline, strict_error
 
     bb = _backbone(backbone, weights, device, dtype)
-    src = source if isinstance(source, Source) else open_source(source, bb.modality, column=column)
+    src = source if isinstance(source, Reader) else open_reader(source, bb.modality, column=column)
     job = _job(bb, src, stages, pool, normalize, shard_size=1)
     ranges = plan_ranges([(0, len(src))], _check_batch_size(batch_size))
     batches = run_pipeline(bb, src, ranges, job,
@@ -87,7 +87,7 @@ def iter_features(backbone: str | Backbone, source: str | os.PathLike[str] | Sou
         yield fb
 
 
-def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | Source,
+def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | Reader,
                     out: str | os.PathLike[str], *, column: str | None = None,
                     engine: str = "local", address: str | None = None, batch_size: int = 64,
                     workers: int | None = None, stages: Sequence[int | str] | None = None,
@@ -136,7 +136,7 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | S
     from hub.dataset.local import default_workers, run_local
 
     bb = _backbone(backbone, weights, device, dtype)
-    src = source if isinstance(source, Source) else open_source(source, bb.modality, column=column)
+    src = source if isinstance(source, Reader) else open_reader(source, bb.modality, column=column)
     job = _job(bb, src, stages, pool, normalize, shard_size)
     return run_local(bb, src, out, job, batch_size=batch_size,
                      workers=default_workers() if workers is None else workers, strict=strict,

@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hub.dataset.sources import Failure, Source
+from hub.dataset.readers import Failure, Reader
 from hub.errors import InputError
 
 if TYPE_CHECKING:
@@ -76,15 +76,15 @@ def image_pixels(value: Any, pp: ImagePreprocessing, index: int = 0) -> Any:
             from exc
 
 
-def prepare_range(source: Source, start: int, stop: int, pp: ImagePreprocessing | None) -> Prepared:
-    """Read rows ``start``..``stop - 1`` of ``source`` and prepare them (``pp`` for images)."""
+def prepare_range(reader: Reader, start: int, stop: int, pp: ImagePreprocessing | None) -> Prepared:
+    """Read rows ``start``..``stop - 1`` of ``reader`` and prepare them (``pp`` for images)."""
     import numpy as np
 
     indices: list[int] = []
     ids: list[str | int] = []
     items: list[Any] = []
     errors: list[ItemError] = []
-    for rec in source.read(start, stop):
+    for rec in reader.read(start, stop):
         value = rec.value
         if isinstance(value, Failure):
             errors.append(ItemError(rec.index, rec.id, value.reason))

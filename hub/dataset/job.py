@@ -19,7 +19,7 @@ from hub.errors import InputError
 
 if TYPE_CHECKING:
     from hub.backbone import Backbone
-    from hub.dataset.sources import Source
+    from hub.dataset.readers import Reader
     from hub.manifest import BackboneSpec
 
 __all__ = ["FeatureBatch", "Job", "make_job", "run_model"]
@@ -53,7 +53,7 @@ class Job:
 
     :param backbone: name, provider, architecture, modality, weights (variant), sha256.
     :param preprocessing: the weights' preprocessing, as in the manifest.
-    :param source: :meth:`Source.describe`.
+    :param source: :meth:`Reader.describe`.
     :param stages: the stage selection as given (resolved names go in the output manifest).
     """
 
@@ -79,7 +79,7 @@ class Job:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def make_job(spec: BackboneSpec, *, variant: str | None, sha256: str | None, source: Source,
+def make_job(spec: BackboneSpec, *, variant: str | None, sha256: str | None, reader: Reader,
              stages: list[str | int], pool: str | None, normalize: bool | None, dtype: str | None,
              shard_size: int) -> Job:
     """Build a :class:`Job`, filling pool and normalisation from the manifest's defaults."""
@@ -97,7 +97,7 @@ def make_job(spec: BackboneSpec, *, variant: str | None, sha256: str | None, sou
     backbone = {"name": spec.name, "provider": spec.provider, "architecture": spec.architecture,
                 "modality": spec.modality, "weights": variant, "sha256": sha256}
     return Job(backbone=backbone, preprocessing=spec.preprocessing.model_dump(mode="json"),
-               source=source.describe(), stages=list(stages), pool=pool,
+               source=reader.describe(), stages=list(stages), pool=pool,
                normalize=spec.outputs.normalize if normalize is None else bool(normalize),
                dtype=dtype or "float32", shard_size=shard_size)
 

@@ -22,7 +22,7 @@ from hub.errors import InputError
 
 if TYPE_CHECKING:
     from hub.backbone import Backbone
-    from hub.dataset.sources import Source
+    from hub.dataset.readers import Reader
     from hub.manifest import ImagePreprocessing
 
 __all__ = ["default_workers", "plan_ranges", "run_local", "run_pipeline"]
@@ -46,9 +46,9 @@ class RangeReader:
     ``DataLoader`` moves through shared memory rather than a pipe.
     """
 
-    def __init__(self, source: Source, ranges: list[tuple[int, int]],
+    def __init__(self, reader: Reader, ranges: list[tuple[int, int]],
                  pp: ImagePreprocessing | None) -> None:
-        self.source = source
+        self.reader = reader
         self.ranges = ranges
         self.pp = pp
 
@@ -57,7 +57,7 @@ class RangeReader:
 
     def __getitem__(self, k: int) -> Prepared:
         start, stop = self.ranges[k]
-        prepared = prepare_range(self.source, start, stop, self.pp)
+        prepared = prepare_range(self.reader, start, stop, self.pp)
         if self.pp is not None:
             prepared.items = chw_pixels(prepared.items)
         return prepared
@@ -78,13 +78,13 @@ def _prepared(reader: RangeReader, workers: int) -> Iterator[Prepared]:
     return iter(loader)
 
 
-def run_pipeline(bb: Backbone, source: Source, ranges: list[tuple[int, int]], job: Job, *,
+def run_pipeline(bb: Backbone, reader: Reader, ranges: list[tuple[int, int]], job: Job, *,
                  workers: int) -> Iterator[FeatureBatch]:
     """Features of each range, in order (worker processes start when this is called)."""
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         raise InputError(f"workers must be 0 or more, got {workers!r}.")
     pp = bb.spec.preprocessing.image if bb.modality == "image" else None
-    batches = _prepared(RangeReader(source, ranges, pp), workers)
+    batches = _prepared(RangeReader(reader, ranges, pp), workers)
 
     def features() -> Iterator[FeatureBatch]:
         for prepared in batches:
@@ -101,15 +101,15 @@ def strict_error(error: Any) -> InputError:
                       "job goes on.")
 
 
-def run_local(bb: Backbone, source: Source, out: str | os.PathLike[str], job: Job, *,
+def run_local(bb: Backbone, reader: Reader, out: str | os.PathLike[str], job: Job, *,
               batch_size: int, workers: int, strict: bool, progress: bool) -> DatasetResult:
     """Run a job on this machine into ``out``, skipping the shards already there."""
-    with ShardWriter(out, job, len(source), engine="local",
+    with ShardWriter(out, job, len(reader), engine="local",
                      embedding_dim=bb.embedding_dim) as writer:
         pending = writer.open()
         ranges = plan_ranges([(a, b) for _, a, b in pending], batch_size)
         total = sum(b - a for a, b in ranges)
-        batches = run_pipeline(bb, source, ranges, job, workers=workers)
+        batches = run_pipeline(bb, reader, ranges, job, workers=workers)
         with JobProgress(total, enabled=progress, description=f"{bb.name}") as bar:
             for fb in batches:
                 if strict and fb.errors:

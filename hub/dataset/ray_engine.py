@@ -4,7 +4,7 @@ Install with ``pip install 'backbone-hub[ray]'``. Two pieces plug into
 ``ray.data.Dataset.map_batches``:
 
 * :func:`decode_batch` (stateless tasks, on CPUs): reads row ranges of a
-  :class:`~hub.dataset.Source` and decodes/resizes images (or checks text) into
+  :class:`~hub.dataset.Reader` and decodes/resizes images (or checks text) into
   an ``item`` column, with an ``error`` column for bad rows.
 * :class:`Embedder` (a callable class, run by an actor pool): loads one backbone
   per actor, once, from the local cache (it never downloads: pull before the
@@ -33,7 +33,7 @@ from hub.dataset.items import ItemError, Prepared, chw_pixels, prepare_range
 from hub.dataset.job import FeatureBatch, make_job, run_model
 from hub.dataset.local import plan_ranges, strict_error
 from hub.dataset.progress import JobProgress
-from hub.dataset.sources import Source, open_source
+from hub.dataset.readers import Reader, open_reader
 from hub.dataset.writer import DatasetResult, ShardWriter
 from hub.errors import DependencyError, InputError
 
@@ -55,7 +55,7 @@ def _ray() -> Any:
     return ray
 
 
-def decode_batch(batch: dict[str, Any], *, source: Source,
+def decode_batch(batch: dict[str, Any], *, reader: Reader,
                  pp: ImagePreprocessing | None) -> dict[str, Any]:
     """``map_batches`` function: ``start``/``stop`` row ranges in, one row per source row out.
 
@@ -64,7 +64,7 @@ def decode_batch(batch: dict[str, Any], *, source: Source,
     """
     import numpy as np
 
-    parts: list[Prepared] = [prepare_range(source, int(a), int(b), pp)
+    parts: list[Prepared] = [prepare_range(reader, int(a), int(b), pp)
                              for a, b in zip(batch["start"], batch["stop"])]
     index: list[int] = []
     ids: list[Any] = []
@@ -86,7 +86,7 @@ def decode_batch(batch: dict[str, Any], *, source: Source,
     else:
         item_col = np.array(items, dtype=object)
     return {"index": np.asarray(index, dtype=np.int64), "id": np.array(ids, dtype=object)
-            if source.id_type == "string" else np.asarray(ids, dtype=np.int64),
+            if reader.id_type == "string" else np.asarray(ids, dtype=np.int64),
             "item": item_col, "error": np.array(errors, dtype=object)}
 
 
@@ -180,7 +180,7 @@ def _feature_batch(b: dict[str, Any]) -> FeatureBatch:
                         stages, [ItemError(index[k], ids[k], str(b["error"][k])) for k in sorted(bad)])
 
 
-def run_ray(name: str, source: str | os.PathLike[str] | Source, out: str | os.PathLike[str], *,
+def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.PathLike[str], *,
             column: str | None = None, address: str | None = None, batch_size: int = 64,
             actors: int | None = None, stages: list[str | int] | None = None,
             pool: str | None = None, normalize: bool | None = None, weights: str | None = None,
@@ -200,9 +200,9 @@ def run_ray(name: str, source: str | os.PathLike[str] | Source, out: str | os.Pa
     from hub.execution import resolve_dtype
 
     spec, files, target = resolve(name, weights=weights)  # a saved directory: its absolute path
-    src = source if isinstance(source, Source) else open_source(source, spec.modality, column=column)
+    src = source if isinstance(source, Reader) else open_reader(source, spec.modality, column=column)
     dt = resolve_dtype(dtype)
-    job = make_job(spec, variant=files.variant.name, sha256=files.sha256, source=src,
+    job = make_job(spec, variant=files.variant.name, sha256=files.sha256, reader=src,
                    stages=list(stages or []), pool=pool, normalize=normalize,
                    dtype=str(dt).replace("torch.", "") if dt is not None else None,
                    shard_size=shard_size)
@@ -227,7 +227,7 @@ def run_ray(name: str, source: str | os.PathLike[str] | Source, out: str | os.Pa
         return writer.close()
 
 
-def _stream(ray: Any, writer: ShardWriter, src: Source, ranges: list[tuple[int, int]],
+def _stream(ray: Any, writer: ShardWriter, src: Reader, ranges: list[tuple[int, int]],
             spec: Any, target: str, variant: str, job: Any, *, device: Any, dtype: Any,
             actors: int | None, batch_size: int, strict: bool, progress: bool) -> None:
     """Build the Ray Data pipeline over ``ranges`` and feed its output to ``writer``."""
@@ -240,7 +240,7 @@ def _stream(ray: Any, writer: ShardWriter, src: Source, ranges: list[tuple[int, 
         pp = spec.preprocessing.image if spec.modality == "image" else None
         env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
         ds = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges])
-        ds = ds.map_batches(decode_batch, fn_kwargs={"source": src, "pp": pp}, batch_size=1)
+        ds = ds.map_batches(decode_batch, fn_kwargs={"reader": src, "pp": pp}, batch_size=1)
         ds = ds.map_batches(Embedder, batch_size=batch_size, fn_constructor_kwargs={
             "name": target, "weights": variant, "device": device, "dtype": dtype,
             "stages": job.stages, "pool": job.pool, "normalize": job.normalize, "env": env},

@@ -1,4 +1,4 @@
-"""Dataset sources: every kind, its ids, ranges, bad rows and the errors that say what to do."""
+"""Dataset readers: every kind, its ids, ranges, bad rows and the errors that say what to do."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.dataset.sources import Failure, open_source
+from hub.dataset.readers import Failure, open_reader
 from hub.errors import InputError
 
 
@@ -27,7 +27,7 @@ def test_folder_is_recursive_sorted_and_skips_hidden_and_non_images(tmp_path: Pa
     for rel in ["z.jpg", "a.PNG", "b/c/x.jpeg", "b/y.webp", ".hidden.jpg", ".cache/k.jpg",
                 "notes.txt"]:
         (tmp_path / rel).write_bytes(b"x")
-    src = open_source(tmp_path, "image")
+    src = open_reader(tmp_path, "image")
     assert src.kind == "folder" and src.id_type == "string"
     assert [r.id for r in src.read(0, len(src))] == ["a.PNG", "b/c/x.jpeg", "b/y.webp", "z.jpg"]
     rec = src.read(1, 2)[0]
@@ -37,9 +37,9 @@ def test_folder_is_recursive_sorted_and_skips_hidden_and_non_images(tmp_path: Pa
 
 def test_folder_digest_changes_when_files_change(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(b"x")
-    before = open_source(tmp_path, "image").describe()
+    before = open_reader(tmp_path, "image").describe()
     (tmp_path / "b.jpg").write_bytes(b"x")
-    after = open_source(tmp_path, "image").describe()
+    after = open_reader(tmp_path, "image").describe()
     assert before["rows"] == 1 and after["rows"] == 2 and before["digest"] != after["digest"]
 
 
@@ -47,17 +47,17 @@ def test_glob_ids_are_relative_to_the_fixed_prefix(tmp_path: Path) -> None:
     (tmp_path / "imgs" / "sub").mkdir(parents=True)
     for rel in ["imgs/a.jpg", "imgs/sub/b.jpg", "imgs/sub/c.png"]:
         (tmp_path / rel).write_bytes(b"x")
-    src = open_source(str(tmp_path / "imgs" / "**" / "*.jpg"), "image")
+    src = open_reader(str(tmp_path / "imgs" / "**" / "*.jpg"), "image")
     assert src.kind == "glob"
     assert [r.id for r in src.read(0, len(src))] == ["a.jpg", "sub/b.jpg"]
     with pytest.raises(InputError, match="matches no files"):
-        open_source(str(tmp_path / "imgs" / "*.gif"), "image")
+        open_reader(str(tmp_path / "imgs" / "*.gif"), "image")
 
 
 def test_text_lines_handle_crlf_bom_missing_final_newline_and_bad_utf8(tmp_path: Path) -> None:
     f = tmp_path / "t.txt"
     f.write_bytes(b"\xef\xbb\xbffirst\r\nsecond\n\n\xff\xfe broken\nlast")
-    src = open_source(f, "text")
+    src = open_reader(f, "text")
     assert src.kind == "text" and len(src) == 5 and src.id_type == "int64"
     recs = src.read(0, 5)
     assert [r.id for r in recs] == [0, 1, 2, 3, 4]
@@ -69,7 +69,7 @@ def test_text_lines_handle_crlf_bom_missing_final_newline_and_bad_utf8(tmp_path:
 
 def test_text_file_of_image_paths_for_an_image_backbone(tmp_path: Path) -> None:
     (tmp_path / "list.txt").write_text("a.jpg\n/abs/b.jpg\n  \n")
-    recs = open_source(tmp_path / "list.txt", "image").read(0, 3)
+    recs = open_reader(tmp_path / "list.txt", "image").read(0, 3)
     assert recs[0].value == tmp_path / "a.jpg" and recs[1].value == Path("/abs/b.jpg")
     assert isinstance(recs[2].value, Failure)
 
@@ -77,35 +77,35 @@ def test_text_file_of_image_paths_for_an_image_backbone(tmp_path: Path) -> None:
 def test_text_source_is_picklable_and_reads_the_same_in_a_copy(tmp_path: Path) -> None:
     f = tmp_path / "t.txt"
     f.write_text("".join(f"line {i}\n" for i in range(1000)))
-    src = pickle.loads(pickle.dumps(open_source(f, "text")))
+    src = pickle.loads(pickle.dumps(open_reader(f, "text")))
     assert [r.value for r in src.read(997, 1000)] == ["line 997", "line 998", "line 999"]
 
 
 def test_jsonl_rows_with_bad_json_missing_field_and_null(tmp_path: Path) -> None:
     f = tmp_path / "d.jsonl"
     f.write_text('{"text": "a", "n": 1}\n{not json}\n{"other": 1}\n{"text": null}\n{"text": "e"}\n')
-    src = open_source(f, "text", column="text")
+    src = open_reader(f, "text", column="text")
     values = [r.value for r in src.read(0, len(src))]
     assert values[0] == "a" and values[4] == "e"
     assert "not valid JSON" in values[1].reason
     assert "no field 'text'" in values[2].reason
     assert "null" in values[3].reason
     # the column is guessed when obvious, and a wrong one names the fields
-    assert open_source(f, "text").column == "text"
+    assert open_reader(f, "text").column == "text"
     with pytest.raises(InputError, match="no column 'caption'.*text, n"):
-        open_source(f, "text", column="caption")
+        open_reader(f, "text", column="caption")
 
 
 def test_csv_with_quoted_newlines_and_tsv(tmp_path: Path) -> None:
     f = tmp_path / "d.csv"
     f.write_text('id,text\n1,"two\nlines"\n2,plain\n3\n')
-    src = open_source(f, "text", column="text")
+    src = open_reader(f, "text", column="text")
     assert len(src) == 3
     values = [r.value for r in src.read(0, 3)]
     assert values[:2] == ["two\nlines", "plain"] and isinstance(values[2], Failure)
     t = tmp_path / "d.tsv"
     t.write_text("path\tlabel\ncats/1.jpg\tcat\n")
-    rec = open_source(t, "image").read(0, 1)[0]
+    rec = open_reader(t, "image").read(0, 1)[0]
     assert rec.value == tmp_path / "cats/1.jpg"
 
 
@@ -113,7 +113,7 @@ def test_column_must_be_named_when_ambiguous(tmp_path: Path) -> None:
     f = tmp_path / "d.csv"
     f.write_text("a,b\n1,2\n")
     with pytest.raises(InputError, match="--column"):
-        open_source(f, "text")
+        open_reader(f, "text")
 
 
 def test_parquet_bytes_struct_and_paths_across_row_groups(tmp_path: Path) -> None:
@@ -129,37 +129,37 @@ def test_parquet_bytes_struct_and_paths_across_row_groups(tmp_path: Path) -> Non
     })
     f = tmp_path / "d.parquet"
     pq.write_table(table, f, row_group_size=2)
-    src = open_source(f, "image", column="img")
+    src = open_reader(f, "image", column="img")
     assert src.group_rows == [2, 2, 1] and len(src) == 5
     values = [r.value for r in src.read(1, 5)]
     assert isinstance(values[0], Failure) and values[1] == png and values[3] == png
     assert [r.index for r in src.read(1, 4)] == [1, 2, 3]
-    hf = [r.value for r in open_source(f, "image", column="hf").read(0, 4)]
+    hf = [r.value for r in open_reader(f, "image", column="hf").read(0, 4)]
     assert hf[0] == png and hf[1] == tmp_path / "x.jpg" and isinstance(hf[2], Failure)
-    text = pickle.loads(pickle.dumps(open_source(f, "text", column="text")))
+    text = pickle.loads(pickle.dumps(open_reader(f, "text", column="text")))
     assert [r.value for r in text.read(3, 5)] == ["d", "e"]
 
 
 def test_missing_source_and_misplaced_column(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
-        open_source(tmp_path / "nope", "image")
+        open_reader(tmp_path / "nope", "image")
     (tmp_path / "a.jpg").write_bytes(b"x")
     with pytest.raises(InputError, match="applies to JSONL, CSV and Parquet"):
-        open_source(tmp_path, "image", column="x")
+        open_reader(tmp_path, "image", column="x")
     with pytest.raises(InputError, match="text backbone"):
-        open_source(tmp_path, "text")
+        open_reader(tmp_path, "text")
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(InputError, match="empty"):
-        open_source(tmp_path / "empty.txt", "text")
+        open_reader(tmp_path / "empty.txt", "text")
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 nope")
     with pytest.raises(InputError, match="not a readable Parquet"):
-        open_source(tmp_path / "broken.parquet", "image")
+        open_reader(tmp_path / "broken.parquet", "image")
 
 
 def test_describe_names_kind_path_column_rows_digest(tmp_path: Path) -> None:
     f = tmp_path / "d.jsonl"
     f.write_text(json.dumps({"text": "a"}) + "\n")
-    d = open_source(f, "text").describe()
+    d = open_reader(f, "text").describe()
     assert d["kind"] == "jsonl" and d["column"] == "text" and d["rows"] == 1
     assert d["path"] == str(f.resolve()) and len(d["digest"]) == 64
 

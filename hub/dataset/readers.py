@@ -1,9 +1,9 @@
-"""Where the items of a dataset come from: a folder, a glob, a text file, JSONL, CSV or Parquet.
+"""Readers of a dataset's source: a folder, a glob, a text file, JSONL, CSV or Parquet.
 
-A :class:`Source` is an ordered, random-access list of rows. Row ``i`` always
+A :class:`Reader` is an ordered, random-access list of rows. Row ``i`` always
 means the same item, so a job can be cut into fixed row ranges (shards) and
-resumed. :meth:`Source.read` returns :class:`Record` objects for a range and is
-called in worker processes, so sources are small and picklable: a folder keeps
+resumed. :meth:`Reader.read` returns :class:`Record` objects for a range and is
+called in worker processes, so readers are small and picklable: a folder keeps
 its sorted path list, a text or JSONL file an array of line offsets, a Parquet
 file only its row-group sizes (each worker opens the file itself).
 
@@ -36,7 +36,7 @@ from typing import Any
 from hub.errors import DependencyError, InputError
 from hub.inputs import IMAGE_SUFFIXES, image_files
 
-__all__ = ["Failure", "Record", "Source", "open_source"]
+__all__ = ["Failure", "Reader", "Record", "open_reader"]
 
 _CHUNK = 1 << 24
 _GLOB_MAGIC = set("*?[")
@@ -60,7 +60,7 @@ class Record:
     value: Any
 
 
-class Source(ABC):
+class Reader(ABC):
     """An ordered, random-access list of rows.
 
     :param path: the folder, glob or file it reads.
@@ -86,7 +86,7 @@ class Source(ABC):
         """Rows ``start`` to ``stop - 1``."""
 
     def describe(self) -> dict[str, Any]:
-        """What identifies this source in a job's manifest (a changed source is a new job)."""
+        """What identifies the source read in a job's manifest (a changed source is a new job)."""
         return {"kind": self.kind, "path": self.path, "column": self.column, "rows": len(self),
                 "id_type": self.id_type, "digest": self.digest}
 
@@ -124,7 +124,7 @@ class Source(ABC):
         return f"<{type(self).__name__} {self.path!r}{col} rows={len(self)}>"
 
 
-class _PathList(Source):
+class _PathList(Reader):
     """Image files listed once, sorted by id."""
 
     id_type = "string"
@@ -148,7 +148,7 @@ class _PathList(Source):
         return [Record(i, self.ids[i], Path(self.files[i])) for i in range(start, min(stop, len(self)))]
 
 
-class FolderSource(_PathList):
+class FolderReader(_PathList):
     """Every image file under a folder, recursively; hidden files and folders are skipped."""
 
     kind = "folder"
@@ -158,7 +158,7 @@ class FolderSource(_PathList):
         super().__init__(str(root.resolve()), modality, root, image_files(root))
 
 
-class GlobSource(_PathList):
+class GlobReader(_PathList):
     """The files a glob pattern matches (``**`` recurses); ids are relative to its fixed prefix."""
 
     kind = "glob"
@@ -172,7 +172,7 @@ class GlobSource(_PathList):
         super().__init__(pattern, modality, root, files)
 
 
-class _Lines(Source):
+class _Lines(Reader):
     """A file read line by line through an index of line offsets (built in one pass)."""
 
     def __init__(self, path: str, modality: str, column: str | None = None) -> None:
@@ -218,7 +218,7 @@ class _Lines(Source):
         return lines
 
 
-class TextSource(_Lines):
+class TextReader(_Lines):
     """One item per line: a text, or (for an image backbone) an image path."""
 
     kind = "text"
@@ -229,7 +229,7 @@ class TextSource(_Lines):
                 for i, line in enumerate(self._lines(start, stop), start)]
 
 
-class JsonlSource(_Lines):
+class JsonlReader(_Lines):
     """One JSON object per line; ``column`` names the field."""
 
     kind = "jsonl"
@@ -258,7 +258,7 @@ class JsonlSource(_Lines):
         return out
 
 
-class CsvSource(Source):
+class CsvReader(Reader):
     """A CSV (or ``.tsv``) file with a header row; the named column is read into memory."""
 
     kind = "csv"
@@ -290,7 +290,7 @@ class CsvSource(Source):
         return [Record(i, i, self._value(self.values[i])) for i in range(start, min(stop, len(self)))]
 
 
-class ParquetSource(Source):
+class ParquetReader(Reader):
     """A Parquet file; rows are read by row group, in the worker that needs them."""
 
     kind = "parquet"
@@ -359,8 +359,8 @@ def _pick_column(path: str, column: str | None, names: list[str], modality: str)
                      f"columns are {', '.join(map(str, names)) or '(none)'}.")
 
 
-def open_source(source: str | os.PathLike[str], modality: str, *, column: str | None = None) -> Source:
-    """Open a folder, glob, text, JSONL, CSV or Parquet file as a :class:`Source`.
+def open_reader(source: str | os.PathLike[str], modality: str, *, column: str | None = None) -> Reader:
+    """Open a folder, glob, text, JSONL, CSV or Parquet file as a :class:`Reader` of its rows.
 
     :param modality: the backbone's modality (``"image"`` or ``"text"``).
     :param column: the field holding the item, for JSONL, CSV and Parquet (guessed when the
@@ -370,22 +370,22 @@ def open_source(source: str | os.PathLike[str], modality: str, *, column: str | 
     text = os.fspath(source)
     p = Path(text)
     if p.is_dir():
-        src: Source = FolderSource(text, modality)
+        reader: Reader = FolderReader(text, modality)
     elif p.is_file():
         suffix = p.suffix.lower()
         if suffix in (".jsonl", ".ndjson"):
-            return JsonlSource(text, modality, column)
+            return JsonlReader(text, modality, column)
         if suffix in (".csv", ".tsv"):
-            return CsvSource(text, modality, column)
+            return CsvReader(text, modality, column)
         if suffix in (".parquet", ".pq"):
-            return ParquetSource(text, modality, column)
-        src = TextSource(text, modality)
+            return ParquetReader(text, modality, column)
+        reader = TextReader(text, modality)
     elif _GLOB_MAGIC & set(text):
-        src = GlobSource(text, modality)
+        reader = GlobReader(text, modality)
     else:
         raise InputError(f"The source {text!r} does not exist. Pass a folder, a glob, a text file, "
                          "or a JSONL, CSV or Parquet file.")
     if column is not None:
         raise InputError(f"column={column!r} applies to JSONL, CSV and Parquet sources, not to a "
-                         f"{src.kind}.")
-    return src
+                         f"{reader.kind}.")
+    return reader
