@@ -73,15 +73,17 @@ class CnnStandIn(_StandIn):
 
 
 class VitStandIn(_StandIn):
-    """A 2-block timm ViT (patch 16, dim 64, any input size divisible by 16) returning its last block
-    as a (B, 64, H/16, W/16) grid."""
+    """A 2-block timm ViT (patch 16, dim 64, any input size: padded to a multiple of 16) returning
+    its last block as a (B, 64, ceil(H/16), ceil(W/16)) grid."""
 
     def __init__(self) -> None:
         from timm.models.vision_transformer import VisionTransformer
 
         super().__init__()
         self.vit = VisionTransformer(img_size=64, patch_size=16, embed_dim=64, depth=2, num_heads=2,
-                                     num_classes=0, dynamic_img_size=True)
+                                     num_classes=0, dynamic_img_size=True,
+                                     dynamic_img_pad=True)
+        self.vit.norm = nn.Identity()  # unused by forward_intermediates: own nothing unused (DDP)
         self._describe([("blocks.1", 64, 16)], "NCHW")
 
     def forward(self, pixels: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
