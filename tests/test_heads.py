@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import hub.heads as heads
+from hub import heads
 from hub.errors import InputError, ModalityError
 from tests.support.stand_in_net import make_net
 
@@ -24,7 +24,7 @@ RED, GREEN = torch.tensor([0.9, 0.1, 0.1]), torch.tensor([0.1, 0.8, 0.2])
 SMALL = {
     "rcnn": {"rpn_pre_nms_top_n_train": 200, "rpn_post_nms_top_n_train": 100,
              "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 50,
-             "rpn_batch_size_per_image": 64, "box_batch_size_per_image": 32,
+             "rpn_batch_size_per_image": 64, "box_batch_size_per_image": 16,
              "box_detections_per_img": 10, "box_score_thresh": 0.0},
     "dense": {"topk_candidates": 100, "detections_per_img": 10, "score_thresh": 0.0},
 }

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
-
-from hub.errors import InputError, ModalityError
 
 import torch
 from torch import nn
+
+from hub.errors import InputError, ModalityError
 
 if TYPE_CHECKING:
     from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
@@ -90,20 +91,20 @@ class NetInfo:
         :raises InputError: fewer than two strides (a single-stride ViT: use ``pyramid=True``), or
             stages that do not fit.
         """
-        if len({s for s in self.strides}) < 2:
+        if len(set(self.strides)) < 2:
             raise InputError(
                 f"{head}() needs feature maps at two or more strides; {self.label} returns "
                 f"{self.names} at stride {self.strides[-1]} only. For a single-stride backbone "
                 "(ViT, DINOv2) build the net with as_module(pyramid=True); for a CNN request several "
                 "stages, e.g. as_module(stages=[...]) with the last three or four.")
         picked = [i for i, s in enumerate(self.strides) if s is not None and s >= min_stride]
-        strides = [self.strides[i] for i in picked]
+        strides = [s for s in self.strides if s is not None and s >= min_stride]
         why = ""
         if len(picked) < 2:
             why = f"fewer than two of them are at stride {min_stride} or coarser"
-        elif any(b <= a for a, b in zip(strides, strides[1:])):  # type: ignore[operator]
+        elif any(b <= a for a, b in pairwise(strides)):
             why = "their strides do not increase from one stage to the next"
-        elif doubling and any(b != 2 * a for a, b in zip(strides, strides[1:])):  # type: ignore[operator]
+        elif doubling and any(b != 2 * a for a, b in pairwise(strides)):
             why = "each stage's stride must be twice the previous one"
         if why:
             raise InputError(f"{head}() cannot use the stages {self.names} (strides {self.strides}) of "

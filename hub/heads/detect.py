@@ -94,17 +94,21 @@ def detector(net: nn.Module, num_classes: int, arch: str = "fasterrcnn", *, min_
                                   aspect_ratios=((0.5, 1.0, 2.0),) * len(level_strides))
         box_pool = MultiScaleRoIAlign(featmap_names=names, output_size=7, sampling_ratio=2)
         if arch == "fasterrcnn":
-            return detection.FasterRCNN(backbone, num_classes, rpn_anchor_generator=anchors,
-                                        box_roi_pool=box_pool, **common)
+            model: nn.Module = detection.FasterRCNN(backbone, num_classes, rpn_anchor_generator=anchors,
+                                                    box_roi_pool=box_pool, **common)
+            return model
         mask_pool = MultiScaleRoIAlign(featmap_names=names, output_size=14, sampling_ratio=2)
-        return detection.MaskRCNN(backbone, num_classes, rpn_anchor_generator=anchors,
-                                  box_roi_pool=box_pool, mask_roi_pool=mask_pool, **common)
+        model = detection.MaskRCNN(backbone, num_classes, rpn_anchor_generator=anchors,
+                                   box_roi_pool=box_pool, mask_roi_pool=mask_pool, **common)
+        return model
     if arch == "retinanet":
         octaves = [2 ** (i / 3) for i in range(3)]
         anchors = AnchorGenerator(sizes=tuple(tuple(int(4 * s * o) for o in octaves) for s in level_strides),
                                   aspect_ratios=((0.5, 1.0, 2.0),) * len(level_strides))
-        return detection.RetinaNet(backbone, num_classes, anchor_generator=anchors, **common)
+        model = detection.RetinaNet(backbone, num_classes, anchor_generator=anchors, **common)
+        return model
     anchors = AnchorGenerator(sizes=tuple((s,) for s in level_strides),
                               aspect_ratios=((1.0,),) * len(level_strides))
-    return detection.FCOS(backbone, num_classes, anchor_generator=anchors, **common)
+    model = detection.FCOS(backbone, num_classes, anchor_generator=anchors, **common)
+    return model
 

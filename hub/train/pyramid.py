@@ -48,7 +48,8 @@ def level_name(stride: int) -> str:
 def _layer_norm_2d(channels: int) -> nn.Module:
     from torchvision.models.convnext import LayerNorm2d
 
-    return LayerNorm2d(channels, eps=1e-6)
+    norm: nn.Module = LayerNorm2d(channels, eps=1e-6)
+    return norm
 
 
 class SimpleFeaturePyramid(nn.Module):
@@ -195,7 +196,8 @@ class PyramidNet(nn.Module):
         layer): convolution weights with ``weight_decay``, norms and biases without."""
         groups: list[dict[str, Any]] = list(self.net.param_groups(  # type: ignore[operator]
             lr=lr, weight_decay=weight_decay, layer_decay=layer_decay))
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for p in self.pyramid.parameters():
             if p.requires_grad:
                 (decay if p.ndim > 1 else no_decay).append(p)
