@@ -262,12 +262,9 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
         raise InputError(f"{backbone.name}: grad_checkpointing found no repeated blocks to "
                          "checkpoint in this architecture; use grad_checkpointing=False.")
     if pyramid:
-        try:
-            from hub.train.pyramid import with_pyramid  # type: ignore[attr-defined]
-        except ImportError as exc:
-            raise InputError("pyramid=True needs hub.train.pyramid, which this installation "
-                             "lacks.") from exc
-        return with_pyramid(net)  # type: ignore[no-any-return]
+        from hub.train.pyramid import PyramidNet
+
+        return PyramidNet(net.train()).train()
     return net.train()
 
 
