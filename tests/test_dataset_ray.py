@@ -146,3 +146,25 @@ def test_embedder_plugs_into_your_own_ray_dataset(cluster: None) -> None:
     last = list(ref.stages)[-1]
     assert [np.shape(r[f"stage_{last}"]) for r in rows] == \
         [(int(n), 384) for n in ref.mask.sum(1).tolist()]
+
+
+def test_ray_engine_reads_a_saved_directory_by_a_relative_path(
+        cluster: None, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hub
+    from hub.train.save import save_finetuned
+
+    parent = hub.load(TINY, device="cpu")
+    state = {k: v.clone() for k, v in parent.module.state_dict().items()}
+    state["0.0.weight"] += 0.05
+    save_finetuned(parent, state, tmp_path / "tiny_ft", "tiny_ft")
+    monkeypatch.chdir(tmp_path)  # the actors get the absolute manifest path, not "tiny_ft"
+    result = extract_dataset("./tiny_ft", images, tmp_path / "ray", engine="ray", batch_size=8,
+                             shard_size=16)
+    assert result.complete and (result.rows, result.errors) == (40, 1)
+    extract_dataset("./tiny_ft", images, tmp_path / "local", batch_size=8, shard_size=16,
+                    workers=0, device="cpu")
+    ids_r, emb_r, _ = read_output(tmp_path / "ray")
+    ids_l, emb_l, _ = read_output(tmp_path / "local")
+    assert ids_r == ids_l and _cosine(emb_l, emb_r).min() >= 0.9999
+    m = json.loads((tmp_path / "ray" / "_manifest.json").read_text())
+    assert m["backbone"]["name"] == "tiny_ft" and m["backbone"]["weights"] == "finetuned"

@@ -80,7 +80,7 @@ def save_finetuned(backbone: Backbone, state_dict: Mapping[str, torch.Tensor],
 
         parse_manifest(text, origin=str(target / MANIFEST_NAME))  # what hub.load will read
         (stage / MANIFEST_NAME).write_text(text, encoding="utf-8")
-        _replace(stage, target, token)
+        _replace(stage, target, token, overwrite)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -180,9 +180,10 @@ def _parent_sha256(backbone: Backbone) -> str | None:
     return files.sha256 if variant.format == "safetensors" else None
 
 
-def _replace(stage: Path, target: Path, token: str) -> None:
+def _replace(stage: Path, target: Path, token: str, overwrite: bool) -> None:
     """Move the finished ``stage`` to ``target``; an existing ``target`` is set aside first and
     removed only once the new one is in place."""
+    _check_target(target, overwrite)  # again: another process may have saved there meanwhile
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.{token}.old")
