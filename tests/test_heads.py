@@ -124,20 +124,20 @@ def test_detector_trains_and_detects(arch: str, kind: str) -> None:
 def test_detector_wiring_matches_the_nets_levels() -> None:
     """Anchors per level from the strides (torchvision's resnet50_fpn values for strides 4-32), RoI
     levels = the stages, and the transform normalises with the net's mean/std."""
-    net = make_net("cnn")
+    net = make_net("resnet50")
     frcnn = heads.detector(net, 3, "fasterrcnn")
     assert frcnn.rpn.anchor_generator.sizes == ((32,), (64,), (128,), (256,), (512,))
     assert frcnn.rpn.anchor_generator.aspect_ratios == ((0.5, 1.0, 2.0),) * 5
     assert frcnn.roi_heads.box_roi_pool.featmap_names == ["layer1", "layer2", "layer3", "layer4"]
     assert frcnn.transform.image_mean == list(net.mean) and frcnn.transform.image_std == list(net.std)
     assert (frcnn.transform.min_size, frcnn.transform.max_size) == ((800,), 1333)
-    mask = heads.detector(make_net("cnn"), 3, "maskrcnn")
+    mask = heads.detector(make_net("resnet50"), 3, "maskrcnn")
     assert mask.roi_heads.mask_roi_pool.featmap_names == ["layer1", "layer2", "layer3", "layer4"]
-    retina = heads.detector(make_net("cnn"), 3, "retinanet")
+    retina = heads.detector(make_net("resnet50"), 3, "retinanet")
     assert retina.anchor_generator.sizes == tuple((x, int(x * 2 ** (1 / 3)), int(x * 2 ** (2 / 3)))
                                                   for x in (32, 64, 128, 256, 512))
     assert retina.backbone.names == ["layer2", "layer3", "layer4"]
-    fcos = heads.detector(make_net("cnn"), 3, "fcos")
+    fcos = heads.detector(make_net("resnet50"), 3, "fcos")
     assert fcos.anchor_generator.sizes == ((8,), (16,), (32,), (64,), (128,))
     out = fcos.backbone(torch.randn(1, 3, 128, 128))
     assert {k: v.shape[-1] for k, v in out.items()} == {"layer2": 16, "layer3": 8, "layer4": 4, "p6": 2, "p7": 1}
@@ -197,7 +197,7 @@ def test_segmenter_refuses_what_it_cannot_build() -> None:
 
 # classifiers ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["cnn", "vit"])
+@pytest.mark.parametrize("kind", ["cnn_stand_in", "vit"])
 def test_classifier_learns_colours(kind: str) -> None:
     """Label = whether the image's shapes are red (0) or green (1); held-out accuracy >= 0.9."""
     def batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,7 +237,7 @@ def text_batch(n: int, seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor
 
 
 def test_text_classifier_learns_token_presence() -> None:
-    model = heads.text_classifier(make_net("text"), 2)
+    model = heads.text_classifier(make_net("text_stand_in"), 2)
     batches = iter([text_batch(32, seed=100 + i) for i in range(40)])
 
     def loss_of(m: torch.nn.Module) -> torch.Tensor:
@@ -257,9 +257,47 @@ def test_text_classifier_learns_token_presence() -> None:
         torch.testing.assert_close(model(padded), logits, atol=1e-5, rtol=1e-5)
 
 
+ANIMALS = ["cat", "dog", "horse", "rabbit", "parrot", "goat", "tiger", "otter"]
+CITIES = ["Paris", "Tokyo", "Lagos", "Lima", "Oslo", "Cairo", "Delhi", "Quebec"]
+FRAMES = ["I saw a photo of {}.", "We talked about {} all evening.", "{} was on the news today.",
+          "My friend keeps mentioning {}.", "Have you ever been near {}?", "There is a book about {}."]
+
+
+def test_text_classifier_on_real_minilm_learns_a_topic() -> None:
+    """The real all-MiniLM-L6-v2 trunk, fine-tuned end to end: animal (0) or city (1) sentences;
+    held out: words and sentence frames never seen together in training."""
+    net = make_net("text")
+    model = heads.text_classifier(net, 2)
+
+    def data(words: list[tuple[str, int]], frames: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        texts = [f.format(w) for w, _ in words for f in frames]
+        return net.tokenize(texts), torch.tensor([y for _, y in words for _ in frames])
+
+    train_words = [(w, 0) for w in ANIMALS[:5]] + [(w, 1) for w in CITIES[:5]]
+    test_words = [(w, 0) for w in ANIMALS[5:]] + [(w, 1) for w in CITIES[5:]]
+    batch, labels = data(train_words, FRAMES[:4])
+    groups = net.param_groups(lr=5e-5, weight_decay=0.01)
+    head = [p for n, p in model.named_parameters() if not n.startswith("net.")]
+    opt = torch.optim.AdamW([*groups, {"params": head, "lr": 1e-3, "weight_decay": 0.0}])
+    model.train()
+    losses = []
+    for _ in range(12):
+        loss = F.cross_entropy(model(batch), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+    model.eval()
+    test, test_labels = data(test_words, FRAMES[4:])
+    with torch.no_grad():
+        accuracy = (model(test).argmax(1) == test_labels).float().mean()
+    assert accuracy >= 0.9, accuracy
+
+
 def test_token_classifier_tags_tokens() -> None:
     """Tag = whether the token id is even; padded positions are left out of the loss."""
-    model = heads.token_classifier(make_net("text"), 2)
+    model = heads.token_classifier(make_net("text_stand_in"), 2)
     batch, _ = text_batch(16, seed=3)
     tags = (batch["input_ids"] % 2 == 0).long().masked_fill(batch["attention_mask"] == 0, -100)
     losses = train(model, lambda m: F.cross_entropy(m(batch).flatten(0, 1), tags.flatten(),

