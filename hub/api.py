@@ -121,7 +121,7 @@ def info(name: str | os.PathLike[str]) -> dict[str, Any]:
     data["provider_available"] = registry.provider(spec.provider) is not None
     default = spec.default_variant
     data["default_weights"] = default.name if default else None
-    for v, vd in zip(spec.weights, data["weights"]):
+    for v, vd in zip(spec.weights, data["weights"], strict=True):
         hit = cached_weights(spec, v, settings=settings)
         vd["pinned"] = v.pinned
         vd["cached"] = hit is not None

@@ -243,8 +243,11 @@ class Backbone(ABC):
         feats = Features(pooled=pooled, stages={n: raw.stages[n] for n in names}, mask=raw.mask,
                          prefix={n: raw.prefix[n] for n in names if n in raw.prefix})
         if self.dtype is not None:
-            cast = (lambda t: t if t is None or t.dtype == self.dtype or not t.is_floating_point()
-                    else t.to(self.dtype))
+            def cast(t: Any) -> Any:
+                if t is None or t.dtype == self.dtype or not t.is_floating_point():
+                    return t
+                return t.to(self.dtype)
+
             feats.pooled = cast(feats.pooled)
             feats.stages = {k: cast(v) for k, v in feats.stages.items()}
             feats.prefix = {k: cast(v) for k, v in feats.prefix.items()}
@@ -272,7 +275,7 @@ def _as_layout(t: Any, spec: StageSpec, num_prefix: int) -> tuple[Any, Any]:
         return t.permute(0, 3, 1, 2), None
     if t.ndim == 3:
         body = t[:, num_prefix:]
-        side = int(round(body.shape[1] ** 0.5))
+        side = round(body.shape[1] ** 0.5)
         if side * side == body.shape[1]:
             grid = body.transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side)
             return grid, (t[:, :num_prefix] if num_prefix else None)

@@ -116,8 +116,6 @@ def build_module(factory: Callable[[], torch.nn.Module], weights: Path | None, *
     :param key_map: ``key_map(state, module_keys)`` adapts the stored key names to the module's
         (``module_keys``: its state_dict keys), e.g. strips a prefix or drops a head.
     """
-    import torch
-
     if weights is None:
         module = factory()
     else:

@@ -177,7 +177,7 @@ def local_info(entry: LocalEntry) -> dict[str, Any]:
     data["plugin"] = None
     default = spec.default_variant
     data["default_weights"] = default.name if default else None
-    for v, vd in zip(spec.weights, data["weights"]):
+    for v, vd in zip(spec.weights, data["weights"], strict=True):
         src = next((s for s in v.sources if isinstance(s, LocalSource)), None)
         vd["pinned"] = v.pinned
         vd["cached"] = False

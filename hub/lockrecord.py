@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["RECORD_NAME", "FileRecord", "LockRecord", "stat_record", "unchanged_since_recorded",
            "write_record"]
@@ -58,7 +59,7 @@ class LockRecord:
     pulled_at: float = 0.0
 
     @classmethod
-    def from_json(cls, data: dict) -> LockRecord:
+    def from_json(cls, data: dict[str, Any]) -> LockRecord:
         data = dict(data)
         data["weights"] = FileRecord(**data["weights"])
         data["files"] = {k: FileRecord(**v) for k, v in data.get("files", {}).items()}

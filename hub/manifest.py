@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -192,7 +192,7 @@ class LocalSource(_Strict):
         return f"local://{self.file}"
 
 
-Source = Annotated[Union[HuggingFaceSource, DistributionSource, UrlSource, LocalSource],
+Source = Annotated[HuggingFaceSource | DistributionSource | UrlSource | LocalSource,
                    Field(discriminator="type")]
 
 
@@ -244,7 +244,7 @@ class Stats(_Strict):
     gmacs: float | None = Field(default=None, gt=0, description="Multiply-accumulates per input, in "
                                 "billions, at `input_size`.")
     input_size: int | None = Field(default=None, gt=0, description="The input side the figures are for.")
-    top1: Top1 | None = Field(None, description="Top-1 accuracy, with its source.")
+    top1: Top1 | None = Field(default=None, description="Top-1 accuracy, with its source.")
 
 
 class Paper(_Strict):

@@ -27,9 +27,9 @@ MAX_MANIFEST_BYTES = 1 << 20
 class NoAliasLoader(yaml.SafeLoader):
     """A safe loader that refuses anchors/aliases (billion-laughs protection)."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]  # unannotated in types-PyYAML
             raise yaml.composer.ComposerError(
                 None, None, "YAML aliases are not allowed in manifests", event.start_mark)
         return super().compose_node(parent, index)
@@ -39,16 +39,19 @@ _CLOADER = getattr(yaml, "CSafeLoader", None)
 
 
 def safe_load(text: str) -> Any:
-    """Safe YAML without aliases (``yaml.YAMLError`` otherwise); libyaml's parser when present (about 10x faster than pure
-    Python on the built-in manifests): its event stream is scanned for aliases first, which
-    expands nothing (skipped for a text without any ``*``, the character every alias starts with)."""
+    """Safe YAML without aliases (``yaml.YAMLError`` otherwise); libyaml's parser when present
+    (about 10x faster than pure Python on the built-in manifests): its event stream is scanned for
+    aliases first, which expands nothing (skipped for a text without any ``*``, the character every
+    alias starts with)."""
     if _CLOADER is None:
         return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     if "*" in text:  # an alias is spelled *name: without a '*' there is none to look for
         for event in yaml.parse(text, Loader=_CLOADER):
             if isinstance(event, yaml.AliasEvent):
+                # types-PyYAML types the error's mark as the pure-Python Mark only; libyaml's works too
                 raise yaml.composer.ComposerError(
-                    None, None, "YAML aliases are not allowed in manifests", event.start_mark)
+                    None, None, "YAML aliases are not allowed in manifests",
+                    event.start_mark)  # type: ignore[arg-type]
     return yaml.load(text, Loader=_CLOADER)  # noqa: S506 - libyaml's SafeLoader
 
 

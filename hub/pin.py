@@ -15,7 +15,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -24,7 +24,7 @@ from hub.lockrecord import LockRecord
 from hub.manifest import HuggingFaceSource
 from hub.manifest_loader import NoAliasLoader, parse_manifest
 
-__all__ = ["PinResult", "pin_text", "pin_file"]
+__all__ = ["PinResult", "pin_file", "pin_text"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def _find(root: Any, items: list[tuple[str, str]], origin: str) -> yaml.MappingN
         if match is None:
             raise ManifestError(f"{origin}: no {list_key} entry named {name!r} to pin.", path=origin)
         node = match
-    return node
+    return cast(yaml.MappingNode, node)  # items is never empty: the walk ends on a matched mapping
 
 
 class _Edits:
@@ -121,7 +121,8 @@ def pin_text(text: str, record: LockRecord, *, origin: str = "<string>") -> tupl
         else:
             edits.insert_after(vnode, "format", "sha256", record.source_sha256)
         changes.append(f"weights.{variant.name}.sha256: {record.source_sha256}")
-    sources = _items(_get(vnode, "sources")[1], yaml.MappingNode)
+    found = _get(vnode, "sources")  # always there: the spec parsed from this text has sources
+    sources = _items(found[1], yaml.MappingNode) if found else []
     source_index = None
     for i, (src, snode) in enumerate(zip(variant.sources, sources, strict=True)):
         if not isinstance(src, HuggingFaceSource) or src.describe() != record.source:

@@ -5,8 +5,8 @@ imported on its own; a plugin that fails to import, marks a function that is no
 hook of :mod:`hub.hookspecs` with ``@hookimpl`` (a misspelt hook name: pluggy's
 ``check_pending``, per plugin), raises in a hook, or registers an object of the
 wrong type is recorded as a failure (see ``hub plugins``) and a
-:class:`HubPluginWarning` is issued, while every other plugin keeps working. ``HUB_PLUGINS`` / ``HUB_DISABLE_PLUGINS`` choose which
-entry points load (see :mod:`hub.config`).
+:class:`HubPluginWarning` is issued, while every other plugin keeps working.
+``HUB_PLUGINS`` / ``HUB_DISABLE_PLUGINS`` choose which entry points load (see :mod:`hub.config`).
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ def _new_manager() -> pluggy.PluginManager:
     return pm
 
 
-def discover(settings: Settings | None = None,
-             extra: Iterable[tuple[str, object]] = ()) -> tuple[pluggy.PluginManager, dict[str, PluginRecord]]:
+def discover(settings: Settings | None = None, extra: Iterable[tuple[str, object]] = (),
+             ) -> tuple[pluggy.PluginManager, dict[str, PluginRecord]]:
     """Build a plugin manager from the entry points, isolating and recording failures.
 
     :param settings: which plugins to load (default: read from the environment).

@@ -54,8 +54,7 @@ from __future__ import annotations
 
 from hub.backbone import Backbone, ImageBackbone, TextBackbone
 from hub.build import build_module
-from hub.errors import (DependencyError, InputError, ManifestError, UnsafeWeightsError,
-                        WeightMismatchError)
+from hub.errors import DependencyError, InputError, ManifestError, UnsafeWeightsError, WeightMismatchError
 from hub.features import RawOutput, StageSpec
 from hub.hookspecs import hookimpl
 from hub.manifest import BackboneSpec

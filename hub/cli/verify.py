@@ -44,7 +44,7 @@ def verify_cmd(
                 continue
             again = verify_entries(cache, catalog, [r.model])
             fixed = next((x for x in again if x.variant == r.variant), r)
-            fixed.problems = [f"repaired ({r.status}: {'; '.join(r.problems)})"] + fixed.problems
+            fixed.problems = [f"repaired ({r.status}: {'; '.join(r.problems)})", *fixed.problems]
             reports[i] = fixed
     if as_json:
         print_json([{"model": r.model, "variant": r.variant, "status": r.status,

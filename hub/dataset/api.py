@@ -26,7 +26,8 @@ def _check_batch_size(batch_size: Any) -> int:
     return batch_size
 
 
-def _backbone(backbone: str | os.PathLike[str] | Backbone, weights: str | None, device: Any, dtype: Any) -> Backbone:
+def _backbone(backbone: str | os.PathLike[str] | Backbone, weights: str | None, device: Any,
+              dtype: Any) -> Backbone:
     from hub.api import load
     from hub.backbone import Backbone
 

@@ -20,9 +20,16 @@ class JobProgress:
 
     def __enter__(self) -> JobProgress:
         if self.enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
-                                       TextColumn, TimeElapsedColumn, TimeRemainingColumn)
             from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                ProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
             from rich.text import Text
 
             class Rate(ProgressColumn):

@@ -157,7 +157,4 @@ def evict_hf_file(path: Path, hf_root: Path) -> None:
         absolute = t if t.is_absolute() else t.resolve()
         if root not in absolute.parents:
             continue
-        try:
-            t.unlink()
-        except FileNotFoundError:
-            pass
+        t.unlink(missing_ok=True)

@@ -134,4 +134,4 @@ def _wait(exc: BaseException, attempt: int, retry: RetryPolicy, rel: str, where:
             "then.") from exc
     if after is not None:
         return after
-    return min(retry.max_wait, retry.base_wait * 2 ** (attempt - 1))
+    return min(retry.max_wait, retry.base_wait * 2.0 ** (attempt - 1))
