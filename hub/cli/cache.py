@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import typer
 
 from hub.cli._common import console, print_json
+
+if TYPE_CHECKING:
+    from hub.cache import Cache
+    from hub.maintenance import PruneItem
 
 __all__ = ["register"]
 
@@ -33,7 +38,7 @@ def _ago(ts: float | None) -> str:
     return "just now"
 
 
-def _cache():  # -> Cache
+def _cache() -> Cache:
     from hub.cache import Cache
     from hub.config import get_settings
 
@@ -67,7 +72,7 @@ def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     out.print(f"{len(rows)} entries, {_human(total)}", highlight=False)
 
 
-def _show(items: list, dry_run: bool) -> None:
+def _show(items: list[PruneItem], dry_run: bool) -> None:
     out = console()
     verb = "would remove" if dry_run else "removed"
     for i in items:

@@ -194,7 +194,7 @@ def extract_cmd(
     from hub.api import load
     from hub.cli.dataset import is_dataset_out, reject_dataset_options, run_dataset
 
-    dataset_opts = {"engine": engine, "address": address, "workers": workers,
+    dataset_opts: dict[str, Any] = {"engine": engine, "address": address, "workers": workers,
                     "shard_size": shard_size, "strict": strict, "column": column}
     if is_dataset_out(out, OUTPUT_SUFFIXES):
         return run_dataset(name, inputs, out, stages=_parse_stages(stages), pool=pool,
@@ -232,7 +232,7 @@ def extract_cmd(
     if feats.truncated:
         first = ", ".join(names[i] for i in feats.truncated[:5])
         console(stderr=True).print(f"[yellow]note[/] {len(feats.truncated)} texts were longer than "
-                                   f"{bb.max_length if max_length is None else max_length} tokens "  # type: ignore[attr-defined]
+                                   f"{bb.max_length if max_length is None else max_length} tokens "
                                    f"and were truncated: {first}"
                                    f"{' ...' if len(feats.truncated) > 5 else ''}", highlight=False)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from hub.cli._common import console, print_json
@@ -20,7 +22,7 @@ def plugins_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         warnings.simplefilter("ignore", HubPluginWarning)  # shown in the table instead
         registry = get_registry()
         get_catalog()  # manifest problems are recorded against their plugin
-    rows = [{"name": r.name, "module": r.module, "distribution": r.distribution,
+    rows: list[dict[str, Any]] = [{"name": r.name, "module": r.module, "distribution": r.distribution,
              "version": r.version, "ok": r.ok, "providers": r.providers,
              "manifests": len(r.manifests), "errors": r.errors}
             for r in registry.plugins.values()]

@@ -83,7 +83,7 @@ def make_job(spec: BackboneSpec, *, variant: str | None, sha256: str | None, rea
              stages: list[str | int], pool: str | None, normalize: bool | None, dtype: str | None,
              shard_size: int) -> Job:
     """Build a :class:`Job`, filling pool and normalisation from the manifest's defaults."""
-    from hub.backbone import POOLS
+    from hub.features import POOLS
 
     pool = spec.outputs.pool if pool is None else pool
     if pool not in POOLS or pool == "none":
@@ -113,15 +113,15 @@ def run_model(bb: Backbone, prepared: Prepared, *, stages: list[str | int], pool
     feats = bb.extract(prepared.items, stages=stages, pool=pool, normalize=normalize,
                        batch_size=len(prepared))
     emb = feats.pooled.float().cpu().numpy()
-    stages: dict[str, Any] = {}
+    maps: dict[str, Any] = {}
     for name, t in feats.stages.items():
         arr = t.float().cpu().numpy()
         if feats.mask is not None and arr.ndim == 3:  # text: (B, L, D), keep each text's tokens
             lengths = feats.mask.sum(dim=1).tolist()
-            stages[name] = [arr[i, :int(n)] for i, n in enumerate(lengths)]
+            maps[name] = [arr[i, :int(n)] for i, n in enumerate(lengths)]
         else:
-            stages[name] = arr
-    return FeatureBatch(list(prepared.indices), list(prepared.ids), emb, stages,
+            maps[name] = arr
+    return FeatureBatch(list(prepared.indices), list(prepared.ids), emb, maps,
                         list(prepared.errors))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from hub.dataset.items import Prepared, chw_pixels, prepare_range
 from hub.dataset.job import FeatureBatch, Job, run_model
@@ -71,10 +71,12 @@ def _prepared(reader: RangeReader, workers: int) -> Iterator[Prepared]:
     """Prepared ranges in order; with workers, the worker processes start now."""
     if workers == 0:
         return (reader[k] for k in range(len(reader)))
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, Dataset
 
-    loader = DataLoader(reader, batch_size=None, shuffle=False, num_workers=workers,
-                        collate_fn=_identity, prefetch_factor=4)
+    dataset = cast("Dataset[Prepared]", reader)  # map-style by protocol: __getitem__ and __len__
+    loader: DataLoader[Prepared] = DataLoader(dataset, batch_size=None, shuffle=False,
+                                              num_workers=workers, collate_fn=_identity,
+                                              prefetch_factor=4)
     return iter(loader)
 
 

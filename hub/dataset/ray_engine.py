@@ -49,7 +49,7 @@ _FORWARDED_ENV = ("HUB_CACHE", "HUB_PLUGINS", "HUB_DISABLE_PLUGINS")
 def _ray() -> Any:
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as exc:
         raise DependencyError("ray", "ray", "--engine ray") from exc
     return ray
@@ -65,13 +65,14 @@ def decode_batch(batch: dict[str, Any], *, reader: Reader,
     import numpy as np
 
     parts: list[Prepared] = [prepare_range(reader, int(a), int(b), pp)
-                             for a, b in zip(batch["start"], batch["stop"])]
+                             for a, b in zip(batch["start"], batch["stop"], strict=True)]
     index: list[int] = []
     ids: list[Any] = []
     errors: list[str] = []
     items: list[Any] = []
     for p in parts:
-        rows = sorted([(i, rid, None, k) for k, (i, rid) in enumerate(zip(p.indices, p.ids))] +
+        good = enumerate(zip(p.indices, p.ids, strict=True))
+        rows = sorted([(i, rid, None, k) for k, (i, rid) in good] +
                       [(e.index, e.id, e.reason, -1) for e in p.errors], key=lambda r: r[0])
         for i, rid, reason, k in rows:
             index.append(i)
@@ -133,7 +134,8 @@ class Embedder:
             items = values[good]
         else:
             items = [values[k] for k in good]
-        fb = run_model(self.bb, Prepared(good, good, items), stages=self.stages, pool=self.pool,
+        ids: list[str | int] = list(good)  # rows of this batch stand in for the ids
+        fb = run_model(self.bb, Prepared(good, ids, items), stages=self.stages, pool=self.pool,
                        normalize=self.normalize)
         out = {k: v for k, v in batch.items() if k != self.column}
         emb = np.zeros((n, fb.embedding.shape[1] if len(fb) else self.bb.embedding_dim),

@@ -93,7 +93,7 @@ class _Buffer:
 def _pa() -> Any:
     try:
         import pyarrow as pa
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow.parquet
     except ImportError as exc:
         raise DependencyError("pyarrow", "dataset", "writing dataset features") from exc
     return pa
@@ -185,7 +185,7 @@ class ShardWriter:
         if not path.exists():
             return None
         try:
-            data = json.loads(path.read_text())
+            data: dict[str, Any] = json.loads(path.read_text())
         except ValueError as exc:
             raise InputError(f"{path} is not valid JSON ({exc}); delete the output folder to "
                              "start again.") from exc
@@ -227,7 +227,7 @@ class ShardWriter:
         if self.embedding_dim is None and len(batch):
             self.embedding_dim = int(batch.embedding.shape[1])
         touched = set()
-        for j, (i, rid) in enumerate(zip(batch.indices, batch.ids)):
+        for j, (i, rid) in enumerate(zip(batch.indices, batch.ids, strict=True)):
             buf = self._buffer(i)
             if buf is not None:
                 buf.rows[i] = (rid, batch.embedding[j], {n: v[j] for n, v in batch.stages.items()})
