@@ -78,7 +78,7 @@ class SemanticFPNHead(nn.Module):
         """FPN maps, finest first -> logits at the finest map's size."""
         size = maps[0].shape[-2:]
         total: torch.Tensor | None = None
-        for x, k, level in zip(maps, self.steps, self.levels):
+        for x, k, level in zip(maps, self.steps, self.levels, strict=False):
             blocks = cast(nn.ModuleList, level)
             for i, block in enumerate(blocks):
                 x = block(x)
@@ -131,7 +131,8 @@ def segmenter(net: nn.Module, num_classes: int, arch: str = "deeplabv3", *, fpn_
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise InputError(f"segmenter() needs num_classes >= 1; got {num_classes!r}.")
     if arch == "deeplabv3":
-        model: nn.Module = DeepLabV3(_LastMap(net, info.names[-1]), DeepLabHead(info.channels[-1], num_classes))
+        model: nn.Module = DeepLabV3(_LastMap(net, info.names[-1]),
+                                     DeepLabHead(info.channels[-1], num_classes))
         return model
     picked = info.levels("segmenter", min_stride=4)
     strides = [int(info.strides[i]) for i in picked]  # type: ignore[arg-type]

@@ -27,6 +27,8 @@ def _checkpointed(cls: type) -> type:
     import torch
     from torch.utils.checkpoint import checkpoint
 
+    new: type[Any]  # the subclass built below; forward looks past it in the MRO
+
     def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
         if torch.is_grad_enabled():
             return checkpoint(super(new, self).forward, *args, use_reentrant=False, **kwargs)
@@ -59,6 +61,7 @@ def checkpoint_blocks(module: torch.nn.Module) -> int:
     for container in _containers(module):
         for child in container.children():
             if any(True for _ in child.parameters()) and not getattr(type(child), "_hub_ckpt", False):
-                child.__class__ = _checkpointed(type(child))
+                kind: type = type(child)
+                child.__class__ = _checkpointed(kind)
                 count += 1
     return count

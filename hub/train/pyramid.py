@@ -112,7 +112,7 @@ class SimpleFeaturePyramid(nn.Module):
         height, width = (image_size[-2], image_size[-1]) if image_size is not None else (
             x.shape[-2] * self.in_stride, x.shape[-1] * self.in_stride)
         levels = []
-        for stride, branch in zip(self.strides, self.branches):
+        for stride, branch in zip(self.strides, self.branches, strict=True):
             y = branch(x)
             size = (-(-height // stride), -(-width // stride))
             if tuple(y.shape[-2:]) != size:
@@ -158,7 +158,7 @@ class PyramidNet(nn.Module):
         self.strides = list(self.pyramid.strides)
         self.out_channels = [out_channels] * len(self.strides)
         self.specs = [StageSpec(name=n, channels=out_channels, stride=s, layout="NCHW")
-                      for n, s in zip(self.stage_names, self.strides)]
+                      for n, s in zip(self.stage_names, self.strides, strict=True)]
         self.modality = "image"
 
     @property
@@ -179,7 +179,7 @@ class PyramidNet(nn.Module):
     def forward(self, pixels: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         """Pixels normalised with ``mean``/``std`` (B, 3, H, W) -> the pyramid levels, finest first."""
         x = self.net(pixels)[self._source]
-        return OrderedDict(zip(self.stage_names, self.pyramid(x, pixels.shape[-2:])))
+        return OrderedDict(zip(self.stage_names, self.pyramid(x, pixels.shape[-2:]), strict=True))
 
     def pool(self, out: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C): the average of the coarsest level. The pyramid is new, so there is no trained

@@ -42,7 +42,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
 def save_finetuned(backbone: Backbone, state_dict: Mapping[str, torch.Tensor],
-                   directory: str | Path, name: str, *, stages: list[str] | None = None,
+                   directory: str | Path, name: str | None, *, stages: list[str] | None = None,
                    note: str | None = None, overwrite: bool = False) -> Path:
     """Write fine-tuned weights and a manifest naming their parent; returns the directory.
 
@@ -50,7 +50,8 @@ def save_finetuned(backbone: Backbone, state_dict: Mapping[str, torch.Tensor],
     :param state_dict: every tensor of ``backbone.module``'s state dict, under the same keys and
         shapes (what ``net.parent_state_dict()`` gives); float tensors keep their dtype.
     :param directory: where to write; created with its parents.
-    :param name: the new backbone's name (snake_case, like a manifest name).
+    :param name: the new backbone's name (snake_case, like a manifest name); ``None`` is
+        refused (there is no default name).
     :param stages: the stages the fine-tuned module returned, recorded in the lineage.
     :param note: the new entry's description (default: "Fine-tuned from <parent>").
     :param overwrite: replace an existing non-empty ``directory`` (refused otherwise).
