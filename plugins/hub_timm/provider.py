@@ -78,19 +78,19 @@ class TimmBackbone(ImageBackbone):
 
     def _pass(self, batch: torch.Tensor, wanted: list[str], captured: dict[str, Any]) -> RawOutput:
         """One forward: feature_info stages by index, hooked stages land in ``captured``."""
-        m = self.module
-        take = sorted({self._indices[n] for n in wanted if self._indices[n] is not None})
+        m: Any = self.module  # timm's forward_intermediates / forward_head: per-architecture methods
+        take = sorted({i for n in wanted if (i := self._indices[n]) is not None})
         prefix = int(getattr(m, "num_prefix_tokens", 0) or 0)
         prefixes: dict[int, Any] = {}
         if take:
             with_prefix = prefix > 0 and "return_prefix_tokens" in _params(m.forward_intermediates)
             if with_prefix:
                 final, inter = m.forward_intermediates(batch, indices=take, return_prefix_tokens=True)
-                prefixes = {i: p for i, (_, p) in zip(take, inter)}
+                prefixes = {i: p for i, (_, p) in zip(take, inter, strict=False)}
                 inter = [grid for grid, _ in inter]
             else:
                 final, inter = m.forward_intermediates(batch, indices=take)
-            by_index = dict(zip(take, inter))
+            by_index = dict(zip(take, inter, strict=False))
         else:
             final, by_index = m.forward_features(batch), {}
         out: dict[str, Any] = {}
@@ -103,7 +103,7 @@ class TimmBackbone(ImageBackbone):
             out[n] = t  # NHWC maps (Swin, ...) as they come: the core makes them NCHW
         if tokens is None and final.ndim == 3:
             tokens = final
-        pre = {n: prefixes[self._indices[n]] for n in out if self._indices[n] in prefixes}
+        pre = {n: prefixes[i] for n in out if (i := self._indices[n]) is not None and i in prefixes}
         out.update(captured)
         # timm's pre-logits features: its own pooling plus any head norm (ConvNeXt, ...)
         pooled = m.forward_head(final, pre_logits=True) if self._own_pool else None
@@ -157,7 +157,8 @@ class TimmProvider(Provider):
             # classifier fit (a fine-tuned backbone is saved without it: hub.train.save)
             model = timm.create_model(spec.architecture, pretrained=False)
             keys = set(model.state_dict())
-            model.reset_classifier(0)
+            timm_model: Any = model  # reset_classifier: a method of every timm architecture
+            timm_model.reset_classifier(0)
             head.update(keys - set(model.state_dict()))
             return model
 
@@ -166,7 +167,8 @@ class TimmProvider(Provider):
 
         module = build_module(factory, weights.weights if weights else None, device=device,
                               dtype=dtype, what=f"timm {spec.architecture}", key_map=drop_head)
-        info = [f["module"] for f in module.feature_info]
+        feature_info: Any = module.feature_info  # timm's FeatureInfo: one dict per stage
+        info = [f["module"] for f in feature_info]
         indices: dict[str, int | None] = {}
         hooks: dict[str, tuple[str, int | None]] = {}
         specs = []

@@ -53,15 +53,16 @@ class TimmBody(torch.nn.Module):
         try:
             kw: dict[str, Any] = {"return_prefix_tokens": True} if self._with_prefix else {}
             take = self._take or [0]
+            model: Any = self.model  # forward_intermediates: a method of the timm architecture
             if self._final:
-                final, inter = self.model.forward_intermediates(x, indices=take, **kw)
+                final, inter = model.forward_intermediates(x, indices=take, **kw)
             else:
-                final, inter = None, self.model.forward_intermediates(
+                final, inter = None, model.forward_intermediates(
                     x, indices=take, intermediates_only=True, **kw)
         finally:
             for h in handles:
                 h.remove()
-        by_index = dict(zip(take, inter))
+        by_index = dict(zip(take, inter, strict=False))
         out: dict[str, Any] = {}
         for n in self._names:
             if n in self._hooks:
@@ -75,14 +76,16 @@ class TimmBody(torch.nn.Module):
 def _prune(model: torch.nn.Module, take: list[int], final: bool, hooked_last: bool, n_info: int) -> None:
     """Drop what comes after the last stage (timm's own pruning; the probe drops any classifier
     part that never runs, e.g. ConvNeXt's head norm)."""
+    timm_model: Any = model  # prune_intermediate_layers: a method of the timm architecture
     if final:  # every stage and the final norm / head convs / HRNet's aggregation head run
         return
     if hooked_last:
-        model.prune_intermediate_layers(indices=list(range(n_info)), prune_norm=True, prune_head=True)
+        timm_model.prune_intermediate_layers(indices=list(range(n_info)), prune_norm=True,
+                                             prune_head=True)
         if getattr(model, "incre_modules", None) is not None:
             model.incre_modules = torch.nn.ModuleList()
         return
-    model.prune_intermediate_layers(indices=take, prune_norm=True, prune_head=True)
+    timm_model.prune_intermediate_layers(indices=take, prune_norm=True, prune_head=True)
 
 
 def timm_trunk(bb: TimmBackbone, stages: list[str], output_stride: int | None) -> TimmBody:
@@ -97,8 +100,9 @@ def timm_trunk(bb: TimmBackbone, stages: list[str], output_stride: int | None) -
     else:
         model = _dilated(bb, output_stride, timm)
     model.train()
-    info = [f["module"] for f in model.feature_info]
-    take = sorted({bb._indices[n] for n in stages if bb._indices.get(n) is not None})  # type: ignore[misc]
+    feature_info: Any = model.feature_info  # timm's FeatureInfo: one dict per stage
+    info = [f["module"] for f in feature_info]
+    take = sorted({i for n in stages if (i := bb._indices.get(n)) is not None})
     final = any(n in bb._indices and bb._indices[n] is None for n in stages)
     hooked_last = stages[-1] in bb._hooks
     _prune(model, take, final, hooked_last, len(info))
@@ -126,7 +130,8 @@ def _dilated(bb: TimmBackbone, output_stride: int, timm: Any) -> torch.nn.Module
         raise InputError(f"{bb.name}: the dilated {arch} does not take the backbone's weights "
                          f"(missing {missing[:4]}, unexpected {unexpected[:4]}); use output_stride=None.")
     p = next(bb.module.parameters())
-    return model.to(device=p.device, dtype=p.dtype)
+    moved: torch.nn.Module = model.to(device=p.device, dtype=p.dtype)
+    return moved
 
 
 #: timm families whose output stride can be 8 or 16 (by dilation)

@@ -63,4 +63,4 @@ def torchvision_trunk(bb: TorchvisionBackbone, stages: list[str],
     nodes = {by_name[n]: n for n in stages}
     extractor = create_feature_extractor(model.train(), return_nodes=nodes)
     tokens = bb.spec.outputs.pool == "cls"
-    return TorchvisionBody(extractor, {n: by_name[n] for n in stages if by_name[n]}, tokens)
+    return TorchvisionBody(extractor, {n: path for n in stages if (path := by_name[n])}, tokens)

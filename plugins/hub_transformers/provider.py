@@ -79,11 +79,11 @@ def _no_init_weights() -> Any:
 
     try:
         from transformers.initialization import no_init_weights
-    except ImportError:
-        try:
-            from transformers.modeling_utils import no_init_weights
-        except ImportError:
-            return contextlib.nullcontext()
+    except ImportError:  # older releases keep it in modeling_utils
+        from transformers import modeling_utils
+
+        older = getattr(modeling_utils, "no_init_weights", None)
+        return older() if older is not None else contextlib.nullcontext()
     return no_init_weights()
 
 
@@ -104,7 +104,7 @@ class TransformersProvider(Provider):
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
               dtype: Any) -> TransformersBackbone:
         try:
-            import torch
+            import torch  # noqa: F401  (transformers imports without torch; the build needs it)
             import transformers
         except ImportError as exc:
             raise DependencyError("transformers", "transformers", f"the {spec.name} backbone") from exc
@@ -127,7 +127,8 @@ class TransformersProvider(Provider):
             # the weights overwrite every parameter: skip transformers' own random init, as
             # from_pretrained does (it dominates building on the meta device)
             with _no_init_weights():
-                return transformers.AutoModel.from_config(config, trust_remote_code=False)
+                model: torch.nn.Module = transformers.AutoModel.from_config(config, trust_remote_code=False)
+            return model
 
         module = build_module(factory, weights.weights, device=device, dtype=dtype,
                               what=f"transformers {config.model_type}",

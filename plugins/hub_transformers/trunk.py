@@ -35,7 +35,8 @@ class TextBody(torch.nn.Module):
 
 
 def transformers_trunk(bb: TransformersBackbone, stages: list[str]) -> TextBody:
-    model = copy.deepcopy(bb.module)
+    # a transformers PreTrainedModel: config, ln_f and pooler are attributes of its architecture
+    model: Any = copy.deepcopy(bb.module)
     config = model.config
     total = int(config.num_hidden_layers)
     last = max(bb.specs[n].index or 0 for n in stages)
