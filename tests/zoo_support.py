@@ -8,7 +8,6 @@ the real vocabulary (ids stay below every model's vocab_size).
 
 from __future__ import annotations
 
-import io
 import json
 from typing import TYPE_CHECKING, Any
 
