@@ -67,13 +67,14 @@ class NetInfo:
             raise InputError(f"{head}() got a net that returns no stages; request some with "
                              "as_module(stages=[...]).")
         width = getattr(net, "num_features", None)
+        image = str(net.modality) == "image"  # a text trunk's mean/std raise: it has none
         return cls(label=repr(name) if name else f"this {type(net).__name__}",
                    modality=str(net.modality),
                    names=[str(n) for n in net.stage_names],  # type: ignore[union-attr]
                    channels=channels,
                    strides=[None if s is None else int(s) for s in net.strides],  # type: ignore[union-attr]
-                   mean=tuple(float(v) for v in getattr(net, "mean", None) or ()),
-                   std=tuple(float(v) for v in getattr(net, "std", None) or ()),
+                   mean=tuple(float(v) for v in getattr(net, "mean", ())) if image else (),
+                   std=tuple(float(v) for v in getattr(net, "std", ())) if image else (),
                    pooled_width=int(width) if width else channels[-1])
 
     def require(self, modality: str, head: str) -> None:
