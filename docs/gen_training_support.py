@@ -27,11 +27,13 @@ IMAGE = ["resnet50", "resnet50_tv", "convnext_tiny", "densenet121", "densenet121
 TEXT = ["bert_base", "roberta_base", "albert_base_v2", "distilbert_base", "gpt2"]
 
 
-def _try(fn: Any) -> tuple[bool, str]:
+def _try(fn: Any) -> tuple[Any, str]:
+    """(the value or None, what to print): the table reports whatever the call raised."""
     try:
-        return True, str(fn())
-    except Exception as exc:  # noqa: BLE001 - the table reports whatever the call raised
-        return False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        value = fn()
+        return value, str(value)
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
 
 
 def image_row(name: str) -> list[str]:
@@ -47,19 +49,19 @@ def image_row(name: str) -> list[str]:
     strides = sorted({s.stride for s in bb.specs.values()})
     cells = [f"`{name}`", spec.provider, spec.architecture, ", ".join(map(str, strides))]
     for os_ in (16, 8):
-        ok, why = _try(lambda os_=os_: bb.as_module(output_stride=os_).strides)
-        got = ok and max(int(s) for s in eval(why)) == os_  # noqa: S307 - our own list repr
-        cells.append("yes" if got else ("ignored" if ok else why.split(":")[0]))
+        got, why = _try(lambda os_=os_: bb.as_module(output_stride=os_).strides)
+        ok = got is not None
+        cells.append("yes" if ok and max(got) == os_ else ("ignored" if ok else why.split(":")[0]))
         print(f"  {name} output_stride={os_}: {why}", file=sys.stderr)
     if len(strides) == 1:
-        ok, why = _try(lambda: bb.as_module(pyramid=True).strides)
-        cells.append("yes" if ok else why.split(":")[0])
+        got, why = _try(lambda: bb.as_module(pyramid=True).strides)
+        cells.append("yes" if got is not None else why.split(":")[0])
     else:
-        ok, why = _try(lambda: bb.as_module(stages=[list(bb.specs)[-1]], pyramid=True).strides)
-        cells.append("last stage only" if ok else why.split(":")[0])
+        got, why = _try(lambda: bb.as_module(stages=[list(bb.specs)[-1]], pyramid=True).strides)
+        cells.append("last stage only" if got is not None else why.split(":")[0])
     print(f"  {name} pyramid: {why}", file=sys.stderr)
-    ok, why = _try(lambda: _checkpointed(bb.as_module(grad_checkpointing=True)))
-    cells.append(f"yes ({why} blocks)" if ok else why.split(":")[0])
+    got, why = _try(lambda: _checkpointed(bb.as_module(grad_checkpointing=True)))
+    cells.append(f"yes ({why} blocks)" if got is not None else why.split(":")[0])
     print(f"  {name} grad_checkpointing: {why}", file=sys.stderr)
     return cells
 
@@ -73,11 +75,11 @@ def text_row(name: str) -> list[str]:
 
     with tempfile.TemporaryDirectory() as tmp:
         bb = text_backbone(name, Path(tmp))
-        ok, why = _try(lambda: _checkpointed(bb.as_module(grad_checkpointing=True)))
-        os_ok, os_why = _try(lambda: bb.as_module(output_stride=16))
+        got, why = _try(lambda: _checkpointed(bb.as_module(grad_checkpointing=True)))
+        _, os_why = _try(lambda: bb.as_module(output_stride=16))
     print(f"  {name} grad_checkpointing: {why}; output_stride: {os_why}", file=sys.stderr)
     return [f"`{name}`", "transformers", bb.spec.architecture, "tokens", "n/a", "n/a", "n/a",
-            f"yes ({why} blocks, 2-layer test size)" if ok else why.split(":")[0]]
+            f"yes ({why} blocks, 2-layer test size)" if got is not None else why.split(":")[0]]
 
 
 def main() -> None:

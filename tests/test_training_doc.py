@@ -56,7 +56,7 @@ def blocks(group: str) -> list[tuple[int, str]]:
 def run_group(group: str) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": f"training_doc_{group}"}
     for line, src in blocks(group):
-        exec(compile(src, f"{DOC}:{line}", "exec"), namespace)  # noqa: S102 - the doc's own code
+        exec(compile(src, f"{DOC}:{line}", "exec"), namespace)  # the doc's own code
     return namespace
 
 
@@ -134,8 +134,8 @@ def test_ddp_script_under_torchrun(workdir: Path) -> None:
     """The DDP script runs on two CPU processes (gloo), find_unused_parameters=False included."""
     ((_, src),) = blocks("ddp")
     (workdir / "train_ddp.py").write_text(src, encoding="utf-8")
-    env = {**os.environ, "EPOCHS": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "EPOCHS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc_per_node=2", "train_ddp.py"], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=600)
