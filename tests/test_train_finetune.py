@@ -55,9 +55,13 @@ def test_efficientnet_lite0_fine_tunes_on_digits_beyond_a_linear_probe() -> None
     groups = net.param_groups(lr=2e-3, weight_decay=1e-4) + [{"params": head, "lr": 2e-3,
                                                                "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups)
+    epochs, per_epoch = 3, -(-len(xtr) // 64)
+    # a real scheduler over the real per-group learning rates (param_groups puts lr in each group)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
+                                                total_steps=epochs * per_epoch)
     g = torch.Generator().manual_seed(1)
     model.train()
-    for _epoch in range(2):
+    for _epoch in range(epochs):
         order = torch.randperm(len(xtr), generator=g)
         for i in range(0, len(order), 64):
             b = order[i:i + 64]
@@ -65,6 +69,7 @@ def test_efficientnet_lite0_fine_tunes_on_digits_beyond_a_linear_probe() -> None
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
     model.eval()
     with torch.no_grad():
         acc = float((model(xte).argmax(1) == yte).float().mean())
