@@ -105,6 +105,25 @@ def test_last_stage_prunes_later_layers() -> None:
     assert not any("denseblock3" in n or "norm5" in n for n, _ in tv.named_parameters())
 
 
+@pytest.mark.slow
+def test_torchvision_vit_cut_at_an_early_block_owns_only_that_far() -> None:
+    """torchvision's ViT blocks assert their input's rank (torch.fx keeps such asserts, and with
+    them every block before them): a trunk cut at block3 must own and run three blocks only."""
+    bb = image_backbone("vit_b16_tv")
+    xn = pixels(bb, batch=1)
+    for stage, blocks in (("block3", 3), ("block6", 6)):
+        net = bb.as_module(stages=[stage]).eval()
+        with torch.no_grad():
+            out = net(xn)
+        torch.testing.assert_close(out[stage], reference(bb, xn, [stage])[stage], rtol=1e-5, atol=1e-5)
+        layers = {n.split(".encoder_layer_")[1].split(".")[0] for n, _ in net.named_parameters()
+                  if ".encoder_layer_" in n}
+        assert layers == {str(i) for i in range(blocks)}, (stage, sorted(layers))
+        net.train()
+        sum(t.sum() for t in net(xn).values()).backward()
+        assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
 def _train_steps(net: torch.nn.Module, xn: torch.Tensor, steps: int = 3) -> None:
     opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
     net.train()

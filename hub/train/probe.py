@@ -111,6 +111,8 @@ def _drop_unused(module: torch.nn.Module, unused: set[str], called: set[int]) ->
     for name, sub in list(module.named_modules()):
         if not name or id(sub) in called or any(name.startswith(d + ".") for d in dropped):
             continue
+        if any(id(m) in called for m in sub.modules()):
+            continue  # a traced graph (torch.fx) runs its parts without calling it: still in use
         own = [f"{name}.{n}" for n, _ in sub.named_parameters()]
         if own and all(o in unused for o in own):
             parent_name, _, attr = name.rpartition(".")

@@ -62,5 +62,17 @@ def torchvision_trunk(bb: TorchvisionBackbone, stages: list[str],
     by_name = {st.name: st.module for st in bb.spec.outputs.stages}
     nodes = {by_name[n]: n for n in stages}
     extractor = create_feature_extractor(model.train(), return_nodes=nodes)
+    # what no returned node needs is neither run nor owned. torchvision's ViT encoder blocks open
+    # with ``torch._assert(input.dim() == 3)``: side effects to torch.fx, so each later block's
+    # assert kept every block before it alive. The shapes are the trunk's own: drop the asserts.
+    # The extractor keeps a train and an eval graph (it swaps them in .train()/.eval()): prune
+    # both; the probe then drops the submodules neither calls any more.
+    graphs = [getattr(extractor, "train_graph", None), getattr(extractor, "eval_graph", None)]
+    for graph in [g for g in graphs if g is not None] or [extractor.graph]:
+        for node in list(graph.nodes):
+            if node.op == "call_function" and node.target is torch._assert and not node.users:
+                graph.erase_node(node)
+        graph.eliminate_dead_code()
+    extractor.recompile()
     tokens = bb.spec.outputs.pool == "cls"
     return TorchvisionBody(extractor, {n: path for n in stages if (path := by_name[n])}, tokens)
