@@ -9,15 +9,18 @@ meaningless where a map crosses zero):
 - torch.export: ``ep.module()`` runs the same aten ops as eager, on the same kernels: 1e-5.
 - torch.compile (inductor, CPU C++ kernels): fused kernels reorder float32 sums (about 1e-6 relative
   here); 1e-4 leaves room for that through 16-24 layers, while a wrong weight or a dropped op moves
-  the maps by O(1). Gradients: 1e-3 of each gradient's scale, since the backward sums over batch
-  and positions a second time in another order.
+  the maps by O(1). Gradients (one train-mode step): the backward sums over batch and positions in
+  yet another order, through every batch-norm: all gradients together within 1e-3 (L2, relative;
+  2e-4 seen on the CNN), each within 5e-3 of its own largest value (1.1e-3 seen) plus 1e-6 of the
+  net's largest gradient, the floor for gradients that are exactly zero in exact arithmetic (a
+  batch-norm bias followed by a convolution and another train-mode batch-norm, which cancels the
+  shift) and so hold only rounding noise (1e-9 of the largest).
 - ONNX Runtime: its own convolution, GEMM and fused-attention kernels: 1e-4.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 from typing import Any
 
@@ -125,12 +128,12 @@ def test_torch_compile_equals_eager_and_trains(family: str) -> None:
     net, x = build(family)
     twin = copy.deepcopy(net)
     compiled = torch.compile(twin)  # inductor, C++ kernels on the CPU
-    t0 = time.monotonic()
     with torch.no_grad():
         got = compiled.eval()(x)
+    ref = eager(net, x)
     assert isinstance(got, Stages)
-    assert_maps_close(got, eager(net, x), 1e-4, f"{family} compile")
-    assert_maps_close(got.prefix, eager(net, x).prefix, 1e-4, f"{family} compile prefix")
+    assert_maps_close(got, ref, 1e-4, f"{family} compile")
+    assert_maps_close(got.prefix, ref.prefix, 1e-4, f"{family} compile prefix")
     # one training step in train mode (batch-norm on batch statistics), same start weights
     grads = []
     for module in (net, compiled):
@@ -138,14 +141,15 @@ def test_torch_compile_equals_eager_and_trains(family: str) -> None:
         out = module(x)
         sum(t.float().pow(2).mean() for t in out.values()).backward()
         grads.append({n: p.grad for n, p in module.named_parameters()})
-    ref_g, got_g = grads
-    assert ref_g.keys() == {n.removeprefix("_orig_mod.") for n in got_g}
-    for n, g in got_g.items():
-        r = ref_g[n.removeprefix("_orig_mod.")]
-        assert r is not None and g is not None, n
-        scale = float(r.abs().max())
-        torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-3 * scale, msg=lambda m, n=n: f"{n}: {m}")
-    print(f"{family}: compile + train step {time.monotonic() - t0:.0f} s")
+    ref_g, got_g = grads[0], {n.removeprefix("_orig_mod."): g for n, g in grads[1].items()}
+    assert ref_g.keys() == got_g.keys()
+    assert all(g is not None for g in [*ref_g.values(), *got_g.values()])
+    top = max(float(g.abs().max()) for g in ref_g.values())
+    for n, r in ref_g.items():
+        tol = 5e-3 * float(r.abs().max()) + 1e-6 * top
+        torch.testing.assert_close(got_g[n], r, rtol=5e-3, atol=tol, msg=lambda m, n=n: f"{n}: {m}")
+    flat = [torch.cat([g[n].flatten() for n in ref_g]) for g in (ref_g, got_g)]
+    assert float((flat[1] - flat[0]).norm() / flat[0].norm()) < 1e-3
 
 
 # ---- ONNX --------------------------------------------------------------------------------------------
