@@ -297,11 +297,15 @@ def test_cls_pool_on_vit_uses_class_token() -> None:
 
 
 # ---- DDP ----------------------------------------------------------------------------------------
-def _ddp_worker(rank: int, port: int, root: str) -> None:
+def _ddp_worker(rank: int, root: str) -> None:
+    """One rank: a file store (no TCP store, which listens on every interface) and gloo pinned to
+    the loopback interface, so nothing listens beyond 127.0.0.1; collectives time out after 60 s."""
+    import datetime
     import os
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    torch.distributed.init_process_group("gloo", init_method=Path(root, "store").as_uri(), rank=rank,
+                                         world_size=2, timeout=datetime.timedelta(seconds=60))
     try:
         torch.manual_seed(0)
         spec = SPECS["mobilenet_v3_small"]
@@ -309,25 +313,43 @@ def _ddp_worker(rank: int, port: int, root: str) -> None:
         net = bb.as_module(stages=["stage2", "stage4"], freeze="stage2", norm="frozen")
         ddp = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=False)
         x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(rank))
-        for _ in range(2):
+        for _ in range(2):  # an unused parameter would make DDP raise in the second step
+            ddp.zero_grad()
             out = ddp(x)
             sum(t.sum() for t in out.values()).backward()
-        Path(root, f"ok{rank}").write_text("ok")
+        grads = {n: p.grad for n, p in net.named_parameters() if p.requires_grad}
+        frozen = [n for n, p in net.named_parameters() if not p.requires_grad and p.grad is not None]
+        torch.save({"grads": grads, "frozen_with_grad": frozen, "frozen": sum(1 for p in net.parameters()
+                                                                            if not p.requires_grad)},
+                   Path(root, f"rank{rank}.pt"))
     finally:
         torch.distributed.destroy_process_group()
 
 
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_no_unused_parameters(tmp_path: Path) -> None:
-    import socket
+    import time
 
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
-    assert (tmp_path / "ok0").exists() and (tmp_path / "ok1").exists()
+    ctx = mp.start_processes(_ddp_worker, args=(str(tmp_path),), nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + 240
+    try:
+        while not ctx.join(timeout=5):
+            if time.monotonic() > deadline:
+                pytest.fail("the two DDP ranks did not finish within 240 s")
+    finally:
+        for proc in ctx.processes:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(10)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert r0["frozen"] > 0 and not r0["frozen_with_grad"] and not r1["frozen_with_grad"]
+    assert r0["grads"].keys() == r1["grads"].keys() and r0["grads"]
+    # different inputs per rank, so equal gradients mean DDP averaged every trainable one
+    for n in r0["grads"]:
+        assert r0["grads"][n] is not None, n
+        torch.testing.assert_close(r0["grads"][n], r1["grads"][n], msg=lambda m, n=n: f"{n}: {m}")
 
 
 def test_backbone_copy_is_independent() -> None:

@@ -41,6 +41,40 @@ class Stages(OrderedDict):  # type: ignore[type-arg]
     prefix: dict[str, torch.Tensor]
 
 
+def _flatten(out: Stages) -> tuple[list[Any], list[str]]:
+    return [*out.values(), dict(getattr(out, "prefix", {}))], list(out)
+
+
+def _flatten_with_keys(out: Stages) -> tuple[list[tuple[Any, Any]], list[str]]:
+    from torch.utils._pytree import GetAttrKey, MappingKey
+
+    values, keys = _flatten(out)
+    entries: list[Any] = [MappingKey(k) for k in keys] + [GetAttrKey("prefix")]
+    return list(zip(entries, values, strict=True)), keys
+
+
+def _unflatten(values: Any, keys: list[str]) -> Stages:
+    *maps, prefix = values
+    out = Stages(zip(keys, maps, strict=True))
+    out.prefix = dict(prefix)
+    return out
+
+
+def _register_pytree() -> None:
+    """Make :class:`Stages` a pytree node (stage tensors and the ``prefix`` dict as children), so
+    ``torch.export``, ``torch.onnx.export`` (dynamo) and ``torch.compile`` flatten the output and
+    rebuild it with its ``prefix``. Without it torch.export refuses the unknown output type."""
+    from torch.utils import _pytree
+
+    if Stages not in _pytree.SUPPORTED_NODES:
+        _pytree.register_pytree_node(Stages, _flatten, _unflatten,
+                                     serialized_type_name=f"{__name__}.Stages",
+                                     flatten_with_keys_fn=_flatten_with_keys)
+
+
+_register_pytree()
+
+
 class Trunk(torch.nn.Module):
     """A backbone you can train: ``net(inputs) -> Stages`` (see the module docstring).
 
