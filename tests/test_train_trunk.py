@@ -286,6 +286,20 @@ def test_parent_state_dict_and_save() -> None:
     assert torch.equal(state[last], parent[last])  # pruned layers keep the parent's weights
 
 
+def test_save_defaults_its_name_and_records_the_stages(tmp_path: Path) -> None:
+    import hub
+
+    bb = image_backbone("mobilenet_v3_small")
+    net = bb.as_module(stages=["stage2", "stage3"])
+    _train_steps(net, pixels(bb), 1)
+    net.save(tmp_path / "ft")
+    back = hub.load(tmp_path / "ft", device="cpu")
+    assert back.name == "mobilenet_v3_small_finetuned"
+    assert back.spec.parent is not None and back.spec.parent.stages == ["stage2", "stage3"]
+    k = "blocks.1.0.conv_pw.weight"
+    assert torch.equal(back.module.state_dict()[k], net.state_dict()["body.model." + k])
+
+
 def test_cls_pool_on_vit_uses_class_token() -> None:
     pytest.importorskip("timm")
     bb = image_backbone("resnet50")

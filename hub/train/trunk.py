@@ -221,14 +221,18 @@ class Trunk(torch.nn.Module):
                     state[key] = v.detach().to(device=state[key].device, dtype=state[key].dtype)
         return state
 
-    def save(self, directory: Any, name: str | None = None) -> Any:
-        """Write the fine-tuned weights and a manifest naming the parent (see hub.train.save)."""
-        try:
-            from hub.train.save import save_finetuned
-        except ImportError as exc:
-            raise InputError("net.save needs hub.train.save, which this installation lacks; "
-                             "use net.parent_state_dict() with safetensors meanwhile.") from exc
-        return save_finetuned(self._parent, self.parent_state_dict(), directory, name)
+    def save(self, directory: Any, name: str | None = None, *, overwrite: bool = False) -> Any:
+        """Write the fine-tuned weights and a manifest naming the parent and the stages this
+        module returns (see :func:`hub.train.save.save_finetuned`).
+
+        :param name: the saved backbone's name; default ``<parent>_finetuned``.
+        :param overwrite: replace a non-empty ``directory``.
+        """
+        from hub.train.save import save_finetuned
+
+        return save_finetuned(self._parent, self.parent_state_dict(), directory,
+                              name or f"{self._parent.name}_finetuned", stages=list(self.stage_names),
+                              overwrite=overwrite)
 
 
 def _requested(backbone: Backbone, stages: Sequence[int | str] | int | str | None) -> list[str]:
