@@ -134,5 +134,7 @@ def _dilated(bb: TimmBackbone, output_stride: int, timm: Any) -> torch.nn.Module
     return moved
 
 
-#: timm families whose output stride can be 8 or 16 (by dilation)
-DILATABLE = ("resnet", "efficientnet", "mobilenet", "regnet", "convnext", "vgg (timm)")
+#: zoo entries (timm) whose output stride can be 8 or 16 by dilation, as measured by
+#: docs/gen_training_support.py (MobileNetV3, VGG, DenseNet, HRNet, Swin and ViTs cannot)
+DILATABLE = ("resnet50/101/152", "convnext_*", "efficientnet_b*", "efficientnetv2_s", "mobilenet_v2",
+             "regnety_032")
