@@ -286,6 +286,28 @@ def test_parent_state_dict_and_save() -> None:
     assert torch.equal(state[last], parent[last])  # pruned layers keep the parent's weights
 
 
+def test_trunk_does_not_keep_the_parents_weights_alive() -> None:
+    """One copy of the weights while fine-tuning: the trunk keeps a skeleton of its parent, not the
+    parent's tensors (only those of layers it pruned, for parent_state_dict)."""
+    import gc
+    import weakref
+
+    spec = SPECS["mobilenet_v3_small"]
+    bb = hub.get_registry().provider(spec.provider).build(spec, None, device=torch.device("cpu"),
+                                                         dtype=None)
+    first = weakref.ref(bb.module.conv_stem.weight)
+    net = bb.as_module(stages=["stage3"])
+    full = bb.module.state_dict()
+    del bb
+    gc.collect()
+    assert first() is None  # the parent's stem weight is gone: the trunk holds its own copy
+    state = net.parent_state_dict()
+    assert state.keys() == full.keys()
+    for k, v in full.items():
+        if not k.startswith(("conv_stem", "bn1", "blocks.0", "blocks.1", "blocks.2")):
+            assert torch.equal(state[k], v), k  # pruned layers: still the parent's values
+
+
 def test_save_defaults_its_name_and_records_the_stages(tmp_path: Path) -> None:
     import hub
 
@@ -371,5 +393,5 @@ def test_backbone_copy_is_independent() -> None:
     net = bb.as_module()
     twin = copy.deepcopy(net)
     assert all(p.requires_grad for p in twin.parameters())
-    assert twin._parent is bb
+    assert twin._parent is net._parent and twin._parent.spec is bb.spec  # shared, not copied
     assert all(a is not b for a, b in zip(twin.parameters(), net.parameters()))

@@ -96,7 +96,8 @@ class Trunk(torch.nn.Module):
         self._num_prefix = int(getattr(body, "num_prefix_tokens", 0) or 0)
         self._eval_norms: list[str] = []
         self._depth: dict[str, int] = {}
-        self._parent = backbone
+        self._parent = backbone  # until build_trunk has probed: then _light_parent's view
+        self._parent_rest: dict[str, torch.Tensor] = {}
         self.specs: list[StageSpec] = [backbone.specs[n] for n in requested]
 
     # ---- forward -------------------------------------------------------------------------------
@@ -213,12 +214,13 @@ class Trunk(torch.nn.Module):
 
     def parent_state_dict(self) -> dict[str, torch.Tensor]:
         """The parent backbone module's state dict with this trunk's weights written over it."""
-        state = {k: v for k, v in self._parent.module.state_dict().items()}
-        for k, v in self.state_dict().items():
-            if k.startswith(BODY):
-                key = k[len(BODY):]
-                if key in state:
-                    state[key] = v.detach().to(device=state[key].device, dtype=state[key].dtype)
+        skeleton = self._parent.module.state_dict()  # keys, shapes and dtypes only (meta)
+        own = {k[len(BODY):]: v for k, v in self.state_dict().items() if k.startswith(BODY)}
+        device = self._parent.device
+        state = {}
+        for key, ref in skeleton.items():
+            v = own[key] if key in own else self._parent_rest[key]
+            state[key] = v.detach().to(device=device, dtype=ref.dtype)
         return state
 
     def save(self, directory: Any, name: str | None = None, *, overwrite: bool = False) -> Any:
@@ -233,6 +235,30 @@ class Trunk(torch.nn.Module):
         return save_finetuned(self._parent, self.parent_state_dict(), directory,
                               name or f"{self._parent.name}_finetuned", stages=list(self.stage_names),
                               overwrite=overwrite)
+
+
+def _light_parent(backbone: Backbone, body: torch.nn.Module) -> tuple[Backbone, dict[str, torch.Tensor]]:
+    """What the trunk keeps of its parent without keeping the parent's weights alive: a shallow
+    copy of the Backbone (spec, weights record, tokenizer, device) whose module is a meta-device
+    skeleton (keys, shapes, dtypes), and the parent's tensors the trunk does not hold itself (the
+    layers after the last stage, for :meth:`Trunk.parent_state_dict`). A fine-tuning run so holds
+    one copy of the weights, as timm's or torchvision's own models do."""
+    import copy
+
+    module = backbone.module
+    held = {k.removeprefix("model.") for k in body.state_dict()}
+    rest = {k: v for k, v in module.state_dict().items() if k not in held}
+    memo: dict[int, Any] = {}
+    for t in [*module.parameters(), *module.buffers()]:
+        meta = torch.empty_like(t, device="meta")
+        memo[id(t)] = torch.nn.Parameter(meta, requires_grad=False) if isinstance(
+            t, torch.nn.Parameter) else meta
+    view = copy.copy(backbone)
+    for attr, value in list(vars(view).items()):
+        if isinstance(value, torch.nn.Module):  # e.g. a provider's extractor over the same weights
+            setattr(view, attr, None)
+    view.module = copy.deepcopy(module, memo)
+    return view, rest
 
 
 def _requested(backbone: Backbone, stages: Sequence[int | str] | int | str | None) -> list[str]:
@@ -299,6 +325,7 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     if grad_checkpointing and checkpoint_blocks(body) == 0:
         raise InputError(f"{backbone.name}: grad_checkpointing found no repeated blocks to "
                          "checkpoint in this architecture; use grad_checkpointing=False.")
+    net._parent, net._parent_rest = _light_parent(backbone, body)
     if pyramid:
         from hub.train.pyramid import PyramidNet
 
