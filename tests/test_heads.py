@@ -7,7 +7,6 @@ masks and a semantic mask. Everything runs on the CPU in one thread, with random
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,14 +29,7 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small tensors gain nothing from intra-op threads; on a shared 2-core machine OpenMP's spinning
-    workers made these steps ten times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def scenes(n: int, height: int = 96, width: int = 96, seed: int = 0) -> tuple[list[torch.Tensor],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,15 +11,7 @@ from hub.errors import InputError, ModalityError
 from hub.train.pyramid import PyramidNet, SimpleFeaturePyramid, level_name
 from tests.support.stand_in_net import make_net
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small tensors gain nothing from intra-op threads; on a shared 2-core machine OpenMP's spinning
-    workers made these steps ten times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _ceil(a: int, b: int) -> int:
