@@ -35,7 +35,7 @@ SPEED_FLAGS = ("amx_bf16", "amx_fp16", "amx_int8", "amx_tile", "avx512_bf16", "a
 
 def _cpuinfo() -> tuple[str, set[str]]:
     """CPU model name and flags from /proc/cpuinfo (empty where there is none)."""
-    model, flags = "", set()
+    model, flags = "", set[str]()
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
