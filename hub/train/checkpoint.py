@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["checkpoint_blocks"]
+__all__ = ["checkpoint_blocks", "repeated_containers"]
 
 
 @functools.cache
@@ -39,17 +39,21 @@ def _checkpointed(cls: type) -> type:
     return new
 
 
-def _containers(module: torch.nn.Module) -> list[torch.nn.Module]:
+def repeated_containers(module: torch.nn.Module, *, innermost: bool = True) -> list[torch.nn.Module]:
+    """The containers holding two or more modules of one class with parameters (the repeated
+    blocks are their children), in definition order; ``innermost``: only those holding no other."""
     import torch
 
     kinds = (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)
-    found = []
+    found: list[torch.nn.Module] = []
     for sub in module.modules():
         if not isinstance(sub, kinds):
             continue
         kids = [c for c in sub.children() if any(True for _ in c.parameters())]
         if len(kids) >= 2 and len({type(c) for c in kids}) == 1:
             found.append(sub)
+    if not innermost:
+        return found
     # innermost only: drop containers that hold another found container
     ids = {id(c) for c in found}
     return [c for c in found if not any(id(m) in ids for m in c.modules() if m is not c)]
@@ -58,7 +62,7 @@ def _containers(module: torch.nn.Module) -> list[torch.nn.Module]:
 def checkpoint_blocks(module: torch.nn.Module) -> int:
     """Checkpoint every repeated block of ``module``; returns how many blocks were wrapped."""
     count = 0
-    for container in _containers(module):
+    for container in repeated_containers(module):
         for child in container.children():
             if any(True for _ in child.parameters()) and not getattr(type(child), "_hub_ckpt", False):
                 kind: type = type(child)

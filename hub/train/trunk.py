@@ -22,6 +22,7 @@ from hub.features import RawOutput, StageSpec
 from hub.features import pool as pool_batch
 from hub.train import freeze as fz
 from hub.train.checkpoint import checkpoint_blocks
+from hub.train.depth import layer_depths
 from hub.train.groups import param_groups as make_groups
 from hub.train.probe import probe
 
@@ -96,6 +97,7 @@ class Trunk(torch.nn.Module):
         self._num_prefix = int(getattr(body, "num_prefix_tokens", 0) or 0)
         self._eval_norms: list[str] = []
         self._depth: dict[str, int] = {}
+        self._num_layers = len(probed)
         self._parent = backbone  # until build_trunk has probed: then _light_parent's view
         self._parent_rest: dict[str, torch.Tensor] = {}
         self.specs: list[StageSpec] = [backbone.specs[n] for n in requested]
@@ -189,7 +191,7 @@ class Trunk(torch.nn.Module):
                      layer_decay: float | None = None) -> list[dict[str, Any]]:
         """Parameter groups for ``torch.optim`` (see :mod:`hub.train.groups`); frozen
         parameters are left out."""
-        return make_groups(list(self.named_parameters()), self._depth, len(self._probed), lr=lr,
+        return make_groups(list(self.named_parameters()), self._depth, self._num_layers, lr=lr,
                            weight_decay=weight_decay, layer_decay=layer_decay)
 
     def transforms(self, train: bool = False) -> Any:
@@ -313,10 +315,13 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     found = probe(net, lambda: net._all(example), probed, what=backbone.name, size=size)
     net.specs = [_measured(backbone.specs[n], found.shapes[n], size, output_stride is not None)
                  for n in requested]
-    first = getattr(body, "stage_paths", {}).get(probed[0])
-    for name, k in found.stage_of.items():
-        stem = k == 0 and first is not None and not name.startswith(f"{BODY}{first}.")
-        net._depth[name] = 0 if stem else k + 1
+    net._depth, net._num_layers = layer_depths(body, found.stage_of, "body.")
+    if not net._depth:  # no repeated blocks: one layer per manifest stage, the stem at 0
+        first = getattr(body, "stage_paths", {}).get(probed[0])
+        for name, k in found.stage_of.items():
+            stem = k == 0 and first is not None and not name.startswith(f"{BODY}{first}.")
+            net._depth[name] = 0 if stem else k + 1
+        net._num_layers = len(probed)
     frozen = {n for n, k in found.stage_of.items() if k < count}
     for name, p in net.named_parameters():
         if name in frozen:
