@@ -141,6 +141,13 @@ class Backbone(ABC):
         raise InputError(f"{self.name}: the {self.spec.provider} provider cannot build a trainable "
                          "module (it does not implement Backbone._trunk).")
 
+    def _pool_head(self, stage: str) -> torch.nn.Module | None:
+        """A new module (its own copy of the weights) that pools ``stage``'s map (B, C, H, W) into
+        the embedding exactly as ``extract()`` does, when that pooling has trained parameters
+        (ConvNeXt's pre-logits norm); ``None`` when the pooling is parameter-free (the core's
+        ``net.pool`` is then exact). Providers override it."""
+        return None
+
     # ---- the template method -------------------------------------------------------------------
     def extract(self, inputs: Any, *, stages: Sequence[int | str] | int | str | None = None,
                 pool: str | None = None, normalize: bool | None = None,

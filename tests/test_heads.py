@@ -311,3 +311,33 @@ def test_heads_refuse_the_wrong_modality() -> None:
         heads.classifier(make_net("cnn"), 0)
     with pytest.raises(InputError, match="dropout"):
         heads.text_classifier(make_net("text"), 2, dropout=1.0)
+
+
+@pytest.mark.parametrize("name", ["convnext_tiny", "resnet50"])
+def test_classifier_pools_as_extract_does(name: str) -> None:
+    """The classifier's pooled input in eval mode is extract()'s pooled embedding: for ConvNeXt
+    that includes timm's trained pre-logits norm, which the trunk itself does not own."""
+    from tests.test_train_trunk import image_backbone, pixels
+
+    bb = image_backbone(name)
+    norm = getattr(getattr(bb.module, "head", None), "norm", None)
+    if norm is not None:  # a trained-looking head norm, so that leaving it out shows
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 2.0)
+            norm.bias.uniform_(-1.0, 1.0)
+    net = bb.as_module(freeze=None)
+    assert not any("head" in n for n, _ in net.named_parameters())  # the trunk owns no head
+    model = heads.classifier(net, 3).eval()
+    trained = [n for n, _ in model.named_parameters() if n.startswith("pool.")]
+    assert bool(trained) == (norm is not None)
+    xn = pixels(bb)
+    seen: dict[str, torch.Tensor] = {}
+    model.fc.register_forward_pre_hook(lambda _m, i: seen.update(pooled=i[0]))
+    with torch.no_grad():
+        model(xn)
+        want = bb._finish(bb._forward(xn, list(bb.specs)), list(bb.specs), bb.spec.outputs.pool).pooled
+    torch.testing.assert_close(seen["pooled"], want, atol=1e-5, rtol=1e-5)
+    if trained:  # and the copy trains with the classifier
+        model.train()
+        F.cross_entropy(model(xn), torch.tensor([0, 1])).backward()
+        assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith("pool."))

@@ -21,7 +21,10 @@ __all__ = ["Classifier", "TokenClassifier", "classifier", "text_classifier", "to
 
 
 class Classifier(nn.Module):
-    """``net`` -> ``net.pool`` -> dropout -> linear; ``forward(x)`` returns (B, num_classes) logits.
+    """``net`` -> pooling -> dropout -> linear; ``forward(x)`` returns (B, num_classes) logits.
+
+    The pooling is ``net.pooling_head()`` where the net has it (a trainable copy of any trained
+    pooling parameters, e.g. ConvNeXt's pre-logits norm, as ``self.pool``), else ``net.pool``.
 
     :param net: the trainable net (kept as ``self.net``).
     :param num_classes: outputs of the linear layer.
@@ -35,6 +38,8 @@ class Classifier(nn.Module):
         super().__init__()
         self.net = net
         self.text = text
+        make = getattr(net, "pooling_head", None)
+        self.pool: nn.Module | None = make() if callable(make) else None
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(width, num_classes)
 
@@ -43,7 +48,8 @@ class Classifier(nn.Module):
         -> logits (B, num_classes)."""
         out = self.net(x)
         mask = x.get("attention_mask") if self.text else None
-        pooled = self.net.pool(out, mask)  # type: ignore[operator]
+        pooled = (self.pool(out, mask) if self.pool is not None
+                  else self.net.pool(out, mask))  # type: ignore[operator]
         if pooled.shape[-1] != self.fc.in_features:
             raise InputError(f"The net pools to width {pooled.shape[-1]} but the classifier was built "
                              f"for {self.fc.in_features}; give the net a num_features attribute with "

@@ -98,6 +98,8 @@ class Trunk(torch.nn.Module):
         self._eval_norms: list[str] = []
         self._depth: dict[str, int] = {}
         self._num_layers = len(probed)
+        # a plain list: the trained pooling is copied into heads, never owned (or run) by the trunk
+        self._pooling: list[torch.nn.Module | None] = []
         self._parent = backbone  # until build_trunk has probed: then _light_parent's view
         self._parent_rest: dict[str, torch.Tensor] = {}
         self.specs: list[StageSpec] = [backbone.specs[n] for n in requested]
@@ -187,6 +189,19 @@ class Trunk(torch.nn.Module):
             raise InputError(f"{self.spec.name}: nothing to pool.")
         return pooled
 
+    def pooling_head(self) -> torch.nn.Module:
+        """A new module pooling the last returned stage exactly as ``extract()`` pools it, with its
+        own trainable copy of any trained pooling parameters (ConvNeXt's pre-logits norm, which
+        :meth:`pool` leaves out). ``head(out)`` takes this net's output; :func:`hub.heads.classifier`
+        uses it, so a classifier starts from the embedding the weights were trained to give."""
+        import copy
+
+        trained = self._pooling[0] if self._pooling else None
+        if trained is None:
+            return _Pool(self)
+        device = next(iter(self.parameters()), torch.empty(0)).device
+        return _TrainedPool(copy.deepcopy(trained).to(device), self.stage_names[-1])
+
     def param_groups(self, lr: float, weight_decay: float = 0.0,
                      layer_decay: float | None = None) -> list[dict[str, Any]]:
         """Parameter groups for ``torch.optim`` (see :mod:`hub.train.groups`); frozen
@@ -237,6 +252,29 @@ class Trunk(torch.nn.Module):
         return save_finetuned(self._parent, self.parent_state_dict(), directory,
                               name or f"{self._parent.name}_finetuned", stages=list(self.stage_names),
                               overwrite=overwrite)
+
+
+class _Pool(torch.nn.Module):
+    """Parameter-free pooling as trained: the net's :meth:`Trunk.pool` (the net is not owned)."""
+
+    def __init__(self, net: Trunk) -> None:
+        super().__init__()
+        self._net = [net]
+
+    def forward(self, out: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self._net[0].pool(out, mask)
+
+
+class _TrainedPool(torch.nn.Module):
+    """The provider's trained pooling (``Backbone._pool_head``) of the last returned stage."""
+
+    def __init__(self, head: torch.nn.Module, stage: str) -> None:
+        super().__init__()
+        self.head = head
+        self.stage = stage
+
+    def forward(self, out: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(out[self.stage])  # type: ignore[no-any-return]
 
 
 def _light_parent(backbone: Backbone, body: torch.nn.Module) -> tuple[Backbone, dict[str, torch.Tensor]]:
@@ -330,6 +368,7 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     if grad_checkpointing and checkpoint_blocks(body) == 0:
         raise InputError(f"{backbone.name}: grad_checkpointing found no repeated blocks to "
                          "checkpoint in this architecture; use grad_checkpointing=False.")
+    net._pooling = [backbone._pool_head(requested[-1]) if backbone.modality == "image" else None]
     net._parent, net._parent_rest = _light_parent(backbone, body)
     if pyramid:
         from hub.train.pyramid import PyramidNet

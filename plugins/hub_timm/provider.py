@@ -116,6 +116,17 @@ class TimmBackbone(ImageBackbone):
 
         return timm_trunk(self, stages, output_stride)
 
+    def _pool_head(self, stage: str) -> torch.nn.Module | None:
+        from hub_timm.trunk import timm_pool_head
+
+        if not self._own_pool or stage != list(self.specs)[-1] or stage not in self._indices:
+            return None  # pooled by the core, or a stage before timm's pre-logits
+        norm_pre = getattr(self.module, "norm_pre", None)
+        if self._indices[stage] is not None and norm_pre is not None and any(
+                True for _ in norm_pre.parameters()):
+            return None  # the trunk's last map is before the final features' norm
+        return timm_pool_head(self)
+
 
 def _keeper(local: threading.local, name: str, index: int | None) -> Any:
     """A forward hook storing the module's output (element ``index`` of it) as stage ``name``

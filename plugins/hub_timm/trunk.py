@@ -21,7 +21,7 @@ from hub.sdk import InputError
 if TYPE_CHECKING:
     from hub_timm.provider import TimmBackbone
 
-__all__ = ["TimmBody", "timm_trunk"]
+__all__ = ["TimmBody", "TimmPoolHead", "timm_pool_head", "timm_trunk"]
 
 
 class TimmBody(torch.nn.Module):
@@ -138,3 +138,55 @@ def _dilated(bb: TimmBackbone, output_stride: int, timm: Any) -> torch.nn.Module
 #: docs/gen_training_support.py (MobileNetV3, VGG, DenseNet, HRNet, Swin and ViTs cannot)
 DILATABLE = ("resnet50/101/152", "convnext_*", "efficientnet_b*", "efficientnetv2_s", "mobilenet_v2",
              "regnety_032")
+
+
+class TimmPoolHead(torch.nn.Module):
+    """timm's pre-logits pooling of the final map (pool, then its head norm): ``forward_head(x,
+    pre_logits=True)`` of a copy of the model that keeps only the modules that pooling runs."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        model: Any = self.model  # forward_head: a method of the timm architecture
+        return model.forward_head(x, pre_logits=True)  # type: ignore[no-any-return]
+
+
+def timm_pool_head(bb: TimmBackbone) -> TimmPoolHead | None:
+    """The trained part of timm's pre-logits pooling of a CNN's final map, or ``None`` when it has
+    no parameters or the final output is not an NCHW map (token models pool in the core)."""
+    src = bb.module
+    spec = bb.specs[list(bb.specs)[-1]]
+    probe = torch.zeros(1, spec.channels, 2, 2, device=next(src.parameters()).device)
+    model = copy.deepcopy(src)
+    for m in model.modules():
+        m._forward_hooks.clear()
+    ran: set[int] = set()
+    handles = [m.register_forward_hook(lambda mod, _i, _o: ran.add(id(mod))) for m in model.modules()]
+    timm_model: Any = model
+    try:
+        with torch.no_grad():
+            out = timm_model.forward_head(probe, pre_logits=True)
+    except (RuntimeError, ValueError, IndexError):  # not a pooling of NCHW maps (token models)
+        return None
+    finally:
+        for h in handles:
+            h.remove()
+    if (any(True for _ in model.parameters(recurse=False))  # class tokens: a token model
+            or tuple(out.shape) != (1, bb.spec.outputs.embedding_dim)
+            or not any(True for m in model.modules() if id(m) in ran for _ in m.parameters(recurse=False))):
+        return None
+
+    def prune(parent: torch.nn.Module) -> None:
+        for name, child in list(parent.named_children()):
+            if not any(True for _ in child.parameters()):
+                continue
+            if not any(id(m) in ran for m in child.modules()):
+                setattr(parent, name, torch.nn.Identity())
+            else:
+                prune(child)
+
+    prune(model)
+    model.requires_grad_(True).train()
+    return TimmPoolHead(model)
