@@ -395,3 +395,20 @@ def test_backbone_copy_is_independent() -> None:
     assert all(p.requires_grad for p in twin.parameters())
     assert twin._parent is net._parent and twin._parent.spec is bb.spec  # shared, not copied
     assert all(a is not b for a, b in zip(twin.parameters(), net.parameters()))
+
+
+def test_a_bf16_backbone_gives_a_float32_trainable_net(tmp_path: Path) -> None:
+    """dtype="bfloat16" (or "auto" on a CPU with AMX) casts the backbone's weights; training keeps
+    float32 master weights, the pooling head included, and saves float32."""
+    spec = SPECS["convnext_tiny"]
+    torch.manual_seed(0)
+    bb = hub.get_registry().provider(spec.provider).build(spec, None, device=torch.device("cpu"),
+                                                         dtype=torch.bfloat16)
+    assert next(bb.module.parameters()).dtype == torch.bfloat16
+    net = bb.as_module(stages=["stage4"])
+    assert {p.dtype for p in net.parameters()} == {torch.float32}
+    head = net.pooling_head()
+    assert {p.dtype for p in head.parameters()} == {torch.float32} and any(True for _ in head.parameters())
+    out = net(torch.randn(2, 3, 64, 64))
+    assert out["stage4"].dtype == torch.float32
+    assert {v.dtype for v in net.parent_state_dict().values() if v.is_floating_point()} == {torch.float32}

@@ -200,7 +200,8 @@ class Trunk(torch.nn.Module):
         if trained is None:
             return _Pool(self)
         device = next(iter(self.parameters()), torch.empty(0)).device
-        return _TrainedPool(copy.deepcopy(trained).to(device), self.stage_names[-1])
+        return _TrainedPool(copy.deepcopy(trained).to(device=device, dtype=torch.float32),
+                            self.stage_names[-1])
 
     def param_groups(self, lr: float, weight_decay: float = 0.0,
                      layer_decay: float | None = None) -> list[dict[str, Any]]:
@@ -237,7 +238,10 @@ class Trunk(torch.nn.Module):
         state = {}
         for key, ref in skeleton.items():
             v = own[key] if key in own else self._parent_rest[key]
-            state[key] = v.detach().to(device=device, dtype=ref.dtype)
+            # floating tensors saved in float32 (the trunk trains in float32 even when the parent
+            # runs extract() in bf16); integer buffers keep their dtype
+            dtype = torch.float32 if ref.is_floating_point() else ref.dtype
+            state[key] = v.detach().to(device=device, dtype=dtype)
         return state
 
     def save(self, directory: Any, name: str | None = None, *, overwrite: bool = False) -> Any:
@@ -322,7 +326,7 @@ def _example(backbone: Backbone, body: torch.nn.Module) -> tuple[Any, int | None
         enc.pop("overflow", None)
         return {k: v.to(backbone.device) for k, v in enc.items()}, None
     size = getattr(body, "probe_size", None) or backbone.spec.preprocessing.image.size  # type: ignore[union-attr]
-    p = next(backbone.module.parameters())
+    p = next(body.parameters())
     return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(
         device=p.device, dtype=p.dtype), size
 
@@ -344,6 +348,11 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     probed = all_names[:all_names.index(requested[-1]) + 1]
     count = fz.freeze_count(freeze, probed, what=backbone.name)
     body = backbone._trunk(probed, output_stride)
+    # training keeps float32 master weights, whatever precision the backbone runs extract() in
+    # (dtype="bfloat16"/"auto" casts its weights): autocast the forward for reduced precision
+    if any(t.is_floating_point() and t.dtype != torch.float32
+           for t in (*body.parameters(), *body.buffers())):
+        body.float()
     if norm == "frozen":
         fz.frozen_batchnorm(body)
     body.requires_grad_(True)

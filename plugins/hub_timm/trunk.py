@@ -159,7 +159,7 @@ def timm_pool_head(bb: TimmBackbone) -> TimmPoolHead | None:
     src = bb.module
     spec = bb.specs[list(bb.specs)[-1]]
     probe = torch.zeros(1, spec.channels, 2, 2, device=next(src.parameters()).device)
-    model = copy.deepcopy(src)
+    model = copy.deepcopy(src).float()  # trains in float32 whatever extract() runs in
     for m in model.modules():
         m._forward_hooks.clear()
     ran: set[int] = set()
