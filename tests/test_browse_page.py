@@ -192,7 +192,8 @@ def test_chart_has_one_point_per_entry_with_top1_and_the_pareto_front(measured: 
     with_top1 = {s.name: (s.stats.gmacs, s.stats.top1.value) for s in specs if s.stats.top1}
     assert len(with_top1) > 40 and all(g is not None for g, _ in with_top1.values())
     assert _points(page) == set(with_top1)
-    front = set(page.page.locator("#chart circle.point.pareto").evaluate_all("c => c.map(p => p.dataset.name)"))
+    front = set(page.page.locator("#chart circle.point.pareto").evaluate_all(
+        "c => c.map(p => p.dataset.name)"))
     assert front == _pareto(with_top1, lower_x_better=True)
     # point area grows with parameters
     radius = dict(page.page.locator("#chart circle.point").evaluate_all(
@@ -235,9 +236,10 @@ def test_measured_records_appear_in_table_and_chart(measured: Path, open_page: A
 def test_hostile_manifest_text_stays_text(tmp_path: Path, open_page: Any) -> None:
     spec = hub.get_catalog().get("resnet50").spec
     evil = "</script><script>window.pwned = 1</script><img src=x onerror='window.pwned = 2'>"
+    assert spec.paper is not None
+    paper = spec.paper.model_copy(update={"url": "javascript:window.pwned=3"})
     hostile = spec.model_copy(update={"description": evil, "aliases": ["</SCRIPT><!--", "a&b"],
-                                      "paper": spec.paper.model_copy(update={"url": "javascript:window.pwned=3"})
-                                      if spec.paper else None})
+                                      "paper": paper})
     path = write(page_data([entry_data(hostile)], title="</title><script>window.pwned=4</script>"),
                  tmp_path)
     page = open_page(path)
