@@ -55,18 +55,18 @@
     { key: "params_m", label: "params (M)", num: true, get: (e) => e.params_m, text: (e) => fixed(e.params_m, 2) },
     { key: "gmacs", label: "GMACs", num: true, get: (e) => e.gmacs, text: (e) => fixed(e.gmacs, 2),
       title: (e) => (e.input_size ? "at " + e.input_size + " px" : null) },
-    { key: "top1", label: "top-1 %", num: true, get: (e) => e.top1, text: (e) => fixed(e.top1, 1),
+    { key: "top1", label: "top-1\u00a0%", num: true, get: (e) => e.top1, text: (e) => fixed(e.top1, 1),
       title: (e) => (e.top1_source ? e.top1_source.dataset + ": " + e.top1_source.source : null) },
     { key: "license", label: "licence", get: (e) => e.license },
     { key: "pinned", label: "pinned", get: (e) => (e.pinned ? 1 : 0), text: (e) => yesNo(e.pinned),
       klass: (e) => (e.pinned ? "yes" : "no") },
     { key: "pulled", label: "pulled", show: hasCache, get: (e) => (e.pulled == null ? null : e.pulled ? 1 : 0),
       text: (e) => yesNo(e.pulled), klass: (e) => (e.pulled ? "yes" : "no") },
-    { key: "items_per_s", label: "items/s here", num: true, measured: true, show: hasBench,
+    { key: "items_per_s", label: "items/s (here)", num: true, measured: true, show: hasBench,
       get: (e) => (e.bench ? e.bench.items_per_s : null),
       text: (e) => (e.bench ? rate(e.bench.items_per_s) + (e.bench.random_weights ? "*" : "") : dash),
       title: (e) => benchTitle(e) },
-    { key: "latency_ms", label: "latency ms here", num: true, measured: true, show: hasBench,
+    { key: "latency_ms", label: "latency ms (here)", num: true, measured: true, show: hasBench,
       get: (e) => (e.bench ? e.bench.latency_ms : null), text: (e) => fixed(e.bench ? e.bench.latency_ms : null, 1),
       title: (e) => (e.bench ? "one item at batch 1 (median)" : null) },
     { key: "knn", label: "k-NN % (probe)", num: true, measured: true, show: hasProbe,
@@ -304,6 +304,17 @@
     for (const p of sorted) if (p.y > best) { front.push(p); best = p.y; }
     return front;
   }
+  // a label box that overlaps none placed so far: the first free of a few vertical offsets
+  function place(placed, x, y, w) {
+    const free = (b) => placed.every((o) => b.x + w < o.x || o.x + o.w < b.x || b.y + 2 < o.y - 11 || o.y + 2 < b.y - 11);
+    for (const dy of [0, 11, -11, 22, -22, 33]) {
+      const b = { x, y: y + dy, w };
+      if (free(b)) { placed.push(b); return b; }
+    }
+    const b = { x, y, w };
+    placed.push(b);
+    return b;
+  }
   function linearTicks(lo, hi, n) {
     const raw = (hi - lo) / n, mag = Math.pow(10, Math.floor(Math.log10(raw)));
     const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || 10 * mag;
@@ -370,6 +381,7 @@
     if (line.length > 1) root.append(svg("polyline", { points: line.join(" "), class: "front" }));
     const dots = svg("g", { class: "points" }), labels = svg("g", { class: "labels" });
     const labelAll = points.length <= 15;
+    const placed = [];
     for (const p of points.slice().sort((a, b) => (b.e.params_m || 0) - (a.e.params_m || 0))) {
       const pareto = onFront.has(p.e.name), r = radius(p.e.params_m);
       const c = svg("circle", { cx: sx(p.x).toFixed(1), cy: sy(p.y).toFixed(1), r: r.toFixed(1), fill: colour(p.e.provider),
@@ -380,7 +392,8 @@
       c.addEventListener("click", () => openRow(p.e.name));
       dots.append(c);
       if (pareto || labelAll) {
-        labels.append(svg("text", { x: (sx(p.x) + r + 3).toFixed(1), y: (sy(p.y) + 3.5).toFixed(1),
+        const at = place(placed, sx(p.x) + r + 3, sy(p.y) + 3.5, 6.3 * p.e.name.length);
+        labels.append(svg("text", { x: at.x.toFixed(1), y: at.y.toFixed(1),
                                     class: "label" + (pareto ? " pareto" : "") }, p.e.name));
       }
     }
