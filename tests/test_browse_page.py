@@ -67,9 +67,10 @@ PROBE = {"resnet50": (0.91, 0.955), "vit_b16": (0.97, 0.985)}
 
 
 @pytest.fixture(scope="module")
-def measured(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def measured(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`hub browse`'s page over a cache holding bench and probe records (one for a backbone
-    the catalogue does not know) and one pulled backbone (from its PyPI wheel, offline)."""
+    the catalogue does not know) and one pulled backbone (from its PyPI wheel, offline). Needs
+    ``browser`` only so that nothing is built where the browser tests skip."""
     root = tmp_path_factory.mktemp("measured")
     cache = root / "cache"
     for name, rate in BENCH.items():
