@@ -3,7 +3,7 @@
 :mod:`hub.browse.data` builds the page's data (every catalogue entry, its manifest details,
 whether it is pulled, and what ``hub bench`` / ``hub probe`` measured on this machine);
 :mod:`hub.browse.page` renders it into one file with its style and script inlined
-(``page.html``, ``page.css``, ``page.js`` in this package). No torch: catalogue and JSON only.
+(``page.html``, ``page.css``, ``chart.js``, ``page.js`` in this package). No torch: catalogue and JSON only.
 """
 
 from __future__ import annotations

@@ -134,8 +134,9 @@ def page_data(entries: Iterable[dict[str, Any]], *,
     by_alias = {a.lower(): e for e in rows for a in [e["name"], *e["aliases"]]}
     unmatched: list[str] = []
     for key, record in sorted((bench or {}).items()):
-        name = record.get("name", key) if isinstance(record, Mapping) else key
-        entry = by_alias.get(str(name).lower())
+        own = record.get("name") if isinstance(record, Mapping) else None
+        name = own if isinstance(own, str) and own else key
+        entry = by_alias.get(name.lower())
         if entry is None or not isinstance(record, Mapping):
             unmatched.append(f"bench {key}")
             continue
@@ -143,12 +144,13 @@ def page_data(entries: Iterable[dict[str, Any]], *,
     datasets: dict[str, dict[str, Any]] = {}
     for key, record in sorted((probe or {}).items()):
         name, _, fingerprint = key.rpartition("@")
-        if isinstance(record, Mapping):
+        if isinstance(record, Mapping):  # the record's own name and fingerprint win over the key's
             ds = record.get("dataset")
             fp = ds.get("fingerprint") if isinstance(ds, Mapping) else None
             fingerprint = fp if isinstance(fp, str) and fp else fingerprint
-            name = record.get("name", name) if isinstance(record.get("name", name), str) else name
-        entry = by_alias.get(str(name).lower())
+            own = record.get("name")
+            name = own if isinstance(own, str) and own else name
+        entry = by_alias.get(name.lower())
         if entry is None or not isinstance(record, Mapping) or not fingerprint:
             unmatched.append(f"probe {key}")
             continue

@@ -1,9 +1,9 @@
 "use strict";
 // The zoo page of `hub browse`: reads the JSON embedded in #hub-data and draws the table, its
-// filters and details, and the trade-off chart (inline SVG). Every value from the data is written
-// with textContent or setAttribute, never parsed as HTML.
+// filters and details, and feeds the rows the filters keep to the trade-off chart (chart.js,
+// inlined before this script). Every value from the data is written with textContent or
+// setAttribute, never parsed as HTML.
 (() => {
-  const SVG = "http://www.w3.org/2000/svg";
   const data = JSON.parse(document.getElementById("hub-data").textContent);
   if (data.schema !== 1) {
     throw new Error("page data schema " + data.schema + " is not 1: regenerate the page");
@@ -26,12 +26,6 @@
       else node.setAttribute(k, v);
     }
     for (const c of children) if (c != null) node.append(c);
-    return node;
-  }
-  function svg(tag, attrs, text) {
-    const node = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs || {})) if (v != null) node.setAttribute(k, String(v));
-    if (text != null) node.textContent = text;
     return node;
   }
   const dash = "\u2013";
@@ -292,131 +286,23 @@
   fillChoices($("c-x"), Object.entries(xAxes).map(([k, a]) => [k, a.label]));
   fillChoices($("c-y"), Object.entries(yAxes).map(([k, a]) => [k, a.label]));
 
-  const palette = ["#1f77b4", "#e8710a", "#2ca02c", "#9467bd", "#8c564b", "#d62789", "#17becf", "#7f7f7f"];
   const providers = [...new Set(entries.map((e) => e.provider))].sort();
-  const colour = (p) => palette[providers.indexOf(p) % palette.length];
-  const radius = (m) => (m == null ? 4 : 2.5 + 0.9 * Math.sqrt(m));
-
-  function paretoFront(points, lowerBetter) {
-    const sorted = points.slice().sort((a, b) => (lowerBetter ? a.x - b.x : b.x - a.x) || b.y - a.y);
-    const front = [];
-    let best = -Infinity;
-    for (const p of sorted) if (p.y > best) { front.push(p); best = p.y; }
-    return front;
-  }
-  // a label box that overlaps none placed so far: the first free of a few vertical offsets
-  function place(placed, x, y, w) {
-    const free = (b) => placed.every((o) => b.x + w < o.x || o.x + o.w < b.x || b.y + 2 < o.y - 11 || o.y + 2 < b.y - 11);
-    for (const dy of [0, 11, -11, 22, -22, 33]) {
-      const b = { x, y: y + dy, w };
-      if (free(b)) { placed.push(b); return b; }
-    }
-    const b = { x, y, w };
-    placed.push(b);
-    return b;
-  }
-  function linearTicks(lo, hi, n) {
-    const raw = (hi - lo) / n, mag = Math.pow(10, Math.floor(Math.log10(raw)));
-    const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || 10 * mag;
-    const ticks = [];
-    for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) ticks.push(+v.toFixed(10));
-    return ticks;
-  }
-  function logTicks(lo, hi) {
-    const ticks = [];
-    for (let d = Math.floor(Math.log10(lo)); d <= Math.ceil(Math.log10(hi)); d++) {
-      for (const m of [1, 2, 5]) { const v = m * Math.pow(10, d); if (v >= lo && v <= hi) ticks.push(v); }
-    }
-    return ticks;
-  }
-  const tickText = (v) => (Math.abs(v) >= 1000 ? (v / 1000) + "k" : String(+v.toPrecision(3)));
 
   function renderChart(rows) {
     const xa = xAxes[state.x], ya = yAxes[state.y];
     const points = [];
     for (const e of rows) {
       const x = xa.get(e), y = ya.get(e);
-      if (x != null && y != null && x > 0) points.push({ e, x, y });
+      if (x != null && y != null && x > 0) {
+        points.push({ name: e.name, x, y, params_m: e.params_m, group: e.provider });
+      }
     }
-    const W = 960, H = 440, m = { l: 58, r: 150, t: 16, b: 46 };
-    const root = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": ya.label + " against " + xa.label });
     const missing = rows.length - points.length;
     $("chart-note").textContent = points.length + " point" + (points.length === 1 ? "" : "s") +
       (missing ? "; " + missing + " of the listed backbones lack one of the two values" : "") +
       ". Point area grows with parameters; the dashed line is the Pareto front.";
-    if (!points.length) {
-      root.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" },
-                      "No backbone in the list has both values."));
-      $("chart").replaceChildren(root);
-      return;
-    }
-    const xs = points.map((p) => p.x), ys = points.map((p) => p.y);
-    let x0 = Math.min(...xs), x1 = Math.max(...xs);
-    const log = x1 / x0 > 20;
-    if (log) { x0 /= 1.3; x1 *= 1.3; } else { const pad = (x1 - x0) * 0.06 || Math.abs(x0) * 0.1 || 1; x0 = Math.max(0, x0 - pad); x1 += pad; }
-    let y0 = Math.min(...ys), y1 = Math.max(...ys);
-    const ypad = (y1 - y0) * 0.08 || 1; y0 -= ypad; y1 += ypad;
-    const pw = W - m.l - m.r, ph = H - m.t - m.b;
-    const sx = (v) => m.l + pw * (log ? Math.log(v / x0) / Math.log(x1 / x0) : (v - x0) / (x1 - x0));
-    const sy = (v) => m.t + ph * (1 - (v - y0) / (y1 - y0));
-
-    const axes = svg("g", { class: "axis" });
-    for (const t of log ? logTicks(x0, x1) : linearTicks(x0, x1, 8)) {
-      axes.append(svg("line", { x1: sx(t), x2: sx(t), y1: m.t, y2: m.t + ph, class: "grid" }),
-                  svg("text", { x: sx(t), y: m.t + ph + 15, "text-anchor": "middle" }, tickText(t)));
-    }
-    for (const t of linearTicks(y0, y1, 6)) {
-      axes.append(svg("line", { x1: m.l, x2: m.l + pw, y1: sy(t), y2: sy(t), class: "grid" }),
-                  svg("text", { x: m.l - 6, y: sy(t) + 4, "text-anchor": "end" }, tickText(t)));
-    }
-    axes.append(svg("path", { d: "M" + m.l + "," + m.t + "V" + (m.t + ph) + "H" + (m.l + pw), fill: "none" }),
-                svg("text", { x: m.l + pw / 2, y: H - 8, "text-anchor": "middle", class: "axis-label" }, xa.label + (log ? " (log scale)" : "")),
-                svg("text", { x: 14, y: m.t + ph / 2, "text-anchor": "middle", class: "axis-label",
-                              transform: "rotate(-90 14 " + (m.t + ph / 2) + ")" }, ya.label));
-    root.append(axes);
-
-    const front = paretoFront(points, xa.lowerBetter);
-    const onFront = new Set(front.map((p) => p.e.name));
-    const line = front.slice().sort((a, b) => a.x - b.x).map((p) => sx(p.x).toFixed(1) + "," + sy(p.y).toFixed(1));
-    if (line.length > 1) root.append(svg("polyline", { points: line.join(" "), class: "front" }));
-    const dots = svg("g", { class: "points" }), labels = svg("g", { class: "labels" });
-    const labelAll = points.length <= 15;
-    const placed = [];
-    for (const p of points.slice().sort((a, b) => (b.e.params_m || 0) - (a.e.params_m || 0))) {
-      const pareto = onFront.has(p.e.name), r = radius(p.e.params_m);
-      const c = svg("circle", { cx: sx(p.x).toFixed(1), cy: sy(p.y).toFixed(1), r: r.toFixed(1), fill: colour(p.e.provider),
-                                class: "point" + (pareto ? " pareto" : ""), "data-name": p.e.name });
-      c.append(svg("title", {}, p.e.name + ": " + ya.label.split(" (")[0] + " " + p.y.toFixed(1) + ", " +
-                    xa.label.split(" (")[0] + " " + tickText(p.x) + ", " + fixed(p.e.params_m, 1) + " M params" +
-                    (pareto ? " (Pareto front)" : "")));
-      c.addEventListener("click", () => openRow(p.e.name));
-      dots.append(c);
-      if (pareto || labelAll) {
-        const at = place(placed, sx(p.x) + r + 3, sy(p.y) + 3.5, 6.3 * p.e.name.length);
-        labels.append(svg("text", { x: at.x.toFixed(1), y: at.y.toFixed(1),
-                                    class: "label" + (pareto ? " pareto" : "") }, p.e.name));
-      }
-    }
-    root.append(dots, labels);
-
-    const legend = svg("g", { class: "legend", transform: "translate(" + (W - m.r + 16) + "," + (m.t + 6) + ")" });
-    let ly = 0;
-    for (const prov of providers.filter((pv) => points.some((p) => p.e.provider === pv))) {
-      legend.append(svg("rect", { x: 0, y: ly - 8, width: 10, height: 10, fill: colour(prov) }),
-                    svg("text", { x: 16, y: ly + 1 }, prov));
-      ly += 17;
-    }
-    ly += 6;
-    legend.append(svg("line", { x1: 0, x2: 22, y1: ly - 3, y2: ly - 3, class: "front" }),
-                  svg("text", { x: 28, y: ly + 1 }, "Pareto front"));
-    ly += 22;
-    for (const pm of [5, 25, 100]) {
-      legend.append(svg("circle", { cx: 10, cy: ly, r: radius(pm), fill: "none", stroke: "#9aa4b1" }),
-                    svg("text", { x: 34, y: ly + 4 }, pm + " M params"));
-      ly += 2 * radius(pm) + 8;
-    }
-    root.append(legend);
-    $("chart").replaceChildren(root);
+    hubChart.draw($("chart"), points, { xLabel: xa.label, yLabel: ya.label, lowerXBetter: xa.lowerBetter,
+                                        groups: providers, onSelect: openRow });
   }
 
   function openRow(name) {

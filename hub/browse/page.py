@@ -1,7 +1,8 @@
 """Render the zoo page: one self-contained HTML file, data embedded as JSON.
 
-The template (``page.html``), its style (``page.css``) and its script (``page.js``) ship
-inside this package and are inlined into one file: no server, no network, nothing fetched.
+The template (``page.html``), its style (``page.css``) and its scripts (``chart.js``, the
+trade-off chart; ``page.js``, the table, filters and details) ship inside this package and are
+inlined into one file: no server, no network, nothing fetched.
 The page's Content-Security-Policy allows exactly that: ``default-src 'none'`` and the
 inline script and style by their sha256, so a browser refuses any request the page might
 try, and any script injected through the data would not run.
@@ -52,7 +53,7 @@ def _escape_html(text: str) -> str:
 
 def render(data: dict[str, Any]) -> str:
     """The page for ``data`` (from :func:`hub.browse.data.page_data`), as one HTML string."""
-    css, js = _asset("page.css"), _asset("page.js")
+    css, js = _asset("page.css"), _asset("chart.js") + "\n" + _asset("page.js")
     csp = (f"default-src 'none'; script-src '{_sha256(js)}'; style-src '{_sha256(css)}'; "
            "img-src data:; base-uri 'none'; form-action 'none'")
     page = _asset("page.html")
