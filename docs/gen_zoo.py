@@ -1,8 +1,11 @@
-"""Generate docs/zoo.md, the model-zoo table, from the built-in manifests.
+"""Generate docs/zoo.md, the model-zoo table, and docs/zoo.html, the zoo browser, from the
+built-in manifests.
 
 Run ``python docs/gen_zoo.py`` (or ``make docs``) after editing manifests/*.yaml;
-tests/test_zoo_docs.py fails while the committed page differs from what this prints.
-Reads the YAML files directly (no plugins, no torch), so the page is exactly the manifests.
+tests/test_zoo_docs.py fails while a committed page differs from what this writes.
+Reads the YAML files directly (no plugins, no torch, no cache, no measurements), so both pages
+are exactly the manifests. docs/zoo.html is the page ``hub browse`` writes, without the
+columns that only a user's cache and machine can fill.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hub.browse import entry_data, page_data  # noqa: E402
+from hub.browse import render as render_page  # noqa: E402
 from hub.manifest import BackboneSpec, HuggingFaceSource  # noqa: E402
 from hub.manifest_loader import load_manifest_file  # noqa: E402
 
 OUT = ROOT / "docs" / "zoo.md"
+OUT_HTML = ROOT / "docs" / "zoo.html"
 
 HEADER = """# Model zoo
 
@@ -111,9 +117,18 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_browser() -> str:
+    """docs/zoo.html: the `hub browse` page of the built-in manifests alone."""
+    entries = [entry_data(spec, origin={"plugin": "manifests", "manifest": f"manifests/{file}"})
+               for file, spec in load_specs()]
+    return render_page(page_data(entries, title="backbone-hub zoo (built-in manifests)"))
+
+
 def main() -> int:
     OUT.write_text(render(), encoding="utf-8")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    OUT_HTML.write_text(render_browser(), encoding="utf-8")
+    for out in (OUT, OUT_HTML):
+        print(f"wrote {out.relative_to(ROOT)}")
     return 0
 
 

@@ -4,6 +4,7 @@ and the manifests and works."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,8 @@ def test_wheel_contains_core_plugins_manifests_and_entry_points(wheel: Path) -> 
         names = set(zf.namelist())
         eps = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     for must in ["hub/__init__.py", "hub/py.typed", "hub/cli/__init__.py", "hub/heads/__init__.py",
-                 "hub/train/pyramid.py", "hub_timm/__init__.py",
+                 "hub/train/pyramid.py", "hub/browse/page.html", "hub/browse/page.css",
+                 "hub/browse/page.js", "hub/browse/chart.js", "hub_timm/__init__.py",
                  "hub_timm/converters.py", "hub_torchvision/__init__.py",
                  "hub_transformers/__init__.py", "hub_manifests/__init__.py",
                  "hub_manifests/efficientnet.yaml", "hub_manifests/text.yaml"]:
@@ -75,3 +77,10 @@ def test_wheel_installed_in_a_fresh_venv_works(wheel: Path, tmp_path: Path) -> N
                          timeout=120, cwd=tmp_path)
     assert cli.returncode == 0, cli.stderr
     assert "efficientnet_lite0" in {r["name"] for r in json.loads(cli.stdout)}
+    # the zoo page's template, style and script come from the installed package data
+    page = subprocess.run([str(venv / "bin" / "hub"), "browse", "--out", str(tmp_path / "site")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "HUB_CACHE": str(tmp_path / "cache")})
+    assert page.returncode == 0, page.stderr
+    html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert "HUB:" not in html and '"name":"efficientnet_lite0"' in html

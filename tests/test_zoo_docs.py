@@ -1,5 +1,5 @@
-"""docs/zoo.md is generated from the manifests by docs/gen_zoo.py; it must not go stale, and
-docs/choosing.md must quote the table's numbers."""
+"""docs/zoo.md and docs/zoo.html are generated from the manifests by docs/gen_zoo.py; they must
+not go stale, and docs/choosing.md must quote the table's numbers."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ def test_zoo_page_is_up_to_date() -> None:
     committed = (ROOT / "docs" / "zoo.md").read_text(encoding="utf-8")
     assert committed == _generator().render(), \
         "docs/zoo.md is stale: run `python docs/gen_zoo.py` (or `make docs`) and commit it"
+
+
+def test_zoo_browser_page_is_up_to_date() -> None:
+    committed = (ROOT / "docs" / "zoo.html").read_text(encoding="utf-8")
+    assert committed == _generator().render_browser(), \
+        "docs/zoo.html is stale: run `python docs/gen_zoo.py` (or `make docs`) and commit it"
 
 
 def test_zoo_page_lists_every_manifest_entry() -> None:
