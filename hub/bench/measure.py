@@ -87,13 +87,15 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         ``weights`` (variant or None), ``batch_size``, ``repeats``, ``min_time``, and the
         ``hub.load`` options ``dtype`` / ``device`` when given (absent: ``hub.load``'s defaults).
     """
+    from hub.api import get_catalog, get_registry
+
+    spec = get_catalog().get(job["name"]).spec  # before the heavy imports: a bad job fails fast
+
     import torch
 
     import hub
-    from hub.api import get_catalog, get_registry
     from hub.bench.inputs import inputs
 
-    spec = get_catalog().get(job["name"]).spec
     _import_library(get_registry().provider(spec.provider))
     options = {k: job[k] for k in ("dtype", "device") if job.get(k) is not None}
     t0 = time.perf_counter()
