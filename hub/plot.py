@@ -102,6 +102,7 @@ def tradeoff(points: Sequence[Point], path: Path, *, x_label: str, y_label: str,
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.lines import Line2D
+        from matplotlib.ticker import FuncFormatter
     except ImportError as exc:
         raise DependencyError("matplotlib", "plot", "drawing plots (--plot)") from exc
 
@@ -124,6 +125,9 @@ def tradeoff(points: Sequence[Point], path: Path, *, x_label: str, y_label: str,
         xs = [p.x for p in points]
         if min(xs) > 0 and max(xs) / min(xs) > 10:
             ax.set_xscale("log")
+            plain = FuncFormatter(lambda v, _: f"{v:g}")
+            ax.xaxis.set_major_formatter(plain)
+            ax.xaxis.set_minor_formatter(plain)
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
         ax.set_title(title)
@@ -138,7 +142,7 @@ def tradeoff(points: Sequence[Point], path: Path, *, x_label: str, y_label: str,
 def _legend(line: Any, largest: float) -> list[Any]:
     """Legend handles: the front, and marker sizes for a few parameter counts."""
     handles = [line([], [], color="tab:orange", ls="--", marker="o", markerfacecolor="tab:orange",
-                    label="Pareto front (no backbone is faster and better)")]
+                    label="Pareto front: nothing is both faster and better")]
     if largest > 0:
         for frac in (0.1, 1.0):
             size = _area(largest * frac, largest)

@@ -16,7 +16,9 @@ load's warm caches. What is timed, in order:
   the batch, ``latency_ms`` = milliseconds per item at batch 1; median, min and max;
 * ``peak_memory_mib``: the process's peak resident memory at the end (``VmHWM``; where there is
   no /proc, ``ru_maxrss``), that is torch's runtime plus the model plus the largest batch's
-  activations; on CUDA also ``peak_cuda_memory_mib`` (``torch.cuda.max_memory_allocated``).
+  activations; ``memory_before_load_mib`` is the resident memory just before :func:`hub.load`
+  (``VmRSS``: torch and the libraries), so the difference is what the backbone itself costs;
+  on CUDA also ``peak_cuda_memory_mib`` (``torch.cuda.max_memory_allocated``).
 
 The JOB is a JSON object (see :class:`hub.bench.run.Job`); OUT receives ``{"record": ...,
 "env": ...}``, or ``{"error": {"type": ..., "message": ...}}`` for a :class:`~hub.errors.HubError`
@@ -45,13 +47,21 @@ __all__ = ["main", "measure", "peak_rss_mib"]
 MIN_TIME = 0.2
 
 
+def _status_mib(field: str) -> float | None:
+    """A memory line of /proc/self/status (Linux) in MiB; ``None`` where there is none."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
 def peak_rss_mib() -> float | None:
     """This process's peak resident memory in MiB (``VmHWM``, else ``ru_maxrss``; else ``None``)."""
-    status = Path("/proc/self/status")
-    if status.is_file():  # Linux
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+    peak = _status_mib("VmHWM")
+    if peak is not None:
+        return peak
     try:
         import resource
     except ImportError:  # Windows
@@ -98,6 +108,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
 
     _import_library(get_registry().provider(spec.provider))
     options = {k: job[k] for k in ("dtype", "device") if job.get(k) is not None}
+    before = _status_mib("VmRSS")
     t0 = time.perf_counter()
     bb = hub.load(spec.name, weights=job.get("weights"), pretrained=job["pretrained"], **options)
     load_s = time.perf_counter() - t0
@@ -136,7 +147,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         "dtype": str(used).removeprefix("torch."),
         "device": str(bb.device),
         "items_per_s": _spread(rates), "latency_ms": _spread(latencies),
-        "peak_memory_mib": peak_rss_mib(), "load_s": load_s,
+        "peak_memory_mib": peak_rss_mib(), "memory_before_load_mib": before, "load_s": load_s,
         "random_weights": bb.weights is None,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(bb.device) if on_cuda else None,

@@ -39,6 +39,9 @@ RECORD_SCHEMA: dict[str, Any] = {
         "peak_memory_mib": {"type": ["number", "null"], "exclusiveMinimum": 0,
                             "description": "peak resident memory of the measuring process "
                                            "(VmHWM); null where the OS does not say"},
+        "memory_before_load_mib": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                                   "description": "resident memory just before hub.load (VmRSS: "
+                                                  "torch and the libraries); null off Linux"},
         "peak_cuda_memory_mib": {"type": "number", "minimum": 0,
                                  "description": "on CUDA: torch.cuda.max_memory_allocated"},
         "load_s": {"type": "number", "exclusiveMinimum": 0, "description": "hub.load seconds"},

@@ -40,7 +40,7 @@ def bench_cmd(
     """Measure speed on this machine: items/s at the batch, latency at batch 1, peak memory,
     load time. Unpulled backbones run on random weights (same speed). Results are kept per
     machine: `hub list --sort speed` and `hub info` show them."""
-    from hub.bench import bench, tradeoff_points
+    from hub.bench import bench
 
     if plot is not None:
         from hub.plot import check_target
@@ -51,23 +51,27 @@ def bench_cmd(
                    max_params=max_params, min_top1=min_top1, pulled=pulled,
                    batch_size=batch_size, dtype=dtype, device=device, repeats=repeats,
                    progress=lambda line: err.print(line, highlight=False))
-    if plot is not None:
-        from hub.plot import tradeoff
-
-        points, left_out = tradeoff_points(report.results)
-        if left_out:
-            err.print(f"not in the plot (no top-1 in the manifest): {', '.join(left_out)}",
-                      highlight=False)
-        m = report.machine
-        tradeoff(points, plot, x_label=f"images/s measured here (batch {report.results[0]['batch_size']}, "
-                 f"{report.results[0]['dtype']}, {report.results[0]['device']})",
-                 y_label="ImageNet top-1 (%, manifest)",
-                 title=f"{m['cpu']}, {m['torch_threads']} threads, torch {m['torch']}")
-        err.print(f"plot written to {plot}", highlight=False)
     if as_json:
         print_json(report.to_dict())
-        return
-    _table(report.to_dict())
+    else:
+        _table(report.to_dict())
+    if plot is not None:  # after the results: they are printed and stored even if drawing fails
+        _plot(report, plot, err)
+
+
+def _plot(report: Any, path: Path, err: Any) -> None:
+    from hub.bench import tradeoff_points
+    from hub.plot import tradeoff
+
+    points, left_out = tradeoff_points(report.results)
+    if left_out:
+        err.print(f"not in the plot (no top-1 in the manifest): {', '.join(left_out)}",
+                  highlight=False)
+    m, first = report.machine, report.results[0]
+    tradeoff(points, path, x_label=f"images/s measured here (batch {first['batch_size']}, "
+             f"{first['dtype']}, {first['device']})", y_label="ImageNet top-1 (%, manifest)",
+             title=f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} threads, torch {m['torch']}")
+    err.print(f"plot written to {path}", highlight=False)
 
 
 def _table(data: dict[str, Any]) -> None:

@@ -142,7 +142,7 @@ def _measured(r: dict[str, Any]) -> str:
     return (f"measured here by `hub bench` ({r['measured_at']}): {rate['median']:.1f} items/s "
             f"({rate['min']:.1f}-{rate['max']:.1f}) at batch {r['batch_size']}, "
             f"{r['latency_ms']['median']:.1f} ms at batch 1, peak memory "
-            f"{'-' if mem is None else f'{mem:.0f}'} MiB, load {r['load_s']:.2f} s; {r['dtype']} "
+            f"{'-' if mem is None else f'{mem:.0f}'} MiB{_before(r)}, load {r['load_s']:.2f} s; {r['dtype']} "
             f"on {r['device']}, {r['threads']} threads, torch {r['torch']}, {weights}")
 
 
@@ -156,6 +156,11 @@ def _where(src: dict[str, Any]) -> str:
     if src["type"] == "local":
         return f"beside the manifest: {src['file']}"
     return f"pip: {src['distribution']} / {src['path']}"
+
+
+def _before(r: dict[str, Any]) -> str:
+    base = r.get("memory_before_load_mib")
+    return "" if base is None else f" ({base:.0f} MiB before loading)"
 
 
 def register(app: typer.Typer) -> None:
