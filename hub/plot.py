@@ -125,9 +125,8 @@ def tradeoff(points: Sequence[Point], path: Path, *, x_label: str, y_label: str,
         xs = [p.x for p in points]
         if min(xs) > 0 and max(xs) / min(xs) > 10:
             ax.set_xscale("log")
-            plain = FuncFormatter(lambda v, _: f"{v:g}")
-            ax.xaxis.set_major_formatter(plain)
-            ax.xaxis.set_minor_formatter(plain)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(_minor_label))
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
         ax.set_title(title)
@@ -137,6 +136,14 @@ def tradeoff(points: Sequence[Point], path: Path, *, x_label: str, y_label: str,
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, metadata={"Date": None} if path.suffix.lower() == ".svg" else {})
     return path
+
+
+def _minor_label(value: float, _pos: Any) -> str:
+    """Log-axis minor ticks: label 2x and 5x a power of ten only (20, 50, 200, ...)."""
+    if value <= 0:
+        return ""
+    mantissa = value / 10 ** math.floor(math.log10(value))
+    return f"{value:g}" if round(mantissa) in (2, 5) and abs(mantissa - round(mantissa)) < 1e-6 else ""
 
 
 def _legend(line: Any, largest: float) -> list[Any]:
