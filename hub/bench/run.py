@@ -126,10 +126,16 @@ def _job(spec: BackboneSpec, **options: Any) -> tuple[Job | None, str | None]:
 
 
 def _child_env() -> dict[str, str]:
-    """The environment of a measuring process: this one's, with this ``hub`` importable first."""
-    root = str(Path(__file__).resolve().parents[2])
+    """The environment of a measuring process: this one's, with this ``hub`` importable first
+    when it is a source tree (an installed one is found in site-packages anyway, which must not
+    go ahead of the standard library)."""
+    import site
+
+    root = Path(__file__).resolve().parents[2]
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    installed = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    if root not in installed:
+        env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
     return env
 
 
