@@ -145,7 +145,7 @@ def test_selection_errors_are_typed_and_say_what_to_do() -> None:
         select(["nothing*"])
     with pytest.raises(InputError, match=r"'resnet\*' matches no backbone that passes --modality text"):
         select(["resnet*"], modality="text")
-    with pytest.raises(InputError, match="'resnet50' passes no filter of --max-params 1"):
+    with pytest.raises(InputError, match="'resnet50' does not pass --max-params 1. Run `hub list 'resnet50' --max-params 1`"):
         select(["resnet50"], max_params=1)
     with pytest.raises(InputError, match="No backbone passes --task nothing"):
         select(task="nothing")

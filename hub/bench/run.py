@@ -104,7 +104,7 @@ def select(names: Sequence[str] = (), *, modality: str | None = None, provider: 
             get_catalog().get(name)
         hits = list_backbones(name, **filters)
         if not hits:
-            what = f"{name!r} passes no filter of {given}" if not _GLOB & set(name) else \
+            what = f"{name!r} does not pass {given}" if not _GLOB & set(name) else \
                 f"{name!r} matches no backbone" + (f" that passes {given}" if given else "")
             raise InputError(f"{what}. Run `hub list {name!r} {given}`".rstrip() +
                              " to see what it selects.")
