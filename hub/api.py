@@ -102,8 +102,12 @@ def info(name: str | os.PathLike[str]) -> dict[str, Any]:
     """Everything the manifest says about a backbone, plus where it came from and its cache state.
 
     :param name: a name or alias from ``hub list``, or a saved directory (see :mod:`hub.local`);
-        ``parent`` (the lineage of fine-tuned weights) is present when the manifest records one.
+        ``parent`` (the lineage of fine-tuned weights) is present when the manifest records one;
+        ``bench`` (the ``hub bench`` record, :mod:`hub.bench.schema`) when it was measured on
+        this machine.
     """
+    from hub.machine import read_records
+
     settings = get_settings()
     registry = get_registry(settings)
     local = _local(name, settings)
@@ -127,6 +131,9 @@ def info(name: str | os.PathLike[str]) -> dict[str, Any]:
         vd["cached"] = hit is not None
         vd["cache_path"] = str(hit.weights) if hit else None
         vd["cached_sha256"] = hit.sha256 if hit else None
+    measured = read_records("bench", settings.cache_dir).get(spec.name)
+    if measured is not None:
+        data["bench"] = measured
     return data
 
 

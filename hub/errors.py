@@ -22,6 +22,7 @@ built-in exception it most resembles, so callers can catch the usual type::
     │   ├── WeightMismatchError (ValueError)      keys or shapes do not fit the architecture
     │   └── CacheError (OSError)                  the cache cannot be written or read
     ├── DependencyError (ImportError)             an optional package is missing: says which pip install
+    ├── MeasurementError (RuntimeError)           a `hub bench` measuring process failed (its error attached)
     └── InputError (ValueError)                   bad input to extract(): names the item
         └── ModalityError (TypeError)             text given to an image backbone, or the reverse
 """
@@ -39,6 +40,7 @@ __all__ = [
     "InputError",
     "IntegrityError",
     "ManifestError",
+    "MeasurementError",
     "ModalityError",
     "OfflineError",
     "PluginError",
@@ -161,6 +163,16 @@ class DependencyError(HubError, ImportError):
         what = f" (needed for {purpose})" if purpose else ""
         super().__init__(f"The package {package!r} is not installed{what}. Run `{fix}`.")
         self.package = package
+
+
+class MeasurementError(HubError, RuntimeError):
+    """The process that measures one backbone for ``hub bench`` failed; the message names the
+    backbone and carries the process's own error (``error_type`` is its class name, when it was
+    a backbone-hub error)."""
+
+    def __init__(self, message: str, *, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
 class InputError(HubError, ValueError):

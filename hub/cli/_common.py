@@ -1,13 +1,29 @@
-"""Shared CLI helpers: output state, JSON printing, rich console."""
+"""Shared CLI helpers: output state, JSON printing, rich console, the catalogue filters."""
 
 from __future__ import annotations
 
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-__all__ = ["console", "print_json", "state"]
+import typer
+
+__all__ = ["MaxParams", "MinTop1", "Modality", "Provider", "Pulled", "Task", "console",
+           "print_json", "state"]
+
+# hub list's filters, shared by every command that selects backbones (hub list, hub bench)
+Modality = Annotated[str | None, typer.Option("--modality", help="image or text.")]
+Provider = Annotated[str | None, typer.Option("--provider",
+                                              help="timm, torchvision, transformers, ...")]
+Task = Annotated[str | None, typer.Option(
+    "--task", help="e.g. classification, detection, segmentation.")]
+MaxParams = Annotated[float | None, typer.Option("--max-params",
+                                                 help="At most this many million params.")]
+MinTop1 = Annotated[float | None, typer.Option("--min-top1",
+                                               help="At least this ImageNet top-1 (%).")]
+Pulled = Annotated[bool | None, typer.Option("--pulled/--not-pulled",
+                                             help="Only (not) pulled backbones.")]
 
 
 @dataclass

@@ -6,56 +6,73 @@ from typing import Any
 
 import typer
 
-from hub.cli._common import console, print_json
+from hub.cli._common import (
+    MaxParams,
+    MinTop1,
+    Modality,
+    Provider,
+    Pulled,
+    Task,
+    console,
+    print_json,
+)
 
 __all__ = ["register"]
 
-SORT_KEYS = ("name", "params", "top1", "gmacs")
+SORT_KEYS = ("name", "params", "top1", "gmacs", "speed")
 
 
-def _row(spec: Any, pulled: bool) -> dict[str, Any]:
+def _row(spec: Any, pulled: bool, bench: dict[str, Any] | None) -> dict[str, Any]:
     v = spec.default_variant
     return {"name": spec.name, "modality": spec.modality, "provider": spec.provider,
             "params_m": spec.stats.params_m, "gmacs": spec.stats.gmacs,
             "top1": spec.stats.top1.value if spec.stats.top1 else None,
-            "tasks": list(spec.tasks), "pinned": bool(v and v.pinned), "pulled": pulled}
+            "tasks": list(spec.tasks), "pinned": bool(v and v.pinned), "pulled": pulled,
+            "items_per_s": bench["items_per_s"]["median"] if bench else None}
 
 
 def list_cmd(
     pattern: str = typer.Argument(None, help="Glob over names and aliases, e.g. 'resnet*'."),
-    modality: str = typer.Option(None, "--modality", help="image or text."),
-    provider: str = typer.Option(None, "--provider", help="timm, torchvision, transformers, ..."),
-    task: str = typer.Option(None, "--task", help="e.g. classification, detection, segmentation."),
-    max_params: float = typer.Option(None, "--max-params", help="At most this many million params."),
-    min_top1: float = typer.Option(None, "--min-top1", help="At least this ImageNet top-1 (%)."),
-    pulled: bool = typer.Option(None, "--pulled/--not-pulled", help="Only (not) pulled backbones."),
-    sort: str = typer.Option("name", "--sort", help=f"One of {', '.join(SORT_KEYS)}."),
+    modality: Modality = None,
+    provider: Provider = None,
+    task: Task = None,
+    max_params: MaxParams = None,
+    min_top1: MinTop1 = None,
+    pulled: Pulled = None,
+    sort: str = typer.Option("name", "--sort", help=f"One of {', '.join(SORT_KEYS)} (speed: "
+                             "items/s measured here by `hub bench`, unmeasured last)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List backbones: name, modality, provider, params, top-1, pulled?"""
     from hub.api import get_catalog, list_backbones
     from hub.errors import InputError
+    from hub.machine import read_records
     from hub.weights import cached_weights
 
     if sort not in SORT_KEYS:
         raise InputError(f"--sort {sort!r} is not one of {', '.join(SORT_KEYS)}.")
     specs = list_backbones(pattern, modality=modality, provider=provider, task=task,
                            max_params=max_params, min_top1=min_top1, pulled=pulled)
+    measured = read_records("bench")
     rows = []
     for s in specs:
         v = s.default_variant
-        rows.append(_row(s, v is not None and cached_weights(s, v) is not None))
-    key = {"name": "name", "params": "params_m", "top1": "top1", "gmacs": "gmacs"}[sort]
+        rows.append(_row(s, v is not None and cached_weights(s, v) is not None, measured.get(s.name)))
+    key = {"name": "name", "params": "params_m", "top1": "top1", "gmacs": "gmacs",
+           "speed": "items_per_s"}[sort]
     if key != "name":
-        rows.sort(key=lambda r: (r[key] is None, -(r[key] or 0) if key == "top1" else (r[key] or 0)))
+        higher_first = key in ("top1", "items_per_s")
+        rows.sort(key=lambda r: (r[key] is None, -(r[key] or 0) if higher_first else (r[key] or 0)))
     if as_json:
         print_json(rows)
         return
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
+    speed = any(r["items_per_s"] is not None for r in rows)
     for col, just in [("name", "left"), ("modality", "left"), ("provider", "left"),
                       ("params (M)", "right"), ("GMACs", "right"), ("top-1", "right"),
+                      *([("items/s here", "right")] if speed else []),
                       ("pinned", "center"), ("pulled", "center")]:
         table.add_column(col, justify=just, no_wrap=col == "name")  # type: ignore[arg-type]
 
@@ -64,10 +81,14 @@ def list_cmd(
 
     for r in rows:
         table.add_row(r["name"], r["modality"], r["provider"], num(r["params_m"], ".2f"),
-                      num(r["gmacs"], ".2f"), num(r["top1"], ".1f"), "yes" if r["pinned"] else "no",
-                      "yes" if r["pulled"] else "")
+                      num(r["gmacs"], ".2f"), num(r["top1"], ".1f"),
+                      *([num(r["items_per_s"], ".1f")] if speed else []),
+                      "yes" if r["pinned"] else "no", "yes" if r["pulled"] else "")
     out = console()
     out.print(table)
+    if speed:
+        out.print("items/s here: measured on this machine by `hub bench` (`hub info NAME` says "
+                  "how)", highlight=False)
     for problem in get_catalog().problems:
         console(stderr=True).print(f"[yellow]warning:[/] {problem}", highlight=False)
     if not rows:
@@ -90,6 +111,7 @@ def info_cmd(name: str = typer.Argument(..., help="Backbone name or alias, or a 
     out = console()
     weights = data.pop("weights")
     parent = data.pop("parent", None)
+    bench = data.pop("bench", None)
     out.print(f"[bold]{data.pop('name')}[/]  ({data['modality']}, provider {data['provider']}, "
               f"architecture {data['architecture']})", highlight=False)
     if parent is not None:
@@ -109,6 +131,19 @@ def info_cmd(name: str = typer.Argument(..., help="Backbone name or alias, or a 
         out.print(f"    sha256: {w['sha256'] or w['cached_sha256'] or '-'}", highlight=False)
         for src in w["sources"]:
             out.print(f"    source: {_where(src)}", highlight=False)
+    if bench is not None:
+        out.print(escape(_measured(bench)), highlight=False)
+
+
+def _measured(r: dict[str, Any]) -> str:
+    """The ``hub info`` line of a ``hub bench`` record."""
+    rate, mem = r["items_per_s"], r["peak_memory_mib"]
+    weights = "random weights" if r["random_weights"] else f"weights {r['variant']}"
+    return (f"measured here by `hub bench` ({r['measured_at']}): {rate['median']:.1f} items/s "
+            f"({rate['min']:.1f}-{rate['max']:.1f}) at batch {r['batch_size']}, "
+            f"{r['latency_ms']['median']:.1f} ms at batch 1, peak memory "
+            f"{'-' if mem is None else f'{mem:.0f}'} MiB{_before(r)}, load {r['load_s']:.2f} s; {r['dtype']} "
+            f"on {r['device']}, {r['threads']} threads, torch {r['torch']}, {weights}")
 
 
 def _where(src: dict[str, Any]) -> str:
@@ -121,6 +156,11 @@ def _where(src: dict[str, Any]) -> str:
     if src["type"] == "local":
         return f"beside the manifest: {src['file']}"
     return f"pip: {src['distribution']} / {src['path']}"
+
+
+def _before(r: dict[str, Any]) -> str:
+    base = r.get("memory_before_load_mib")
+    return "" if base is None else f" ({base:.0f} MiB before loading)"
 
 
 def register(app: typer.Typer) -> None:
