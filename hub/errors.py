@@ -22,6 +22,7 @@ built-in exception it most resembles, so callers can catch the usual type::
     │   ├── WeightMismatchError (ValueError)      keys or shapes do not fit the architecture
     │   └── CacheError (OSError)                  the cache cannot be written or read
     ├── DependencyError (ImportError)             an optional package is missing: says which pip install
+    ├── RuntimeEngineError (RuntimeError)         an optional runtime (OpenVINO) cannot export or match torch
     └── InputError (ValueError)                   bad input to extract(): names the item
         └── ModalityError (TypeError)             text given to an image backbone, or the reverse
 """
@@ -44,6 +45,7 @@ __all__ = [
     "PluginError",
     "PluginLoadError",
     "ProviderNotFoundError",
+    "RuntimeEngineError",
     "SourceUnavailableError",
     "UnknownBackboneError",
     "UnknownVariantError",
@@ -161,6 +163,12 @@ class DependencyError(HubError, ImportError):
         what = f" (needed for {purpose})" if purpose else ""
         super().__init__(f"The package {package!r} is not installed{what}. Run `{fix}`.")
         self.package = package
+
+
+class RuntimeEngineError(HubError, RuntimeError):
+    """An optional execution runtime (``hub.load(..., runtime="openvino")``) could not export the
+    backbone, or its outputs do not match float32 torch closely enough; the message names the
+    setting that avoids it (``dtype="float32"`` or no runtime)."""
 
 
 class InputError(HubError, ValueError):
