@@ -162,8 +162,8 @@ def sample_batch(bb: Backbone, n: int = 3, seed: int = 0) -> Any:
     import numpy as np
 
     if bb.modality == "text":
-        words = "the quick brown fox jumps over a lazy dog near the river bank today".split()
-        items: list[Any] = [" ".join(words[: 3 + 5 * i]) for i in range(n)]
+        words = "the quick brown fox jumps over a lazy dog near the river bank today"
+        items: list[Any] = [" ".join(words.split()[: 3 + 5 * i]) for i in range(n)]
     else:
         rng = np.random.default_rng(seed)
         items = [rng.integers(0, 256, (200 + 40 * i, 240 + 30 * i, 3), dtype=np.uint8)

@@ -187,7 +187,7 @@ def _convert(ov: Any, graph: ForwardGraph, bb: Backbone, tensors: list[torch.Ten
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about Python values in the graph
             model = ov.convert_model(graph, example_input=tuple(tensors), input=shapes)
-    except Exception as exc:  # noqa: BLE001 - any converter failure: report it with the way out
+    except Exception as exc:  # any converter failure: reported with the way out
         raise RuntimeEngineError(f"{bb.name}: OpenVINO could not convert the network ({exc}). "
                                  "Load it without runtime= to run it with torch.") from exc
     if len(model.outputs) != layout.outputs or list(graph.slots) != list(layout.slots):
