@@ -156,18 +156,25 @@ def assemble(layout: Layout, outputs: dict[int, torch.Tensor],
 
 
 def sample_batch(bb: Backbone, n: int = 3, seed: int = 0) -> Any:
-    """``n`` inputs turned into model inputs by the backbone's own preprocessing (images:
-    seeded noise photos of different sizes; text: sentences of different lengths, so the
-    batch is padded)."""
+    """``n`` inputs turned into model inputs by the backbone's own preprocessing (images of
+    different sizes, seeded: smooth colour fields like a photo's, and pixel noise; text:
+    sentences of different lengths, so the batch is padded)."""
     import numpy as np
+    from PIL import Image
 
     if bb.modality == "text":
         words = "the quick brown fox jumps over a lazy dog near the river bank today"
         items: list[Any] = [" ".join(words.split()[: 3 + 5 * i]) for i in range(n)]
     else:
         rng = np.random.default_rng(seed)
-        items = [rng.integers(0, 256, (200 + 40 * i, 240 + 30 * i, 3), dtype=np.uint8)
-                 for i in range(n)]
+        items = []
+        for i in range(n):
+            size = (240 + 30 * i, 200 + 40 * i)
+            if i % 2:
+                items.append(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+            else:
+                coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+                items.append(np.asarray(coarse.resize(size, Image.Resampling.BICUBIC)))
     checked = bb._items(items)
     _, batch, _ = next(iter(bb._batches(checked, n, bb._check_max_length(None)
                                         if bb.modality == "text" else None)))

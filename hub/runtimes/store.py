@@ -60,8 +60,8 @@ def key_fields(bb: Backbone, *, runtime: str, runtime_version: str, precision: s
 def entry_dir(root: Path, fields: dict[str, Any]) -> Path:
     """The cache folder of one export."""
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
-    return (root / "runtimes" / fields["runtime"] / fields["model"] / str(fields["variant"])
-            / f"{fields['precision']}-{digest}")
+    parts = [str(fields[k]) for k in ("runtime", "model", "variant")]
+    return root.joinpath("runtimes", *parts, f"{fields['precision']}-{digest}")
 
 
 def read_record(folder: Path, fields: dict[str, Any]) -> dict[str, Any] | None:
