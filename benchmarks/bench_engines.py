@@ -26,7 +26,8 @@ Variants (``-`` in the table: not run for that model, see --no-compile / the not
 
 Every variant's embeddings are checked against hub float32 (min cosine printed). Each
 rate is also given as a fraction of the measured 2048x2048 matmul rate of its precision
-(float32 for f32 variants, bf16 for the others): images count 2 x the manifest's GMACs per
+(float32 for f32 variants, bf16 for the others; the matmuls run in the same rounds as the
+models, so both rates see the same machine load): images count 2 x the manifest's GMACs per
 image; text counts the linear layers and attention of every padded token of hub's batches.
 """
 
@@ -52,18 +53,20 @@ COLUMNS = ("hub f32", "hub bf16", "hub ov bf16", "hub ov f32", "torch bf16", "co
 F32 = {"hub f32", "hub ov f32", "ov f32", "ort f32"}
 
 
-def matmul_gflops(dtype: Any, n: int = 2048, reps: int = 10) -> float:
+MATMUL_N = 2048
+
+
+def matmuls() -> dict[str, Callable[[], Any]]:
+    """Five 2048x2048 matmuls per call, float32 and bf16: timed in the same rounds as the models,
+    so each fraction compares rates measured under the same machine load."""
     import torch
 
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
+    out = {}
+    for label, dtype in (("matmul f32", torch.float32), ("matmul bf16", torch.bfloat16)):
+        a = torch.randn(MATMUL_N, MATMUL_N).to(dtype)
+        b = torch.randn(MATMUL_N, MATMUL_N).to(dtype)
+        out[label] = lambda a=a, b=b: [a @ b for _ in range(5)]
+    return out
 
 
 def cosine(a: Any, b: Any) -> float:
@@ -229,10 +232,7 @@ def main() -> None:
 
     import torch
 
-    print(f"machine: {machine()}")
-    rates = {"f32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    print(f"2048x2048 matmul: float32 {rates['f32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s "
-          f"({rates['bf16'] / rates['f32']:.1f}x)\n")
+    print(f"machine: {machine()}\n")
     rows, notes = [], []
     for name in args.models:
         if name in IMAGES:
@@ -242,7 +242,11 @@ def main() -> None:
         with torch.inference_mode():
             ref = runs["hub f32"]()
             cos = {k: cosine(ref, fn().reshape(ref.shape)) for k, fn in runs.items()}
-            t = interleave(runs, args.rounds)
+            t = interleave({**runs, **matmuls()}, args.rounds)
+        rates = {p: 5 * 2 * MATMUL_N ** 3 / statistics.median(t[f"matmul {p}"]) / 1e9
+                 for p in ("f32", "bf16")}
+        notes.append(f"{name}: 2048x2048 matmul in the same rounds: float32 {rates['f32']:.0f} "
+                     f"GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s")
         cells = []
         for col in COLUMNS:
             if col not in t:

@@ -109,6 +109,33 @@ def test_text_layout_takes_the_mask_from_the_inputs() -> None:
     assert bool((example["attention_mask"] == 0).any())  # the sample batch is padded
 
 
+def test_cache_entries_are_keyed_by_precision_weights_and_versions(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from hub.runtimes import store
+
+    bb = hub.load("efficientnet_lite0", device="cpu", dtype="float32")
+    base = {"runtime": "openvino", "runtime_version": "2026.4", "precision": "f32",
+            "input_shape": [-1, 3, 224, 224]}
+    f32 = store.key_fields(bb, **base)
+    folder = store.entry_dir(tmp_path, f32)
+    assert folder.parent == tmp_path / "runtimes" / "openvino" / "efficientnet_lite0" / "original_in1k"
+    assert store.entry_dir(tmp_path, dict(f32)) == folder  # stable
+    others = [store.key_fields(bb, **{**base, "precision": "bf16"}),
+              store.key_fields(bb, **{**base, "runtime_version": "2026.5"}),
+              store.key_fields(bb, **{**base, "input_shape": [-1, 3, 256, 256]})]
+    assert bb.weights is not None
+    bb.weights = replace(bb.weights, sha256="0" * 64)
+    others.append(store.key_fields(bb, **base))
+    assert len({store.entry_dir(tmp_path, f) for f in others} | {folder}) == 5
+    # a finished entry is found only under its own key; a staged one is renamed into place
+    staged = store.staging_dir(tmp_path)
+    (staged / "model.xml").write_text("<net/>")
+    store.install(staged, folder, {"key": f32})
+    assert not staged.exists() and store.read_record(folder, f32) == {"key": f32}
+    assert store.read_record(folder, others[0]) is None
+
+
 # ---- exports (slow) --------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_openvino_float32_features_equal_torch_and_the_export_is_cached(ov_cache: Path) -> None:
