@@ -183,7 +183,7 @@ def resolve(name: str | os.PathLike[str], *,
 
 def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained: bool = True,
          device: Any = "auto", dtype: Any = None, channels_last: bool | None = None,
-         compile: bool | dict[str, Any] = False) -> Backbone:
+         compile: bool | dict[str, Any] = False, runtime: str | None = None) -> Backbone:
     """Load a backbone ready for :meth:`Backbone.extract`.
 
     :param name: a name or alias from ``hub list``, or a saved directory (``net.save()``; or its
@@ -196,6 +196,9 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
         autocast on CPU: see :func:`hub.execution.precision_plan`).
     :param channels_last: ``None`` (default) uses channels_last for CNNs; ``True``/``False`` force it.
     :param compile: ``True`` (or ``torch.compile`` keyword arguments) compiles the forward.
+    :param runtime: ``"openvino"`` runs the forward with OpenVINO on the CPU (``pip install
+        'backbone-hub[openvino]'``): exported once per weights, precision and input size,
+        verified against float32 torch and cached (see :mod:`hub.runtimes`); ``None`` runs torch.
     """
     from hub.execution import precision_plan, resolve_device, resolve_dtype, wants_channels_last
 
@@ -212,6 +215,10 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
             f"{spec.name} needs the provider {spec.provider!r}, which no loaded plugin registers"
             f"{why}. Run `hub plugins` to see what loaded; check HUB_PLUGINS/HUB_DISABLE_PLUGINS.")
     dev, dt = resolve_device(device), resolve_dtype(dtype)
+    if runtime is not None:
+        from hub.runtimes import check_options
+
+        check_options(runtime, device=dev, dtype=dt, compile=compile, channels_last=channels_last)
     plan = precision_plan(dev, dt)
     if not pretrained:
         files = None
@@ -219,6 +226,11 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
         files = local_weights(local, _variant(spec, weights))
     else:
         files = pull(spec.name, weights=weights)
+    if runtime is not None:
+        from hub.runtimes import attach
+
+        return attach(provider.build(spec, files, device=dev, dtype=None), runtime, dtype=dt,
+                      settings=settings)
     bb = provider.build(spec, files, device=dev, dtype=plan.weights)
     return bb.configure(dtype=plan.dtype, autocast=plan.autocast, compile=compile,
                         channels_last=wants_channels_last(bb.module, bb.modality, channels_last))

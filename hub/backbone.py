@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from hub.manifest import BackboneSpec
     from hub.provider import WeightFiles
+    from hub.runtimes import Runtime
 
 __all__ = ["Backbone", "Features", "ImageBackbone", "RawOutput", "StageSpec", "TextBackbone"]
 
@@ -57,6 +58,8 @@ class Backbone(ABC):
     :ivar autocast_dtype: the autocast precision of the forward, or ``None``.
     :ivar channels_last: weights and inputs use the channels_last memory format.
     :ivar compiled: the forward runs through ``torch.compile``.
+    :ivar runtime: the optional runtime that runs the forward instead of torch
+        (``hub.load(..., runtime="openvino")``; see :mod:`hub.runtimes`), else ``None``.
     """
 
     modality: str = ""
@@ -73,6 +76,7 @@ class Backbone(ABC):
         self.autocast_dtype: torch.dtype | None = None
         self.channels_last = False
         self.compiled = False
+        self.runtime: Runtime | None = None
 
     @property
     def name(self) -> str:
@@ -86,6 +90,8 @@ class Backbone(ABC):
         w = self.weights.variant.name if self.weights else "random"
         extra = (" channels_last" if self.channels_last else "") + (" compiled" if self.compiled else "")
         how = " (autocast)" if self.autocast_dtype is not None else ""
+        if self.runtime is not None:
+            extra += f" runtime={self.runtime.name}({self.runtime.precision})"
         return (f"<{type(self).__name__} {self.name} ({self.spec.provider}:{self.spec.architecture}) "
                 f"weights={w} device={self.device} dtype={self.dtype}{how}{extra}>")
 
@@ -193,9 +199,10 @@ class Backbone(ABC):
                if self.autocast_dtype is not None else contextlib.nullcontext())
         chunks: list[tuple[list[int], Features]] = []
         total = len(items)
+        forward = self.runtime.forward if self.runtime is not None else self._forward
         with _progress(progress, total, bs, self.name) as advance, torch.inference_mode(), amp:
             for idx, batch, truncated in self._batches(items, bs, limit):
-                raw = self._forward(batch, names)
+                raw = forward(batch, names)
                 feats = self._finish(raw, names, pool)
                 feats.truncated = truncated
                 chunks.append((idx, feats))

@@ -23,6 +23,7 @@ built-in exception it most resembles, so callers can catch the usual type::
     │   └── CacheError (OSError)                  the cache cannot be written or read
     ├── DependencyError (ImportError)             an optional package is missing: says which pip install
     ├── MeasurementError (RuntimeError)           a `hub bench` measuring process failed (its error attached)
+    ├── RuntimeEngineError (RuntimeError)         an optional runtime (OpenVINO) cannot export or match torch
     └── InputError (ValueError)                   bad input to extract(): names the item
         └── ModalityError (TypeError)             text given to an image backbone, or the reverse
 """
@@ -46,6 +47,7 @@ __all__ = [
     "PluginError",
     "PluginLoadError",
     "ProviderNotFoundError",
+    "RuntimeEngineError",
     "SourceUnavailableError",
     "UnknownBackboneError",
     "UnknownVariantError",
@@ -173,6 +175,12 @@ class MeasurementError(HubError, RuntimeError):
     def __init__(self, message: str, *, error_type: str | None = None) -> None:
         super().__init__(message)
         self.error_type = error_type
+
+
+class RuntimeEngineError(HubError, RuntimeError):
+    """An optional execution runtime (``hub.load(..., runtime="openvino")``) could not export the
+    backbone, or its outputs do not match float32 torch closely enough; the message names the
+    setting that avoids it (``dtype="float32"`` or no runtime)."""
 
 
 class InputError(HubError, ValueError):

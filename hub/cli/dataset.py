@@ -48,6 +48,7 @@ def reject_dataset_options(**given: Any) -> None:
 def run_dataset(name: str, inputs: list[str], out: Path, *, stages: Any, pool: str | None,
                 normalize: bool | None, batch_size: int, max_length: int | None, device: str,
                 dtype: str, weights: str | None, progress: bool, engine: str,
+                runtime: str | None,
                 address: str | None, workers: int | None, shard_size: int, strict: bool,
                 column: str | None) -> None:
     """Run ``hub extract NAME SOURCE --out DIR`` and print what was written.
@@ -69,7 +70,8 @@ def run_dataset(name: str, inputs: list[str], out: Path, *, stages: Any, pool: s
     result = extract_dataset(name, inputs[0], out, column=column, engine=engine, address=address,
                              batch_size=batch_size, workers=workers, stages=stages or [],
                              pool=pool, normalize=normalize, weights=weights, device=device,
-                             dtype=dtype, shard_size=shard_size, strict=strict, progress=progress)
+                             dtype=dtype, shard_size=shard_size, strict=strict, progress=progress,
+                             runtime=runtime)
     resumed = f", {result.skipped} already complete" if result.skipped else ""
     errors = f", {result.errors} bad items in {out / '_errors.jsonl'}" if result.errors else ""
     console().print(f"[green]wrote[/] {result.rows} rows in {result.shards} shards{resumed} to "

@@ -172,6 +172,9 @@ def extract_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda:N."),
     dtype: str = typer.Option("float32", "--dtype", help="float32, float16 or bfloat16."),
     weights: str = typer.Option(None, "--weights", help="Weight variant (default: the manifest's)."),
+    runtime: str = typer.Option(None, "--runtime", help="openvino: run the network with OpenVINO "
+                                "on the CPU (exported once and cached; pip install "
+                                "'backbone-hub[openvino]'). Default: torch."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
     engine: str = typer.Option("local", "--engine", help="Dataset mode: local or ray."),
     address: str = typer.Option(None, "--address", help="Dataset mode, --engine ray: the cluster "
@@ -200,7 +203,7 @@ def extract_cmd(
         return run_dataset(name, inputs, out, stages=_parse_stages(stages), pool=pool,
                            normalize=normalize, batch_size=batch_size, max_length=max_length,
                            device=device, dtype=dtype, weights=weights, progress=progress,
-                           **dataset_opts)
+                           runtime=runtime, **dataset_opts)
     reject_dataset_options(**dataset_opts)
     from hub.errors import InputError
 
@@ -210,7 +213,7 @@ def extract_cmd(
     if out.suffix == ".npy" and (chosen == "all" or len(chosen) != (1 if pool == "none" else 0)):
         raise InputError("An .npy file holds one array: the pooled features, or with --pool none "
                          "one --stages entry. Write .safetensors for several.")
-    bb = load(name, weights=weights, device=device, dtype=dtype)
+    bb = load(name, weights=weights, device=device, dtype=dtype, runtime=runtime)
     items: list[Any]
     if bb.modality == "text":
         items, names = collect_texts(inputs)

@@ -27,19 +27,19 @@ def _check_batch_size(batch_size: Any) -> int:
 
 
 def _backbone(backbone: str | os.PathLike[str] | Backbone, weights: str | None, device: Any,
-              dtype: Any) -> Backbone:
+              dtype: Any, runtime: str | None = None) -> Backbone:
     from hub.api import load
     from hub.backbone import Backbone
 
     if isinstance(backbone, Backbone):
-        if weights is not None or device != "auto" or dtype is not None:
-            raise InputError("weights, device and dtype apply when the backbone is given by name; "
-                             "a loaded Backbone already has them.")
+        if weights is not None or device != "auto" or dtype is not None or runtime is not None:
+            raise InputError("weights, device, dtype and runtime apply when the backbone is given "
+                             "by name; a loaded Backbone already has them.")
         return backbone
     if not isinstance(backbone, (str, os.PathLike)):
         raise InputError(f"backbone must be a name, a saved directory or a loaded hub.Backbone, "
                          f"not {type(backbone).__name__}.")
-    return load(backbone, weights=weights, device=device, dtype=dtype)
+    return load(backbone, weights=weights, device=device, dtype=dtype, runtime=runtime)
 
 
 def _job(bb: Backbone, reader: Reader, stages: Sequence[int | str] | None, pool: str | None,
@@ -64,7 +64,7 @@ def iter_features(backbone: str | Backbone, source: str | os.PathLike[str] | Rea
                   stages: Sequence[int | str] | None = None, pool: str | None = None,
                   normalize: bool | None = None, weights: str | None = None,
                   device: Any = "auto", dtype: Any = None,
-                  strict: bool = False) -> Iterator[FeatureBatch]:
+                  strict: bool = False, runtime: str | None = None) -> Iterator[FeatureBatch]:
     """Stream the features of a dataset, batch by batch, with nothing written to disk.
 
     Takes the same sources and options as :func:`extract_dataset`; decoding runs in
@@ -76,7 +76,7 @@ def iter_features(backbone: str | Backbone, source: str | os.PathLike[str] | Rea
     """
     from hub.dataset.local import default_workers, plan_ranges, run_pipeline, strict_error
 
-    bb = _backbone(backbone, weights, device, dtype)
+    bb = _backbone(backbone, weights, device, dtype, runtime)
     src = source if isinstance(source, Reader) else open_reader(source, bb.modality, column=column)
     job = _job(bb, src, stages, pool, normalize, shard_size=1)
     ranges = plan_ranges([(0, len(src))], _check_batch_size(batch_size))
@@ -95,7 +95,7 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
                     pool: str | None = None, normalize: bool | None = None,
                     weights: str | None = None, device: Any = "auto", dtype: Any = None,
                     shard_size: int = 4096, strict: bool = False,
-                    progress: bool = False) -> DatasetResult:
+                    progress: bool = False, runtime: str | None = None) -> DatasetResult:
     """Extract features for a whole dataset into a folder of Parquet shards; resumable.
 
     ``source`` is a folder of images (recursive), a glob, a text file (one text, or one
@@ -119,6 +119,8 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
     :param strict: stop at the first bad item (:class:`~hub.errors.InputError`) instead of
         logging it to ``_errors.jsonl``.
     :param progress: show a progress bar (items/s, ETA) on stderr.
+    :param runtime: ``"openvino"`` runs the network with OpenVINO (see :func:`hub.load`);
+        local engine only.
     """
     if engine not in ENGINES:
         raise InputError(f"engine={engine!r}: choose one of {', '.join(ENGINES)}.")
@@ -128,6 +130,9 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
 
         if not isinstance(backbone, str):
             raise InputError("engine='ray' loads the backbone in each actor: pass its name.")
+        if runtime is not None:
+            raise InputError(f"runtime={runtime!r} applies to engine='local'; with Ray, leave "
+                             "runtime out (the actors run torch).")
         return run_ray(backbone, source, out, column=column, address=address,
                        batch_size=batch_size, actors=workers, stages=_stages(stages), pool=pool,
                        normalize=normalize, weights=weights, device=device, dtype=dtype,
@@ -136,7 +141,7 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
         raise InputError("address applies to engine='ray'.")
     from hub.dataset.local import default_workers, run_local
 
-    bb = _backbone(backbone, weights, device, dtype)
+    bb = _backbone(backbone, weights, device, dtype, runtime)
     src = source if isinstance(source, Reader) else open_reader(source, bb.modality, column=column)
     job = _job(bb, src, stages, pool, normalize, shard_size)
     return run_local(bb, src, out, job, batch_size=batch_size,

@@ -1,0 +1,101 @@
+"""Where exported runtime graphs live, keyed so that a stale one is never used.
+
+Layout under the cache root (``HUB_CACHE``), next to ``models/``::
+
+    <root>/
+      runtimes/<runtime>/<model>/<variant>/<precision>-<key>/
+        model.xml, model.bin           the exported graph (the runtime's own data format)
+        record.json                    the key's fields, the layout of the outputs, the
+                                       verification against float32 torch
+      tmp/runtime-<host>-<pid>-<id>/   staging (swept like every other leftover)
+
+``<key>`` is the first 16 hex digits of the sha256 of :func:`key_fields`: the weights'
+sha256, the architecture and its stages, the input shape, the precision, and the
+versions of the runtime and of torch. Anything that changes the graph changes the key;
+an entry is written whole in ``tmp/`` and renamed into place, so a reader sees either
+nothing or a finished, verified export. Backbones built without pretrained weights
+(random) are never cached: their weights differ at each build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub.errors import CacheError
+from hub.leftovers import owned_name
+
+if TYPE_CHECKING:
+    from hub.backbone import Backbone
+
+__all__ = ["RECORD", "entry_dir", "install", "key_fields", "read_record", "staging_dir"]
+
+RECORD = "record.json"
+#: bumped when the exported layout or record changes meaning
+FORMAT = 1
+
+
+def key_fields(bb: Backbone, *, runtime: str, runtime_version: str, precision: str,
+               input_shape: list[int]) -> dict[str, Any]:
+    """Everything an export depends on; its hash names the cache entry.
+
+    :param input_shape: the model input's shape with ``-1`` for its dynamic dimensions.
+    """
+    import torch
+
+    spec = bb.spec
+    return {"format": FORMAT, "runtime": runtime, "runtime_version": runtime_version,
+            "torch": torch.__version__, "precision": precision, "model": spec.name,
+            "provider": spec.provider, "architecture": spec.architecture,
+            "variant": bb.weights.variant.name if bb.weights else None,
+            "weights_sha256": bb.weights.sha256 if bb.weights else None,
+            "stages": [[s.name, s.module] for s in spec.outputs.stages],
+            "input_shape": input_shape}
+
+
+def entry_dir(root: Path, fields: dict[str, Any]) -> Path:
+    """The cache folder of one export."""
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    parts = [str(fields[k]) for k in ("runtime", "model", "variant")]
+    return root.joinpath("runtimes", *parts, f"{fields['precision']}-{digest}")
+
+
+def read_record(folder: Path, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of a finished export whose key fields are ``fields``, else ``None``."""
+    try:
+        record: dict[str, Any] = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if record.get("key") == fields else None
+
+
+def staging_dir(root: Path) -> Path:
+    """A new, empty folder under ``<root>/tmp`` owned by this process."""
+    path = root / "tmp" / owned_name("runtime")
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise CacheError(f"Cannot write the runtime export at {path} ({exc.strerror}). Point "
+                         "HUB_CACHE at a writable folder.") from exc
+    return path
+
+
+def install(staged: Path, folder: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` into ``staged`` and rename it to ``folder`` in one step. When another
+    process finished the same export first, its entry is kept and ``staged`` removed."""
+    try:
+        (staged / RECORD).write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if folder.exists():
+            shutil.rmtree(folder)  # an unreadable or stale-record entry of the same key
+        os.rename(staged, folder)
+    except OSError as exc:
+        shutil.rmtree(staged, ignore_errors=True)
+        if folder.is_dir() and (folder / RECORD).is_file():
+            return  # a concurrent export of the same key won the rename
+        raise CacheError(f"Cannot store the runtime export at {folder} ({exc.strerror}). Point "
+                         "HUB_CACHE at a writable folder.") from exc
