@@ -175,7 +175,7 @@ def resolve(name: str | os.PathLike[str], *,
 
 
 def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained: bool = True,
-         device: Any = "auto", dtype: Any = None, channels_last: bool | None = None,
+         device: Any = "auto", dtype: Any = "auto", channels_last: bool | None = None,
          compile: bool | dict[str, Any] = False) -> Backbone:
     """Load a backbone ready for :meth:`Backbone.extract`.
 
@@ -185,12 +185,17 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
     :param weights: the weight variant (default: the manifest's default).
     :param pretrained: ``False`` gives the architecture with random weights (nothing is fetched).
     :param device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:N"`` or a torch.device.
-    :param dtype: ``None``/``"float32"``, ``"float16"`` or ``"bfloat16"`` (weights cast on CUDA,
-        autocast on CPU: see :func:`hub.execution.precision_plan`).
+    :param dtype: ``"auto"`` (default): the fastest precision the device runs natively,
+        bfloat16 on CUDA and on CPUs with bf16 matrix units (AMX), float16 on older GPUs,
+        float32 elsewhere (see :mod:`hub.autodtype`; ``HUB_DTYPE`` overrides it); features
+        still come out in float32. ``"float32"`` (or ``None``) for exact parity with the
+        anchor libraries; ``"bfloat16"``/``"float16"`` return features in that dtype (see
+        :func:`hub.execution.precision_plan`). The precision used is
+        ``Backbone.precision`` and ``Features.precision``.
     :param channels_last: ``None`` (default) uses channels_last for CNNs; ``True``/``False`` force it.
     :param compile: ``True`` (or ``torch.compile`` keyword arguments) compiles the forward.
     """
-    from hub.execution import precision_plan, resolve_device, resolve_dtype, wants_channels_last
+    from hub.execution import is_auto, precision_plan, resolve_device, resolve_dtype, wants_channels_last
 
     settings = get_settings()
     registry = get_registry(settings)
@@ -204,8 +209,13 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
         raise ProviderNotFoundError(
             f"{spec.name} needs the provider {spec.provider!r}, which no loaded plugin registers"
             f"{why}. Run `hub plugins` to see what loaded; check HUB_PLUGINS/HUB_DISABLE_PLUGINS.")
-    dev, dt = resolve_device(device), resolve_dtype(dtype)
-    plan = precision_plan(dev, dt)
+    dev = resolve_device(device)
+    if is_auto(dtype):
+        from hub.autodtype import auto_dtype
+
+        plan = precision_plan(dev, auto_dtype(dev), auto=True)
+    else:
+        plan = precision_plan(dev, resolve_dtype(dtype))
     if not pretrained:
         files = None
     elif local is not None:
@@ -213,7 +223,7 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
     else:
         files = pull(spec.name, weights=weights)
     bb = provider.build(spec, files, device=dev, dtype=plan.weights)
-    return bb.configure(dtype=plan.dtype, autocast=plan.autocast, compile=compile,
+    return bb.configure(dtype=plan.dtype, autocast=plan.autocast, compile=compile, auto=plan.auto,
                         channels_last=wants_channels_last(bb.module, bb.modality, channels_last))
 
 

@@ -170,7 +170,9 @@ def extract_cmd(
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Inputs per forward pass."),
     max_length: int = typer.Option(None, "--max-length", help="Text: truncate to fewer tokens."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda:N."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, float16 or bfloat16."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 where the device runs it "
+                              "natively, else float32; features stay float32), float32, float16 "
+                              "or bfloat16."),
     weights: str = typer.Option(None, "--weights", help="Weight variant (default: the manifest's)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
     engine: str = typer.Option("local", "--engine", help="Dataset mode: local or ray."),

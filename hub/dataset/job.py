@@ -3,7 +3,7 @@
 A job is identified by everything that changes its output: the backbone, the
 weight variant and its sha256, the source (path, column, row count and a
 digest of its contents or file list), the stages, pooling, normalisation,
-dtype and shard size. An output folder belongs to one job; a rerun of the same
+precision the network computes in (``dtype``) and shard size. An output folder belongs to one job; a rerun of the same
 job resumes it, whichever engine ran it before.
 """
 
@@ -126,5 +126,5 @@ def run_model(bb: Backbone, prepared: Prepared, *, stages: list[str | int], pool
 
 
 def backbone_dtype(bb: Backbone) -> str:
-    """The dtype name a loaded backbone computes in."""
-    return str(bb.dtype).replace("torch.", "") if bb.dtype is not None else "float32"
+    """The precision a loaded backbone computes in (:attr:`Backbone.precision`)."""
+    return bb.precision

@@ -106,7 +106,7 @@ class Embedder:
     """
 
     def __init__(self, name: str, *, weights: str | None = None, device: Any = "auto",
-                 dtype: Any = None, stages: list[str | int] | None = None, pool: str | None = None,
+                 dtype: Any = "auto", stages: list[str | int] | None = None, pool: str | None = None,
                  normalize: bool | None = None, column: str = "item",
                  env: dict[str, str] | None = None) -> None:
         os.environ.update(env or {})
@@ -186,7 +186,7 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
             column: str | None = None, address: str | None = None, batch_size: int = 64,
             actors: int | None = None, stages: list[str | int] | None = None,
             pool: str | None = None, normalize: bool | None = None, weights: str | None = None,
-            device: Any = "auto", dtype: Any = None, shard_size: int = 4096, strict: bool = False,
+            device: Any = "auto", dtype: Any = "auto", shard_size: int = 4096, strict: bool = False,
             progress: bool = False) -> DatasetResult:
     """Run a dataset job on Ray into ``out`` (same layout and resume rules as the local engine).
 
@@ -199,14 +199,19 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
     """
     ray = _ray()
     from hub.api import resolve
-    from hub.execution import resolve_dtype
+    from hub.execution import dtype_name, is_auto, resolve_device, resolve_dtype
 
     spec, files, target = resolve(name, weights=weights)  # a saved directory: its absolute path
     src = source if isinstance(source, Reader) else open_reader(source, spec.modality, column=column)
-    dt = resolve_dtype(dtype)
+    if is_auto(dtype):  # decided here, on the driver, for the job's record
+        from hub.autodtype import auto_dtype
+
+        dt = auto_dtype(resolve_device(device))
+    else:
+        dt = resolve_dtype(dtype)
     job = make_job(spec, variant=files.variant.name, sha256=files.sha256, reader=src,
                    stages=list(stages or []), pool=pool, normalize=normalize,
-                   dtype=str(dt).replace("torch.", "") if dt is not None else None,
+                   dtype=dtype_name(dt),
                    shard_size=shard_size)
     started = not ray.is_initialized()
     if not started and address is not None:
@@ -244,7 +249,7 @@ def _stream(ray: Any, writer: ShardWriter, src: Reader, ranges: list[tuple[int, 
         ds = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges])
         ds = ds.map_batches(decode_batch, fn_kwargs={"reader": src, "pp": pp}, batch_size=1)
         ds = ds.map_batches(Embedder, batch_size=batch_size, fn_constructor_kwargs={
-            "name": target, "weights": variant, "device": device, "dtype": dtype,
+            "name": target, "weights": variant, "device": device, "dtype": job.dtype,
             "stages": job.stages, "pool": job.pool, "normalize": job.normalize, "env": env},
             compute=ray.data.ActorPoolStrategy(size=plan["size"]), num_gpus=plan["num_gpus"],
             num_cpus=plan["num_cpus"])
