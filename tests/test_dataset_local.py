@@ -64,7 +64,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny() -> hub.Backbone:
-    return hub.load(TINY, device="cpu")
+    return hub.load(TINY, device="cpu", dtype="float32")
 
 
 def test_features_match_extract_and_bad_items_are_logged(images: Path, tiny: hub.Backbone,
@@ -288,7 +288,7 @@ def test_parquet_image_bytes_column(tmp_path: Path, tiny: hub.Backbone) -> None:
 
 
 def test_text_jsonl_with_stage_tokens_matches_extract(tmp_path: Path) -> None:
-    bb = hub.load("minilm_l6", device="cpu")
+    bb = hub.load("minilm_l6", device="cpu", dtype="float32")
     texts = ["a cat", "the quick brown fox jumps over the lazy dog", "hello", "x " * 30]
     lines = [json.dumps({"text": t}) for t in texts[:2]] + ["{oops"] + \
         [json.dumps({"text": t}) for t in texts[2:]]
@@ -314,7 +314,7 @@ def test_text_jsonl_with_stage_tokens_matches_extract(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_efficientnet_lite0_real_weights(tmp_path: Path) -> None:
-    bb = hub.load("efficientnet_lite0", device="cpu")
+    bb = hub.load("efficientnet_lite0", device="cpu", dtype="float32")
     make_images(tmp_path / "imgs", 6, seed=5)
     out = tmp_path / "out"
     result = extract_dataset(bb, tmp_path / "imgs", out, batch_size=3, workers=1)

@@ -2,9 +2,10 @@
 
 A job is identified by everything that changes its output: the backbone, the
 weight variant and its sha256, the source (path, column, row count and a
-digest of its contents or file list), the stages, pooling, normalisation,
-precision the network computes in (``dtype``) and shard size. An output folder belongs to one job; a rerun of the same
-job resumes it, whichever engine ran it before.
+digest of its contents or file list), the stages, pooling, normalisation, the
+precision the network computes in (``dtype``) and shard size. An output folder
+belongs to one job; a rerun of the same job resumes it, whichever engine ran it
+before.
 """
 
 from __future__ import annotations

@@ -249,7 +249,7 @@ def _stream(ray: Any, writer: ShardWriter, src: Reader, ranges: list[tuple[int, 
         ds = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges])
         ds = ds.map_batches(decode_batch, fn_kwargs={"reader": src, "pp": pp}, batch_size=1)
         ds = ds.map_batches(Embedder, batch_size=batch_size, fn_constructor_kwargs={
-            "name": target, "weights": variant, "device": device, "dtype": job.dtype,
+            "name": target, "weights": variant, "device": device, "dtype": dtype,
             "stages": job.stages, "pool": job.pool, "normalize": job.normalize, "env": env},
             compute=ray.data.ActorPoolStrategy(size=plan["size"]), num_gpus=plan["num_gpus"],
             num_cpus=plan["num_cpus"])
