@@ -187,15 +187,23 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
     :param device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:N"`` or a torch.device.
     :param dtype: ``"auto"`` (default): the fastest precision the device runs natively,
         bfloat16 on CUDA and on CPUs with bf16 matrix units (AMX), float16 on older GPUs,
-        float32 elsewhere (see :mod:`hub.autodtype`; ``HUB_DTYPE`` overrides it); features
-        still come out in float32. ``"float32"`` (or ``None``) for exact parity with the
+        float32 elsewhere (see :mod:`hub.autodtype`; ``HUB_DTYPE`` overrides it), and float32
+        for networks with depthwise convolutions (:func:`hub.execution.keeps_float32`);
+        features still come out in float32. ``"float32"`` (or ``None``) for exact parity with the
         anchor libraries; ``"bfloat16"``/``"float16"`` return features in that dtype (see
         :func:`hub.execution.precision_plan`). The precision used is
         ``Backbone.precision`` and ``Features.precision``.
     :param channels_last: ``None`` (default) uses channels_last for CNNs; ``True``/``False`` force it.
     :param compile: ``True`` (or ``torch.compile`` keyword arguments) compiles the forward.
     """
-    from hub.execution import is_auto, precision_plan, resolve_device, resolve_dtype, wants_channels_last
+    from hub.execution import (
+        is_auto,
+        keeps_float32,
+        precision_plan,
+        resolve_device,
+        resolve_dtype,
+        wants_channels_last,
+    )
 
     settings = get_settings()
     registry = get_registry(settings)
@@ -210,7 +218,8 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
             f"{spec.name} needs the provider {spec.provider!r}, which no loaded plugin registers"
             f"{why}. Run `hub plugins` to see what loaded; check HUB_PLUGINS/HUB_DISABLE_PLUGINS.")
     dev = resolve_device(device)
-    if is_auto(dtype):
+    auto = is_auto(dtype)
+    if auto:
         from hub.autodtype import auto_dtype
 
         plan = precision_plan(dev, auto_dtype(dev), auto=True)
@@ -222,7 +231,13 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
         files = local_weights(local, _variant(spec, weights))
     else:
         files = pull(spec.name, weights=weights)
-    bb = provider.build(spec, files, device=dev, dtype=plan.weights)
+    bb = provider.build(spec, files, device=dev, dtype=None if auto else plan.weights)
+    if auto and plan.weights is not None:  # cast now, unless the network keeps float32
+        if keeps_float32(bb.module):
+            plan = precision_plan(dev, None, auto=True)
+        else:
+            bb.module.to(dtype=plan.weights)
+            bb.weight_dtype = plan.weights
     return bb.configure(dtype=plan.dtype, autocast=plan.autocast, compile=compile, auto=plan.auto,
                         channels_last=wants_channels_last(bb.module, bb.modality, channels_last))
 

@@ -12,19 +12,22 @@
 The CPU measurement is made once per machine and torch version and stored with
 :func:`hub.machine.write_record` as the ``precision`` record
 ``<HUB_CACHE>/machines/<machine_id>/precision.json``; later processes read it
-(:func:`cpu_record`), and a process keeps what it read. Delete the file to measure again.
+(:func:`cpu_record`), and a process keeps what it read. Delete the file to measure again. A
+read-only cache is left untouched: the decision then lives in the process that measured it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.config import get_settings
 from hub.errors import CacheError
 from hub.execution import resolve_dtype
-from hub.machine import read_records, write_record
+from hub.machine import read_records, records_path, write_record
 
 if TYPE_CHECKING:
     import torch
@@ -76,7 +79,8 @@ def cpu_record() -> dict[str, Any]:
         if not isinstance(record, dict) or record.get("choice") not in ("bfloat16", "float32"):
             record = measure_cpu()
             try:
-                write_record(KIND, key, record)
+                if _writable(records_path(KIND)):  # a read-only cache: kept in this process only
+                    write_record(KIND, key, record)
             except CacheError as exc:  # the decision stands; only its reuse is lost
                 import warnings
 
@@ -84,6 +88,15 @@ def cpu_record() -> dict[str, Any]:
                               UserWarning, stacklevel=3)
         _memo[key] = record
         return record
+
+
+def _writable(path: Path) -> bool:
+    """Whether ``path`` could be created: its nearest existing folder is writable (a read-only
+    cache, shared between users, is supported: nothing is written to it)."""
+    p = path.parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return os.access(p, os.W_OK | os.X_OK)
 
 
 def forget() -> None:

@@ -19,8 +19,8 @@ from hub.errors import InputError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Precision", "conv_fraction", "dtype_name", "is_auto", "precision_plan", "resolve_device",
-           "resolve_dtype", "wants_channels_last"]
+__all__ = ["Precision", "conv_fraction", "dtype_name", "is_auto", "keeps_float32", "precision_plan",
+           "resolve_device", "resolve_dtype", "wants_channels_last"]
 
 
 def resolve_device(device: Any) -> torch.device:
@@ -123,6 +123,20 @@ def precision_plan(device: torch.device, dtype: torch.dtype | None, *, auto: boo
     if device.type == "cpu" and dtype == torch.float16:
         return Precision(out, None, dtype, auto)
     return Precision(out, dtype, None, auto)
+
+
+def keeps_float32(module: torch.nn.Module) -> bool:
+    """Whether ``dtype="auto"`` keeps this network in float32 even where bfloat16 is fast: it
+    has depthwise convolutions (MobileNet, EfficientNet, ConvNeXt...). Measured on
+    efficientnet_lite0's real weights (docs/extraction.md): bf16 activations through its thin
+    high-resolution depthwise blocks drift to a pooled-embedding cosine of 0.997 against
+    float32 (autocast: 0.998), below the 0.999 that "auto" promises; dense CNNs, ViTs and
+    text transformers stay above it. ``dtype="bfloat16"`` still runs such networks in bf16.
+    """
+    import torch
+
+    return any(isinstance(m, torch.nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
+               for m in module.modules())
 
 
 def wants_channels_last(module: torch.nn.Module, modality: str, requested: bool | None) -> bool:

@@ -64,6 +64,15 @@ def test_precision_plan_casts_bf16_weights_and_autocasts_fp16_on_cpu() -> None:
     assert precision_plan(CPU, torch.float16).compute == "float16"
 
 
+def test_auto_keeps_depthwise_networks_in_float32() -> None:
+    from hub.execution import keeps_float32
+
+    depthwise = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Conv2d(16, 16, 3, groups=16), nn.Conv2d(16, 8, 1))
+    assert keeps_float32(depthwise)
+    assert not keeps_float32(cnn()) and not keeps_float32(token_model())
+    assert not keeps_float32(nn.Conv2d(16, 16, 3, groups=4))  # grouped (ResNeXt), not depthwise
+
+
 def cnn() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 64, 3), nn.BatchNorm2d(64), nn.ReLU(), nn.Conv2d(64, 64, 3))
 

@@ -3,7 +3,7 @@
 A job is identified by everything that changes its output: the backbone, the
 weight variant and its sha256, the source (path, column, row count and a
 digest of its contents or file list), the stages, pooling, normalisation, the
-precision the network computes in (``dtype``) and shard size. An output folder
+precision asked for (``dtype``: ``"auto"`` or what the network computes in) and shard size. An output folder
 belongs to one job; a rerun of the same job resumes it, whichever engine ran it
 before.
 """
@@ -127,5 +127,7 @@ def run_model(bb: Backbone, prepared: Prepared, *, stages: list[str | int], pool
 
 
 def backbone_dtype(bb: Backbone) -> str:
-    """The precision a loaded backbone computes in (:attr:`Backbone.precision`)."""
-    return bb.precision
+    """The job's ``dtype`` of a loaded backbone: ``"auto"`` when ``dtype="auto"`` chose its
+    precision (each machine decides; ``embedding.precision`` in the output manifest says what
+    ran), else the precision it computes in."""
+    return "auto" if bb.auto else bb.precision

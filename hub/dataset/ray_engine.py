@@ -199,19 +199,13 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
     """
     ray = _ray()
     from hub.api import resolve
-    from hub.execution import dtype_name, is_auto, resolve_device, resolve_dtype
+    from hub.execution import dtype_name, is_auto, resolve_dtype
 
     spec, files, target = resolve(name, weights=weights)  # a saved directory: its absolute path
     src = source if isinstance(source, Reader) else open_reader(source, spec.modality, column=column)
-    if is_auto(dtype):  # decided here, on the driver, for the job's record
-        from hub.autodtype import auto_dtype
-
-        dt = auto_dtype(resolve_device(device))
-    else:
-        dt = resolve_dtype(dtype)
     job = make_job(spec, variant=files.variant.name, sha256=files.sha256, reader=src,
                    stages=list(stages or []), pool=pool, normalize=normalize,
-                   dtype=dtype_name(dt),
+                   dtype="auto" if is_auto(dtype) else dtype_name(resolve_dtype(dtype)),
                    shard_size=shard_size)
     started = not ray.is_initialized()
     if not started and address is not None:
