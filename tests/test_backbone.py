@@ -179,25 +179,27 @@ def test_bfloat16_on_cpu_casts_the_weights_and_returns_bfloat16(lite0: Backbone)
 
 
 def test_auto_returns_float32_features_and_trains_from_float32_weights(
-        lite0: Backbone, monkeypatch: pytest.MonkeyPatch) -> None:
+        minilm: Backbone, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUB_DTYPE", "bfloat16")  # what "auto" picks on a CPU with AMX
-    bb = hub.load("efficientnet_lite0", device="cpu")
+    bb = hub.load("minilm_l6", device="cpu")
     assert bb.auto and bb.precision == "bfloat16" and bb.dtype is None
-    assert bb.module.conv_stem.weight.dtype == torch.bfloat16
+    assert bb.module.embeddings.word_embeddings.weight.dtype == torch.bfloat16
     assert "precision=bfloat16 (auto) features=float32" in repr(bb)
-    x = images(2)
-    f, r = bb.extract(x, stages=[-1]), lite0.extract(x, stages=[-1])
-    assert f.pooled.dtype == torch.float32 and f.stages["head"].dtype == torch.float32
+    texts = ["a cat on a mat", "feature extraction turns text into vectors", "hi"]
+    f, r = bb.extract(texts, stages="all"), minilm.extract(texts, stages="all")
+    assert f.pooled.dtype == torch.float32 and f.stages["layer6"].dtype == torch.float32
     assert f.precision == "bfloat16" and "precision=bfloat16" in repr(f)
     assert f.to("cpu").precision == "bfloat16"
     cos = torch.nn.functional.cosine_similarity(f.pooled, r.pooled, dim=-1)
     assert cos.min().item() > 0.999, cos
     net = bb.as_module()  # rebuilt from the files: the exact float32 weights
     assert all(p.dtype == torch.float32 for p in net.parameters())
-    own, exact = net.parent_state_dict(), lite0.module.state_dict()
+    own, exact = net.parent_state_dict(), minilm.module.state_dict()
     assert own.keys() == exact.keys() and all(torch.equal(own[k], exact[k]) for k in exact)
+    lite0 = hub.load("efficientnet_lite0", device="cpu")  # depthwise convolutions: float32
+    assert lite0.auto and lite0.precision == "float32"
     monkeypatch.setenv("HUB_DTYPE", "float32")
-    assert hub.load("efficientnet_lite0", device="cpu").precision == "float32"
+    assert hub.load("minilm_l6", device="cpu").precision == "float32"
 
 
 def test_compile_opts_in_to_torch_compile() -> None:
