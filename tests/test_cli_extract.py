@@ -50,6 +50,7 @@ def test_images_and_folders_to_safetensors(photos: Path, capsys: pytest.CaptureF
     assert set(tensors) == {"pooled", "stages.s1", "stages.s3"}
     assert tensors["stages.s1"].shape == (3, 8, 32, 32)
     assert meta["backbone"] == "example_tinynet" and meta["pool"] == "avg"
+    assert meta["precision"] == "float32"
     assert json.loads(meta["specs"])["s3"] == {"channels": 32, "stride": 8, "layout": "NCHW",
                                               "index": None}
     ref = hub.load("example_tinynet", device="cpu", dtype="float32").extract(names, stages=[])

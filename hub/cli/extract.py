@@ -10,7 +10,8 @@ Outputs:
 * ``.safetensors``: ``pooled`` (N, D), ``stages.<name>`` for each requested stage,
   ``prefix.<name>`` for token models, ``mask`` for text stages; metadata
   ``names`` (JSON list, in row order), ``backbone``, ``weights``, ``pool``,
-  ``normalize``, ``specs`` and ``truncated`` (JSON).
+  ``normalize``, ``precision`` (what the network computed in), ``specs`` and
+  ``truncated`` (JSON).
 * ``.npy``: one array (``pooled``, or the single requested stage with
   ``--pool none``), and the names, one per line, in ``<stem>.names.txt`` beside it.
 """
@@ -225,7 +226,8 @@ def extract_cmd(
                            output_device="cpu")
     meta = {"backbone": bb.name, "weights": bb.weights.variant.name if bb.weights else "random",
             "pool": pool or bb.spec.outputs.pool,
-            "normalize": str(bb.spec.outputs.normalize if normalize is None else normalize).lower()}
+            "normalize": str(bb.spec.outputs.normalize if normalize is None else normalize).lower(),
+            "precision": feats.precision}
     files = write_features(feats, names, out, meta)
     shapes = ", ".join(([f"pooled {tuple(feats.pooled.shape)}"] if feats.pooled is not None else [])
                        + [f"{k} {tuple(v.shape)}" for k, v in feats.stages.items()])
