@@ -221,7 +221,8 @@ def test_hub_extract_a_saved_directory(saved_tiny: Path, tmp_path: Path,
     img = tmp_path / "image.png"
     Image.fromarray(images(1)[0]).save(img)
     out = tmp_path / "f.safetensors"
-    res = run_hub(capsys, "extract", str(saved_tiny), str(img), "--out", str(out), "--no-progress")
+    res = run_hub(capsys, "extract", str(saved_tiny), str(img), "--out", str(out), "--no-progress",
+                  "--dtype", "float32")
     assert res.code == 0, res.err
     with safe_open(str(out), "pt") as f:
         pooled, meta = f.get_tensor("pooled"), f.metadata()
