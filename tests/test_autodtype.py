@@ -61,11 +61,11 @@ def test_load_defaults_to_auto(cache_dir: Path, monkeypatch: pytest.MonkeyPatch)
         autodtype.forget()
         machine.records_path("precision").unlink(missing_ok=True)
         monkeypatch.setattr(autodtype, "measure_cpu", fake(speedup, []))
-        bb = hub.load("vit_s16", pretrained=False, device="cpu")
+        bb = hub.load("example_tinynet", device="cpu")
         assert bb.auto and bb.precision == precision and bb.dtype is None
-        feats = bb.extract(torch.rand(1, 3, 224, 224))
+        feats = bb.extract(torch.rand(1, 3, 64, 64))
         assert feats.precision == precision and feats.pooled.dtype == torch.float32
-    float32 = hub.load("vit_s16", pretrained=False, device="cpu", dtype="float32")
+    float32 = hub.load("example_tinynet", device="cpu", dtype="float32")
     assert not float32.auto and float32.precision == "float32"
 
 
@@ -75,7 +75,7 @@ def test_hub_dtype_overrides_auto_but_not_an_explicit_dtype(monkeypatch: pytest.
     assert autodtype.auto_dtype(CPU) is None and not calls
     monkeypatch.setenv("HUB_DTYPE", "bf16")
     assert autodtype.auto_dtype(CPU) == torch.bfloat16
-    bb = hub.load("vit_s16", pretrained=False, device="cpu", dtype="float32")
+    bb = hub.load("example_tinynet", device="cpu", dtype="float32")
     assert bb.precision == "float32"
     monkeypatch.setenv("HUB_DTYPE", "int8")
     with pytest.raises(ConfigError, match="HUB_DTYPE='int8' is not a precision"):
