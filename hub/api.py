@@ -182,7 +182,7 @@ def resolve(name: str | os.PathLike[str], *,
 
 
 def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained: bool = True,
-         device: Any = "auto", dtype: Any = None, channels_last: bool | None = None,
+         device: Any = "auto", dtype: Any = "auto", channels_last: bool | None = None,
          compile: bool | dict[str, Any] = False, runtime: str | None = None) -> Backbone:
     """Load a backbone ready for :meth:`Backbone.extract`.
 
@@ -192,15 +192,28 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
     :param weights: the weight variant (default: the manifest's default).
     :param pretrained: ``False`` gives the architecture with random weights (nothing is fetched).
     :param device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:N"`` or a torch.device.
-    :param dtype: ``None``/``"float32"``, ``"float16"`` or ``"bfloat16"`` (weights cast on CUDA,
-        autocast on CPU: see :func:`hub.execution.precision_plan`).
+    :param dtype: ``"auto"`` (default): the fastest precision the device runs natively,
+        bfloat16 on CUDA and on CPUs with bf16 matrix units (AMX), float16 on older GPUs,
+        float32 elsewhere (see :mod:`hub.autodtype`; ``HUB_DTYPE`` overrides it), and float32
+        for networks with depthwise convolutions (:func:`hub.execution.keeps_float32`);
+        features still come out in float32. ``"float32"`` (or ``None``) for exact parity with the
+        anchor libraries; ``"bfloat16"``/``"float16"`` return features in that dtype (see
+        :func:`hub.execution.precision_plan`). The precision used is
+        ``Backbone.precision`` and ``Features.precision``.
     :param channels_last: ``None`` (default) uses channels_last for CNNs; ``True``/``False`` force it.
     :param compile: ``True`` (or ``torch.compile`` keyword arguments) compiles the forward.
     :param runtime: ``"openvino"`` runs the forward with OpenVINO on the CPU (``pip install
         'backbone-hub[openvino]'``): exported once per weights, precision and input size,
         verified against float32 torch and cached (see :mod:`hub.runtimes`); ``None`` runs torch.
     """
-    from hub.execution import precision_plan, resolve_device, resolve_dtype, wants_channels_last
+    from hub.execution import (
+        is_auto,
+        keeps_float32,
+        precision_plan,
+        resolve_device,
+        resolve_dtype,
+        wants_channels_last,
+    )
 
     settings = get_settings()
     registry = get_registry(settings)
@@ -214,12 +227,20 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
         raise ProviderNotFoundError(
             f"{spec.name} needs the provider {spec.provider!r}, which no loaded plugin registers"
             f"{why}. Run `hub plugins` to see what loaded; check HUB_PLUGINS/HUB_DISABLE_PLUGINS.")
-    dev, dt = resolve_device(device), resolve_dtype(dtype)
+    dev = resolve_device(device)
+    auto = is_auto(dtype)
+    if auto:
+        from hub.autodtype import auto_dtype
+
+        dt = auto_dtype(dev)
+        plan = precision_plan(dev, dt, auto=True)
+    else:
+        dt = resolve_dtype(dtype)
+        plan = precision_plan(dev, dt)
     if runtime is not None:
         from hub.runtimes import check_options
 
         check_options(runtime, device=dev, dtype=dt, compile=compile, channels_last=channels_last)
-    plan = precision_plan(dev, dt)
     if not pretrained:
         files = None
     elif local is not None:
@@ -229,10 +250,18 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
     if runtime is not None:
         from hub.runtimes import attach
 
-        return attach(provider.build(spec, files, device=dev, dtype=None), runtime, dtype=dt,
-                      settings=settings)
-    bb = provider.build(spec, files, device=dev, dtype=plan.weights)
-    return bb.configure(dtype=plan.dtype, autocast=plan.autocast, compile=compile,
+        built = provider.build(spec, files, device=dev, dtype=None)
+        if auto and dt is not None and keeps_float32(built.module):
+            dt = None  # as for torch: depthwise networks stay float32 under "auto"
+        return attach(built, runtime, dtype=dt, settings=settings)
+    bb = provider.build(spec, files, device=dev, dtype=None if auto else plan.weights)
+    if auto and plan.weights is not None:  # cast now, unless the network keeps float32
+        if keeps_float32(bb.module):
+            plan = precision_plan(dev, None, auto=True)
+        else:
+            bb.module.to(dtype=plan.weights)
+            bb.weight_dtype = plan.weights
+    return bb.configure(dtype=plan.dtype, autocast=plan.autocast, compile=compile, auto=plan.auto,
                         channels_last=wants_channels_last(bb.module, bb.modality, channels_last))
 
 

@@ -15,8 +15,8 @@ several threads at once. What comes back is described in :mod:`hub.features`.
 
 Execution options (set by :func:`hub.load` through :meth:`Backbone.configure`):
 the device, the precision (weights cast, or autocast; see
-:func:`hub.execution.precision_plan`), channels_last memory format for CNNs, and
-``torch.compile``.
+:func:`hub.execution.precision_plan`; chosen per machine for ``dtype="auto"``, see
+:mod:`hub.autodtype`), channels_last memory format for CNNs, and ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import InputError
+from hub.execution import dtype_name
 from hub.features import POOLS, Features, RawOutput, StageSpec, merge, resolve_stages
 from hub.features import pool as pool_batch
 from hub.inputs import as_images, as_texts
@@ -56,6 +57,7 @@ class Backbone(ABC):
     :ivar dtype: the precision features come out in (``None`` = float32).
     :ivar weight_dtype: the dtype the weights are stored in (``None`` = float32).
     :ivar autocast_dtype: the autocast precision of the forward, or ``None``.
+    :ivar auto: the precision was chosen by ``dtype="auto"`` (features come out in float32).
     :ivar channels_last: weights and inputs use the channels_last memory format.
     :ivar compiled: the forward runs through ``torch.compile``.
     :ivar runtime: the optional runtime that runs the forward instead of torch
@@ -74,6 +76,7 @@ class Backbone(ABC):
         self.dtype = dtype
         self.weight_dtype = dtype
         self.autocast_dtype: torch.dtype | None = None
+        self.auto = False
         self.channels_last = False
         self.compiled = False
         self.runtime: Runtime | None = None
@@ -83,21 +86,33 @@ class Backbone(ABC):
         return self.spec.name
 
     @property
+    def precision(self) -> str:
+        """The precision the network computes in: ``"float32"``, ``"bfloat16"`` or ``"float16"``
+        (also :attr:`Features.precision` of what it extracts); with a runtime attached, the
+        runtime's precision."""
+        if self.runtime is not None:
+            return "bfloat16" if self.runtime.precision == "bf16" else "float32"
+        return dtype_name(self.autocast_dtype or self.weight_dtype)
+
+    @property
     def embedding_dim(self) -> int:
         return self.spec.outputs.embedding_dim
 
     def __repr__(self) -> str:
         w = self.weights.variant.name if self.weights else "random"
         extra = (" channels_last" if self.channels_last else "") + (" compiled" if self.compiled else "")
-        how = " (autocast)" if self.autocast_dtype is not None else ""
+        how = ", ".join(x for x, on in (("auto", self.auto), ("autocast", self.autocast_dtype is not None))
+                        if on)
         if self.runtime is not None:
             extra += f" runtime={self.runtime.name}({self.runtime.precision})"
         return (f"<{type(self).__name__} {self.name} ({self.spec.provider}:{self.spec.architecture}) "
-                f"weights={w} device={self.device} dtype={self.dtype}{how}{extra}>")
+                f"weights={w} device={self.device} precision={self.precision}"
+                f"{f' ({how})' if how else ''} features={dtype_name(self.dtype)}{extra}>")
 
     # ---- execution options ---------------------------------------------------------------------
     def configure(self, *, dtype: torch.dtype | None = None, autocast: torch.dtype | None = None,
-                  channels_last: bool = False, compile: bool | dict[str, Any] = False) -> Backbone:
+                  channels_last: bool = False, compile: bool | dict[str, Any] = False,
+                  auto: bool = False) -> Backbone:
         """Set how the forward runs; called once by :func:`hub.load` after the provider built it.
 
         :param dtype: the precision features are returned in (``None`` = float32).
@@ -105,11 +120,13 @@ class Backbone(ABC):
             as they are).
         :param channels_last: convert weights and inputs to the channels_last memory format.
         :param compile: ``True`` or ``torch.compile`` keyword arguments to compile the forward.
+        :param auto: the precision was chosen by ``dtype="auto"``.
         """
         import torch
 
         self.dtype = dtype
         self.autocast_dtype = autocast
+        self.auto = auto
         if channels_last != self.channels_last:
             _convert_layout(self.module, torch.channels_last if channels_last
                             else torch.contiguous_format)
@@ -134,12 +151,36 @@ class Backbone(ABC):
         :param output_stride: 8 or 16 by dilation where the architecture allows it.
         :param grad_checkpointing: recompute activations of repeated blocks in the backward.
         :param pyramid: add a simple feature pyramid (strides 4 to 32) to single-stride ViTs.
+        A backbone whose ``dtype="auto"`` cast its weights to a lower precision gives a float32
+        module, built again from its weight files: training starts from the exact weights.
+
         :raises InputError: on an unknown stage, a bad freeze/norm/output_stride value.
         """
         from hub.train.trunk import build_trunk
 
-        return build_trunk(self, stages, freeze=freeze, norm=norm, output_stride=output_stride,
+        parent = self._float32_twin() if self.auto and self.weight_dtype is not None else self
+        return build_trunk(parent, stages, freeze=freeze, norm=norm, output_stride=output_stride,
                            grad_checkpointing=grad_checkpointing, pyramid=pyramid)
+
+    def _float32_twin(self) -> Backbone:
+        """This backbone in float32: rebuilt from its weight files by its provider (random
+        weights: a float32 copy of the module)."""
+        import copy
+
+        from hub.api import get_registry
+
+        if self.weights is None:
+            twin = copy.copy(self)
+            twin.module = copy.deepcopy(self.module).float()
+        else:
+            provider = get_registry().provider(self.spec.provider)
+            if provider is None:
+                raise InputError(f"{self.name}: its provider {self.spec.provider!r} is no longer "
+                                 "registered; load it with dtype='float32' to train.")
+            twin = provider.build(self.spec, self.weights, device=self.device, dtype=None)
+        twin.weight_dtype = twin.dtype = twin.autocast_dtype = None
+        twin.auto = False
+        return twin.configure(channels_last=self.channels_last)
 
     def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         """A new module (a copy of the weights, as the ``model`` attribute) mapping model inputs to
@@ -208,6 +249,7 @@ class Backbone(ABC):
                 chunks.append((idx, feats))
                 advance(len(idx))
         out = merge(chunks, total)
+        out.precision = self.precision
         if normalize and out.pooled is not None:
             out.pooled = torch.nn.functional.normalize(out.pooled.float(), dim=-1).to(out.pooled.dtype)
         out.specs = {n: self.specs[n] for n in names}
@@ -250,6 +292,13 @@ class Backbone(ABC):
             raw.stages[n], pre = _as_layout(raw.stages[n], self.specs[n], raw.num_prefix_tokens)
             if pre is not None and n not in raw.prefix:
                 raw.prefix[n] = pre
+        if self.precision != "float32":  # pooled in float32, then cast to self.dtype (if any)
+            def up(t: Any) -> Any:
+                return t.float() if t is not None and t.is_floating_point() else t
+
+            raw.stages = {k: up(v) for k, v in raw.stages.items()}
+            raw.prefix = {k: up(v) for k, v in raw.prefix.items()}
+            raw.tokens, raw.pooled = up(raw.tokens), up(raw.pooled)
         if raw.pooled is not None and how == self.spec.outputs.pool:
             pooled = raw.pooled  # the library's own embedding for the trained pooling
         else:

@@ -16,6 +16,10 @@ Variable               Meaning
                        the manifest's hashes.
 ``HUB_PLUGINS``        Comma-separated entry-point names: only these plugins load.
 ``HUB_DISABLE_PLUGINS`` Comma-separated entry-point names that never load.
+``HUB_DTYPE``          What ``dtype="auto"`` (the default of ``hub.load`` and
+                       ``hub extract``) resolves to: ``float32``, ``bfloat16`` or
+                       ``float16``; unset or ``auto``: measured per machine
+                       (:mod:`hub.autodtype`). An explicit ``dtype=`` wins.
 =====================  ===========================================================
 
 :func:`get_settings` reads the environment each time it is called, so a test or a
@@ -69,6 +73,20 @@ def _mirrors() -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs, key=lambda p: -len(p[0])))
 
 
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16"}
+
+
+def _dtype() -> str | None:
+    raw = os.environ.get("HUB_DTYPE", "").strip().lower()
+    if raw in ("", "auto"):
+        return None
+    if raw not in _DTYPES:
+        raise ConfigError(f"HUB_DTYPE={raw!r} is not a precision. Set it to float32, bfloat16, "
+                          "float16 or auto (or unset it).")
+    return _DTYPES[raw]
+
+
 def _default_cache() -> Path:
     import platformdirs
 
@@ -85,6 +103,7 @@ class Settings:
     :param url_mirrors: ``(prefix, replacement)`` pairs for URL sources, longest prefix first.
     :param only_plugins: if set, load only these entry-point names.
     :param disabled_plugins: entry-point names never loaded.
+    :param dtype: what ``dtype="auto"`` resolves to, or ``None`` to measure it (``HUB_DTYPE``).
     """
 
     cache_dir: Path
@@ -93,6 +112,7 @@ class Settings:
     url_mirrors: tuple[tuple[str, str], ...] = ()
     only_plugins: frozenset[str] | None = None
     disabled_plugins: frozenset[str] = frozenset()
+    dtype: str | None = None
 
 
 def get_settings() -> Settings:
@@ -109,6 +129,7 @@ def get_settings() -> Settings:
         url_mirrors=_mirrors(),
         only_plugins=_names("HUB_PLUGINS"),
         disabled_plugins=_names("HUB_DISABLE_PLUGINS") or frozenset(),
+        dtype=_dtype(),
     )
 
 

@@ -129,6 +129,8 @@ class Features:
     :param prefix: stage name -> (B, P, D) class/register tokens of token models (ViT, DINOv2);
         empty for CNNs and text.
     :param truncated: indices of the texts that were cut to ``max_length`` tokens.
+    :param precision: what the network computed in (``"float32"``, ``"bfloat16"``,
+        ``"float16"``); with ``dtype="auto"`` the tensors are float32 whatever it was.
     """
 
     pooled: Any
@@ -137,6 +139,7 @@ class Features:
     mask: Any = None
     prefix: dict[str, Any] = field(default_factory=dict)
     truncated: list[int] = field(default_factory=list)
+    precision: str = "float32"
 
     def __len__(self) -> int:
         first = self.pooled if self.pooled is not None else next(iter(self.stages.values()), None)
@@ -169,7 +172,7 @@ class Features:
         return Features(pooled=mv(self.pooled), stages={k: mv(v) for k, v in self.stages.items()},
                         specs=dict(self.specs), mask=mv(self.mask),
                         prefix={k: mv(v) for k, v in self.prefix.items()},
-                        truncated=list(self.truncated))
+                        truncated=list(self.truncated), precision=self.precision)
 
     def cpu(self) -> Features:
         """A copy on the CPU."""
@@ -182,8 +185,9 @@ class Features:
         extra = f", prefix={{{', '.join(f'{k}: {shape(v)}' for k, v in self.prefix.items())}}}" \
             if self.prefix else ""
         trunc = f", truncated={len(self.truncated)}" if self.truncated else ""
+        low = f", precision={self.precision}" if self.precision != "float32" else ""
         return (f"Features(pooled={shape(self.pooled)}, stages={{{st}}}, mask={shape(self.mask)}"
-                f"{extra}{trunc})")
+                f"{extra}{trunc}{low})")
 
 
 def pool(raw: RawOutput, last: str, how: str, *, model: str) -> torch.Tensor | None:

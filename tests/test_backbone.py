@@ -28,23 +28,23 @@ TEXTS = ["A cat sits on the mat.", "Hi", "The quick brown fox jumps over the laz
 
 @pytest.fixture(scope="module")
 def tiny() -> Backbone:
-    return hub.load("example_tinynet", device="cpu")
+    return hub.load("example_tinynet", device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
 def minilm() -> Backbone:
-    return hub.load("minilm_l6", device="cpu")
+    return hub.load("minilm_l6", device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
 def lite0() -> Backbone:
-    return hub.load("efficientnet_lite0", device="cpu")
+    return hub.load("efficientnet_lite0", device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
 def vit() -> Backbone:
     torch.manual_seed(0)
-    return hub.load("vit_s16", pretrained=False, device="cpu")
+    return hub.load("vit_s16", pretrained=False, device="cpu", dtype="float32")
 
 
 def images(n: int, seed: int = 0) -> list[Any]:
@@ -153,7 +153,7 @@ def test_features_tokens_of_a_map(tiny: Backbone) -> None:
 
 def test_channels_last_is_the_cnn_default_and_agrees_with_nchw(lite0: Backbone) -> None:
     cl = lite0
-    nchw = hub.load("efficientnet_lite0", device="cpu", channels_last=False)
+    nchw = hub.load("efficientnet_lite0", device="cpu", dtype="float32", channels_last=False)
     assert cl.channels_last and not nchw.channels_last and "channels_last" in repr(cl)
     assert cl.module.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
     x = [Image.fromarray(a) for a in images(2)]
@@ -164,21 +164,47 @@ def test_channels_last_is_the_cnn_default_and_agrees_with_nchw(lite0: Backbone) 
     assert torch.allclose(a.pooled, b.pooled, rtol=1e-4, atol=1e-5)
 
 
-def test_bfloat16_on_cpu_autocasts_and_returns_bfloat16(lite0: Backbone) -> None:
+def test_bfloat16_on_cpu_casts_the_weights_and_returns_bfloat16(lite0: Backbone) -> None:
     ref = lite0
     bb = hub.load("efficientnet_lite0", device="cpu", dtype="bfloat16")
-    assert bb.dtype == torch.bfloat16 and bb.autocast_dtype == torch.bfloat16
-    assert bb.module.conv_stem.weight.dtype == torch.float32  # weights stay float32 on CPU
+    assert bb.dtype == torch.bfloat16 and bb.autocast_dtype is None and not bb.auto
+    assert bb.module.conv_stem.weight.dtype == torch.bfloat16  # cast once (hub.execution)
+    assert "precision=bfloat16 features=bfloat16" in repr(bb)
     x = images(2)
     f, r = bb.extract(x, stages=[-1]), ref.extract(x, stages=[-1])
     assert f.pooled.dtype == torch.bfloat16 and f.stages["head"].dtype == torch.bfloat16
+    assert f.precision == "bfloat16" and r.precision == "float32"
     cos = torch.nn.functional.cosine_similarity(f.pooled.float(), r.pooled, dim=-1)
     assert cos.min().item() > 0.99, cos
 
 
+def test_auto_returns_float32_features_and_trains_from_float32_weights(
+        minilm: Backbone, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_DTYPE", "bfloat16")  # what "auto" picks on a CPU with AMX
+    bb = hub.load("minilm_l6", device="cpu")
+    assert bb.auto and bb.precision == "bfloat16" and bb.dtype is None
+    assert bb.module.embeddings.word_embeddings.weight.dtype == torch.bfloat16
+    assert "precision=bfloat16 (auto) features=float32" in repr(bb)
+    texts = ["a cat on a mat", "feature extraction turns text into vectors", "hi"]
+    f, r = bb.extract(texts, stages="all"), minilm.extract(texts, stages="all")
+    assert f.pooled.dtype == torch.float32 and f.stages["layer6"].dtype == torch.float32
+    assert f.precision == "bfloat16" and "precision=bfloat16" in repr(f)
+    assert f.to("cpu").precision == "bfloat16"
+    cos = torch.nn.functional.cosine_similarity(f.pooled, r.pooled, dim=-1)
+    assert cos.min().item() > 0.999, cos
+    net = bb.as_module()  # rebuilt from the files: the exact float32 weights
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    own, exact = net.parent_state_dict(), minilm.module.state_dict()
+    assert own.keys() == exact.keys() and all(torch.equal(own[k], exact[k]) for k in exact)
+    lite0 = hub.load("efficientnet_lite0", device="cpu")  # depthwise convolutions: float32
+    assert lite0.auto and lite0.precision == "float32"
+    monkeypatch.setenv("HUB_DTYPE", "float32")
+    assert hub.load("minilm_l6", device="cpu").precision == "float32"
+
+
 def test_compile_opts_in_to_torch_compile() -> None:
-    eager = hub.load("example_tinynet", device="cpu")
-    bb = hub.load("example_tinynet", device="cpu", compile={"backend": "eager"})
+    eager = hub.load("example_tinynet", device="cpu", dtype="float32")
+    bb = hub.load("example_tinynet", device="cpu", dtype="float32", compile={"backend": "eager"})
     assert bb.compiled and "compiled" in repr(bb)
     x = images(3)
     assert torch.allclose(bb.extract(x).pooled, eager.extract(x).pooled, atol=1e-6)
@@ -208,7 +234,7 @@ def test_vit_gives_grids_prefix_tokens_and_sequences(vit: Backbone) -> None:
 @pytest.mark.slow  # builds a real-size token model (random weights)
 def test_torchvision_vit_sequences_become_grids_and_class_tokens() -> None:
     torch.manual_seed(0)
-    bb = hub.load("vit_b16_tv", pretrained=False, device="cpu")
+    bb = hub.load("vit_b16_tv", pretrained=False, device="cpu", dtype="float32")
     x = torch.rand(1, 3, 224, 224)
     f = bb.extract(x, stages=["block6", "final"])
     assert f.stages["block6"].shape == (1, 768, 14, 14) and f.prefix["block6"].shape == (1, 1, 768)
@@ -225,7 +251,7 @@ def test_torchvision_vit_sequences_become_grids_and_class_tokens() -> None:
 @pytest.mark.slow  # builds a real-size token model (random weights)
 def test_swin_nhwc_outputs_become_nchw() -> None:
     torch.manual_seed(0)
-    bb = hub.load("swin_t", pretrained=False, device="cpu")
+    bb = hub.load("swin_t", pretrained=False, device="cpu", dtype="float32")
     x = torch.rand(1, 3, 224, 224)
     f = bb.extract(x, stages=[0, -1])
     assert f.stages["stage1"].shape == (1, 96, 56, 56)
@@ -364,11 +390,11 @@ def test_modalities_are_checked_both_ways(minilm: Backbone, tiny: Backbone) -> N
     with pytest.raises(ModalityError, match="example_tinynet is an image backbone"):
         tiny.extract("a sentence about cats")
     with pytest.raises(InputError, match="channels_last applies to image backbones"):
-        hub.load("minilm_l6", device="cpu", channels_last=True)
+        hub.load("minilm_l6", device="cpu", dtype="float32", channels_last=True)
 
 
 def test_configure_switches_layout_both_ways() -> None:
-    bb = hub.load("example_tinynet", device="cpu")
+    bb = hub.load("example_tinynet", device="cpu", dtype="float32")
     x = images(2)
     ref = bb.extract(x).pooled
     w = bb.module[0][0].weight

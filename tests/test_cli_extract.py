@@ -42,7 +42,7 @@ def test_images_and_folders_to_safetensors(photos: Path, capsys: pytest.CaptureF
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(photos)
     assert hub_cli("extract", "example_tinynet", "imgs", "one.png", "--out", "out/f.safetensors",
-                   "--stages", "0,s3", "--no-progress") == 0
+                   "--stages", "0,s3", "--no-progress", "--dtype", "float32") == 0
     assert "wrote 3 inputs" in capsys.readouterr().out
     tensors, meta = read(photos / "out/f.safetensors")
     names = json.loads(meta["names"])
@@ -50,9 +50,10 @@ def test_images_and_folders_to_safetensors(photos: Path, capsys: pytest.CaptureF
     assert set(tensors) == {"pooled", "stages.s1", "stages.s3"}
     assert tensors["stages.s1"].shape == (3, 8, 32, 32)
     assert meta["backbone"] == "example_tinynet" and meta["pool"] == "avg"
+    assert meta["precision"] == "float32"
     assert json.loads(meta["specs"])["s3"] == {"channels": 32, "stride": 8, "layout": "NCHW",
                                               "index": None}
-    ref = hub.load("example_tinynet", device="cpu").extract(names, stages=[])
+    ref = hub.load("example_tinynet", device="cpu", dtype="float32").extract(names, stages=[])
     assert torch.allclose(tensors["pooled"], ref.pooled, atol=1e-6)
 
 
@@ -61,7 +62,8 @@ def test_text_file_to_npy_with_names(tmp_path: Path, capsys: pytest.CaptureFixtu
     long = " ".join(["word"] * 300)
     texts.write_text("first line\n\n  \nsecond, longer line of text\n" + long + "\n", encoding="utf-8")
     out = tmp_path / "emb.npy"
-    assert hub_cli("extract", "minilm_l6", str(texts), "--out", str(out), "-b", "2") == 0
+    assert hub_cli("extract", "minilm_l6", str(texts), "--out", str(out), "-b", "2",
+                   "--dtype", "float32") == 0
     captured = capsys.readouterr()
     assert "texts were longer than 256 tokens and were truncated" in captured.err
     assert f"{texts}:5" in captured.err
@@ -70,7 +72,7 @@ def test_text_file_to_npy_with_names(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert names == [f"{texts}:1", f"{texts}:4", f"{texts}:5"]  # blank lines skipped
     assert arr.shape == (3, 384) and arr.dtype == np.float32
     with pytest.warns(UserWarning):
-        ref = hub.load("minilm_l6", device="cpu").extract(
+        ref = hub.load("minilm_l6", device="cpu", dtype="float32").extract(
             ["first line", "second, longer line of text", long], stages=[])
     assert np.allclose(arr, ref.pooled.numpy(), atol=1e-5)
 

@@ -64,7 +64,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny() -> hub.Backbone:
-    return hub.load(TINY, device="cpu")
+    return hub.load(TINY, device="cpu", dtype="float32")
 
 
 def test_features_match_extract_and_bad_items_are_logged(images: Path, tiny: hub.Backbone,
@@ -288,7 +288,7 @@ def test_parquet_image_bytes_column(tmp_path: Path, tiny: hub.Backbone) -> None:
 
 
 def test_text_jsonl_with_stage_tokens_matches_extract(tmp_path: Path) -> None:
-    bb = hub.load("minilm_l6", device="cpu")
+    bb = hub.load("minilm_l6", device="cpu", dtype="float32")
     texts = ["a cat", "the quick brown fox jumps over the lazy dog", "hello", "x " * 30]
     lines = [json.dumps({"text": t}) for t in texts[:2]] + ["{oops"] + \
         [json.dumps({"text": t}) for t in texts[2:]]
@@ -314,7 +314,7 @@ def test_text_jsonl_with_stage_tokens_matches_extract(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_efficientnet_lite0_real_weights(tmp_path: Path) -> None:
-    bb = hub.load("efficientnet_lite0", device="cpu")
+    bb = hub.load("efficientnet_lite0", device="cpu", dtype="float32")
     make_images(tmp_path / "imgs", 6, seed=5)
     out = tmp_path / "out"
     result = extract_dataset(bb, tmp_path / "imgs", out, batch_size=3, workers=1)
@@ -324,3 +324,23 @@ def test_efficientnet_lite0_real_weights(tmp_path: Path) -> None:
     np.testing.assert_allclose(emb, ref, rtol=1e-4, atol=1e-5)
     m = json.loads((out / "_manifest.json").read_text())
     assert m["backbone"]["sha256"] == bb.weights.sha256 and m["preprocessing"]["image"]["size"] == 224
+
+
+def test_auto_precision_is_recorded_in_the_manifest(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_DTYPE", "bfloat16")  # what "auto" picks on a CPU with AMX
+    texts = ["a cat", "the quick brown fox jumps over the lazy dog", "hello", "x " * 30]
+    (tmp_path / "d.txt").write_text("\n".join(texts) + "\n")
+    result = extract_dataset("minilm_l6", tmp_path / "d.txt", tmp_path / "out", batch_size=2,
+                             workers=0, device="cpu")
+    m = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert m["job"]["dtype"] == "auto" and m["embedding"]["precision"] == "bfloat16"
+    assert m["embedding"]["dtype"] == "float32" and result.rows == 4
+    _, emb, _ = read_output(tmp_path / "out")
+    ref = hub.load("minilm_l6", device="cpu", dtype="float32").extract(texts, stages=[]).pooled.numpy()
+    cos = (emb * ref).sum(1) / np.linalg.norm(emb, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() >= 0.999
+    out32 = tmp_path / "out32"
+    extract_dataset("minilm_l6", tmp_path / "d.txt", out32, workers=0, device="cpu", dtype="float32")
+    m32 = json.loads((out32 / "_manifest.json").read_text())
+    assert m32["job"]["dtype"] == m32["embedding"]["precision"] == "float32"

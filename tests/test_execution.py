@@ -51,13 +51,26 @@ def test_dtypes() -> None:
             resolve_dtype(bad)
 
 
-def test_precision_plan_casts_weights_on_cuda_and_autocasts_on_cpu() -> None:
+def test_precision_plan_casts_bf16_weights_and_autocasts_fp16_on_cpu() -> None:
     assert precision_plan(CPU, None) == Precision(None, None, None)
-    assert precision_plan(CPU, torch.bfloat16) == Precision(torch.bfloat16, None, torch.bfloat16)
+    assert precision_plan(CPU, torch.bfloat16) == Precision(torch.bfloat16, torch.bfloat16, None)
     assert precision_plan(CPU, torch.float16) == Precision(torch.float16, None, torch.float16)
     gpu = torch.device("cuda", 0)  # a device object needs no GPU
     assert precision_plan(gpu, torch.float16) == Precision(torch.float16, torch.float16, None)
     assert precision_plan(gpu, None) == Precision(None, None, None)
+    auto = precision_plan(CPU, torch.bfloat16, auto=True)  # float32 features out
+    assert auto == Precision(None, torch.bfloat16, None, True) and auto.compute == "bfloat16"
+    assert precision_plan(CPU, None, auto=True).compute == "float32"
+    assert precision_plan(CPU, torch.float16).compute == "float16"
+
+
+def test_auto_keeps_depthwise_networks_in_float32() -> None:
+    from hub.execution import keeps_float32
+
+    depthwise = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Conv2d(16, 16, 3, groups=16), nn.Conv2d(16, 8, 1))
+    assert keeps_float32(depthwise)
+    assert not keeps_float32(cnn()) and not keeps_float32(token_model())
+    assert not keeps_float32(nn.Conv2d(16, 16, 3, groups=4))  # grouped (ResNeXt), not depthwise
 
 
 def cnn() -> nn.Module:

@@ -49,7 +49,7 @@ def lite0_timm(lite0_checkpoint: Path) -> torch.nn.Module:
 def test_efficientnet_lite0_equals_timm_forward(lite0_timm: torch.nn.Module) -> None:
     # timm's default layout, so both run the same conv kernels (channels_last agrees to ~1e-6
     # relative: tests/test_backbone.py)
-    bb = hub.load("efficientnet_lite0", device="cpu", channels_last=False)
+    bb = hub.load("efficientnet_lite0", device="cpu", dtype="float32", channels_last=False)
     assert bb.weights is not None and bb.weights.variant.name == "original_in1k"
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 224, 224, generator=g)  # images in [0, 1], already at the input size
@@ -76,7 +76,7 @@ def test_efficientnet_lite0_sees_a_cat(lite0_checkpoint: Path) -> None:
     from hub_timm.converters import efficientnet_pytorch_to_timm
 
     state = efficientnet_pytorch_to_timm(torch.load(lite0_checkpoint, weights_only=True))
-    bb = hub.load("efficientnet_lite0", device="cpu")
+    bb = hub.load("efficientnet_lite0", device="cpu", dtype="float32")
     feats = bb.extract([data.chelsea(), data.coffee()])
     logits = feats.pooled @ state["classifier.weight"].T + state["classifier.bias"]
     top = logits.argmax(-1).tolist()
@@ -89,7 +89,7 @@ def test_minilm_matches_sentence_transformers(minilm_dir: Path) -> None:
 
     st = SentenceTransformer(str(minilm_dir), device="cpu")
     ref = st.encode(SENTENCES, convert_to_tensor=True, batch_size=5)
-    bb = hub.load("minilm_l6", device="cpu")
+    bb = hub.load("minilm_l6", device="cpu", dtype="float32")
     with pytest.warns(UserWarning, match="1 of 12 texts were longer than 256 tokens"):
         got = bb.extract(SENTENCES, batch_size=5, stages=[])
     assert got.pooled.shape == (len(SENTENCES), 384) and len(got.truncated) == 1
@@ -99,7 +99,7 @@ def test_minilm_matches_sentence_transformers(minilm_dir: Path) -> None:
 
 
 def test_minilm_text_stages_and_mask() -> None:
-    bb = hub.load("all-MiniLM-L6-v2", device="cpu")
+    bb = hub.load("all-MiniLM-L6-v2", device="cpu", dtype="float32")
     t = bb.extract(["a sentence", "another, rather longer, sentence here"], stages="all")
     assert list(t.stages) == [f"layer{i}" for i in range(7)]
     b, length = t.mask.shape
@@ -115,7 +115,7 @@ def test_image_inputs_of_every_kind_give_the_same_features(tmp_path: Path) -> No
     arr = data.chelsea()
     path = tmp_path / "cat.png"
     Image.fromarray(arr).save(path)
-    bb = hub.load("efficientnet_lite0", device="cpu")
+    bb = hub.load("efficientnet_lite0", device="cpu", dtype="float32")
     f = bb.extract([Image.fromarray(arr), str(path), arr, torch.from_numpy(arr).permute(2, 0, 1)],
                    stages=[])
     p = f.pooled

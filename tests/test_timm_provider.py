@@ -11,7 +11,7 @@ import hub
 @pytest.mark.slow  # builds full-size timm architectures
 @pytest.mark.parametrize("name", ["convnext_tiny", "efficientnet_lite0", "vit_s16"])
 def test_default_pooling_is_timms_pre_logits(name: str) -> None:
-    bb = hub.load(name, pretrained=False, device="cpu", channels_last=False)
+    bb = hub.load(name, pretrained=False, device="cpu", dtype="float32", channels_last=False)
     size = bb.spec.preprocessing.image.size
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     f = bb.extract(x, stages=[])
@@ -25,7 +25,7 @@ def test_default_pooling_is_timms_pre_logits(name: str) -> None:
 
 @pytest.mark.slow  # builds a full-size convnext_tiny
 def test_convnext_default_pool_applies_the_head_norm_and_plain_avg_is_still_available() -> None:
-    bb = hub.load("convnext_tiny", pretrained=False, device="cpu", channels_last=False)
+    bb = hub.load("convnext_tiny", pretrained=False, device="cpu", dtype="float32", channels_last=False)
     x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     default = bb.extract(x, stages=[-1])
     plain = bb.extract(x, stages=[-1], pool="max")
@@ -64,7 +64,7 @@ def test_hooked_stages_are_per_call_and_per_thread() -> None:
     outside extract() (the module used directly) captures nothing."""
     from concurrent.futures import ThreadPoolExecutor
 
-    bb = hub.load("hrnet_w18", pretrained=False, device="cpu", channels_last=False)
+    bb = hub.load("hrnet_w18", pretrained=False, device="cpu", dtype="float32", channels_last=False)
     xs = [torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(i)) for i in range(4)]
     alone = [bb.extract(x, stages=["branch1", "branch4"]) for x in xs]
     assert alone[0].stages["branch1"].shape == (1, 18, 56, 56)

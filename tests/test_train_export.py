@@ -38,7 +38,7 @@ def build(family: str) -> tuple[torch.nn.Module, torch.Tensor]:
     """``(net, normalised pixels)`` for ``"cnn"`` or ``"vit"`` (cached per module: read-only use)."""
     if family not in _NETS:
         if family == "cnn":
-            net, size = hub.load("efficientnet_lite0", device="cpu").as_module(), 64
+            net, size = hub.load("efficientnet_lite0", device="cpu", dtype="float32").as_module(), 64
         else:
             spec = next(s for s in zoo_specs() if s.name == "vit_s16")
             torch.manual_seed(0)

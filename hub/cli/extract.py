@@ -10,7 +10,8 @@ Outputs:
 * ``.safetensors``: ``pooled`` (N, D), ``stages.<name>`` for each requested stage,
   ``prefix.<name>`` for token models, ``mask`` for text stages; metadata
   ``names`` (JSON list, in row order), ``backbone``, ``weights``, ``pool``,
-  ``normalize``, ``specs`` and ``truncated`` (JSON).
+  ``normalize``, ``precision`` (what the network computed in), ``specs`` and
+  ``truncated`` (JSON).
 * ``.npy``: one array (``pooled``, or the single requested stage with
   ``--pool none``), and the names, one per line, in ``<stem>.names.txt`` beside it.
 """
@@ -170,7 +171,9 @@ def extract_cmd(
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Inputs per forward pass."),
     max_length: int = typer.Option(None, "--max-length", help="Text: truncate to fewer tokens."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda:N."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, float16 or bfloat16."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 where the device runs it "
+                              "natively, else float32; features stay float32), float32, float16 "
+                              "or bfloat16."),
     weights: str = typer.Option(None, "--weights", help="Weight variant (default: the manifest's)."),
     runtime: str = typer.Option(None, "--runtime", help="openvino: run the network with OpenVINO "
                                 "on the CPU (exported once and cached; pip install "
@@ -226,7 +229,8 @@ def extract_cmd(
                            output_device="cpu")
     meta = {"backbone": bb.name, "weights": bb.weights.variant.name if bb.weights else "random",
             "pool": pool or bb.spec.outputs.pool,
-            "normalize": str(bb.spec.outputs.normalize if normalize is None else normalize).lower()}
+            "normalize": str(bb.spec.outputs.normalize if normalize is None else normalize).lower(),
+            "precision": feats.precision}
     files = write_features(feats, names, out, meta)
     shapes = ", ".join(([f"pooled {tuple(feats.pooled.shape)}"] if feats.pooled is not None else [])
                        + [f"{k} {tuple(v.shape)}" for k, v in feats.stages.items()])

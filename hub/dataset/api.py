@@ -32,7 +32,7 @@ def _backbone(backbone: str | os.PathLike[str] | Backbone, weights: str | None, 
     from hub.backbone import Backbone
 
     if isinstance(backbone, Backbone):
-        if weights is not None or device != "auto" or dtype is not None or runtime is not None:
+        if weights is not None or device != "auto" or dtype not in (None, "auto") or runtime is not None:
             raise InputError("weights, device, dtype and runtime apply when the backbone is given "
                              "by name; a loaded Backbone already has them.")
         return backbone
@@ -63,7 +63,7 @@ def iter_features(backbone: str | Backbone, source: str | os.PathLike[str] | Rea
                   column: str | None = None, batch_size: int = 64, workers: int | None = None,
                   stages: Sequence[int | str] | None = None, pool: str | None = None,
                   normalize: bool | None = None, weights: str | None = None,
-                  device: Any = "auto", dtype: Any = None,
+                  device: Any = "auto", dtype: Any = "auto",
                   strict: bool = False, runtime: str | None = None) -> Iterator[FeatureBatch]:
     """Stream the features of a dataset, batch by batch, with nothing written to disk.
 
@@ -93,7 +93,7 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
                     engine: str = "local", address: str | None = None, batch_size: int = 64,
                     workers: int | None = None, stages: Sequence[int | str] | None = None,
                     pool: str | None = None, normalize: bool | None = None,
-                    weights: str | None = None, device: Any = "auto", dtype: Any = None,
+                    weights: str | None = None, device: Any = "auto", dtype: Any = "auto",
                     shard_size: int = 4096, strict: bool = False,
                     progress: bool = False, runtime: str | None = None) -> DatasetResult:
     """Extract features for a whole dataset into a folder of Parquet shards; resumable.

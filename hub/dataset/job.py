@@ -2,9 +2,10 @@
 
 A job is identified by everything that changes its output: the backbone, the
 weight variant and its sha256, the source (path, column, row count and a
-digest of its contents or file list), the stages, pooling, normalisation,
-dtype and shard size. An output folder belongs to one job; a rerun of the same
-job resumes it, whichever engine ran it before.
+digest of its contents or file list), the stages, pooling, normalisation, the
+precision asked for (``dtype``: ``"auto"`` or what the network computes in) and shard size. An output folder
+belongs to one job; a rerun of the same job resumes it, whichever engine ran it
+before.
 """
 
 from __future__ import annotations
@@ -126,5 +127,7 @@ def run_model(bb: Backbone, prepared: Prepared, *, stages: list[str | int], pool
 
 
 def backbone_dtype(bb: Backbone) -> str:
-    """The dtype name a loaded backbone computes in."""
-    return str(bb.dtype).replace("torch.", "") if bb.dtype is not None else "float32"
+    """The job's ``dtype`` of a loaded backbone: ``"auto"`` when ``dtype="auto"`` chose its
+    precision (each machine decides; ``embedding.precision`` in the output manifest says what
+    ran), else the precision it computes in."""
+    return "auto" if bb.auto else bb.precision

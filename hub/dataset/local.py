@@ -106,8 +106,8 @@ def strict_error(error: Any) -> InputError:
 def run_local(bb: Backbone, reader: Reader, out: str | os.PathLike[str], job: Job, *,
               batch_size: int, workers: int, strict: bool, progress: bool) -> DatasetResult:
     """Run a job on this machine into ``out``, skipping the shards already there."""
-    with ShardWriter(out, job, len(reader), engine="local",
-                     embedding_dim=bb.embedding_dim) as writer:
+    with ShardWriter(out, job, len(reader), engine="local", embedding_dim=bb.embedding_dim,
+                     precision=bb.precision) as writer:
         pending = writer.open()
         ranges = plan_ranges([(a, b) for _, a, b in pending], batch_size)
         total = sum(b - a for a, b in ranges)

@@ -106,7 +106,7 @@ class Embedder:
     """
 
     def __init__(self, name: str, *, weights: str | None = None, device: Any = "auto",
-                 dtype: Any = None, stages: list[str | int] | None = None, pool: str | None = None,
+                 dtype: Any = "auto", stages: list[str | int] | None = None, pool: str | None = None,
                  normalize: bool | None = None, column: str = "item",
                  env: dict[str, str] | None = None) -> None:
         os.environ.update(env or {})
@@ -186,7 +186,7 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
             column: str | None = None, address: str | None = None, batch_size: int = 64,
             actors: int | None = None, stages: list[str | int] | None = None,
             pool: str | None = None, normalize: bool | None = None, weights: str | None = None,
-            device: Any = "auto", dtype: Any = None, shard_size: int = 4096, strict: bool = False,
+            device: Any = "auto", dtype: Any = "auto", shard_size: int = 4096, strict: bool = False,
             progress: bool = False) -> DatasetResult:
     """Run a dataset job on Ray into ``out`` (same layout and resume rules as the local engine).
 
@@ -199,14 +199,13 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
     """
     ray = _ray()
     from hub.api import resolve
-    from hub.execution import resolve_dtype
+    from hub.execution import dtype_name, is_auto, resolve_dtype
 
     spec, files, target = resolve(name, weights=weights)  # a saved directory: its absolute path
     src = source if isinstance(source, Reader) else open_reader(source, spec.modality, column=column)
-    dt = resolve_dtype(dtype)
     job = make_job(spec, variant=files.variant.name, sha256=files.sha256, reader=src,
                    stages=list(stages or []), pool=pool, normalize=normalize,
-                   dtype=str(dt).replace("torch.", "") if dt is not None else None,
+                   dtype="auto" if is_auto(dtype) else dtype_name(resolve_dtype(dtype)),
                    shard_size=shard_size)
     started = not ray.is_initialized()
     if not started and address is not None:

@@ -113,11 +113,14 @@ class ShardWriter:
 
     :param rows: rows in the source.
     :param engine: recorded in the manifest (``"local"`` or ``"ray"``).
+    :param precision: what the network computes in (``Backbone.precision``), recorded in the
+        manifest's ``embedding.precision``; default: the job's ``dtype``.
     """
 
     def __init__(self, out: str | os.PathLike[str], job: Job, rows: int, *, engine: str,
-                 embedding_dim: int | None = None) -> None:
+                 embedding_dim: int | None = None, precision: str | None = None) -> None:
         self.out = Path(out)
+        self.precision = precision or job.dtype
         self.job = job
         self.rows = rows
         self.engine = engine
@@ -338,7 +341,8 @@ class ShardWriter:
             "job": self.job.fingerprint(),
             "backbone": self.job.backbone,
             "preprocessing": self.job.preprocessing,
-            "embedding": {"dim": self.embedding_dim, "dtype": "float32", "pool": self.job.pool,
+            "embedding": {"dim": self.embedding_dim, "dtype": "float32", "precision": self.precision,
+                          "pool": self.job.pool,
                           "normalize": self.job.normalize},
             "stages": self.stage_info,
             "source": self.job.source,
