@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, interleave, machine, use_cache  # noqa: E402
+from _common import ROOT, interleave, machine, use_cache
 
 START = "<!-- bench_search:start -->"
 END = "<!-- bench_search:end -->"
@@ -129,19 +129,50 @@ def floor_rank(emb: Any, q: Any, k: int) -> Any:
     return top[np.argsort(-s[top])]
 
 
-def run(root: Path, rounds: int, k: int) -> str:
+def warm(path: Path, bb: Any, query: Path, rounds: int,
+         k: int) -> tuple[dict[str, list[float]], list[float]]:
+    """Interleaved rounds of open + rank, rank on an open Index, and the in-memory floor; then
+    the query embedding alone. Checks the ranking equals the floor's."""
     import numpy as np
 
+    from hub.retrieval import open_index
+
+    index = open_index(path, backbone=bb)
+    emb = np.concatenate(index.store.chunks)  # the floor: one contiguous array in memory
+    qs = [np.asarray(x, np.float32) for x in emb[:rounds + 1] * 0.9]
+    turn = [0]
+
+    def query_vector() -> Any:
+        turn[0] += 1
+        return qs[turn[0] % len(qs)]
+
+    times = interleave({
+        "open_rank": lambda: open_index(path, backbone=bb).rank(query_vector(), top_k=k),
+        "rank": lambda: index.rank(query_vector(), top_k=k),
+        "floor": lambda: floor_rank(emb, query_vector(), k),
+    }, rounds)
+    embeds = []
+    for _ in range(max(3, rounds // 3)):
+        t = time.perf_counter()
+        index.embed(str(query))
+        embeds.append(time.perf_counter() - t)
+    ours = [h.id for h in index.rank(qs[0], top_k=k)[0]]
+    if ours != [f"img/{i:07d}.jpg" for i in floor_rank(emb, qs[0], k)]:
+        raise SystemExit("the ranking differs from the brute-force floor")
+    return times, embeds
+
+
+def run(root: Path, rounds: int, k: int) -> str:
     import hub
     from hub.retrieval import open_index
-    from hub.retrieval.store import CACHE_FILE, open_store
+    from hub.retrieval.store import CACHE_FILE
 
     indexes = prepare(root)
     query = root / "photos" / "query.jpg"
     bb = hub.load("vgg16", device="cpu", dtype="float32")
-    lines = [f"| stored rows (512-d float32) | cold: build `_search.arrow` + rank | warm: open + "
-             f"rank | warm: rank (open Index) | floor: in-memory numpy | rank / floor | query "
-             f"embedding (vgg16) | included: embed + open + rank | `hub search` process |",
+    lines = ["| stored rows (512-d float32) | cold: build `_search.arrow` + rank | warm: open + "
+             "rank | warm: rank (open Index) | floor: in-memory numpy | rank / floor | query "
+             "embedding (vgg16) | included: embed + open + rank | `hub search` process |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     details = []
     for name, path in indexes.items():
@@ -153,35 +184,11 @@ def run(root: Path, rounds: int, k: int) -> str:
         cold_index.rank(v, top_k=k)
         t1 = time.perf_counter()
         cold = cold_index.open_seconds + (t1 - t_embed_done)
-        assert cold_index.store.cache == "built"
+        if cold_index.store.cache != "built":
+            raise SystemExit("the cold search did not build _search.arrow")
         size_gb = (path / CACHE_FILE).stat().st_size / 1e9
 
-        index = open_index(path, backbone=bb)
-        emb = np.concatenate(index.store.chunks)  # the floor: one contiguous array in memory
-        qs = [np.asarray(x, np.float32) for x in emb[:rounds + 1] * 0.9]
-
-        def open_rank(i: list[int] = [0]) -> None:  # noqa: B006 - a round counter
-            i[0] += 1
-            open_index(path, backbone=bb).rank(qs[i[0] % len(qs)], top_k=k)
-
-        def rank(i: list[int] = [0]) -> None:  # noqa: B006
-            i[0] += 1
-            index.rank(qs[i[0] % len(qs)], top_k=k)
-
-        def floor(i: list[int] = [0]) -> None:  # noqa: B006
-            i[0] += 1
-            floor_rank(emb, qs[i[0] % len(qs)], k)
-
-        times = interleave({"open_rank": open_rank, "rank": rank, "floor": floor}, rounds)
-        embeds = []
-        for _ in range(max(3, rounds // 3)):
-            t = time.perf_counter()
-            index.embed(str(query))
-            embeds.append(time.perf_counter() - t)
-        ids_ours = [h.id for h in index.rank(qs[0], top_k=k)[0]]
-        ids_floor = [f"img/{i:07d}.jpg" for i in floor_rank(emb, qs[0], k)]
-        assert ids_ours == ids_floor, "the ranking differs from the brute-force floor"
-        del emb
+        times, embeds = warm(path, bb, query, rounds, k)
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "hub", "search", str(path), str(query),
                                "--top-k", str(k), "--device", "cpu", "--json"],

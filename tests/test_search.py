@@ -7,7 +7,6 @@ real photos (scikit-image), real dataset outputs written by ``hub.extract_datase
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -198,19 +197,25 @@ def test_cache_is_built_once_mapped_and_rebuilt_when_shards_change(
     assert open_store(out).cache == "built" and open_store(out).cache == "reused"
 
 
-def test_unwritable_folder_reads_into_memory_with_a_warning(image_index: Path, tmp_path: Path,
-                                                            lite0: hub.Backbone) -> None:
+def test_unwritable_folder_reads_into_memory_with_a_warning(
+        image_index: Path, tmp_path: Path, lite0: hub.Backbone,
+        capsys: pytest.CaptureFixture[str]) -> None:
     import shutil
 
     out = tmp_path / "copy"
     shutil.copytree(image_index, out, ignore=shutil.ignore_patterns(CACHE_FILE))
-    (out / f".{CACHE_FILE}.{os.getpid()}.tmp").mkdir()  # the temporary file cannot be created
-    with pytest.warns(UserWarning, match="not writable"):
+    (out / CACHE_FILE).mkdir()  # something in the way: the copy cannot be renamed into place
+    with pytest.warns(UserWarning, match=r"Cannot write .*_search.arrow"):
         store = open_store(out)
-    assert store.cache == "memory" and store.rows == 12 and not (out / CACHE_FILE).exists()
-    with pytest.warns(UserWarning, match="not writable"):
+    assert store.cache == "memory" and store.rows == 12 and (out / CACHE_FILE).is_dir()
+    assert not list(out.glob(".*.tmp"))  # the temporary copy was removed
+    with pytest.warns(UserWarning, match=r"Cannot write .*_search.arrow"):
         hits = open_index(out, backbone=lite0).rank(store.chunks[0][0], top_k=1)[0]
     assert hits[0].score == pytest.approx(1.0, abs=1e-6)
+    res = run_hub(capsys, "search", str(out), str(image_index.parent / "photos" / "camera.jpg"),
+                  "-k", "1", "--device", "cpu")
+    assert res.code == 0 and res.out.split()[::2] == ["1", "camera.jpg"]
+    assert "warning: Cannot write" in res.err
 
 
 # ---- the CLI -----------------------------------------------------------------------------------

@@ -37,14 +37,20 @@ def search_cmd(
     every stored embedding (exact cosine similarity; the embeddings are memory-mapped from
     INDEX/_search.arrow, built on the first search). See docs/search.md.
     """
+    import warnings
+
     from hub.retrieval import search
 
-    result = search(index, query, top_k=top_k, image=image, metric=metric, backbone=backbone,
-                    device=device, dtype=dtype)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        result = search(index, query, top_k=top_k, image=image, metric=metric, backbone=backbone,
+                        device=device, dtype=dtype)
+    err = console(stderr=True)
+    for w in caught:  # e.g. the cache could not be written: one line each, not a traceback frame
+        err.print(f"warning: {w.message}", highlight=False, markup=False)
     if as_json:
         print_json(result.to_json())
         return
-    err = console(stderr=True)
     err.print(f"{result.backbone}: {result.query_modality} query, {result.metric} over "
               f"{result.rows:,} rows{'' if result.complete else ' (extraction incomplete)'}",
               highlight=False, markup=False)

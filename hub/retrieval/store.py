@@ -22,8 +22,9 @@ which pyarrow, DuckDB and ``hub extract`` skip when they read the folder's shard
 The copy is written to ``._search.arrow.<pid>.tmp`` and renamed into place (readers never see
 half a file; two searches building it at once each rename a complete copy). It is rebuilt when
 the shards the manifest lists differ from the ones recorded (a resumed job added shards, a shard
-was recomputed or rewritten: name, size, mtime or sha256). When the folder is read-only, the
-embeddings are read from the shards into memory for this search, with a warning.
+was recomputed or rewritten: name, size, mtime or sha256). When the copy cannot be written
+(a read-only folder, a full disk), the embeddings are read from the shards into memory for this
+search, with a warning.
 """
 
 from __future__ import annotations
@@ -193,22 +194,20 @@ def _build_cache(path: Path, manifest: dict[str, Any], dim: int, want: dict[str,
     file = path / CACHE_FILE
     tmp = path / f".{CACHE_FILE}.{os.getpid()}.tmp"
     try:
-        sink = pa.OSFile(str(tmp), "wb")
-    except (OSError, pa.ArrowException) as exc:
-        warnings.warn(f"{path} is not writable ({exc}); reading the embeddings from the shards "
-                      f"into memory for this search. Make the folder writable to cache them in "
-                      f"{CACHE_FILE} (memory-mapped, built once).", UserWarning, stacklevel=3)
-        return pa.Table.from_batches(list(_shard_batches(path, manifest, dim, schema)),
-                                    schema=schema), False
-    try:
-        with sink, pa.ipc.new_file(sink, schema) as writer:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             for batch in _shard_batches(path, manifest, dim, schema):
                 writer.write_batch(batch)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, file)
+    except OSError as exc:  # read-only folder, disk full, the folder changed meanwhile
+        warnings.warn(f"Cannot write {file} ({exc}); reading the embeddings from the shards into "
+                      "memory for this search. Make the folder writable (and free D x 4 bytes a "
+                      "row) to cache them, memory-mapped and built once.", UserWarning, stacklevel=4)
+        return pa.Table.from_batches(list(_shard_batches(path, manifest, dim, schema)),
+                                     schema=schema), False
     finally:
-        if tmp.exists():
+        if tmp.is_file():
             tmp.unlink()
     return pa.ipc.open_file(pa.memory_map(str(file), "r")).read_all(), True
 
