@@ -104,7 +104,7 @@ def write_index(out: Path, rows: int, photos: Path, weights: tuple[str, str], se
         writer.close()
 
 
-def prepare(root: Path) -> dict[str, Path]:
+def prepare(root: Path, sizes: list[str]) -> dict[str, Path]:
     import skimage.data
     from PIL import Image
 
@@ -113,7 +113,8 @@ def prepare(root: Path) -> dict[str, Path]:
     Image.fromarray(skimage.data.chelsea()).save(photos / "query.jpg")
     weights = pull_vgg16(Path(os.environ["HUB_CACHE"]))
     out = {}
-    for name, rows in SIZES.items():
+    for name in sizes:
+        rows = SIZES[name]
         t = time.perf_counter()
         write_index(root / f"index_{name}", rows, photos, weights)
         print(f"index {name}: {rows} rows ready in {time.perf_counter() - t:.1f} s", file=sys.stderr)
@@ -162,12 +163,12 @@ def warm(path: Path, bb: Any, query: Path, rounds: int,
     return times, embeds
 
 
-def run(root: Path, rounds: int, k: int) -> str:
+def run(root: Path, rounds: int, k: int, sizes: list[str]) -> str:
     import hub
     from hub.retrieval import open_index
     from hub.retrieval.store import CACHE_FILE
 
-    indexes = prepare(root)
+    indexes = prepare(root, sizes)
     query = root / "photos" / "query.jpg"
     bb = hub.load("vgg16", device="cpu", dtype="float32")
     lines = ["| stored rows (512-d float32) | cold: build `_search.arrow` + rank | warm: open + "
@@ -225,14 +226,15 @@ def main() -> None:
     ap.add_argument("--prepare", action="store_true", help="only write the indexes")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--top-k", type=int, default=10)
+    ap.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     ap.add_argument("--write", type=Path, help="replace this report's section in the file")
     args = ap.parse_args()
     use_cache()
     sys.path.insert(0, str(ROOT))
     if args.prepare:
-        prepare(args.root)
+        prepare(args.root, args.sizes)
         return
-    report = run(args.root, args.rounds, args.top_k)
+    report = run(args.root, args.rounds, args.top_k, args.sizes)
     print(report)
     if args.write:
         text = args.write.read_text() if args.write.exists() else ""

@@ -310,6 +310,8 @@ def test_a_two_tower_backbone_embeds_either_query() -> None:
                 "source": {"kind": "folder"}}
     check_modality(manifest, "text")
     check_modality(manifest, "image")
+    with pytest.raises(ModalityError, match=r"from clip .* cannot embed a text query"):
+        check_modality({**manifest, "backbone": {"name": "clip", "modality": "image"}}, "text")
 
 
 @pytest.mark.parametrize("k", [0, -1, True, 2.5])
