@@ -255,6 +255,7 @@ def test_cli_text_rows_show_their_text(text_index: Path, capsys: pytest.CaptureF
     (["feats", "x", "--metric", "l2"], "metric='l2'"),
     (["feats", "a photo of a cat"], "cannot embed a text query"),
     (["feats", "photos/nothing.png", "--image"], "is not a file"),
+    (["feats", "photos/chelsae.jpg"], "looks like an image path but there is no such file"),
 ])
 def test_cli_errors_are_one_line_and_exit_1(image_index: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch, args: list[str],

@@ -34,7 +34,8 @@ def query_modality(query: Any, *, image: bool = False) -> str:
     """``"image"`` for a path to an existing image file, a Path, a PIL image or an array (or any
     string with ``image=True``); ``"text"`` for any other string.
 
-    :raises InputError: ``image=True`` with a path that is not a file, or an empty text.
+    :raises InputError: ``image=True`` with a path that is not a file, one word ending in an
+        image suffix that names no file (a mistyped path), or an empty text.
     """
     from hub.inputs import IMAGE_SUFFIXES, is_array, is_pil, is_tensor
 
@@ -47,8 +48,12 @@ def query_modality(query: Any, *, image: bool = False) -> str:
         if not Path(query).is_file():
             raise InputError(f"--image: {query!r} is not a file. Give the path of an image file.")
         return "image"
-    if Path(query).suffix.lower() in IMAGE_SUFFIXES and Path(query).is_file():
-        return "image"
+    if Path(query).suffix.lower() in IMAGE_SUFFIXES and "\n" not in query:
+        if Path(query).is_file():
+            return "image"
+        if len(query.split()) == 1:  # a lone file name is a mistyped path, not a text to embed
+            raise InputError(f"{query!r} looks like an image path but there is no such file (from "
+                             f"{os.getcwd()}). Check the path.")
     if not query.strip():
         raise InputError("The query text is empty. Give a text, or an image file path.")
     return "text"
