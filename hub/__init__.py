@@ -16,6 +16,7 @@ from hub.backbone import Backbone, Features, ImageBackbone, StageSpec, TextBackb
 from hub.dataset import extract_dataset
 from hub.hookspecs import hookimpl
 from hub.provider import Provider, WeightFiles
+from hub.retrieval import search
 
 __all__ = [
     "Backbone",
@@ -35,5 +36,6 @@ __all__ = [
     "load",
     "pull",
     "refresh",
+    "search",
     "version",
 ]

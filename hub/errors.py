@@ -25,7 +25,9 @@ built-in exception it most resembles, so callers can catch the usual type::
     ├── MeasurementError (RuntimeError)           a `hub bench` measuring process failed (its error attached)
     ├── RuntimeEngineError (RuntimeError)         an optional runtime (OpenVINO) cannot export or match torch
     └── InputError (ValueError)                   bad input to extract(): names the item
-        └── ModalityError (TypeError)             text given to an image backbone, or the reverse
+        ├── ModalityError (TypeError)             text given to an image backbone, or the reverse
+        └── SearchIndexError                      a folder is not a searchable dataset output, or
+                                                  its stored embeddings do not fit the query
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ __all__ = [
     "PluginLoadError",
     "ProviderNotFoundError",
     "RuntimeEngineError",
+    "SearchIndexError",
     "SourceUnavailableError",
     "UnknownBackboneError",
     "UnknownVariantError",
@@ -189,3 +192,9 @@ class InputError(HubError, ValueError):
 
 class ModalityError(InputError, TypeError):
     """Text was given to an image backbone, or an image to a text backbone."""
+
+
+class SearchIndexError(InputError):
+    """``hub search`` was pointed at a folder that is not a dataset output (``hub extract ...
+    --out DIR``), holds no rows, or whose stored embeddings do not fit the query (another
+    dimension, another backbone)."""
