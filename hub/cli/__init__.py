@@ -4,8 +4,8 @@ Every :class:`~hub.errors.HubError` becomes one line on stderr and exit code 1
 (``--debug`` shows the traceback instead). Commands live in one module per
 group: :mod:`hub.cli.catalog` (list, info), :mod:`hub.cli.weights` (pull),
 :mod:`hub.cli.verify` (verify), :mod:`hub.cli.pin` (pin), :mod:`hub.cli.cache`
-(cache ls/rm/prune/path), :mod:`hub.cli.extract` (extract), :mod:`hub.cli.bench` (bench), :mod:`hub.cli.search` (search),
-:mod:`hub.cli.plugins` (plugins), :mod:`hub.cli.browse` (browse).
+(cache ls/rm/prune/path), :mod:`hub.cli.extract` (extract), :mod:`hub.cli.bench` (bench),
+:mod:`hub.cli.search` (search), :mod:`hub.cli.plugins` (plugins), :mod:`hub.cli.browse` (browse).
 Of the CLI, a command module imports only :mod:`hub.cli._common` (:mod:`hub.cli.dataset` is
 the dataset mode of ``hub extract``), never another command's module.
 """
