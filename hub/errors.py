@@ -22,8 +22,10 @@ built-in exception it most resembles, so callers can catch the usual type::
     │   ├── WeightMismatchError (ValueError)      keys or shapes do not fit the architecture
     │   └── CacheError (OSError)                  the cache cannot be written or read
     ├── DependencyError (ImportError)             an optional package is missing: says which pip install
-    └── InputError (ValueError)                   bad input to extract(): names the item
-        └── ModalityError (TypeError)             text given to an image backbone, or the reverse
+    ├── InputError (ValueError)                   bad input to extract(): names the item
+    │   └── ModalityError (TypeError)             text given to an image backbone, or the reverse
+    └── DatasetError (ValueError)                 a labelled dataset cannot be probed: one class, an
+                                                  empty class, fewer rows in a class than folds
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "CatalogError",
     "ConfigError",
     "ConversionError",
+    "DatasetError",
     "DependencyError",
     "DuplicateBackboneError",
     "HubError",
@@ -169,3 +172,15 @@ class InputError(HubError, ValueError):
 
 class ModalityError(InputError, TypeError):
     """Text was given to an image backbone, or an image to a text backbone."""
+
+
+class DatasetError(HubError, ValueError):
+    """A labelled dataset cannot be probed as it is (``hub probe``): fewer than two classes, a
+    class with no readable item, or fewer items in a class than cross-validation folds.
+
+    :param classes: the classes found and their usable item counts, when known.
+    """
+
+    def __init__(self, message: str, *, classes: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.classes = dict(classes or {})
