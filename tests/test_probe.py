@@ -213,7 +213,7 @@ def test_a_class_whose_every_file_is_broken_is_refused(probe_cache: Path, tmp_pa
     (root / "nonface").mkdir()
     for i in range(5):
         (root / "nonface" / f"{i}.png").write_bytes(b"not a png")
-    with pytest.raises(DatasetError, match="'nonface' has 0 usable rows.*5 rows were skipped") as info:
+    with pytest.raises(DatasetError, match=r"'nonface' has 0 usable rows.*5 rows were skipped") as info:
         evaluate([LITE0], root, dtype="float32", workers=0)
     assert info.value.classes == {"face": 5, "nonface": 0}
 

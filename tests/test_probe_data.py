@@ -64,7 +64,7 @@ def test_image_folder_for_a_text_backbone_and_column_on_a_folder_are_refused(tmp
     root = _folder(tmp_path / "d", {"a": 1, "b": 1})
     with pytest.raises(InputError, match="text backbone: give a JSONL, CSV or Parquet"):
         open_labelled(root, "text")
-    with pytest.raises(InputError, match="--column .* applies to a JSONL"):
+    with pytest.raises(InputError, match=r"--column .* applies to a JSONL"):
         open_labelled(root, "image", column="path")
 
 
@@ -123,7 +123,7 @@ def test_sources_that_are_not_labelled_layouts(tmp_path: Path) -> None:
 
 
 def test_check_classes_refuses_one_class_and_classes_smaller_than_the_folds() -> None:
-    with pytest.raises(DatasetError, match="1 class with usable rows .*'cat' \\(9\\).* at least two"):
+    with pytest.raises(DatasetError, match=r"1 class with usable rows .*'cat' \(9\).* at least two"):
         check_classes({"cat": 9}, 5, path="d")
     with pytest.raises(DatasetError, match="0 classes"):
         check_classes({}, 5, path="d")

@@ -59,5 +59,5 @@ def test_an_unwritable_cache_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyP
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("HUB_CACHE", str(blocker))
-    with pytest.raises(CacheError, match="cannot write features .* HUB_CACHE"):
+    with pytest.raises(CacheError, match=r"cannot write features .* HUB_CACHE"):
         store_features("4" * 64, {}, FeatureSet(np.ones((1, 1), np.float32), [0]))
