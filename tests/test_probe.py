@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +106,17 @@ def test_a_rerun_takes_the_features_from_the_cache(first_run: list[ProbeResult],
     [again] = evaluate([LITE0], lfw, dtype="float32", workers=0)
     assert again.cached
     assert again.knn == first_run[0].knn and again.logreg == first_run[0].logreg
+
+
+def test_a_cache_hit_imports_no_model_library(first_run: list[ProbeResult], lfw: Path,
+                                             probe_cache: Path) -> None:
+    code = ("import sys\nfrom hub.probe import evaluate\n"
+            f"[r] = evaluate([{LITE0!r}], {str(lfw)!r}, dtype='float32')\n"
+            "print(r.cached, sorted(m for m in ('torch', 'timm', 'transformers') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HUB_CACHE": str(probe_cache)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "[]"]
 
 
 def test_shuffled_labels_give_chance(first_run: list[ProbeResult], lfw: Path, tmp_path: Path,
