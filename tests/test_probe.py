@@ -179,6 +179,25 @@ def test_cli_table_and_json(first_run: list[ProbeResult], lfw: Path,
     assert "cached" in proc.stdout and "probe.json" in proc.stdout
 
 
+def test_cli_plot_against_the_speed_hub_bench_stored(first_run: list[ProbeResult], lfw: Path,
+                                                     tmp_path: Path,
+                                                     hub_probe: Callable[..., _Run]) -> None:
+    from hub.machine import write_record
+
+    proc = hub_probe(LITE0, str(lfw), "--dtype", "float32", "--plot", str(tmp_path / "p.txt"))
+    assert proc.returncode == 1 and "must end in .png or .svg" in proc.stderr
+    assert "extracting" not in proc.stderr and "from the cache" not in proc.stderr  # refused first
+    proc = hub_probe(LITE0, str(lfw), "--dtype", "float32", "--plot", str(tmp_path / "p.png"))
+    assert proc.returncode == 1 and f"Run `hub bench {LITE0}` first" in proc.stderr
+    assert "cached" in proc.stdout  # the results were printed (and stored) before the error
+    write_record("bench", LITE0, {"name": LITE0, "batch_size": 16, "dtype": "float32",
+                                  "device": "cpu", "items_per_s": {"median": 46.0}})
+    proc = hub_probe(LITE0, str(lfw), "--dtype", "float32", "--plot", str(tmp_path / "p.png"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "plot written to" in proc.stderr
+
+
 def test_broken_inputs_on_the_command_line(probe_cache: Path, tmp_path: Path,
                                            lfw_images: np.ndarray,
                                            hub_probe: Callable[..., _Run]) -> None:

@@ -3,6 +3,7 @@ backbone's frozen features on a labelled dataset (:func:`hub.probe.evaluate`).""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -29,6 +30,8 @@ def probe_cmd(
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Items per forward pass."),
     workers: int = typer.Option(None, "--workers", help="Decode processes (0: in this one)."),
     as_json: bool = typer.Option(False, "--json", help="Print the stored records as JSON."),
+    plot: Path = typer.Option(None, "--plot", help="Also draw accuracy against the speed hub bench "
+                                                   "measured here (.png/.svg)."),
 ) -> None:
     """Which backbone separates your classes best: k-NN and logistic regression on frozen
     features, cross-validated (features cached, so a rerun is instant)."""
@@ -39,15 +42,27 @@ def probe_cmd(
     if len(args) < 2:
         raise InputError("Give one or more backbone names, then the DATA folder or file: "
                          "`hub probe efficientnet_lite0 photos/`.")
+    if plot is not None:
+        from hub.plot import check_target
+
+        check_target(plot)  # before minutes of extraction
     err = console(stderr=True)
     results = evaluate(args[:-1], args[-1], folds=folds, seed=seed, column=column, label=label,
                        weights=weights, device=device, dtype=dtype, batch_size=batch_size,
                        workers=workers, progress=lambda line: err.print(line, highlight=False))
     if as_json:
         print_json([r.record() for r in results])
-        return
-    _table(results)
-    console().print(f"stored in {records_path('probe')}", highlight=False)
+    else:
+        _table(results)
+        console().print(f"stored in {records_path('probe')}", highlight=False)
+    if plot is not None:  # after the results: they are printed and stored even if drawing fails
+        from hub.probe.chart import draw
+
+        _, left_out = draw(results, plot)
+        if left_out:
+            err.print(f"not in the plot (never measured by hub bench here): {', '.join(left_out)}",
+                      highlight=False)
+        err.print(f"plot written to {plot}", highlight=False)
 
 
 def _table(results: list[Any]) -> None:
