@@ -24,10 +24,12 @@ built-in exception it most resembles, so callers can catch the usual type::
     ├── DependencyError (ImportError)             an optional package is missing: says which pip install
     ├── MeasurementError (RuntimeError)           a `hub bench` measuring process failed (its error attached)
     ├── RuntimeEngineError (RuntimeError)         an optional runtime (OpenVINO) cannot export or match torch
-    └── InputError (ValueError)                   bad input to extract(): names the item
-        ├── ModalityError (TypeError)             text given to an image backbone, or the reverse
-        └── SearchIndexError                      a folder is not a searchable dataset output, or
-                                                  its stored embeddings do not fit the query
+    ├── InputError (ValueError)                   bad input to extract(): names the item
+    │   ├── ModalityError (TypeError)             text given to an image backbone, or the reverse
+    │   └── SearchIndexError                      a folder is not a searchable dataset output, or
+    │                                             its stored embeddings do not fit the query
+    └── DatasetError (ValueError)                 a labelled dataset cannot be probed: one class, an
+                                                  empty class, fewer rows in a class than folds
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "CatalogError",
     "ConfigError",
     "ConversionError",
+    "DatasetError",
     "DependencyError",
     "DuplicateBackboneError",
     "HubError",
@@ -198,3 +201,15 @@ class SearchIndexError(InputError):
     """``hub search`` was pointed at a folder that is not a dataset output (``hub extract ...
     --out DIR``), holds no rows, or whose stored embeddings do not fit the query (another
     dimension, another backbone)."""
+
+
+class DatasetError(HubError, ValueError):
+    """A labelled dataset cannot be probed as it is (``hub probe``): fewer than two classes, a
+    class with no readable item, or fewer items in a class than cross-validation folds.
+
+    :param classes: the classes found and their usable item counts, when known.
+    """
+
+    def __init__(self, message: str, *, classes: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.classes = dict(classes or {})

@@ -173,3 +173,22 @@ def test_importing_hub_dataset_loads_no_torch_pyarrow_or_ray() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_column_values_reads_another_column_row_aligned(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "t.csv").write_text("text,label\na,x\nb\nc,z\n")
+    assert open_reader(tmp_path / "t.csv", "text").column_values("label") == ["x", None, "z"]
+    (tmp_path / "t.jsonl").write_text('{"text": "a", "label": 1}\nbad\n{"text": "c"}\n')
+    assert open_reader(tmp_path / "t.jsonl", "text").column_values("label") == [1, None, None]
+    pq.write_table(pa.table({"text": ["a", "b"], "label": [3, None]}), tmp_path / "t.parquet")
+    assert open_reader(tmp_path / "t.parquet", "text").column_values("label") == [3, None]
+    for name in ("t.csv", "t.jsonl", "t.parquet"):
+        with pytest.raises(InputError, match="has no column 'kind'; its columns are text, label"):
+            open_reader(tmp_path / name, "text").column_values("kind")
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(b"x")
+    with pytest.raises(InputError, match="A folder source has no columns"):
+        open_reader(tmp_path / "imgs", "image").column_values("label")

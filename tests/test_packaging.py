@@ -37,7 +37,7 @@ def test_wheel_contains_core_plugins_manifests_and_entry_points(wheel: Path) -> 
         names = set(zf.namelist())
         eps = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     for must in ["hub/__init__.py", "hub/py.typed", "hub/cli/__init__.py", "hub/heads/__init__.py",
-                 "hub/train/pyramid.py", "hub/runtimes/openvino.py", "hub/retrieval/search.py", "hub/browse/page.html", "hub/browse/page.css",
+                 "hub/train/pyramid.py", "hub/runtimes/openvino.py", "hub/retrieval/search.py", "hub/probe/api.py", "hub/browse/page.html", "hub/browse/page.css",
                  "hub/browse/page.js", "hub/browse/chart.js", "hub_timm/__init__.py",
                  "hub_timm/converters.py", "hub_torchvision/__init__.py",
                  "hub_transformers/__init__.py", "hub_manifests/__init__.py",

@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,16 @@ class Reader(ABC):
     @abstractmethod
     def read(self, start: int, stop: int) -> list[Record]:
         """Rows ``start`` to ``stop - 1``."""
+
+    def column_values(self, name: str) -> list[Any]:
+        """The raw values of another column, one per row (a label column, say); ``None`` where
+        a row has none.
+
+        :raises InputError: the source has no columns (a folder, a glob, a text file), or no
+            column ``name`` (the message lists the columns it has).
+        """
+        raise InputError(f"A {self.kind} source has no columns, so no {name!r} column: give a "
+                         "JSONL, CSV or Parquet file.")
 
     def describe(self) -> dict[str, Any]:
         """What identifies the source read in a job's manifest (a changed source is a new job)."""
@@ -241,7 +252,19 @@ class JsonlReader(_Lines):
             keys = list(json.loads(first))
         except (ValueError, TypeError):
             keys = []
+        self.keys = keys
         self.column = _pick_column(path, column, keys, modality)
+
+    def column_values(self, name: str) -> list[Any]:
+        _pick_column(self.path, name, self.keys, self.modality)
+        values: list[Any] = []
+        for line in self._lines(0, len(self)):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            values.append(obj.get(name) if isinstance(obj, dict) else None)
+        return values
 
     def read(self, start: int, stop: int) -> list[Record]:
         out = []
@@ -267,21 +290,18 @@ class CsvReader(Reader):
         super().__init__(str(Path(path).resolve()), modality, column)
         raw = Path(path).read_bytes()
         self.digest = hashlib.sha256(raw).hexdigest()
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path!r} is not UTF-8 (at byte {exc.start}); re-save it as UTF-8.") \
-                from exc
-        reader = csv.reader(io.StringIO(text, newline=""),
-                            delimiter="\t" if path.lower().endswith(".tsv") else ",")
-        header = next(reader, None)
-        if not header:
-            raise InputError(f"{path!r} is empty; a CSV source needs a header row.")
-        self.column = _pick_column(path, column, header, modality)
-        k = header.index(self.column)
-        self.values: list[str | None] = [row[k] if k < len(row) else None for row in reader]
+        self.header, rows = _csv_rows(path, raw)
+        self.column = _pick_column(path, column, self.header, modality)
+        k = self.header.index(self.column)
+        self.values: list[str | None] = [row[k] if k < len(row) else None for row in rows]
         if not self.values:
             raise InputError(f"{path!r} has a header but no rows.")
+
+    def column_values(self, name: str) -> list[Any]:
+        _pick_column(self.path, name, self.header, self.modality)
+        k = self.header.index(name)
+        rows = _csv_rows(self.path, Path(self.path).read_bytes())[1]
+        return [row[k] if k < len(row) else None for row in rows]
 
     def __len__(self) -> int:
         return len(self.values)
@@ -306,6 +326,11 @@ class ParquetReader(Reader):
         if meta.num_rows == 0:
             raise InputError(f"{path!r} has no rows.")
 
+    def column_values(self, name: str) -> list[Any]:
+        pf = _parquet_file(self.path)
+        _pick_column(self.path, name, pf.schema_arrow.names, self.modality)
+        return list(pf.read(columns=[name]).column(0).to_pylist())
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_cache": None}
 
@@ -328,6 +353,21 @@ class ParquetReader(Reader):
                 out += [Record(i, i, self._value(values[i - first])) for i in range(lo, hi)]
             first += n
         return out
+
+
+def _csv_rows(path: str, raw: bytes) -> tuple[list[str], Iterator[list[str]]]:
+    """A CSV file's header and an iterator over its rows (tab-separated for ``.tsv``)."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path!r} is not UTF-8 (at byte {exc.start}); re-save it as UTF-8.") \
+            from exc
+    reader = csv.reader(io.StringIO(text, newline=""),
+                        delimiter="\t" if path.lower().endswith(".tsv") else ",")
+    header = next(reader, None)
+    if not header:
+        raise InputError(f"{path!r} is empty; a CSV source needs a header row.")
+    return header, reader
 
 
 def _parquet_file(path: str) -> Any:
