@@ -25,8 +25,8 @@ def probe_cmd(
     label: str = typer.Option("label", "--label", help="Table: the class column."),
     weights: str = typer.Option(None, "--weights", help="Weight variant (default: the manifest's)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda:N."),
-    dtype: str = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: "
-                                                    "hub.load's)."),
+    dtype: str = typer.Option(None, "--dtype", help="float32 (default: probes compare "
+                                                    "backbones at full precision), float16 or bfloat16."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Items per forward pass."),
     workers: int = typer.Option(None, "--workers", help="Decode processes (0: in this one)."),
     as_json: bool = typer.Option(False, "--json", help="Print the stored records as JSON."),

@@ -131,7 +131,9 @@ def evaluate(names: Sequence[str], data: str | os.PathLike[str], *, folds: int =
         ``label`` column and an item ``column`` (text, image path, or image bytes).
     :param folds: stratified cross-validation folds (the same for every backbone).
     :param seed: the folds' shuffle seed.
-    :param weights, device, dtype: as in :func:`hub.load` (the features cache is per precision).
+    :param weights, device, dtype: as in :func:`hub.load`, except that ``dtype`` defaults to
+        float32 (``None``), not ``"auto"``: accuracy is compared at full precision, and the
+        features cache is keyed by the precision named here.
     :param batch_size, workers: of the feature extraction (:func:`hub.dataset.iter_features`).
     :param store: write each result to this machine's ``probe`` records.
     :param progress: called with one line per step (the CLI prints them).
