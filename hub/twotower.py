@@ -168,7 +168,7 @@ class TwoTowerBackbone(Backbone):
         self._classes_lock = threading.Lock()
 
     @property
-    def specs(self) -> dict[str, Any]:  # type: ignore[override]
+    def specs(self) -> dict[str, Any]:
         """The image tower's stages, then the text tower's."""
         return {**self.image.specs, **self.text.specs}
 

@@ -251,3 +251,52 @@ def test_list_filters_image_text() -> None:
     assert names == set(SPECS)
     assert all(s.modality == "image-text" for s in hub.list(modality="image-text"))
     assert not names & {s.name for s in hub.list(modality="image")}
+
+
+@pytest.mark.slow
+def test_classify_json_and_extract_towers(pulled: Any, capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    """`hub classify --json` gives zero_shot()'s probabilities; `hub extract` runs either tower
+    (image files; a text file; a text file to Parquet shards)."""
+    from PIL import Image
+    from safetensors.torch import load_file
+    from skimage import data
+
+    from tests.support.cli import run_hub
+
+    bb, _, _ = pulled("clip_vit_b32")
+    photos = []
+    for name in ("chelsea", "coffee"):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(getattr(data, name)()).save(path)
+        photos.append(path)
+    r = run_hub(capsys, "classify", "clip_vit_b32", *map(str, photos), "--labels", "cat,coffee,rocket",
+                "--templates", "a photo of a {}.", "--json", "--device", "cpu")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    ref = bb.zero_shot([str(p) for p in photos], ["cat", "coffee", "rocket"], ["a photo of a {}."])
+    assert out["labels"] == ["cat", "coffee", "rocket"] and out["activation"] == "softmax"
+    got = torch.tensor([[row["scores"][k] for k in out["labels"]] for row in out["results"]])
+    close(got, ref.probs, "classify --json")
+    assert [row["label"] for row in out["results"]] == ref.best
+    assert run_hub(capsys, "classify", "clip_vit_b32", str(photos[0]), "--labels", "cat",
+                   "--templates", "no placeholder").code == 1
+
+    r = run_hub(capsys, "extract", "clip_vit_b32", *map(str, photos), "-o", str(tmp_path / "i.safetensors"),
+                "--device", "cpu", "--no-progress")
+    assert r.code == 0, r.err
+    close(load_file(str(tmp_path / "i.safetensors"))["pooled"], bb.extract(photos).pooled, "extract images")
+    texts = tmp_path / "captions.txt"
+    texts.write_text("a cat\na cup of coffee\n")
+    r = run_hub(capsys, "extract", "clip_vit_b32", str(texts), "-o", str(tmp_path / "t.safetensors"),
+                "--device", "cpu", "--no-progress")
+    assert r.code == 0, r.err
+    close(load_file(str(tmp_path / "t.safetensors"))["pooled"], bb.extract(["a cat", "a cup of coffee"]).pooled,
+          "extract texts")
+    r = run_hub(capsys, "extract", "clip_vit_b32", str(texts), "-o", str(tmp_path / "ds"),
+                "--device", "cpu", "--no-progress", "--workers", "0")
+    assert r.code == 0, r.err
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(next((tmp_path / "ds").glob("*.parquet")))
+    assert table.num_rows == 2

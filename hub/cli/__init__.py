@@ -4,7 +4,8 @@ Every :class:`~hub.errors.HubError` becomes one line on stderr and exit code 1
 (``--debug`` shows the traceback instead). Commands live in one module per
 group: :mod:`hub.cli.catalog` (list, info), :mod:`hub.cli.weights` (pull),
 :mod:`hub.cli.verify` (verify), :mod:`hub.cli.pin` (pin), :mod:`hub.cli.cache`
-(cache ls/rm/prune/path), :mod:`hub.cli.extract` (extract), :mod:`hub.cli.plugins` (plugins).
+(cache ls/rm/prune/path), :mod:`hub.cli.extract` (extract), :mod:`hub.cli.classify` (classify),
+:mod:`hub.cli.plugins` (plugins).
 Of the CLI, a command module imports only :mod:`hub.cli._common` (:mod:`hub.cli.dataset` is
 the dataset mode of ``hub extract``), never another command's module.
 """
@@ -15,7 +16,7 @@ import sys
 
 import typer
 
-from hub.cli import cache, catalog, extract, pin, plugins, verify, weights
+from hub.cli import cache, catalog, classify, extract, pin, plugins, verify, weights
 from hub.cli._common import state
 from hub.errors import HubError
 
@@ -41,7 +42,7 @@ def _app() -> typer.Typer:
             typer.echo(ctx.get_help())
             raise typer.Exit()
 
-    for module in (catalog, weights, verify, pin, cache, extract, plugins):
+    for module in (catalog, weights, verify, pin, cache, extract, classify, plugins):
         module.register(app)
     return app
 

@@ -70,11 +70,6 @@ class OpenClipImage(ImageBackbone):
         return RawOutput(stages=result, prefix=prefix, pooled=out["image_features"],
                          num_prefix_tokens=1 if self._prefix else 0)
 
-    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
-        from hub_open_clip.trunk import image_trunk
-
-        return image_trunk(self, stages, output_stride)
-
 
 class OpenClipText(FixedLengthText):
     """The text tower of an open_clip model, with open_clip's tokenizer."""
@@ -128,11 +123,6 @@ class OpenClipText(FixedLengthText):
         by_index = dict(zip(take, out["text_intermediates"], strict=True))
         result = {n: by_index[int(self.specs[n].index or 0) - 1] for n in wanted}
         return RawOutput(stages=result, mask=batch["attention_mask"], pooled=out["text_features"])
-
-    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
-        from hub_open_clip.trunk import text_trunk
-
-        return text_trunk(self, stages)
 
 
 class OpenClipProvider(Provider):
@@ -194,7 +184,8 @@ def open_clip_model(spec: BackboneSpec, config: dict[str, Any]) -> torch.nn.Modu
         cfg["vision_cfg"]["timm_model_pretrained"] = False  # hub supplies every weight
     custom_text = cfg.pop("custom_text", False)
     model: torch.nn.Module = (CustomTextCLIP if custom_text else CLIP)(**cfg, cast_dtype=None)
-    return model.eval()
+    model.eval()
+    return model
 
 
 def _learned(module: torch.nn.Module, spec: BackboneSpec, *,
