@@ -300,3 +300,31 @@ def test_classify_json_and_extract_towers(pulled: Any, capsys: pytest.CaptureFix
 
     table = pq.read_table(next((tmp_path / "ds").glob("*.parquet")))
     assert table.num_rows == 2
+
+
+def test_as_module_trains_the_image_tower(one_torch_thread: None) -> None:
+    """``as_module`` of an image-text backbone is its image tower's trunk: the stages extract()
+    gives (eval mode), gradients through them; the text tower says it has no trunk yet."""
+    from hub.errors import InputError
+
+    bb = hub.load("clip_vit_b32", pretrained=False, device="cpu", dtype="float32")
+    net = bb.as_module(["block6", "block12"], freeze=1)
+    pp = bb.spec.preprocessing.image
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    xn = (x - torch.tensor(pp.mean).view(1, 3, 1, 1)) / torch.tensor(pp.std).view(1, 3, 1, 1)
+    net.eval()
+    with torch.no_grad():
+        out = net(xn)
+    ref = bb.extract(x, stages=["block6", "block12"])
+    for k in ("block6", "block12"):
+        close(out[k], ref.stages[k], f"trunk {k}")
+        close(out.prefix[k], ref.prefix[k], f"trunk {k} class token")
+    net.train()
+    net(xn)["block12"].sum().backward()
+    trained = [n for n, p in net.named_parameters() if p.grad is not None]
+    assert trained and all(p.grad is None for p in net.parameters() if not p.requires_grad)
+    names = [n for n, _ in net.named_parameters()]
+    assert not any(n.endswith(("ln_post.weight", ".proj")) or "text" in n or "token_embedding" in n
+                   for n in names)  # nothing after the last stage, nothing of the text tower
+    with pytest.raises(InputError, match="text tower"):
+        bb.as_module(modality="text")

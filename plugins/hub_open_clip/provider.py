@@ -26,6 +26,7 @@ from hub.sdk import (
     DependencyError,
     FixedLengthText,
     ImageBackbone,
+    InputError,
     ManifestError,
     Provider,
     RawOutput,
@@ -69,6 +70,11 @@ class OpenClipImage(ImageBackbone):
         prefix = {n: prefixes[self._indices[n]] for n in wanted if self._indices[n] in prefixes}
         return RawOutput(stages=result, prefix=prefix, pooled=out["image_features"],
                          num_prefix_tokens=1 if self._prefix else 0)
+
+    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+        from hub_open_clip.trunk import image_trunk
+
+        return image_trunk(self, stages, output_stride)
 
 
 class OpenClipText(FixedLengthText):
@@ -123,6 +129,10 @@ class OpenClipText(FixedLengthText):
         by_index = dict(zip(take, out["text_intermediates"], strict=True))
         result = {n: by_index[int(self.specs[n].index or 0) - 1] for n in wanted}
         return RawOutput(stages=result, mask=batch["attention_mask"], pooled=out["text_features"])
+
+    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+        raise InputError(f"{self.name}: training the text tower is not supported yet; "
+                         "as_module() trains the image tower (modality='image').")
 
 
 class OpenClipProvider(Provider):
