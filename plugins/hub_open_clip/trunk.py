@@ -48,7 +48,7 @@ class ImageBody(torch.nn.Module):
 def image_trunk(bb: OpenClipImage, stages: list[str], output_stride: int | None) -> ImageBody:
     from open_clip.transformer import VisionTransformer
 
-    from hub.errors import InputError
+    from hub.sdk import InputError
 
     if output_stride is not None:
         raise InputError(f"{bb.name}: output_stride is not available for open_clip image towers; "
