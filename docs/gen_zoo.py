@@ -47,6 +47,10 @@ How to read the columns:
   (`pretrained=False` only).
 - **stages**: `name:channels/stride` as `extract()` returns them (text: hidden states
   `layer0` .. `layerN`).
+- **Image-text** (two towers, one embedding space; see [multimodal](multimodal.md)): params of both
+  towers; GMACs of the image tower for one image; top-1 is *zero-shot* ImageNet-1k as the
+  publisher reports it; **scoring** is how similarities become probabilities (softmax over the
+  labels with CLIP's scale 100, or a sigmoid per label with SigLIP's learned scale and bias).
 
 """
 
@@ -108,6 +112,22 @@ def render() -> str:
                              f"| {pp.max_length if pp else '-'} | {s.outputs.pool} | {tasks} "
                              f"| {_weights(s)} |")
         lines.append("")
+    rows = sorted((s for _, s in specs if s.modality == "image-text"), key=lambda s: s.name)
+    lines.append(f"## Image-text ({len(rows)})\n")
+    lines.append("| name | aliases | provider | params (M) | GMACs | input | zero-shot top-1 | "
+                 "max tokens | scoring | weights | image stages |")
+    lines.append("|---|---|---|--:|--:|--:|--:|--:|---|---|---|")
+    for s in rows:
+        aliases = ", ".join(f"`{a}`" for a in s.aliases) or "-"
+        top1 = _num(s.stats.top1.value if s.stats.top1 else None, ".1f")
+        sc = s.scoring
+        scoring = "-" if sc is None else f"{sc.activation} (scale {sc.logit_scale}" + (
+            f", bias {sc.logit_bias})" if sc.logit_bias is not None else ")")
+        pp = s.preprocessing.text
+        lines.append(f"| `{s.name}` | {aliases} | {s.provider} | {_num(s.stats.params_m, '.2f')} "
+                     f"| {_num(s.stats.gmacs, '.2f')} | {_num(s.stats.input_size, 'd')} | {top1} "
+                     f"| {pp.max_length if pp else '-'} | {scoring} | {_weights(s)} | {_stages(s)} |")
+    lines.append("")
     lines.append("## Papers and licences\n")
     lines.append("| name | licence | paper |")
     lines.append("|---|---|---|")

@@ -21,6 +21,8 @@ mean    same as avg                     same as avg                       same a
 max     max over H, W                   max over patch tokens             max over real tokens
 cls     error (no class token)          first prefix token                first token ([CLS])
 none    no pooled output                no pooled output                  no pooled output
+embed   the network's own projected embedding (image-text towers' shared space); only as the
+        manifest's default pooling, error elsewhere
 ======  ==============================  ================================  =====================
 """
 
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["POOLS", "Features", "RawOutput", "StageSpec", "merge", "pool", "resolve_stages"]
 
-POOLS = ("avg", "max", "cls", "mean", "none")
+POOLS = ("avg", "max", "cls", "mean", "none", "embed")
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,9 @@ def pool(raw: RawOutput, last: str, how: str, *, model: str) -> torch.Tensor | N
     """
     if how == "none":
         return None
+    if how == "embed":
+        raise InputError(f"pool='embed' is the projected embedding of image-text backbones; {model} "
+                         "has none. Use pool='avg', 'max' or 'cls'.")
     if raw.tokens is not None:
         toks: torch.Tensor = raw.tokens
         p = raw.num_prefix_tokens

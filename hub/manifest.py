@@ -26,6 +26,7 @@ __all__ = [
     "Paper",
     "Parent",
     "Preprocessing",
+    "Scoring",
     "Source",
     "StageDecl",
     "Stats",
@@ -258,8 +259,13 @@ class ImagePreprocessing(_Strict):
     """The eval transform the weights were trained for."""
 
     size: int = Field(gt=0, description="The side of the square crop fed to the network.")
+    resize_mode: Literal["shortest", "squash"] = Field(
+        "shortest", description="`shortest`: resize the shorter side to size / crop_pct, keep the "
+        "aspect ratio, centre-crop size x size (timm, torchvision, CLIP); `squash`: resize to size "
+        "x size ignoring the aspect ratio, no crop (SigLIP).")
     crop_pct: float = Field(default=0.875, gt=0, le=1, description="size / crop_pct is the side "
-                            "the image is resized to before the centre crop.")
+                            "the image is resized to before the centre crop (`shortest` only; "
+                            "1.0: no margin cropped beyond the aspect ratio).")
     interpolation: Literal["bilinear", "bicubic", "nearest", "lanczos"] = Field(
         "bicubic", description="The resize interpolation.")
     mean: tuple[float, float, float] = Field((0.485, 0.456, 0.406), description="Per-channel mean "
@@ -278,10 +284,30 @@ class TextPreprocessing(_Strict):
 
 
 class Preprocessing(_Strict):
-    """The preprocessing bound to the weights: `image` for image backbones, `text` for text ones."""
+    """The preprocessing bound to the weights: `image` for image backbones, `text` for text ones,
+    both for image-text (two-tower) backbones."""
 
-    image: ImagePreprocessing | None = Field(None, description="For image backbones.")
-    text: TextPreprocessing | None = Field(None, description="For text backbones.")
+    image: ImagePreprocessing | None = Field(None, description="For image and image-text backbones.")
+    text: TextPreprocessing | None = Field(None, description="For text and image-text backbones "
+                                           "(image-text: `max_length` is the tokenizer's context "
+                                           "length, every text padded to it).")
+
+
+class Scoring(_Strict):
+    """How an image-text backbone turns the cosine similarity of an image and a text embedding
+    into a score: ``activation(logit_scale * cos + logit_bias)``, softmax over the labels (CLIP)
+    or an independent sigmoid per label (SigLIP)."""
+
+    activation: Literal["softmax", "sigmoid"] = Field(
+        description="`softmax` for contrastive (CLIP) weights, `sigmoid` for sigmoid-loss "
+                    "(SigLIP) weights.")
+    logit_scale: float | Literal["weights"] = Field(
+        description="The multiplier of the cosine similarity (CLIP: 100.0), or `weights`: the "
+                    "exp of the weights' learned `logit_scale` tensor. A number is checked "
+                    "against the weights' own value when they carry one.")
+    logit_bias: float | Literal["weights"] | None = Field(
+        None, description="Added after scaling: a number, `weights` (the weights' learned "
+                          "`logit_bias`, SigLIP), or null for none (CLIP).")
 
 
 class StageDecl(_Strict):
@@ -299,13 +325,14 @@ class Outputs(_Strict):
     """What ``extract()`` returns by default."""
 
     embedding_dim: int = Field(gt=0, description="Width of the pooled embedding.")
-    pool: Literal["avg", "max", "cls", "mean", "none"] = Field("avg", description="The default "
-                                                                "pooling.")
+    pool: Literal["avg", "max", "cls", "mean", "none", "embed"] = Field(
+        "avg", description="The default pooling; `embed`: the network's own projected embedding "
+        "(image-text backbones: the shared space).")
     normalize: bool = Field(False, description="L2-normalise the pooled embedding by default.")
     stages: list[StageDecl] = Field(default_factory=list, description="The output stages, shallow "
-                                    "to deep.")
+                                    "to deep (image-text: the image tower's).")
     num_layers: int | None = Field(default=None, gt=0, description="Transformer layers, when the "
-                                   "stages are per layer.")
+                                   "stages are per layer (image-text: the text tower's).")
 
 
 class Parent(_Strict):
@@ -329,7 +356,9 @@ class BackboneSpec(_Strict):
                                description="The canonical snake_case name (`hub.load(name)`).")]
     aliases: list[str] = Field(default_factory=list, description="Other names, e.g. the anchor "
                                "library's.")
-    modality: Literal["image", "text"] = Field(description="What the backbone takes as input.")
+    modality: Literal["image", "text", "image-text"] = Field(
+        description="What the backbone takes as input; `image-text`: a two-tower backbone whose "
+                    "image and text embeddings share one space (CLIP, SigLIP).")
     provider: Annotated[str, Field(pattern=_NAME, description="The provider that builds it "
                                    "(`timm`, `torchvision`, `transformers`, a plugin's).")]
     architecture: str = Field(description="The provider's architecture name.")
@@ -341,6 +370,8 @@ class BackboneSpec(_Strict):
     stats: Stats = Field(default_factory=Stats, description="Size and accuracy figures.")
     preprocessing: Preprocessing = Field(description="The eval transform bound to the weights.")
     outputs: Outputs = Field(description="Embedding width, default pooling, stages.")
+    scoring: Scoring | None = Field(None, description="Image-text backbones: how similarities "
+                                    "become scores (zero-shot classification).")
     default_weights: str | None = Field(None, description="The default variant (else the first).")
     weights: list[WeightVariant] = Field(default_factory=list, description="The pretrained weight "
                                          "variants.")
@@ -353,6 +384,15 @@ class BackboneSpec(_Strict):
             raise ValueError("an image backbone needs preprocessing.image")
         if self.modality == "text" and self.preprocessing.text is None:
             raise ValueError("a text backbone needs preprocessing.text")
+        if self.modality == "image-text":
+            if self.preprocessing.image is None or self.preprocessing.text is None:
+                raise ValueError("an image-text backbone needs preprocessing.image and "
+                                 "preprocessing.text")
+            if self.scoring is None:
+                raise ValueError("an image-text backbone needs scoring (activation, logit_scale, "
+                                 "logit_bias)")
+        elif self.scoring is not None:
+            raise ValueError("scoring applies to image-text backbones only")
         names = [v.name for v in self.weights]
         if len(set(names)) != len(names):
             raise ValueError(f"weight variant names repeat: {names}")

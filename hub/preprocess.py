@@ -3,6 +3,8 @@
 The eval transform is the one timm and torchvision use: resize the shorter side
 to ``floor(size / crop_pct)`` with the variant's interpolation, centre-crop
 ``size`` x ``size``, scale to [0, 1], subtract ``mean`` and divide by ``std``.
+``resize_mode: squash`` (SigLIP) resizes to ``size`` x ``size`` whatever the aspect
+ratio, without a crop.
 PIL images, files and bytes are resized with PIL (as timm's transform does);
 arrays and tensors with ``torch.nn.functional.interpolate`` (antialiased), on
 the backbone's device. Inputs already at ``size`` x ``size`` are not resized.
@@ -117,7 +119,10 @@ def open_image(item: Any, index: int = 0) -> Image.Image:
 
 
 def _resized_size(w: int, h: int, pp: ImagePreprocessing) -> tuple[int, int]:
-    """(width, height) after resizing the shorter side to floor(size / crop_pct)."""
+    """(width, height) after resizing the shorter side to floor(size / crop_pct) (``squash``:
+    size x size)."""
+    if pp.resize_mode == "squash":
+        return pp.size, pp.size
     scale = math.floor(pp.size / pp.crop_pct)
     return (scale, int(scale * h / w)) if w <= h else (int(scale * w / h), scale)
 

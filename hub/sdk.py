@@ -26,6 +26,10 @@ Running:
   decoding, preprocessing and batching are done.
 * :class:`TextBackbone`: subclass it for text and implement ``_tokenize(texts, max_length)``
   and ``_forward(batch, stages)``.
+* :class:`TwoTowerBackbone` (image-text, :mod:`hub.twotower`): built from an image tower (an
+  ``ImageBackbone``) and a text tower (a :class:`FixedLengthText`) over one network, with
+  :func:`tower_spec` (the manifest entry as each tower sees it) and :func:`resolve_scoring`
+  (logit scale and bias from the manifest, checked against the weights' own).
 * :class:`Backbone`: their common base (``extract()``, the template method); a new modality
   implements ``_items`` and ``_batches`` too.
 * :class:`StageSpec`: one output stage (name, channels, stride, layout, layer index).
@@ -59,11 +63,13 @@ from hub.features import RawOutput, StageSpec
 from hub.hookspecs import hookimpl
 from hub.manifest import BackboneSpec
 from hub.provider import Provider, WeightFiles
+from hub.twotower import FixedLengthText, TwoTowerBackbone, resolve_scoring, tower_spec
 
 __all__ = [
     "Backbone",
     "BackboneSpec",
     "DependencyError",
+    "FixedLengthText",
     "ImageBackbone",
     "InputError",
     "ManifestError",
@@ -71,9 +77,12 @@ __all__ = [
     "RawOutput",
     "StageSpec",
     "TextBackbone",
+    "TwoTowerBackbone",
     "UnsafeWeightsError",
     "WeightFiles",
     "WeightMismatchError",
     "build_module",
     "hookimpl",
+    "resolve_scoring",
+    "tower_spec",
 ]

@@ -41,12 +41,15 @@ def test_wheel_contains_core_plugins_manifests_and_entry_points(wheel: Path) -> 
                  "hub/browse/page.js", "hub/browse/chart.js", "hub_timm/__init__.py",
                  "hub_timm/converters.py", "hub_torchvision/__init__.py",
                  "hub_transformers/__init__.py", "hub_manifests/__init__.py",
-                 "hub_manifests/efficientnet.yaml", "hub_manifests/text.yaml"]:
+                 "hub_manifests/efficientnet.yaml", "hub_manifests/text.yaml",
+                 "hub/twotower.py", "hub/cli/classify.py", "hub_open_clip/__init__.py",
+                 "hub_open_clip/provider.py", "hub_open_clip/trunk.py",
+                 "hub_transformers/twotower.py", "hub_manifests/multimodal.yaml"]:
         assert must in names, must
     assert not any(n.startswith(("tests/", "examples/")) for n in names)
     assert "[backbone_hub]" in eps and "hub = hub.cli:main" in eps
     for ep in ("timm = hub_timm", "torchvision = hub_torchvision", "transformers = hub_transformers",
-               "manifests = hub_manifests"):
+               "manifests = hub_manifests", "open_clip = hub_open_clip"):
         assert ep in eps
 
 
@@ -72,7 +75,9 @@ def test_wheel_installed_in_a_fresh_venv_works(wheel: Path, tmp_path: Path) -> N
     for key in ("hub", "timm", "manifests"):
         assert data[key].startswith(str(site)), data[key]
     assert {"efficientnet_lite0", "minilm_l6", "resnet50", "vit_b16", "bert_base"} <= set(data["names"])
-    assert all(data["plugins"][p] for p in ("manifests", "timm", "torchvision", "transformers"))
+    assert all(data["plugins"][p] for p in ("manifests", "timm", "torchvision", "transformers",
+                                            "open_clip"))
+    assert {"clip_vit_b32", "siglip_b16"} <= set(data["names"])
     cli = subprocess.run([str(venv / "bin" / "hub"), "list", "--json"], capture_output=True, text=True,
                          timeout=120, cwd=tmp_path)
     assert cli.returncode == 0, cli.stderr

@@ -30,6 +30,9 @@ from tests.zoo_support import (
 SPECS = {s.name: s for s in zoo_specs()}
 IMAGE = sorted(n for n, s in SPECS.items() if s.modality == "image")
 TEXT = sorted(n for n, s in SPECS.items() if s.modality == "text")
+IMAGE_TEXT = sorted(n for n, s in SPECS.items() if s.modality == "image-text")
+OPEN_CLIP = sorted(n for n, s in SPECS.items() if s.provider == "open_clip")
+PICKLE_ONLY = {"clip_vit_b32_hf"}  # its figures are checked in tests/test_transformers_twotower.py
 
 FAMILIES = {
     "image": ["resnet50", "resnet101", "resnet152", "vgg16", "vgg19", "vgg16_bn", "vgg19_bn",
@@ -43,6 +46,8 @@ FAMILIES = {
               "mobilenet_v3_large_tv", "mobilenet_v3_small_tv", "vit_b16_tv"],
     "text": ["bert_base", "bert_base_cased", "bert_large", "gpt2", "gpt2_medium", "roberta_base",
              "roberta_large", "albert_base_v2", "distilbert_base", "minilm_l6"],
+    "image-text": ["clip_vit_b32", "clip_vit_b16", "clip_vit_l14", "openclip_vit_b32_laion2b",
+                   "siglip_b16", "mobileclip_s2", "clip_vit_b32_hf"],
 }
 ANCHOR_ALIASES = {"vit_b16": "vit_base_patch16_224", "vit_s16": "vit_small_patch16_224",
                   "vit_l16": "vit_large_patch16_224", "bert_base": "bert-base-uncased",
@@ -55,6 +60,7 @@ ANCHOR_ALIASES = {"vit_b16": "vit_base_patch16_224", "vit_s16": "vit_small_patch
 def test_the_zoo_has_every_family_the_issue_names() -> None:
     assert sorted(FAMILIES["image"]) == IMAGE
     assert sorted(FAMILIES["text"]) == TEXT
+    assert sorted(FAMILIES["image-text"]) == IMAGE_TEXT
     cat = hub.get_catalog()
     for name, alias in ANCHOR_ALIASES.items():
         assert cat.get(alias).name == name
@@ -70,8 +76,13 @@ def test_entry_is_documented_and_sourced(name: str) -> None:
         # unpinned is said explicitly: revision main and no sha256
         assert v.pinned or (v.sha256 is None and all(s.revision == "main" for s in hf))
         for src in hf:
-            assert src.file == "model.safetensors" and v.format == "safetensors" or v.pinned
-            if src.repo.startswith("timm/"):  # the repo timm's own pretrained config records
+            weights_file = "open_clip_model.safetensors" if spec.provider == "open_clip" \
+                else "model.safetensors"
+            if spec.name in PICKLE_ONLY:  # the publisher's repo has no safetensors on main
+                weights_file = "pytorch_model.bin"
+            assert src.file == weights_file and v.format == ("pickle" if spec.name in PICKLE_ONLY
+                                                             else "safetensors") or v.pinned
+            if src.repo.startswith("timm/") and spec.provider != "open_clip":  # the repo timm's own pretrained config records
                 from timm.models import get_pretrained_cfg
 
                 tag = src.repo.removeprefix("timm/")
@@ -141,3 +152,34 @@ def test_text_figures_match_the_architecture(name: str, minilm_dir) -> None:
     assert {tuple(h.shape) for h in out.hidden_states} == {(2, 7, spec.outputs.embedding_dim)}
     assert spec.preprocessing.text is not None
     assert spec.preprocessing.text.max_length <= model.config.max_position_embeddings
+
+
+@pytest.mark.parametrize("name", OPEN_CLIP)
+def test_image_text_figures_match_the_architecture(name: str) -> None:
+    """params: both towers as open_clip builds them; GMACs: the image tower, one image at
+    input_size; stages from a meta forward of the provider's image tower; the embedding width,
+    context length and text layers from the open_clip config."""
+    import open_clip
+
+    spec = SPECS[name]
+    model = full_model(spec)
+    assert count_params_m(model) == pytest.approx(spec.stats.params_m, rel=0.005)
+    size = spec.stats.input_size
+    assert size is not None and spec.preprocessing.image is not None
+    assert size == spec.preprocessing.image.size
+    assert gmacs(model.visual, size) == pytest.approx(spec.stats.gmacs, rel=0.05)
+    config = open_clip.get_model_config(spec.architecture)
+    assert config["embed_dim"] == spec.outputs.embedding_dim
+    assert spec.preprocessing.text is not None
+    assert config["text_cfg"]["context_length"] == spec.preprocessing.text.max_length
+    assert config["text_cfg"]["layers"] == spec.outputs.num_layers
+    bb = meta_backbone(spec).image
+    names = [s.name for s in spec.outputs.stages]
+    with torch.no_grad():
+        raw = bb._forward(torch.empty(1, 3, size, size, device="meta"), names)
+        feats = bb._finish(raw, names, spec.outputs.pool)
+    for st in spec.outputs.stages:
+        t = feats.stages[st.name]
+        assert t.shape[1] == st.channels and st.stride is not None, (st.name, tuple(t.shape))
+        assert t.shape[2] == size // st.stride, (st.name, tuple(t.shape))
+    assert tuple(feats.pooled.shape) == (1, spec.outputs.embedding_dim)

@@ -240,6 +240,12 @@ def full_model(spec: BackboneSpec, *, device: str = "meta", minilm_config: Any =
             import torchvision
 
             return torchvision.models.get_model(spec.architecture).eval()
+        if spec.provider == "open_clip":
+            import open_clip
+            from hub_open_clip.provider import open_clip_model
+
+            config = open_clip.get_model_config(spec.architecture)
+            return open_clip_model(spec, config).requires_grad_(False)
         import transformers
 
         config = minilm_config if spec.name not in TEXT_CONFIGS else text_config(spec.name)

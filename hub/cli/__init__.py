@@ -4,7 +4,8 @@ Every :class:`~hub.errors.HubError` becomes one line on stderr and exit code 1
 (``--debug`` shows the traceback instead). Commands live in one module per
 group: :mod:`hub.cli.catalog` (list, info), :mod:`hub.cli.weights` (pull),
 :mod:`hub.cli.verify` (verify), :mod:`hub.cli.pin` (pin), :mod:`hub.cli.cache`
-(cache ls/rm/prune/path), :mod:`hub.cli.extract` (extract), :mod:`hub.cli.bench` (bench),
+(cache ls/rm/prune/path), :mod:`hub.cli.extract` (extract), :mod:`hub.cli.classify` (classify),
+:mod:`hub.cli.bench` (bench),
 :mod:`hub.cli.probe` (probe), :mod:`hub.cli.search` (search), :mod:`hub.cli.plugins` (plugins),
 :mod:`hub.cli.browse` (browse).
 Of the CLI, a command module imports only :mod:`hub.cli._common` (:mod:`hub.cli.dataset` is
@@ -17,7 +18,7 @@ import sys
 
 import typer
 
-from hub.cli import bench, browse, cache, catalog, extract, pin, plugins, probe, search, verify, weights
+from hub.cli import bench, browse, cache, catalog, classify, extract, pin, plugins, probe, search, verify, weights
 from hub.cli._common import state
 from hub.errors import HubError
 
@@ -43,7 +44,8 @@ def _app() -> typer.Typer:
             typer.echo(ctx.get_help())
             raise typer.Exit()
 
-    for module in (catalog, weights, verify, pin, cache, extract, bench, probe, search, plugins, browse):
+    for module in (catalog, weights, verify, pin, cache, extract, classify, bench, probe, search, plugins,
+                   browse):
         module.register(app)
     return app
 

@@ -50,7 +50,7 @@ def run_dataset(name: str, inputs: list[str], out: Path, *, stages: Any, pool: s
                 dtype: str, weights: str | None, progress: bool, engine: str,
                 runtime: str | None,
                 address: str | None, workers: int | None, shard_size: int, strict: bool,
-                column: str | None) -> None:
+                column: str | None, modality: str | None = None) -> None:
     """Run ``hub extract NAME SOURCE --out DIR`` and print what was written.
 
     :param stages: parsed ``--stages`` (a list, ``"all"`` or ``None``).
@@ -67,7 +67,19 @@ def run_dataset(name: str, inputs: list[str], out: Path, *, stages: Any, pool: s
     if stages == "all":
         raise InputError("--stages all is not available for datasets (every stage of every item "
                          "is a lot of data): name the stages, e.g. --stages -1 or --stages s2,s3.")
-    result = extract_dataset(name, inputs[0], out, column=column, engine=engine, address=address,
+    backbone: Any = name
+    from hub.api import get_catalog
+
+    if get_catalog().get(name).spec.modality == "image-text":  # one tower, loaded here
+        from hub.api import load
+
+        which = modality or ("text" if inputs[0].lower().endswith(".txt") else "image")
+        loaded: Any = load(name, weights=weights, device=device, dtype=dtype)
+        backbone = loaded.tower(which)
+        weights, device, dtype = None, "auto", None  # type: ignore[assignment]
+    elif modality is not None:
+        raise InputError("--modality applies to image-text backbones.")
+    result = extract_dataset(backbone, inputs[0], out, column=column, engine=engine, address=address,
                              batch_size=batch_size, workers=workers, stages=stages or [],
                              pool=pool, normalize=normalize, weights=weights, device=device,
                              dtype=dtype, shard_size=shard_size, strict=strict, progress=progress,

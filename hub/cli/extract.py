@@ -190,6 +190,8 @@ def extract_cmd(
                                 "(exit 1) instead of logging it to _errors.jsonl."),
     column: str = typer.Option(None, "--column", help="Dataset mode: the JSONL/CSV/Parquet column "
                                "holding image paths, image bytes or text."),
+    modality: str = typer.Option(None, "--modality", help="Image-text backbones: the tower, image "
+                                 "or text (default: text for .txt files and -, else image)."),
 ) -> None:
     """Extract features of files and write them, with the input names, to one file.
 
@@ -206,7 +208,7 @@ def extract_cmd(
         return run_dataset(name, inputs, out, stages=_parse_stages(stages), pool=pool,
                            normalize=normalize, batch_size=batch_size, max_length=max_length,
                            device=device, dtype=dtype, weights=weights, progress=progress,
-                           runtime=runtime, **dataset_opts)
+                           runtime=runtime, modality=modality, **dataset_opts)
     reject_dataset_options(**dataset_opts)
     from hub.errors import InputError
 
@@ -217,6 +219,12 @@ def extract_cmd(
         raise InputError("An .npy file holds one array: the pooled features, or with --pool none "
                          "one --stages entry. Write .safetensors for several.")
     bb = load(name, weights=weights, device=device, dtype=dtype, runtime=runtime)
+    if bb.modality == "image-text":  # two towers: one of them extracts
+        texty = all(i == "-" or i.lower().endswith(".txt") for i in inputs)
+        tower: Any = bb
+        bb = tower.tower(modality or ("text" if texty else "image"))
+    elif modality is not None:
+        raise InputError("--modality applies to image-text backbones.")
     items: list[Any]
     if bb.modality == "text":
         items, names = collect_texts(inputs)

@@ -1,4 +1,5 @@
-"""The transformers provider: ``AutoModel`` text backbones from verified local files.
+"""The transformers provider: ``AutoModel`` text backbones from verified local files, and
+``CLIPModel`` / ``SiglipModel`` image-text backbones (:mod:`hub_transformers.twotower`).
 
 Config and tokenizer files come from the same source and revision as the
 weights (manifest ``files:``). A config that asks for remote code (``auto_map``)
@@ -13,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from hub.sdk import (
+    Backbone,
     DependencyError,
     ManifestError,
     Provider,
@@ -102,7 +104,7 @@ class TransformersProvider(Provider):
     extra = "transformers"
 
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
-              dtype: Any) -> TransformersBackbone:
+              dtype: Any) -> Backbone:
         try:
             import torch  # noqa: F401  (transformers imports without torch; the build needs it)
             import transformers
@@ -130,9 +132,19 @@ class TransformersProvider(Provider):
                 model: torch.nn.Module = transformers.AutoModel.from_config(config, trust_remote_code=False)
             return model
 
+        if spec.modality == "image-text":  # CLIPModel / SiglipModel: hub_transformers.twotower
+            from hub_transformers.twotower import TWO_TOWER_TYPES, build_two_tower
+
+            if config.model_type not in TWO_TOWER_TYPES:
+                raise ManifestError(f"{spec.name}: an image-text transformers backbone must be one "
+                                    f"of {TWO_TOWER_TYPES}, not {config.model_type!r}.",
+                                    model=spec.name, field="modality")
         module = build_module(factory, weights.weights, device=device, dtype=dtype,
                               what=f"transformers {config.model_type}",
                               key_map=_strip_prefix(getattr(config, "base_model_prefix", "")))
+        if spec.modality == "image-text":
+            return build_two_tower(spec, module, config, tokenizer, weights=weights, device=device,
+                                   dtype=dtype)
         n = int(config.num_hidden_layers)
         if spec.outputs.num_layers is not None and spec.outputs.num_layers != n:
             raise ManifestError(f"{spec.name}: outputs.num_layers is {spec.outputs.num_layers} but "
