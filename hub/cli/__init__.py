@@ -18,7 +18,20 @@ import sys
 
 import typer
 
-from hub.cli import bench, browse, cache, catalog, classify, extract, pin, plugins, probe, search, verify, weights
+from hub.cli import (
+    bench,
+    browse,
+    cache,
+    catalog,
+    classify,
+    extract,
+    pin,
+    plugins,
+    probe,
+    search,
+    verify,
+    weights,
+)
 from hub.cli._common import state
 from hub.errors import HubError
 
