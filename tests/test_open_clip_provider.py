@@ -328,3 +328,19 @@ def test_as_module_trains_the_image_tower(one_torch_thread: None) -> None:
                    for n in names)  # nothing after the last stage, nothing of the text tower
     with pytest.raises(InputError, match="text tower"):
         bb.as_module(modality="text")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["bfloat16", "auto"])
+def test_reduced_precision_runs_both_towers(dtype: str, pulled: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dtype="bfloat16" (and "auto" where it picks bf16) casts the shared network once: both
+    towers run in it, say so, and stay close to float32."""
+    monkeypatch.setenv("HUB_DTYPE", "bfloat16")  # what auto picks on a CPU with AMX
+    ref = pulled("clip_vit_b32")[0]
+    bb = hub.load("clip_vit_b32", device="cpu", dtype=dtype)
+    assert bb.precision == bb.image.precision == bb.text.precision == "bfloat16"
+    x, _ = images(SPECS["clip_vit_b32"])
+    for got, want in ((bb.extract(x), ref.extract(x)), (bb.extract(TEXTS), ref.extract(TEXTS))):
+        assert got.precision == "bfloat16"
+        cos = torch.nn.functional.cosine_similarity(got.pooled.float(), want.pooled, dim=-1)
+        assert cos.min() > 0.99, cos

@@ -165,7 +165,8 @@ class OpenClipProvider(Provider):
 
         module = build_module(factory, weights.weights if weights else None, device=device,
                               dtype=dtype, what=f"open_clip {spec.architecture}")
-        scale, bias = resolve_scoring(spec, *_learned(module, spec, pretrained=weights is not None))
+        scale, bias = resolve_scoring(spec, *_learned(module, spec, pretrained=weights is not None),
+                                      reduced=dtype is not None)
 
         kw: dict[str, Any] = {"weights": weights, "device": device, "dtype": dtype}
         image = _image_tower(spec, module, kw)
