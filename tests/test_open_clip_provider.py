@@ -271,7 +271,7 @@ def test_classify_json_and_extract_towers(pulled: Any, capsys: pytest.CaptureFix
         Image.fromarray(getattr(data, name)()).save(path)
         photos.append(path)
     r = run_hub(capsys, "classify", "clip_vit_b32", *map(str, photos), "--labels", "cat,coffee,rocket",
-                "--templates", "a photo of a {}.", "--json", "--device", "cpu")
+                "--templates", "a photo of a {}.", "--json", "--device", "cpu", "--dtype", "float32")
     assert r.code == 0, r.err
     out = json.loads(r.out)
     ref = bb.zero_shot([str(p) for p in photos], ["cat", "coffee", "rocket"], ["a photo of a {}."])
@@ -283,18 +283,18 @@ def test_classify_json_and_extract_towers(pulled: Any, capsys: pytest.CaptureFix
                    "--templates", "no placeholder").code == 1
 
     r = run_hub(capsys, "extract", "clip_vit_b32", *map(str, photos), "-o", str(tmp_path / "i.safetensors"),
-                "--device", "cpu", "--no-progress")
+                "--device", "cpu", "--dtype", "float32", "--no-progress")
     assert r.code == 0, r.err
     close(load_file(str(tmp_path / "i.safetensors"))["pooled"], bb.extract(photos).pooled, "extract images")
     texts = tmp_path / "captions.txt"
     texts.write_text("a cat\na cup of coffee\n")
     r = run_hub(capsys, "extract", "clip_vit_b32", str(texts), "-o", str(tmp_path / "t.safetensors"),
-                "--device", "cpu", "--no-progress")
+                "--device", "cpu", "--dtype", "float32", "--no-progress")
     assert r.code == 0, r.err
     close(load_file(str(tmp_path / "t.safetensors"))["pooled"], bb.extract(["a cat", "a cup of coffee"]).pooled,
           "extract texts")
     r = run_hub(capsys, "extract", "clip_vit_b32", str(texts), "-o", str(tmp_path / "ds"),
-                "--device", "cpu", "--no-progress", "--workers", "0")
+                "--device", "cpu", "--dtype", "float32", "--no-progress", "--workers", "0")
     assert r.code == 0, r.err
     import pyarrow.parquet as pq
 
