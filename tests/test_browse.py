@@ -161,3 +161,18 @@ def test_browse_imports_no_heavy_library(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "index.html").is_file()
     assert proc.stdout.strip().splitlines()[-1] == "HEAVY="
+
+
+def test_page_tests_in_a_fresh_interpreter() -> None:
+    """tests/test_browse_page.py (headless Chromium through Playwright's greenlets) in a child
+    pytest: all its tests pass there (or skip, saying why, where no browser is installed)."""
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                            str(root / "tests" / "test_browse_page.py")],
+                           env={**os.environ, "HUB_TEST_CHILD": "browse"}, capture_output=True, text=True,
+                           cwd=root)
+    tail = child.stdout[-6000:] + child.stderr[-3000:]
+    assert child.returncode == 0, tail
+    assert "passed" in child.stdout or "skipped" in child.stdout, tail
+    if "skipped" in child.stdout:
+        pytest.skip("the browser tests skipped in the child: " + child.stdout.strip().splitlines()[-1])

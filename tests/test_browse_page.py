@@ -4,10 +4,16 @@ machine's `hub bench` / `hub probe` records in table and chart, hostile manifest
 text, and the committed docs/zoo.html; never a console error or a request outside file://.
 
 Skips where no Chromium or Playwright is installed (saying so), unless HUB_TEST_REQUIRE_BROWSER=1.
+
+These tests run in a fresh interpreter (tests/test_browse.py::test_page_tests_in_a_fresh_interpreter
+starts this module with HUB_TEST_CHILD=browse): Playwright's sync API runs on greenlets, and a
+whole-suite process that had run them crashed later with SIGSEGV inside libpython (deterministic,
+hundreds of tests on, in unrelated code), so no greenlet shares the suite's interpreter.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,9 @@ from hub.manifest_loader import load_manifest_file
 from tests.support.headless import Watched, launch
 
 ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(os.environ.get("HUB_TEST_CHILD") != "browse",
+                                reason="run in a fresh interpreter by tests/test_browse.py")
 
 
 @pytest.fixture(scope="module")

@@ -412,3 +412,21 @@ def test_a_bf16_backbone_gives_a_float32_trainable_net(tmp_path: Path) -> None:
     out = net(torch.randn(2, 3, 64, 64))
     assert out["stage4"].dtype == torch.float32
     assert {v.dtype for v in net.parent_state_dict().values() if v.is_floating_point()} == {torch.float32}
+
+
+@pytest.mark.slow  # the child runs every test of the module, slow ones included (~3 min)
+def test_graph_tools_in_a_fresh_interpreter() -> None:
+    """tests/test_train_export.py (torch.export, torch.compile, ONNX of as_module nets) in a child
+    pytest: every test there passes."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            str(root / "tests" / "test_train_export.py")]
+    child = subprocess.run(args, env={**os.environ, "HUB_TEST_CHILD": "export"}, capture_output=True,
+                           text=True, cwd=root)
+    tail = child.stdout[-6000:] + child.stderr[-3000:]
+    assert child.returncode == 0, tail
+    assert "passed" in child.stdout and "failed" not in child.stdout, tail
