@@ -142,6 +142,6 @@ def build_two_tower(spec: BackboneSpec, module: torch.nn.Module, config: Any, to
     bias_t = getattr(m, "logit_bias", None)
     bias = float(bias_t.detach().float()) if bias_t is not None and not bias_t.is_meta else None
     logit_scale, logit_bias = resolve_scoring(spec, scale, bias,
-                                              reduced=m.logit_scale.dtype != torch.float32)
+                                              reduced=m.logit_scale.dtype.itemsize < 4)
     return TwoTowerBackbone(spec, module, image, text_tower, logit_scale=logit_scale,
                             logit_bias=logit_bias, **kw)
