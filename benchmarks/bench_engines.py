@@ -78,9 +78,12 @@ def cosine(a: Any, b: Any) -> float:
 def ov_compile(model: Any, example: Any, hint: str | None) -> Any:
     import openvino as ov
 
+    from hub.runtimes.openvino import process_core
+
     converted = ov.convert_model(model, example_input=example)
     config = {"INFERENCE_PRECISION_HINT": hint} if hint else {}
-    return ov.Core().compile_model(converted, "CPU", config)
+    # one Core per process: Cores freed out of order leave a freed signal stack (see process_core)
+    return process_core().compile_model(converted, "CPU", config)
 
 
 def ort_session(model: Any, example: tuple[Any, ...], names: list[str],

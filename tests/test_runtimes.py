@@ -238,3 +238,33 @@ def test_cli_extract_with_runtime_writes_the_same_features(ov_cache: Path, tmp_p
         [str(p) for p in paths])
     torch.testing.assert_close(load_file(str(out))["pooled"], want.pooled, atol=1e-4, rtol=1e-3)
     assert os.path.isdir(ov_cache / "runtimes" / "openvino" / "efficientnet_lite0")
+
+
+CHILD_SIGNALS = """
+import gc, signal, subprocess, sys
+import numpy as np
+import hub
+image = np.zeros((64, 64, 3), dtype=np.uint8)
+first = hub.load("efficientnet_lite0", device="cpu", dtype="float32", runtime="openvino")
+first.extract([image])
+second = hub.load("efficientnet_lite0", device="cpu", dtype="float32", runtime="openvino")
+second.extract([image])
+del first; gc.collect()   # first made, first freed: not the reverse order of their making
+del second; gc.collect()
+signal.signal(signal.SIGCHLD, lambda *_: None)   # any Python handler runs on the signal stack
+subprocess.run([sys.executable, "-c", "pass"], check=True)
+print("alive")
+"""
+
+
+def test_freeing_runtimes_in_any_order_leaves_signal_handling_intact(ov_cache: Path) -> None:
+    """Each openvino.Core's CPU plugin installs its own signal stack (for AMX state) and puts back
+    the one it found when it dies; two Cores freed first-in-first-out left the thread on freed
+    memory, and the next Python signal handler killed the process with SIGSEGV (found as a
+    whole-suite crash). The runtimes share one Core for the life of the process."""
+    import subprocess
+
+    child = subprocess.run([sys.executable, "-c", CHILD_SIGNALS], capture_output=True, text=True,
+                           timeout=600, env={**os.environ, "HUB_CACHE": str(ov_cache)})
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
+    assert child.stdout.strip().endswith("alive")

@@ -20,6 +20,7 @@ float32 in float32; elsewhere it falls back to float32 by itself).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from hub.config import Settings
     from hub.features import RawOutput
 
-__all__ = ["MIN_COSINE", "OpenVINORuntime", "import_openvino"]
+__all__ = ["MIN_COSINE", "OpenVINORuntime", "import_openvino", "process_core"]
 
 #: the smallest cosine to float32 torch, per sample, an export must reach: for the pooled
 #: embedding, and for every stage map or hidden state
@@ -55,6 +56,22 @@ def import_openvino() -> Any:
     except ImportError as exc:
         raise DependencyError("openvino", "openvino", "runtime='openvino'") from exc
     return openvino
+
+
+@functools.lru_cache(maxsize=1)
+def process_core() -> Any:
+    """The process's one ``openvino.Core``, made at first use and kept until the process ends.
+
+    OpenVINO's CPU plugin gives each Core its own signal stack (``sigaltstack``, sized for AMX
+    state) and, when that Core is destroyed, puts back the stack it found when it was made. Cores
+    destroyed in any order other than the reverse of their making leave the thread on a freed
+    stack, and the next Python signal handler (SIGINT, a SIGCHLD handler such as torch's
+    DataLoader installs) kills the process with SIGSEGV and no traceback. With one Core that
+    never dies, runtimes can be freed in any order.
+
+    :raises DependencyError: openvino is not installed.
+    """
+    return import_openvino().Core()
 
 
 class OpenVINORuntime:
@@ -76,7 +93,7 @@ class OpenVINORuntime:
         self.folder = folder
         self.exported = exported
         self._ov = ov
-        self._core = ov.Core()
+        self._core = process_core()
         self._model = model
         self._last = last
         self._input_shape = input_shape
@@ -108,7 +125,7 @@ class OpenVINORuntime:
         last = list(bb.specs)[-1]
         record = store.read_record(folder, fields) if folder is not None else None
         if record is not None and folder is not None and (folder / XML).is_file():
-            model = ov.Core().read_model(str(folder / XML))
+            model = process_core().read_model(str(folder / XML))
             return cls(ov, model, Layout.from_json(record["layout"]), precision=precision, last=last,
                        input_shape=dynamic, record=record, folder=folder, exported=False)
         graph = ForwardGraph(bb, keys, tensor_batch).eval()
