@@ -216,3 +216,27 @@ def test_text_trunk_is_float32_when_the_backbone_runs_bf16(dtype: str, tmp_path:
         close(pooled, want, "auto: rebuilt in float32")
     else:  # cast back up from bf16 weights: close, not equal
         assert torch.nn.functional.cosine_similarity(pooled, want).min() > 0.99
+
+
+def test_a_trained_text_tower_saves_as_an_image_text_backbone(tmp_path: Path,
+                                                              one_torch_thread: None) -> None:
+    """net.save() of a text trunk writes the whole image-text entry (the parent's image tower,
+    the trained text layers; the pooling head's weights are the head's own, saved by the user):
+    hub.load(directory) has both towers, the new text embeddings and the old image ones."""
+    (tmp_path / "parent").mkdir()
+    bb = hf_backbone("siglip_b16_hf", tmp_path / "parent")
+    net = bb.as_module(modality="text")
+    head = net.pooling_head()
+    train_steps(net, head, net.tokenize(TEXTS))
+    saved = hub.load(net.save(tmp_path / "tuned", name="siglip_tuned"), device="cpu",
+                     dtype="float32")
+    assert saved.modality == "image-text" and saved.spec.parent.name == bb.name
+    batch = net.tokenize(TEXTS)
+    net.eval()
+    with torch.no_grad():
+        tuned = net(batch)
+    got = saved.extract(TEXTS, stages="all", normalize=False)
+    for k, t in tuned.items():
+        close(got.stages[k], t, f"saved {k}")
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    close(saved.extract(x).pooled, bb.extract(x).pooled, "image tower unchanged")

@@ -310,7 +310,9 @@ def _light_parent(backbone: Backbone, body: torch.nn.Module) -> tuple[Backbone, 
     for attr, value in list(vars(view).items()):
         if isinstance(value, torch.nn.Module):  # e.g. a provider's extractor over the same weights
             setattr(view, attr, None)
-    view.two_tower = None  # a tower's image-text backbone holds the weights too
+    if backbone.two_tower is not None:  # a tower: net.save writes the image-text entry
+        view.spec = backbone.two_tower.spec
+    view.two_tower = None  # (it holds the weights too)
     view.module = copy.deepcopy(module, memo)
     return view, rest
 
