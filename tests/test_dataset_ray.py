@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -222,7 +221,7 @@ def test_ray_engine_refuses_a_missing_or_misplaced_tower(cluster: None, images: 
 
     with pytest.raises(InputError, match="image and a text tower: say which one"):
         extract_dataset(siglip_hf, images, tmp_path / "a", engine="ray")
-    with pytest.raises(InputError, match="modality='sound'|not 'sound'"):
+    with pytest.raises(InputError, match="not 'sound'"):
         extract_dataset(siglip_hf, images, tmp_path / "b", engine="ray", modality="sound")
     with pytest.raises(InputError, match="chooses the tower of an image-text backbone"):
         extract_dataset(TINY, images, tmp_path / "c", engine="ray", modality="image")

@@ -18,7 +18,6 @@ import json
 import shutil
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest

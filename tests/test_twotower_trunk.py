@@ -160,7 +160,8 @@ def test_transformers_image_trunk_equals_extract(name: str, tmp_path: Path) -> N
     extract()'s; later layers, the post-norm and SigLIP's pooling head are not owned."""
     bb = hf_backbone(name, tmp_path)
     net = bb.as_module(["block3", "block6"], freeze="block3")
-    assert net.out_channels == [WIDTH, WIDTH] and net.strides == [s.stride for s in bb.image.specs.values()][:2]
+    strides = [s.stride for s in bb.image.specs.values()][:2]
+    assert net.out_channels == [WIDTH, WIDTH] and net.strides == strides
     pp = bb.spec.preprocessing.image
     x = torch.rand(2, 3, pp.size, pp.size, generator=torch.Generator().manual_seed(0))
     xn = (x - torch.tensor(pp.mean).view(1, 3, 1, 1)) / torch.tensor(pp.std).view(1, 3, 1, 1)

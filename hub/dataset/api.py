@@ -70,7 +70,7 @@ def _tower(bb: Backbone, modality: str | None, source: Any = None) -> Backbone:
     if modality is None and bb.modality == "image-text" and isinstance(source, Reader):
         modality = source.modality
     check_tower(bb.name, bb.modality, modality)
-    return bb if modality is None else bb.tower(modality)  # type: ignore[attr-defined,no-any-return]
+    return bb if modality is None else bb.tower(modality)  # type: ignore[attr-defined]
 
 
 def _job(bb: Backbone, reader: Reader, stages: Sequence[int | str] | None, pool: str | None,

@@ -125,10 +125,9 @@ class TextPool(torch.nn.Module):
     def __init__(self, norm: torch.nn.Module, projection: Any, pool_type: str) -> None:
         super().__init__()
         self.ln_final = norm
-        if isinstance(projection, torch.nn.Module) or projection is None:
-            self.text_projection = projection
-        else:
-            self.text_projection = torch.nn.Parameter(projection.detach().clone())
+        # a Linear (SigLIP, with bias), a (width, embed) matrix (CLIP), or None
+        self.text_projection: Any = projection if isinstance(projection, torch.nn.Module) or \
+            projection is None else torch.nn.Parameter(projection.detach().clone())
         self.pool_type = pool_type
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -151,10 +150,11 @@ def text_pool(bb: OpenClipText) -> TextPool:
     from hub.sdk import InputError
 
     parent: Any = bb.module
-    text = getattr(parent, "text", None)
-    owner: Any = text if isinstance(text, torch.nn.Module) else parent
+    text: Any = getattr(parent, "text", None)
+    custom = isinstance(text, torch.nn.Module)  # CustomTextCLIP: its TextTransformer
+    owner: Any = text if custom else parent
     if getattr(owner, "cls_emb", None) is not None:
         raise InputError(f"{bb.name}: its text tower pools a class token (CoCa); hub's text "
                          "trunk does not support it.")
-    pool_type = owner.pool_type if owner is text else parent.text_pool_type
+    pool_type = str(text.pool_type if custom else parent.text_pool_type)
     return TextPool(copy.deepcopy(owner.ln_final), copy.deepcopy(owner.text_projection), pool_type)

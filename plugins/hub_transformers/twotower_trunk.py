@@ -23,7 +23,7 @@ import torch
 if TYPE_CHECKING:
     from hub_transformers.twotower import TransformersImage, TransformersText
 
-__all__ = ["TowerBody", "TextPool", "image_trunk", "text_pool", "text_trunk"]
+__all__ = ["TextPool", "TowerBody", "image_trunk", "text_pool", "text_trunk"]
 
 
 class TowerBody(torch.nn.Module):
