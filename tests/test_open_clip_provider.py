@@ -28,7 +28,7 @@ open_clip = pytest.importorskip("open_clip")
 
 SPECS = {s.name: s for s in zoo_specs() if s.provider == "open_clip"}
 FAST = ["clip_vit_b32", "siglip_b16"]
-SLOW = ["clip_vit_b16", "clip_vit_l14", "openclip_vit_b32_laion2b", "mobileclip_s2", "siglip2_b16"]
+SLOW = ["clip_vit_b16", "clip_vit_l14", "openclip_vit_b32_laion2b", "mobileclip_s2", "siglip_v2_b16"]
 TEXTS = ["a cat sits on the mat", "a quick brown fox jumps over the lazy dog", "hi"]
 
 
@@ -112,8 +112,8 @@ def served(name: str, server: Any, tmp_path: Path) -> tuple[torch.nn.Module, Any
             model.logit_scale.fill_(math.log(spec.scoring.logit_scale))
         if getattr(model, "logit_bias", None) is not None:
             model.logit_bias.fill_(-10.0)
-    files = siglip_tokenizer_files(gemma=name == "siglip2_b16") if name in ("siglip_b16", "siglip2_b16") \
-        else {}
+    sig = name in ("siglip_b16", "siglip_v2_b16")
+    files = siglip_tokenizer_files(gemma=name == "siglip_v2_b16") if sig else {}
     serve_variant(server, spec, save_safetensors(model, tmp_path / f"{name}.safetensors"), files)
     text_cfg = config["text_cfg"]
     if text_cfg.get("hf_tokenizer_name"):
@@ -245,7 +245,7 @@ def test_preprocessing_equals_open_clips_transform() -> None:
     from hub.preprocess import pixel_batch
 
     photo = Image.fromarray(data.chelsea())  # 451 x 300
-    for name in ["clip_vit_b32", "siglip_b16", "siglip2_b16", "mobileclip_s2"]:
+    for name in ["clip_vit_b32", "siglip_b16", "siglip_v2_b16", "mobileclip_s2"]:
         pp = SPECS[name].preprocessing.image
         transform = open_clip.image_transform(pp.size, is_train=False, mean=pp.mean, std=pp.std,
                                               resize_mode=pp.resize_mode,

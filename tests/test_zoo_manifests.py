@@ -47,7 +47,7 @@ FAMILIES = {
     "text": ["bert_base", "bert_base_cased", "bert_large", "gpt2", "gpt2_medium", "roberta_base",
              "roberta_large", "albert_base_v2", "distilbert_base", "minilm_l6"],
     "image-text": ["clip_vit_b32", "clip_vit_b16", "clip_vit_l14", "openclip_vit_b32_laion2b",
-                   "siglip_b16", "siglip2_b16", "mobileclip_s2", "clip_vit_b32_hf",
+                   "siglip_b16", "siglip_v2_b16", "mobileclip_s2", "clip_vit_b32_hf",
                    "siglip_b16_hf"],
 }
 ANCHOR_ALIASES = {"vit_b16": "vit_base_patch16_224", "vit_s16": "vit_small_patch16_224",
