@@ -62,6 +62,8 @@ class Backbone(ABC):
     :ivar compiled: the forward runs through ``torch.compile``.
     :ivar runtime: the optional runtime that runs the forward instead of torch
         (``hub.load(..., runtime="openvino")``; see :mod:`hub.runtimes`), else ``None``.
+    :ivar two_tower: the image-text backbone this is a tower of (:mod:`hub.twotower`), else
+        ``None``.
     """
 
     modality: str = ""
@@ -80,6 +82,7 @@ class Backbone(ABC):
         self.channels_last = False
         self.compiled = False
         self.runtime: Runtime | None = None
+        self.two_tower: Backbone | None = None  # set on the towers of an image-text backbone
 
     @property
     def name(self) -> str:
@@ -169,6 +172,9 @@ class Backbone(ABC):
 
         from hub.api import get_registry
 
+        pair = getattr(self, "two_tower", None)
+        if pair is not None and self.weights is not None:  # a tower: rebuilt with both towers
+            return pair._float32_twin().tower(self.modality)  # type: ignore[no-any-return]
         if self.weights is None:
             twin = copy.copy(self)
             twin.module = copy.deepcopy(self.module).float()
@@ -192,7 +198,9 @@ class Backbone(ABC):
         """A new module (its own copy of the weights) that pools ``stage``'s map (B, C, H, W) into
         the embedding exactly as ``extract()`` does, when that pooling has trained parameters
         (ConvNeXt's pre-logits norm); ``None`` when the pooling is parameter-free (the core's
-        ``net.pool`` is then exact). Providers override it."""
+        ``net.pool`` is then exact). A text tower's head (an image-text backbone's: final norm,
+        end-of-text pooling, projection) takes ``(tokens, attention_mask)``. Providers override
+        it."""
         return None
 
     # ---- the template method -------------------------------------------------------------------

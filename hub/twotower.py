@@ -164,6 +164,7 @@ class TwoTowerBackbone(Backbone):
         super().__init__(spec, module, [], weights=weights, device=device, dtype=dtype)
         self.image = image
         self.text = text
+        image.two_tower = text.two_tower = self  # as_module rebuilds a tower through this
         self.logit_scale = float(logit_scale)
         self.logit_bias = None if logit_bias is None else float(logit_bias)
         self.activation = spec.scoring.activation if spec.scoring is not None else "softmax"
@@ -243,7 +244,11 @@ class TwoTowerBackbone(Backbone):
                   output_stride: int | None = None, grad_checkpointing: bool = False,
                   pyramid: bool = False, modality: str = "image") -> torch.nn.Module:
         """A trainable module of one tower (default the image tower); see
-        :meth:`Backbone.as_module` for the options. ``modality="text"`` gives the text tower."""
+        :meth:`Backbone.as_module` for the options. ``modality="text"`` gives the text tower's
+        trunk: its layers' hidden states (B, L, D) from the tokenised batch ``net.tokenize(texts)``
+        returns, and ``net.pooling_head()`` for the embedding in the shared space (final norm,
+        end-of-text pooling and projection, trainable). ``m.text.as_module(...)`` is the same.
+        The module trains in float32 whatever precision this backbone runs in."""
         return self.tower(modality).as_module(
             stages, freeze=freeze, norm=norm, output_stride=output_stride,
             grad_checkpointing=grad_checkpointing, pyramid=pyramid)

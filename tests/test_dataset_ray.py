@@ -168,3 +168,61 @@ def test_ray_engine_reads_a_saved_directory_by_a_relative_path(
     assert ids_r == ids_l and _cosine(emb_l, emb_r).min() >= 0.9999
     m = json.loads((tmp_path / "ray" / "_manifest.json").read_text())
     assert m["backbone"]["name"] == "tiny_ft" and m["backbone"]["weights"] == "finetuned"
+
+
+@pytest.fixture
+def siglip_hf(tmp_path: Path) -> str:
+    """A small SigLIP in transformers format (siglip_b16_hf's layout at width 64, random weights;
+    tests/test_twotower_trunk.py) saved as a directory: a name the actors load."""
+    import hub
+    from hub.train.save import save_finetuned
+    from tests.test_twotower_trunk import hf_backbone
+
+    (tmp_path / "files").mkdir()
+    parent = hf_backbone("siglip_b16_hf", tmp_path / "files")
+    state = {k: v.clone() for k, v in parent.module.state_dict().items()}
+    save_finetuned(parent, state, tmp_path / "siglip_tiny", "siglip_tiny")
+    hub.refresh()
+    return str(tmp_path / "siglip_tiny")
+
+
+def test_ray_engine_runs_either_tower_of_an_image_text_backbone(
+        cluster: None, images: Path, tmp_path: Path, siglip_hf: str) -> None:
+    """modality= picks the tower the actors run: the same job (output manifest) and embeddings as
+    the local engine's, recorded as the image-text backbone plus the tower, so `hub search`
+    takes a text query over the image rows."""
+    import hub
+
+    texts = tmp_path / "captions.txt"
+    texts.write_text("a cat sits on the mat\na photo of the dog\nhi\n")
+    for source, tower in ((images, "image"), (texts, "text")):
+        local, remote = tmp_path / f"local_{tower}", tmp_path / f"ray_{tower}"
+        extract_dataset(siglip_hf, source, local, modality=tower, batch_size=8, shard_size=16,
+                        workers=0, device="cpu", dtype="float32")
+        result = extract_dataset(siglip_hf, source, remote, engine="ray", modality=tower,
+                                 batch_size=8, shard_size=16, dtype="float32", device="cpu")
+        assert result.complete
+        ids_l, emb_l, _ = read_output(local)
+        ids_r, emb_r, _ = read_output(remote)
+        assert ids_r == ids_l and _cosine(emb_l, emb_r).min() >= 0.9999
+        m_l = json.loads((local / "_manifest.json").read_text())
+        m_r = json.loads((remote / "_manifest.json").read_text())
+        assert m_r["engine"] == "ray" and m_r["backbone"] == m_l["backbone"]
+        assert m_r["backbone"]["modality"] == "image-text" and m_r["source"]["modality"] == tower
+    found = hub.search(tmp_path / "ray_image", "a photo of a cat", top_k=3, device="cpu",
+                       backbone=siglip_hf)
+    assert found.query_modality == "text" and len(found.hits) == 3
+
+
+def test_ray_engine_refuses_a_missing_or_misplaced_tower(cluster: None, images: Path,
+                                                          tmp_path: Path, siglip_hf: str) -> None:
+    """Checked on the driver, before any actor starts."""
+    from hub.errors import InputError
+
+    with pytest.raises(InputError, match="image and a text tower: say which one"):
+        extract_dataset(siglip_hf, images, tmp_path / "a", engine="ray")
+    with pytest.raises(InputError, match="not 'sound'"):
+        extract_dataset(siglip_hf, images, tmp_path / "b", engine="ray", modality="sound")
+    with pytest.raises(InputError, match="chooses the tower of an image-text backbone"):
+        extract_dataset(TINY, images, tmp_path / "c", engine="ray", modality="image")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()

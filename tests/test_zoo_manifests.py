@@ -47,7 +47,8 @@ FAMILIES = {
     "text": ["bert_base", "bert_base_cased", "bert_large", "gpt2", "gpt2_medium", "roberta_base",
              "roberta_large", "albert_base_v2", "distilbert_base", "minilm_l6"],
     "image-text": ["clip_vit_b32", "clip_vit_b16", "clip_vit_l14", "openclip_vit_b32_laion2b",
-                   "siglip_b16", "mobileclip_s2", "clip_vit_b32_hf"],
+                   "siglip_b16", "siglip_v2_b16", "mobileclip_s2", "clip_vit_b32_hf",
+                   "siglip_b16_hf"],
 }
 ANCHOR_ALIASES = {"vit_b16": "vit_base_patch16_224", "vit_s16": "vit_small_patch16_224",
                   "vit_l16": "vit_large_patch16_224", "bert_base": "bert-base-uncased",
@@ -183,3 +184,40 @@ def test_image_text_figures_match_the_architecture(name: str) -> None:
         assert t.shape[1] == st.channels and st.stride is not None, (st.name, tuple(t.shape))
         assert t.shape[2] == size // st.stride, (st.name, tuple(t.shape))
     assert tuple(feats.pooled.shape) == (1, spec.outputs.embedding_dim)
+
+
+# the config.json values of google/siglip-base-patch16-224 are transformers' SiglipConfig defaults
+HF_IMAGE_TEXT_CONFIGS = {"siglip_b16_hf": "SiglipConfig"}
+
+
+@pytest.mark.parametrize("name", sorted(n for n in IMAGE_TEXT if SPECS[n].provider == "transformers"
+                                        and n not in PICKLE_ONLY))
+def test_transformers_image_text_figures_match_the_architecture(name: str) -> None:
+    """params: both towers as transformers builds them; GMACs: the vision tower at input_size;
+    stage widths and strides from a meta forward of its hidden states; context length, text
+    layers and embedding width from the config."""
+    import transformers
+
+    spec = SPECS[name]
+    config = getattr(transformers, HF_IMAGE_TEXT_CONFIGS[name])()
+    assert config.model_type == spec.architecture
+    with torch.device("meta"):
+        model = transformers.AutoModel.from_config(config).eval()
+    assert count_params_m(model) == pytest.approx(spec.stats.params_m, rel=0.005)
+    size = spec.stats.input_size
+    assert size is not None and spec.preprocessing.image is not None
+    assert size == spec.preprocessing.image.size == config.vision_config.image_size
+    assert gmacs(model.vision_model, size) == pytest.approx(spec.stats.gmacs, rel=0.05)
+    assert spec.preprocessing.text is not None
+    assert spec.preprocessing.text.max_length == config.text_config.max_position_embeddings
+    assert spec.outputs.num_layers == config.text_config.num_hidden_layers
+    with torch.no_grad():
+        hidden = model.vision_model(pixel_values=torch.empty(1, 3, size, size, device="meta"),
+                                    output_hidden_states=True).hidden_states
+        pooled = model.get_image_features(pixel_values=torch.empty(1, 3, size, size, device="meta"))
+    for st in spec.outputs.stages:
+        h = hidden[int(st.module)]
+        assert st.stride is not None and h.shape[1] == (size // st.stride) ** 2, st.name
+        assert h.shape[2] == st.channels, (st.name, tuple(h.shape))
+    pooled = pooled if isinstance(pooled, torch.Tensor) else pooled.pooler_output
+    assert pooled.shape[-1] == spec.outputs.embedding_dim

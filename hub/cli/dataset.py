@@ -67,23 +67,17 @@ def run_dataset(name: str, inputs: list[str], out: Path, *, stages: Any, pool: s
     if stages == "all":
         raise InputError("--stages all is not available for datasets (every stage of every item "
                          "is a lot of data): name the stages, e.g. --stages -1 or --stages s2,s3.")
-    backbone: Any = name
     from hub.api import get_catalog
 
-    if get_catalog().get(name).spec.modality == "image-text":  # one tower, loaded here
-        from hub.api import load
-
-        which = modality or ("text" if inputs[0].lower().endswith(".txt") else "image")
-        loaded: Any = load(name, weights=weights, device=device, dtype=dtype)
-        backbone = loaded.tower(which)
-        weights, device, dtype = None, "auto", None  # type: ignore[assignment]
+    if get_catalog().get(name).spec.modality == "image-text":  # one tower embeds the rows
+        modality = modality or ("text" if inputs[0].lower().endswith(".txt") else "image")
     elif modality is not None:
         raise InputError("--modality applies to image-text backbones.")
-    result = extract_dataset(backbone, inputs[0], out, column=column, engine=engine, address=address,
+    result = extract_dataset(name, inputs[0], out, column=column, engine=engine, address=address,
                              batch_size=batch_size, workers=workers, stages=stages or [],
                              pool=pool, normalize=normalize, weights=weights, device=device,
                              dtype=dtype, shard_size=shard_size, strict=strict, progress=progress,
-                             runtime=runtime)
+                             runtime=runtime, modality=modality)
     resumed = f", {result.skipped} already complete" if result.skipped else ""
     errors = f", {result.errors} bad items in {out / '_errors.jsonl'}" if result.errors else ""
     console().print(f"[green]wrote[/] {result.rows} rows in {result.shards} shards{resumed} to "

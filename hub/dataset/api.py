@@ -27,7 +27,8 @@ def _check_batch_size(batch_size: Any) -> int:
 
 
 def _backbone(backbone: str | os.PathLike[str] | Backbone, weights: str | None, device: Any,
-              dtype: Any, runtime: str | None = None) -> Backbone:
+              dtype: Any, runtime: str | None = None, modality: str | None = None,
+              source: Any = None) -> Backbone:
     from hub.api import load
     from hub.backbone import Backbone
 
@@ -35,20 +36,52 @@ def _backbone(backbone: str | os.PathLike[str] | Backbone, weights: str | None, 
         if weights is not None or device != "auto" or dtype not in (None, "auto") or runtime is not None:
             raise InputError("weights, device, dtype and runtime apply when the backbone is given "
                              "by name; a loaded Backbone already has them.")
-        return backbone
+        return _tower(backbone, modality, source)
     if not isinstance(backbone, (str, os.PathLike)):
         raise InputError(f"backbone must be a name, a saved directory or a loaded hub.Backbone, "
                          f"not {type(backbone).__name__}.")
-    return load(backbone, weights=weights, device=device, dtype=dtype, runtime=runtime)
+    return _tower(load(backbone, weights=weights, device=device, dtype=dtype, runtime=runtime),
+                  modality, source)
+
+
+def check_tower(name: str, backbone_modality: str, modality: str | None) -> None:
+    """An image-text backbone needs ``modality`` (the tower that runs); others take none.
+
+    :raises InputError: otherwise.
+    """
+    if backbone_modality == "image-text":
+        if modality not in ("image", "text"):
+            raise InputError(f"{name} has an image and a text tower: say which one embeds the "
+                             f"dataset with modality='image' or 'text' (--modality), not "
+                             f"{modality!r}.")
+    elif modality is not None:
+        raise InputError(f"modality={modality!r} chooses the tower of an image-text backbone; "
+                         f"{name} is a {backbone_modality} backbone: leave it out.")
+
+
+def _tower(bb: Backbone, modality: str | None, source: Any = None) -> Backbone:
+    """The backbone that runs: an image-text backbone's tower (``modality``, or a given
+    :class:`Reader`'s), a tower as given, else the backbone itself."""
+    if bb.two_tower is not None:  # already one tower
+        if modality not in (None, bb.modality):
+            raise InputError(f"modality={modality!r} but the backbone given is {bb.name}'s "
+                             f"{bb.modality} tower.")
+        return bb
+    if modality is None and bb.modality == "image-text" and isinstance(source, Reader):
+        modality = source.modality
+    check_tower(bb.name, bb.modality, modality)
+    return bb if modality is None else bb.tower(modality)  # type: ignore[attr-defined]
 
 
 def _job(bb: Backbone, reader: Reader, stages: Sequence[int | str] | None, pool: str | None,
          normalize: bool | None, shard_size: int) -> Job:
     resolve_stages(list(bb.specs), _stages(stages), model=bb.name)  # fails early, before any work
     w = bb.weights
-    return make_job(bb.spec, variant=w.variant.name if w else None, sha256=w.sha256 if w else None,
-                    reader=reader, stages=_stages(stages), pool=pool, normalize=normalize,
-                    dtype=backbone_dtype(bb), shard_size=shard_size)
+    pair = bb.two_tower  # a tower: the job names the image-text backbone and the tower that ran
+    return make_job(bb.spec if pair is None else pair.spec, variant=w.variant.name if w else None,
+                    sha256=w.sha256 if w else None, reader=reader, stages=_stages(stages),
+                    pool=pool, normalize=normalize, dtype=backbone_dtype(bb),
+                    shard_size=shard_size, tower=None if pair is None else bb.modality)
 
 
 def _stages(stages: Sequence[int | str] | str | int | None) -> list[int | str]:
@@ -64,7 +97,8 @@ def iter_features(backbone: str | Backbone, source: str | os.PathLike[str] | Rea
                   stages: Sequence[int | str] | None = None, pool: str | None = None,
                   normalize: bool | None = None, weights: str | None = None,
                   device: Any = "auto", dtype: Any = "auto",
-                  strict: bool = False, runtime: str | None = None) -> Iterator[FeatureBatch]:
+                  strict: bool = False, runtime: str | None = None,
+                  modality: str | None = None) -> Iterator[FeatureBatch]:
     """Stream the features of a dataset, batch by batch, with nothing written to disk.
 
     Takes the same sources and options as :func:`extract_dataset`; decoding runs in
@@ -76,7 +110,7 @@ def iter_features(backbone: str | Backbone, source: str | os.PathLike[str] | Rea
     """
     from hub.dataset.local import default_workers, plan_ranges, run_pipeline, strict_error
 
-    bb = _backbone(backbone, weights, device, dtype, runtime)
+    bb = _backbone(backbone, weights, device, dtype, runtime, modality, source)
     src = source if isinstance(source, Reader) else open_reader(source, bb.modality, column=column)
     job = _job(bb, src, stages, pool, normalize, shard_size=1)
     ranges = plan_ranges([(0, len(src))], _check_batch_size(batch_size))
@@ -95,7 +129,8 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
                     pool: str | None = None, normalize: bool | None = None,
                     weights: str | None = None, device: Any = "auto", dtype: Any = "auto",
                     shard_size: int = 4096, strict: bool = False,
-                    progress: bool = False, runtime: str | None = None) -> DatasetResult:
+                    progress: bool = False, runtime: str | None = None,
+                    modality: str | None = None) -> DatasetResult:
     """Extract features for a whole dataset into a folder of Parquet shards; resumable.
 
     ``source`` is a folder of images (recursive), a glob, a text file (one text, or one
@@ -121,6 +156,10 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
     :param progress: show a progress bar (items/s, ETA) on stderr.
     :param runtime: ``"openvino"`` runs the network with OpenVINO (see :func:`hub.load`);
         local engine only.
+    :param modality: an image-text backbone's tower that embeds the rows, ``"image"`` or
+        ``"text"`` (required for one given by name; a loaded tower, ``m.image`` / ``m.text``,
+        already says it). The output manifest records the image-text backbone and the tower
+        (``source.modality``), so ``hub search`` takes text and image queries over it.
     """
     if engine not in ENGINES:
         raise InputError(f"engine={engine!r}: choose one of {', '.join(ENGINES)}.")
@@ -129,19 +168,21 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
         from hub.dataset.ray_engine import run_ray
 
         if not isinstance(backbone, str):
-            raise InputError("engine='ray' loads the backbone in each actor: pass its name.")
+            raise InputError("engine='ray' loads the backbone in each actor: pass its name "
+                             "(with modality='image' or 'text' for an image-text backbone's "
+                             "tower).")
         if runtime is not None:
             raise InputError(f"runtime={runtime!r} applies to engine='local'; with Ray, leave "
                              "runtime out (the actors run torch).")
         return run_ray(backbone, source, out, column=column, address=address,
                        batch_size=batch_size, actors=workers, stages=_stages(stages), pool=pool,
                        normalize=normalize, weights=weights, device=device, dtype=dtype,
-                       shard_size=shard_size, strict=strict, progress=progress)
+                       shard_size=shard_size, strict=strict, progress=progress, modality=modality)
     if address is not None:
         raise InputError("address applies to engine='ray'.")
     from hub.dataset.local import default_workers, run_local
 
-    bb = _backbone(backbone, weights, device, dtype, runtime)
+    bb = _backbone(backbone, weights, device, dtype, runtime, modality, source)
     src = source if isinstance(source, Reader) else open_reader(source, bb.modality, column=column)
     job = _job(bb, src, stages, pool, normalize, shard_size)
     return run_local(bb, src, out, job, batch_size=batch_size,

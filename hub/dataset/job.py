@@ -82,8 +82,13 @@ class Job:
 
 def make_job(spec: BackboneSpec, *, variant: str | None, sha256: str | None, reader: Reader,
              stages: list[str | int], pool: str | None, normalize: bool | None, dtype: str | None,
-             shard_size: int) -> Job:
-    """Build a :class:`Job`, filling pool and normalisation from the manifest's defaults."""
+             shard_size: int, tower: str | None = None) -> Job:
+    """Build a :class:`Job`, filling pool and normalisation from the manifest's defaults.
+
+    :param tower: an image-text backbone's tower that runs (``"image"`` / ``"text"``), recorded
+        as the source's ``modality``; ``spec`` is then the two-tower entry (its ``modality``
+        ``image-text`` tells ``hub search`` that both kinds of query embed in the rows' space).
+    """
     from hub.features import POOLS
 
     pool = spec.outputs.pool if pool is None else pool
@@ -97,8 +102,9 @@ def make_job(spec: BackboneSpec, *, variant: str | None, sha256: str | None, rea
             raise InputError(f"stages entries are indices or names, got {s!r}.")
     backbone = {"name": spec.name, "provider": spec.provider, "architecture": spec.architecture,
                 "modality": spec.modality, "weights": variant, "sha256": sha256}
+    source = reader.describe() if tower is None else {**reader.describe(), "modality": tower}
     return Job(backbone=backbone, preprocessing=spec.preprocessing.model_dump(mode="json"),
-               source=reader.describe(), stages=list(stages), pool=pool,
+               source=source, stages=list(stages), pool=pool,
                normalize=spec.outputs.normalize if normalize is None else bool(normalize),
                dtype=dtype or "float32", shard_size=shard_size)
 

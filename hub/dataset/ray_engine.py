@@ -100,6 +100,8 @@ class Embedder:
         bytes, arrays) or text.
     :param stages: stage names or indices to return as ``stage_<name>`` columns.
     :param env: ``HUB_*`` variables to set in the actor before loading (e.g. ``HUB_CACHE``).
+    :param modality: an image-text backbone's tower that runs, ``"image"`` or ``"text"``
+        (required for those; others take none).
 
     Rows whose ``error`` column is non-empty pass through with a zero embedding. The
     output has every input column but ``column``, plus ``embedding`` (float32, (n, D)).
@@ -108,12 +110,15 @@ class Embedder:
     def __init__(self, name: str, *, weights: str | None = None, device: Any = "auto",
                  dtype: Any = "auto", stages: list[str | int] | None = None, pool: str | None = None,
                  normalize: bool | None = None, column: str = "item",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, modality: str | None = None) -> None:
         os.environ.update(env or {})
         os.environ["HUB_OFFLINE"] = "1"  # load from the pulled cache, never download here
         from hub.api import load
+        from hub.dataset.api import check_tower
 
-        self.bb = load(name, weights=weights, device=device, dtype=dtype)
+        bb = load(name, weights=weights, device=device, dtype=dtype)
+        check_tower(bb.name, bb.modality, modality)
+        self.bb = bb if modality is None else bb.tower(modality)  # type: ignore[attr-defined]
         self.stages = list(stages or [])
         self.pool = self.bb.spec.outputs.pool if pool is None else pool
         self.normalize = self.bb.spec.outputs.normalize if normalize is None else normalize
@@ -187,7 +192,7 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
             actors: int | None = None, stages: list[str | int] | None = None,
             pool: str | None = None, normalize: bool | None = None, weights: str | None = None,
             device: Any = "auto", dtype: Any = "auto", shard_size: int = 4096, strict: bool = False,
-            progress: bool = False) -> DatasetResult:
+            progress: bool = False, modality: str | None = None) -> DatasetResult:
     """Run a dataset job on Ray into ``out`` (same layout and resume rules as the local engine).
 
     The weights are pulled here, on the driver, before any actor starts. ``address``: a
@@ -195,18 +200,23 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
     started in this process, else ``RAY_ADDRESS``, else starts a local one (shut down after).
     On a cluster of several machines, ``HUB_CACHE`` and the source must be on storage every
     node can read (or ``hub pull`` run on every node); so must a saved directory given as
-    ``name`` (actors load it by its absolute path).
+    ``name`` (actors load it by its absolute path). ``modality``: an image-text backbone's
+    tower (``"image"`` / ``"text"``), required for those; the job is the local engine's for
+    the same tower.
     """
     ray = _ray()
     from hub.api import resolve
+    from hub.dataset.api import check_tower
     from hub.execution import dtype_name, is_auto, resolve_dtype
 
     spec, files, target = resolve(name, weights=weights)  # a saved directory: its absolute path
-    src = source if isinstance(source, Reader) else open_reader(source, spec.modality, column=column)
+    check_tower(spec.name, spec.modality, modality)
+    runs = modality or spec.modality  # the modality of the rows (an image-text backbone's tower)
+    src = source if isinstance(source, Reader) else open_reader(source, runs, column=column)
     job = make_job(spec, variant=files.variant.name, sha256=files.sha256, reader=src,
                    stages=list(stages or []), pool=pool, normalize=normalize,
                    dtype="auto" if is_auto(dtype) else dtype_name(resolve_dtype(dtype)),
-                   shard_size=shard_size)
+                   shard_size=shard_size, tower=modality)
     started = not ray.is_initialized()
     if not started and address is not None:
         raise InputError(f"address={address!r}: this process is already connected to a Ray "
@@ -221,7 +231,7 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
             try:
                 _stream(ray, writer, src, ranges, spec, target, files.variant.name, job,
                         device=device, dtype=dtype, actors=actors, batch_size=batch_size,
-                        strict=strict, progress=progress)
+                        strict=strict, progress=progress, modality=modality)
             finally:
                 if started:
                     ray.shutdown()
@@ -230,7 +240,8 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
 
 def _stream(ray: Any, writer: ShardWriter, src: Reader, ranges: list[tuple[int, int]],
             spec: Any, target: str, variant: str, job: Any, *, device: Any, dtype: Any,
-            actors: int | None, batch_size: int, strict: bool, progress: bool) -> None:
+            actors: int | None, batch_size: int, strict: bool, progress: bool,
+            modality: str | None = None) -> None:
     """Build the Ray Data pipeline over ``ranges`` and feed its output to ``writer``."""
     from ray.data import DataContext
 
@@ -238,13 +249,14 @@ def _stream(ray: Any, writer: ShardWriter, src: Reader, ranges: list[tuple[int, 
     bars, context.enable_progress_bars = context.enable_progress_bars, False  # ours instead
     try:
         plan = plan_actors(ray.cluster_resources(), actors, device)
-        pp = spec.preprocessing.image if spec.modality == "image" else None
+        pp = spec.preprocessing.image if (modality or spec.modality) == "image" else None
         env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
         ds = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges])
         ds = ds.map_batches(decode_batch, fn_kwargs={"reader": src, "pp": pp}, batch_size=1)
         ds = ds.map_batches(Embedder, batch_size=batch_size, fn_constructor_kwargs={
             "name": target, "weights": variant, "device": device, "dtype": dtype,
-            "stages": job.stages, "pool": job.pool, "normalize": job.normalize, "env": env},
+            "stages": job.stages, "pool": job.pool, "normalize": job.normalize, "env": env,
+            "modality": modality},
             compute=ray.data.ActorPoolStrategy(size=plan["size"]), num_gpus=plan["num_gpus"],
             num_cpus=plan["num_cpus"])
         total = sum(b - a for a, b in ranges)

@@ -192,8 +192,11 @@ class Trunk(torch.nn.Module):
     def pooling_head(self) -> torch.nn.Module:
         """A new module pooling the last returned stage exactly as ``extract()`` pools it, with its
         own trainable copy of any trained pooling parameters (ConvNeXt's pre-logits norm, which
-        :meth:`pool` leaves out). ``head(out)`` takes this net's output; :func:`hub.heads.classifier`
-        uses it, so a classifier starts from the embedding the weights were trained to give."""
+        :meth:`pool` leaves out; the text tower of an image-text backbone: its final norm, the
+        pooling at the end-of-text token and the projection into the shared space, which give
+        ``extract(normalize=False)``'s ``pooled``). ``head(out)`` takes this net's output (text:
+        ``head(out, batch["attention_mask"])``); :func:`hub.heads.classifier` uses it, so a
+        classifier starts from the embedding the weights were trained to give."""
         import copy
 
         trained = self._pooling[0] if self._pooling else None
@@ -201,7 +204,7 @@ class Trunk(torch.nn.Module):
             return _Pool(self)
         device = next(iter(self.parameters()), torch.empty(0)).device
         return _TrainedPool(copy.deepcopy(trained).to(device=device, dtype=torch.float32),
-                            self.stage_names[-1])
+                            self.stage_names[-1], text=self.modality == "text")
 
     def param_groups(self, lr: float, weight_decay: float = 0.0,
                      layer_decay: float | None = None) -> list[dict[str, Any]]:
@@ -272,12 +275,18 @@ class _Pool(torch.nn.Module):
 class _TrainedPool(torch.nn.Module):
     """The provider's trained pooling (``Backbone._pool_head``) of the last returned stage."""
 
-    def __init__(self, head: torch.nn.Module, stage: str) -> None:
+    def __init__(self, head: torch.nn.Module, stage: str, *, text: bool = False) -> None:
         super().__init__()
         self.head = head
         self.stage = stage
+        self.text = text  # a text head pools at the real tokens: it takes the attention mask
 
     def forward(self, out: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.text:
+            if mask is None:
+                raise InputError("text pooling needs the attention mask: "
+                                 "head(out, batch['attention_mask']).")
+            return self.head(out[self.stage], mask)  # type: ignore[no-any-return]
         return self.head(out[self.stage])  # type: ignore[no-any-return]
 
 
@@ -301,6 +310,9 @@ def _light_parent(backbone: Backbone, body: torch.nn.Module) -> tuple[Backbone, 
     for attr, value in list(vars(view).items()):
         if isinstance(value, torch.nn.Module):  # e.g. a provider's extractor over the same weights
             setattr(view, attr, None)
+    if backbone.two_tower is not None:  # a tower: net.save writes the image-text entry
+        view.spec = backbone.two_tower.spec
+    view.two_tower = None  # (it holds the weights too)
     view.module = copy.deepcopy(module, memo)
     return view, rest
 
@@ -377,7 +389,7 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     if grad_checkpointing and checkpoint_blocks(body) == 0:
         raise InputError(f"{backbone.name}: grad_checkpointing found no repeated blocks to "
                          "checkpoint in this architecture; use grad_checkpointing=False.")
-    net._pooling = [backbone._pool_head(requested[-1]) if backbone.modality == "image" else None]
+    net._pooling = [backbone._pool_head(requested[-1])]
     net._parent, net._parent_rest = _light_parent(backbone, body)
     if pyramid:
         from hub.train.pyramid import PyramidNet

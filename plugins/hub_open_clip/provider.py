@@ -26,7 +26,6 @@ from hub.sdk import (
     DependencyError,
     FixedLengthText,
     ImageBackbone,
-    InputError,
     ManifestError,
     Provider,
     RawOutput,
@@ -131,8 +130,16 @@ class OpenClipText(FixedLengthText):
         return RawOutput(stages=result, mask=batch["attention_mask"], pooled=out["text_features"])
 
     def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
-        raise InputError(f"{self.name}: training the text tower is not supported yet; "
-                         "as_module() trains the image tower (modality='image').")
+        from hub_open_clip.trunk import text_trunk
+
+        return text_trunk(self, stages)
+
+    def _pool_head(self, stage: str) -> torch.nn.Module | None:
+        """The final norm, end-of-text pooling and projection, after the last layer only (the
+        embedding is computed from the last layer)."""
+        from hub_open_clip.trunk import text_pool
+
+        return text_pool(self) if stage == list(self.specs)[-1] else None
 
 
 class OpenClipProvider(Provider):

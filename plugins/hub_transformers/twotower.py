@@ -63,6 +63,11 @@ class TransformersImage(ImageBackbone):
         result = {n: hidden[self._indices[n]] for n in dict.fromkeys([*stages, last])}
         return RawOutput(stages=result, num_prefix_tokens=self._prefix, pooled=pooled)
 
+    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+        from hub_transformers.twotower_trunk import image_trunk
+
+        return image_trunk(self, stages, output_stride)
+
 
 class TransformersText(FixedLengthText):
     """The text tower of a ``CLIPModel`` / ``SiglipModel``, with its tokenizer."""
@@ -83,8 +88,11 @@ class TransformersText(FixedLengthText):
         mask = torch.zeros(len(texts), ctx, dtype=torch.long)
         ids[:, :max_length] = enc["input_ids"]
         mask[:, :max_length] = enc["attention_mask"]
-        overflow = [bool(e.overflowing) for e in enc.encodings] if enc.encodings is not None \
-            else [False] * len(texts)
+        if enc.encodings is not None:  # a fast tokenizer keeps what truncation cut off
+            overflow = [bool(e.overflowing) for e in enc.encodings]
+        else:  # a sentencepiece tokenizer (SigLIP): the untruncated lengths say it
+            full = self.tokenizer(texts, truncation=False, verbose=False)["input_ids"]
+            overflow = [len(f) > max_length for f in full]
         return {"input_ids": ids, "attention_mask": mask, "overflow": overflow}
 
     def _forward(self, batch: dict[str, Any], stages: list[str]) -> RawOutput:
@@ -98,6 +106,17 @@ class TransformersText(FixedLengthText):
         last = list(self.specs)[-1]
         result = {n: hidden[self.specs[n].index or 0] for n in dict.fromkeys([*stages, last])}
         return RawOutput(stages=result, mask=batch["attention_mask"], pooled=pooled)
+
+    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+        from hub_transformers.twotower_trunk import text_trunk
+
+        return text_trunk(self, stages)
+
+    def _pool_head(self, stage: str) -> torch.nn.Module | None:
+        """The final norm, pooling and projection, after the last layer only."""
+        from hub_transformers.twotower_trunk import text_pool
+
+        return text_pool(self) if stage == list(self.specs)[-1] else None
 
 
 def build_two_tower(spec: BackboneSpec, module: torch.nn.Module, config: Any, tokenizer: Any, *,
