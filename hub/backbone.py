@@ -80,6 +80,7 @@ class Backbone(ABC):
         self.channels_last = False
         self.compiled = False
         self.runtime: Runtime | None = None
+        self.islands: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -387,7 +388,7 @@ class ImageBackbone(Backbone):
         for start in range(0, len(items), bs):
             idx = list(range(start, min(start + bs, len(items))))
             yield idx, pixel_batch([items[i] for i in idx], pp, device=self.device,
-                                   dtype=self.weight_dtype, indices=idx,
+                                   dtype=None if self.islands else self.weight_dtype, indices=idx,
                                    channels_last=self.channels_last), []
 
 

@@ -74,12 +74,6 @@ def test_missing_openvino_says_which_extra_to_install(monkeypatch: pytest.Monkey
         hub.load("efficientnet_lite0", device="cpu", runtime="openvino")
 
 
-def test_ray_datasets_refuse_a_runtime(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="engine='local'"):
-        hub.extract_dataset("efficientnet_lite0", tmp_path, tmp_path / "out", engine="ray",
-                            runtime="openvino")
-
-
 # ---- the family-agnostic graph (torch only) ------------------------------------------------------
 def test_graph_layout_rebuilds_the_torch_raw_output() -> None:
     bb = hub.load("efficientnet_lite0", device="cpu", dtype="float32", channels_last=False)
