@@ -6,7 +6,9 @@ whole-network bfloat16.
 
 Variants, each a ``hub.load(..., device="cpu")``: ``float32``; ``bf16`` (whole network, the
 weights cast); ``early`` and ``depthwise`` (bf16 with float32 islands, :mod:`hub.islands`);
-``auto`` (what ``dtype="auto"`` picks on this machine).
+``early stride 2`` (only what runs at 1/2 of the input's side); ``bf16 + cast hooks`` (no
+island, only the input-cast hooks, to see their cost); ``auto`` (what ``dtype="auto"`` picks on
+this machine).
 
 * Fidelity (efficientnet_lite0's real weights only): the pooled embeddings of scikit-image's
   ten photos (tests/test_precision.py's list), minimum cosine against float32, and the ImageNet
@@ -37,15 +39,21 @@ def variants(name: str, pretrained: bool) -> dict[str, Any]:
     import torch
 
     import hub
-    from hub.islands import keep_islands
+    from hub.islands import apply_islands, keep_islands
 
     out = {"float32": hub.load(name, device="cpu", dtype="float32", pretrained=pretrained),
            "bf16": hub.load(name, device="cpu", dtype="bfloat16", pretrained=pretrained)}
-    for mode in ("early", "depthwise"):
+    for label, mode, stride in (("early", "early", 4), ("early stride 2", "early", 2),
+                                ("depthwise", "depthwise", 4)):
         bb = hub.load(name, device="cpu", dtype="float32", pretrained=pretrained,
                       channels_last=False)
-        keep_islands(bb, mode, torch.bfloat16)
-        out[mode] = bb.configure(dtype=torch.bfloat16, channels_last=out["float32"].channels_last)
+        keep_islands(bb, mode, torch.bfloat16, stride=stride)
+        out[label] = bb.configure(dtype=torch.bfloat16, channels_last=out["float32"].channels_last)
+    bb = hub.load(name, device="cpu", dtype="float32", pretrained=pretrained, channels_last=False)
+    apply_islands(bb.module, [], torch.bfloat16)  # no island: the cast hooks' own cost
+    bb.weight_dtype = torch.bfloat16
+    out["bf16 + cast hooks"] = bb.configure(dtype=torch.bfloat16,
+                                            channels_last=out["float32"].channels_last)
     out["auto"] = hub.load(name, device="cpu", pretrained=pretrained)
     for k, bb in out.items():
         print(f"  {k}: {bb!r} islands={len(bb.islands)}", file=sys.stderr)

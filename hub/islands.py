@@ -139,12 +139,14 @@ def apply_islands(module: torch.nn.Module, names: list[str], dtype: torch.dtype)
     return hooks
 
 
-def keep_islands(bb: Backbone, mode: str, dtype: torch.dtype) -> tuple[str, ...]:
+def keep_islands(bb: Backbone, mode: str, dtype: torch.dtype, *,
+                 stride: int = EARLY_STRIDE) -> tuple[str, ...]:
     """Cast a float32 image backbone (built, not yet configured) to ``dtype`` except its float32
     islands: its early modules or its depthwise convolutions (see the module docstring). Sets
     ``bb.weight_dtype`` and ``bb.islands`` and returns the latter; inputs then enter the network
     in float32.
 
+    :param stride: ``"early"``: the coarsest feature-map stride (relative to the input) kept.
     :raises InputError: an unknown mode, or a backbone that is not an image backbone.
     """
     if mode not in ISLANDS:
@@ -156,7 +158,8 @@ def keep_islands(bb: Backbone, mode: str, dtype: torch.dtype) -> tuple[str, ...]
         names = depthwise_modules(bb.module)
     else:
         last = list(bb.specs)[-1]
-        names = early_modules(bb.module, lambda x: bb._forward(x.to(bb.device), [last]), pp.size)
+        names = early_modules(bb.module, lambda x: bb._forward(x.to(bb.device), [last]), pp.size,
+                              stride=stride)
     apply_islands(bb.module, names, dtype)
     bb.weight_dtype = dtype
     bb.islands = tuple(names)
