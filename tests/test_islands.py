@@ -91,9 +91,9 @@ def test_islands_keep_exact_float32_weights_and_compute_exactly_as_float32() -> 
     torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)
     for h in hooks:
         h.remove()
-    with pytest.raises(RuntimeError):  # without the edge casts, the dtypes do not meet
-        with torch.inference_mode():
-            island(x)
+    # without the edge casts, the dtypes do not meet
+    with pytest.raises(RuntimeError), torch.inference_mode():
+        island(x)
 
 
 def test_a_name_that_is_no_module_is_refused() -> None:
