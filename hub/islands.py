@@ -6,16 +6,19 @@ blocks to bf16's 8-bit mantissa accumulates through the network. An *island* kee
 of the network's modules, with their weights, in float32 while the rest is cast to bf16:
 
 * ``"early"`` (:func:`early_modules`): every module that runs before the feature maps first
-  get coarser than :data:`EARLY_STRIDE` (the stem and the first blocks, at 1/2 and 1/4 of
-  the input's side), found by one probing forward of a single zero image;
+  get coarser than 1/:data:`EARLY_STRIDE` of the input's side (the stem and the first
+  blocks, at 1/2 and 1/4), found by one probing forward of a single zero image;
 * ``"depthwise"`` (:func:`depthwise_modules`): the depthwise convolutions only.
 
-:func:`apply_islands` casts the chosen modules back to float32 and gives every leaf module
-holding weights a pre-hook that casts its floating inputs to its own weights' dtype, so the
-data crosses each island's edge in the right precision whatever path the provider's forward
-takes (residual sums of a float32 and a bf16 tensor are promoted by torch to float32, and
-cast down by the next module). Which choice ``dtype="auto"`` makes is measured
-(docs/extraction.md, "float32 islands").
+:func:`apply_islands` casts the rest of a float32 network to bf16 (the islands keep their
+exact float32 weights, never rounded) and gives every module holding weights a pre-hook that
+casts its floating inputs to its own weights' dtype, so the data crosses each island's edge
+in the right precision whatever path the provider's forward takes (residual sums of a
+float32 and a bf16 tensor are promoted by torch to float32, and cast down by the next
+module). ``hub.load(..., islands=...)`` uses :func:`keep_islands`. Measured
+(docs/extraction.md, "float32 islands"): ``"early"`` makes efficientnet_lite0 faithful
+(cosine 0.9994 against float32) but no faster than float32 on a 2-core AMX Xeon, so
+``dtype="auto"`` does not use islands by itself.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["EARLY_STRIDE", "ISLANDS", "apply_islands", "depthwise_modules", "early_modules",
            "is_depthwise", "keep_islands"]
 
-#: the modes :func:`apply_islands` accepts
+#: the modes :func:`keep_islands` (and ``hub.load(islands=...)``) accepts
 ISLANDS = ("early", "depthwise")
 #: ``"early"`` islands hold everything until the maps get coarser than 1/EARLY_STRIDE of the input
 EARLY_STRIDE = 4
@@ -75,15 +78,15 @@ def early_modules(module: torch.nn.Module, run: Callable[[torch.Tensor], Any], s
 
     dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
 
-    leaves = dict((m, name) for name, m in _weighted(module))
-    order: list[tuple[str, int | None]] = []
+    weighted = {m: name for name, m in _weighted(module)}
+    order: dict[str, int | None] = {}  # name -> output side, in the order modules finish
 
     def record(m: torch.nn.Module, args: Any, out: Any) -> None:
-        if m in leaves and all(n != leaves[m] for n, _ in order):
+        if weighted[m] not in order:  # a module called twice counts at its first call
             side = out.shape[-1] if isinstance(out, torch.Tensor) and out.ndim == 4 else None
-            order.append((leaves[m], side))
+            order[weighted[m]] = side
 
-    handles = [m.register_forward_hook(record) for m in leaves]
+    handles = [m.register_forward_hook(record) for m in weighted]
     try:
         with torch.inference_mode():
             run(torch.zeros(1, 3, size, size, dtype=dtype))
@@ -91,23 +94,26 @@ def early_modules(module: torch.nn.Module, run: Callable[[torch.Tensor], Any], s
         for h in handles:
             h.remove()
     early = []
-    for name, side in order:
+    for name, side in order.items():
         if side is not None and side * stride < size:
             break
         early.append(name)
     return early
 
 
-def _caster(dtype: torch.dtype) -> Callable[[torch.nn.Module, tuple[Any, ...]], Any]:
-    """A forward pre-hook casting floating tensor arguments to ``dtype``."""
+def _caster(dtype: torch.dtype) -> Callable[..., Any]:
+    """A forward pre-hook (``with_kwargs=True``) casting floating tensor arguments to ``dtype``."""
     import torch
 
-    def cast(m: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        if not any(isinstance(a, torch.Tensor) and a.dtype != dtype and a.is_floating_point()
-                   for a in args):
+    def off(a: Any) -> bool:
+        return isinstance(a, torch.Tensor) and a.dtype != dtype and a.is_floating_point()
+
+    def cast(m: torch.nn.Module, args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        if not any(off(a) for a in args) and not any(off(v) for v in kwargs.values()):
             return None
-        return tuple(a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
-                     for a in args)
+        return (tuple(a.to(dtype) if off(a) else a for a in args),
+                {k: v.to(dtype) if off(v) else v for k, v in kwargs.items()})
     return cast
 
 
@@ -135,7 +141,7 @@ def apply_islands(module: torch.nn.Module, names: list[str], dtype: torch.dtype)
     for _, m in _weighted(module):
         own = next(t.dtype for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]
                    if t.is_floating_point())
-        hooks.append(m.register_forward_pre_hook(_caster(own)))
+        hooks.append(m.register_forward_pre_hook(_caster(own), with_kwargs=True))
     return hooks
 
 
