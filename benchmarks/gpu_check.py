@@ -1,23 +1,29 @@
 """CUDA check: parity with CPU float32, and throughput per dtype. One short run:
 
-    python benchmarks/gpu_check.py [--quick]
+    python benchmarks/gpu_check.py [--quick] [--models a,b] [--random]
 
-(``--device cpu --quick`` dry-runs the same script on a machine without a GPU.)
+(``--device cpu --quick`` dry-runs the same script on a machine without a GPU; a test runs
+it so, with ``--models efficientnet_lite0 --random``: tests/test_benchmarks_scripts.py.)
 
 For efficientnet_lite0, resnet50, vit_b16 and minilm_l6 (real weights where they
-can be pulled offline, else seeded random weights copied to both devices):
+can be pulled offline, else seeded random weights copied to both devices; ``--random``:
+random weights for all):
 
-1. Parity: features of the same inputs on ``cuda`` in float32, float16 and
-   bfloat16 against ``cpu`` float32. Image inputs are uint8 tensors already on the
-   GPU at 256x300, so resizing and normalising run on the device. Pass when the
-   minimum cosine similarity of the pooled features is at least ``TOLERANCE``
-   (float32 allows TF32 convolutions, cuDNN's default) and outputs are on CUDA in
-   the asked dtype.
+1. Parity: features of the same inputs on ``cuda`` in float32, float16, bfloat16 and
+   ``dtype="auto"`` (the default of ``hub.load``; the line says what it resolved to on this
+   card, and its features must come out in float32) against ``cpu`` float32. Image inputs
+   are uint8 tensors already on the GPU at 256x300, so resizing and normalising run on the
+   device. Pass when the minimum cosine similarity of the pooled features is at least
+   ``TOLERANCE`` of the precision computed in (float32 allows TF32 convolutions, cuDNN's
+   default) and outputs are on the device in the asked dtype.
 2. Throughput: images/s (batch 64, 224 px, already on the GPU) of ``extract`` per
    dtype, next to timm's own forward on the same module and dtype; sentences/s of
    minilm_l6 (512 sentences, batch 64).
+3. The OpenVINO runtime (``runtime="openvino"``) runs on the CPU only: the script says so
+   and checks that a CUDA load with it is refused with the alternative; its figures are
+   in docs/benchmarks.md ("CPU engines").
 
-Exit status 1 if any parity check fails, 2 if CUDA is missing.
+Exit status 1 if any check fails, 2 if CUDA is missing.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Any
 
 TOLERANCE = {"float32": 0.9999, "float16": 0.999, "bfloat16": 0.99}  # min cosine vs CPU float32
 IMAGES = ("efficientnet_lite0", "resnet50", "vit_b16")
+DTYPES = ("float32", "float16", "bfloat16", "auto")
 SENTENCES = ["A cat sits on the mat.", "Hi", "Feature extraction turns text into vectors.",
              "The quick brown fox jumps over the lazy dog near the river at dawn, twice."] * 2
 
@@ -46,17 +53,38 @@ def load_pair(name: str, dtype: str, cpu_ref: Any, device: str) -> Any:
     return bb
 
 
-def cpu_reference(name: str) -> Any:
+def cpu_reference(name: str, random: bool) -> Any:
     import torch
 
     import hub
 
+    if not random:
+        try:
+            return hub.load(name, device="cpu", dtype="float32")
+        except hub.errors.HubError as exc:
+            print(f"  {name}: no pretrained weights here ({type(exc).__name__}); random weights")
+    else:
+        print(f"  {name}: random weights (--random)")
+    torch.manual_seed(0)
+    return hub.load(name, device="cpu", dtype="float32", pretrained=False)
+
+
+def openvino_note(name: str, dev: str) -> int:
+    """Say that the OpenVINO runtime is CPU-only; on CUDA, check that loading it there is refused
+    with the alternative. Returns 1 on a failed check."""
+    import hub
+
+    print("  runtime openvino: CPU only (hub.load(..., runtime='openvino') runs OpenVINO on the "
+          "CPU; its CPU figures are in docs/benchmarks.md, 'CPU engines'); not run on this device")
+    if not dev.startswith("cuda"):
+        return 0
     try:
-        return hub.load(name, device="cpu")
-    except hub.errors.HubError as exc:
-        print(f"  {name}: no pretrained weights here ({type(exc).__name__}); random weights")
-        torch.manual_seed(0)
-        return hub.load(name, device="cpu", pretrained=False)
+        hub.load(name, device=dev, runtime="openvino", pretrained=False)
+    except hub.errors.InputError as exc:
+        print(f"  runtime openvino on {dev}: refused as expected ({exc})")
+        return 0
+    print(f"  runtime openvino on {dev}: NOT refused  FAIL")
+    return 1
 
 
 def timed(fn: Any, iters: int) -> float:
@@ -78,6 +106,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer timing iterations")
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu for a dry run")
+    ap.add_argument("--models", default=",".join((*IMAGES, "minilm_l6")),
+                    help="comma-separated backbones (default: all four)")
+    ap.add_argument("--random", action="store_true", help="random weights for every backbone")
     args = ap.parse_args()
     dev = args.device
     os.environ.setdefault("HUB_CACHE", tempfile.mkdtemp(prefix="hub-gpu-check-"))
@@ -108,17 +139,17 @@ def main() -> int:
     rows = []
     gen = torch.Generator().manual_seed(0)
     u8 = torch.randint(0, 256, (4, 3, 256, 300), dtype=torch.uint8, generator=gen)
-    for name in (*IMAGES, "minilm_l6"):
-        ref_bb = cpu_reference(name)
+    for name in args.models.split(","):
+        ref_bb = cpu_reference(name, args.random)
         text = ref_bb.modality == "text"
         x_cpu: Any = SENTENCES if text else u8
         x_gpu: Any = SENTENCES if text else u8.to(dev)
         ref = ref_bb.extract(x_cpu, stages=[-1])
-        for dtype in ("float32", "float16", "bfloat16"):
+        for dtype in DTYPES:
             bb = load_pair(name, dtype, ref_bb, dev)
             got = bb.extract(x_gpu, stages=[-1])
-            want = None if dtype == "float32" else getattr(torch, dtype)
-            ok_place = got.pooled.device.type == torch.device(dev).type and (want is None or got.pooled.dtype == want)
+            want = torch.float32 if dtype in ("float32", "auto") else getattr(torch, dtype)
+            ok_place = got.pooled.device.type == torch.device(dev).type and got.pooled.dtype == want
             cos = torch.nn.functional.cosine_similarity(got.pooled.float().cpu(), ref.pooled, dim=-1)
             last = list(ref.stages)[-1]
             a, b = got.stages[last].float().cpu(), ref.stages[last]
@@ -126,12 +157,15 @@ def main() -> int:
                 m = ref.mask.unsqueeze(-1).bool()
                 a, b = a[:, : b.shape[1]].masked_select(m), b.masked_select(m)
             rel = ((a - b).abs().max() / b.abs().max()).item()
-            ok = ok_place and cos.min().item() >= TOLERANCE[dtype]
+            tol = TOLERANCE[bb.precision]
+            ok = ok_place and cos.min().item() >= tol
             failures += not ok
-            print(f"  parity {name:<19} {dtype:<9} cos min {cos.min().item():.6f} "
-                  f"(>= {TOLERANCE[dtype]}) stage rel err {rel:.2e}  "
+            shown = f"auto -> {bb.precision}" if dtype == "auto" else dtype
+            print(f"  parity {name:<19} {shown:<9} cos min {cos.min().item():.6f} "
+                  f"(>= {tol}) stage rel err {rel:.2e}  "
                   f"{'PASS' if ok else 'FAIL'}{'' if ok_place else ' (device/dtype wrong)'}")
-            rows.append((name, dtype, bb))
+            rows.append((name, shown, bb))
+    failures += openvino_note(args.models.split(",")[0], dev)
     print("\nthroughput (median of runs)")
     import timm
 
@@ -146,8 +180,8 @@ def main() -> int:
         anchor = timm.create_model(bb.spec.architecture, num_classes=0).eval().to(dev)
         anchor.load_state_dict({k: v for k, v in bb.module.state_dict().items()
                                 if k in anchor.state_dict()})
-        if dtype != "float32" and gpu:
-            anchor = anchor.to(getattr(torch, dtype))
+        if bb.precision != "float32" and gpu:
+            anchor = anchor.to(getattr(torch, bb.precision))
         xn = x.to(next(anchor.parameters()).dtype)
         with torch.inference_mode():
             a = timed(lambda: anchor(xn), iters)

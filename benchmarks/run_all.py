@@ -32,6 +32,7 @@ BENCHMARKS: list[tuple[str, list[str], str]] = [
     ("bench_extract.py", [], "images/s: Backbone.extract vs timm's forward"),
     ("bench_text.py", [], "sentences/s: minilm_l6 vs SentenceTransformer.encode"),
     ("bench_engines.py", [], "CPU engines: hub f32/bf16/OpenVINO runtime vs torch bf16, torch.compile, OpenVINO, ONNX Runtime"),
+    ("bench_islands.py", [], "float32 islands in bf16 depthwise nets: fidelity and speed"),
     ("bench_dataset.py", [], "dataset engines: local (0/1/2 workers) and Ray"),
     ("bench_train.py", [], "training steps: as_module + hub.heads vs timm features_only, torchvision detection"),
     ("gpu_check.py", ["--quick"], "CUDA parity and throughput per dtype (skipped without CUDA)"),

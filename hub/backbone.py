@@ -60,6 +60,8 @@ class Backbone(ABC):
     :ivar auto: the precision was chosen by ``dtype="auto"`` (features come out in float32).
     :ivar channels_last: weights and inputs use the channels_last memory format.
     :ivar compiled: the forward runs through ``torch.compile``.
+    :ivar islands: modules kept in float32 inside a reduced-precision network (``hub.load(...,
+        islands=...)``, :mod:`hub.islands`); inputs then enter in float32. Empty otherwise.
     :ivar runtime: the optional runtime that runs the forward instead of torch
         (``hub.load(..., runtime="openvino")``; see :mod:`hub.runtimes`), else ``None``.
     :ivar two_tower: the image-text backbone this is a tower of (:mod:`hub.twotower`), else
@@ -83,6 +85,7 @@ class Backbone(ABC):
         self.compiled = False
         self.runtime: Runtime | None = None
         self.two_tower: Backbone | None = None  # set on the towers of an image-text backbone
+        self.islands: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -104,7 +107,8 @@ class Backbone(ABC):
     def __repr__(self) -> str:
         w = self.weights.variant.name if self.weights else "random"
         extra = (" channels_last" if self.channels_last else "") + (" compiled" if self.compiled else "")
-        how = ", ".join(x for x, on in (("auto", self.auto), ("autocast", self.autocast_dtype is not None))
+        how = ", ".join(x for x, on in (("auto", self.auto), ("autocast", self.autocast_dtype is not None),
+                                        (f"{len(self.islands)} float32 islands", bool(self.islands)))
                         if on)
         if self.runtime is not None:
             extra += f" runtime={self.runtime.name}({self.runtime.precision})"
@@ -186,6 +190,7 @@ class Backbone(ABC):
             twin = provider.build(self.spec, self.weights, device=self.device, dtype=None)
         twin.weight_dtype = twin.dtype = twin.autocast_dtype = None
         twin.auto = False
+        twin.islands = ()
         return twin.configure(channels_last=self.channels_last)
 
     def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
@@ -395,7 +400,7 @@ class ImageBackbone(Backbone):
         for start in range(0, len(items), bs):
             idx = list(range(start, min(start + bs, len(items))))
             yield idx, pixel_batch([items[i] for i in idx], pp, device=self.device,
-                                   dtype=self.weight_dtype, indices=idx,
+                                   dtype=None if self.islands else self.weight_dtype, indices=idx,
                                    channels_last=self.channels_last), []
 
 

@@ -5,7 +5,8 @@
 :mod:`hub.autodtype`); :func:`precision_plan` chooses between casting the weights and
 autocast for a reduced precision (:class:`Precision`);
 :func:`wants_channels_last` decides the memory format from the share of the
-parameters in convolutions (:func:`conv_fraction`). Building the module itself is
+parameters in convolutions (:func:`conv_fraction`). Keeping part of a bf16 network in
+float32 is :mod:`hub.islands`' job. Building the module itself is
 :mod:`hub.build`'s job.
 """
 
@@ -131,7 +132,10 @@ def keeps_float32(module: torch.nn.Module) -> bool:
     efficientnet_lite0's real weights (docs/extraction.md): bf16 activations through its thin
     high-resolution depthwise blocks drift to a pooled-embedding cosine of 0.997 against
     float32 (autocast: 0.998), below the 0.999 that "auto" promises; dense CNNs, ViTs and
-    text transformers stay above it. ``dtype="bfloat16"`` still runs such networks in bf16.
+    text transformers stay above it. float32 islands (``hub.load(..., islands="early")``,
+    :mod:`hub.islands`) bring it to 0.9994 but measured no faster than float32 on a 2-core
+    AMX Xeon (bf16 itself is only ~1.05x float32 there), so "auto" does not use them by
+    itself. ``dtype="bfloat16"`` still runs such networks in bf16 on request.
     """
     import torch
 

@@ -4,6 +4,12 @@ These are the functions behind ``hub verify``, ``hub cache ls|rm|prune``. Each
 takes the :class:`~hub.cache.Cache` and the :class:`~hub.catalog.Catalog`
 explicitly and returns plain records; the CLI only prints them.
 
+Runtime exports (``<root>/runtimes/``, :mod:`hub.runtimes.store`) are derived from a
+weights entry: removing the entry removes them (:func:`plan_remove`), and :func:`plan_prune`
+removes those whose weights are no longer cached (or are pruned with them), those made from
+other bytes than the cached ones, and those made with another version of the runtime or of
+torch than the installed one (a version that is not installed is not judged).
+
 Verification statuses:
 
 =========  ==================================================================
@@ -17,6 +23,7 @@ Verification statuses:
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,13 +35,14 @@ from hub.catalog import Catalog
 from hub.leftovers import hf_partials, leftovers, url_partials
 from hub.lockrecord import LockRecord
 from hub.manifest import HuggingFaceSource, WeightVariant
+from hub.runtimes import store
 from hub.weights import record_matches
 
 if TYPE_CHECKING:
     from huggingface_hub import HFCacheInfo
 
-__all__ = ["CacheRow", "EntryReport", "PruneItem", "list_entries", "plan_prune", "plan_remove",
-           "prune", "verify_entries"]
+__all__ = ["CacheRow", "EntryReport", "PruneItem", "list_entries", "list_exports", "plan_prune",
+           "plan_remove", "prune", "verify_entries"]
 
 OK, CORRUPT, MISSING, STALE = "ok", "corrupt", "missing", "stale"
 
@@ -76,7 +84,7 @@ class CacheRow:
 class PruneItem:
     """Something :func:`prune` would remove, and why."""
 
-    kind: str  # "entry", "hf-revision", "leftover", "partial"
+    kind: str  # "entry", "hf-revision", "runtime", "leftover", "partial"
     label: str
     size: int
     reason: str
@@ -139,6 +147,48 @@ def list_entries(cache: Cache) -> list[CacheRow]:
                              cache.last_used(s.model, s.variant),
                              rec.pinned if rec else None, rec.source if rec else None, s.path))
     return rows
+
+
+def list_exports(cache: Cache) -> list[store.Export]:
+    """Every cached runtime export (``hub cache ls`` lists them after the weights)."""
+    return store.scan(cache.root)
+
+
+def _release(version: str) -> str:
+    """``2026.4.1-22982-e213a14...`` / ``2.14.1+cu130`` -> ``2026.4.1`` / ``2.14.1``."""
+    return version.split("-", 1)[0].split("+", 1)[0]
+
+
+def _installed(distribution: str) -> str | None:
+    try:
+        return md.version(distribution)
+    except md.PackageNotFoundError:
+        return None
+
+
+def _stale_export(export: store.Export, weights: dict[tuple[str, str], str]) -> str | None:
+    """Why ``export`` should go, or ``None`` to keep it.
+
+    :param weights: ``(model, variant) -> sha256`` of the weights entries that stay.
+    """
+    key = export.key
+    if key is None:
+        return "its record is missing or unreadable"
+    sha = weights.get((export.model, export.variant))
+    if sha is None:
+        return "its weights are not in the cache (or are pruned with it)"
+    if key.get("weights_sha256") != sha:
+        return "exported from other weights than the cached ones"
+    for dist, field_name in ((export.runtime, "runtime_version"), ("torch", "torch")):
+        have = _installed(dist)
+        made = str(key.get(field_name, ""))
+        if have is not None and _release(made) != _release(have):
+            return f"made with {dist} {_release(made)}; {dist} {have} is installed"
+    return None
+
+
+def _export_item(export: store.Export, reason: str) -> PruneItem:
+    return PruneItem("runtime", export.label, export.size, reason, export.path)
 
 
 def _hf_info(cache: Cache) -> HFCacheInfo | None:
@@ -210,6 +260,11 @@ def plan_prune(cache: Cache, catalog: Catalog) -> list[PruneItem]:
                                    s.path))
         else:
             kept.append(s.record)
+    weights = {(r.model, r.variant): r.weights.sha256 for r in kept}
+    for e in store.scan(cache.root):
+        reason = _stale_export(e, weights)
+        if reason is not None:
+            items.append(_export_item(e, reason))
     keep = _hf_keep(cache, catalog, kept)
     items += _hf_revision_items(cache, lambda repo, commit: (repo, commit) not in keep,
                                 "no manifest or cached entry names this revision")
@@ -221,11 +276,14 @@ def plan_prune(cache: Cache, catalog: Catalog) -> list[PruneItem]:
 
 
 def plan_remove(cache: Cache, model: str, variant: str | None = None) -> list[PruneItem]:
-    """What ``hub cache rm`` removes: the entries, and the Hub revisions only they recorded."""
+    """What ``hub cache rm`` removes: the entries, their runtime exports, and the Hub revisions
+    only they recorded."""
     states = cache.scan()
     doomed = [s for s in states if s.model == model and (variant is None or s.variant == variant)]
     items = [PruneItem("entry", f"{s.model}/{s.variant}", cache.size(s.model, s.variant),
                        "removed by request", s.path) for s in doomed]
+    items += [_export_item(e, "exported from these weights") for e in store.scan(cache.root)
+              if e.model == model and (variant is None or e.variant == variant)]
     others = [s.record for s in states if s not in doomed and s.record is not None]
     mine = {(_record_repo(s.record), s.record.commit) for s in doomed
             if s.record is not None and s.record.commit and s.record.source.startswith("hf://")}
@@ -243,6 +301,8 @@ def prune(cache: Cache, items: list[PruneItem]) -> int:
         if i.kind == "entry":
             model, _, variant = i.label.partition("/")
             cache.remove(model, variant)
+        elif i.kind == "runtime":
+            store.remove(cache.root, i.path)
         elif i.kind in ("leftover", "partial"):
             if i.path.is_dir():
                 shutil.rmtree(i.path, ignore_errors=True)

@@ -304,3 +304,65 @@ def test_an_entry_recorded_without_stat_fields_is_re_hashed_once_then_trusted(
         fh.write(b"\x00")
     os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert cached_weights(spec, variant, rehash=True) is None
+
+
+def _export(cache_dir: Path, model: str, variant: str, *, sha256: str, folder: str,
+            runtime_version: str | None = None, torch: str | None = None) -> Path:
+    """An export folder as hub.runtimes.store writes it (files are opaque to the cache commands)."""
+    import importlib.metadata as md
+
+    path = cache_dir / "runtimes" / "openvino" / model / variant / folder
+    path.mkdir(parents=True)
+    (path / "model.xml").write_text("<net/>")
+    (path / "model.bin").write_bytes(b"\0" * 1000)
+    key = {"runtime": "openvino", "model": model, "variant": variant, "weights_sha256": sha256,
+           "runtime_version": runtime_version or f"{md.version('openvino')}-1-abc",
+           "torch": torch or f"{md.version('torch')}+cpu", "precision": folder.split("-")[0]}
+    (path / "record.json").write_text(json.dumps({"key": key, "layout": {}, "min_cosine": {}}))
+    return path
+
+
+def test_runtime_exports_are_listed_removed_with_their_weights_and_pruned_when_stale(
+        cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("openvino", reason="the version check reads the installed openvino")
+    assert run_hub(capsys, "pull", "example_tinynet").code == 0
+    (state,) = Cache(cache_dir).scan()
+    assert state.record is not None
+    sha = state.record.weights.sha256
+    good = _export(cache_dir, "example_tinynet", "seeded", sha256=sha, folder="f32-aaaa")
+    other_bytes = _export(cache_dir, "example_tinynet", "seeded", sha256="0" * 64, folder="f32-bbbb")
+    old = _export(cache_dir, "example_tinynet", "seeded", sha256=sha, folder="bf16-cccc",
+                  runtime_version="2020.1.0-1-abc")
+    old_torch = _export(cache_dir, "example_tinynet", "seeded", sha256=sha, folder="bf16-dddd",
+                        torch="1.13.0")
+    orphan = _export(cache_dir, "retired_model", "v0", sha256=sha, folder="f32-eeee")
+    broken = _export(cache_dir, "example_tinynet", "seeded", sha256=sha, folder="f32-ffff")
+    (broken / "record.json").write_text("{not json")
+
+    rows = json.loads(run_hub(capsys, "cache", "ls", "--json").out)
+    assert [r["kind"] for r in rows] == ["weights"] + ["runtime"] * 6
+    runtime_rows = {Path(r["path"]).name: r for r in rows if r["kind"] == "runtime"}
+    assert runtime_rows["f32-aaaa"]["precision"] == "f32" and runtime_rows["f32-aaaa"]["size"] > 1000
+    assert runtime_rows["bf16-cccc"]["runtime_version"] == "2020.1.0-1-abc"
+    listing = run_hub(capsys, "cache", "ls").out
+    assert "runtime exports" in listing and "1 entries" in listing and "6 runtime exports" in listing
+
+    dry = run_hub(capsys, "cache", "prune", "--dry-run").out
+    assert "would remove runtime openvino/example_tinynet/seeded/f32-bbbb" in dry
+    assert "exported from other weights than the cached ones" in dry
+    assert "made with openvino 2020.1.0" in dry and "made with torch 1.13.0" in dry
+    assert "openvino/retired_model/v0/f32-eeee" in dry and "its weights are not in the cache" in dry
+    assert "its record is missing or unreadable" in dry
+    assert "f32-aaaa" not in dry and all(p.exists() for p in (other_bytes, old, old_torch, orphan))
+    run_hub(capsys, "cache", "prune")
+    assert good.exists() and not any(p.exists() for p in (other_bytes, old, old_torch, orphan, broken))
+    assert not (cache_dir / "runtimes" / "openvino" / "retired_model").exists()  # emptied: gone
+    assert "nothing to prune" in run_hub(capsys, "cache", "prune", "--dry-run").out
+
+    # removing the weights removes what was exported from them
+    out = run_hub(capsys, "cache", "rm", "tinynet", "--dry-run").out
+    assert "would remove runtime openvino/example_tinynet/seeded/f32-aaaa" in out and good.exists()
+    out = run_hub(capsys, "cache", "rm", "tinynet").out
+    assert "removed runtime openvino/example_tinynet/seeded/f32-aaaa" in out
+    assert not (cache_dir / "runtimes" / "openvino" / "example_tinynet").exists()
+    assert json.loads(run_hub(capsys, "cache", "ls", "--json").out) == []

@@ -226,3 +226,38 @@ def test_ray_engine_refuses_a_missing_or_misplaced_tower(cluster: None, images: 
     with pytest.raises(InputError, match="chooses the tower of an image-text backbone"):
         extract_dataset(TINY, images, tmp_path / "c", engine="ray", modality="image")
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+def test_ray_engine_runs_the_openvino_runtime_from_the_drivers_export(
+        cluster: None, images: Path, tmp_path: Path, cache_dir: Path) -> None:
+    pytest.importorskip("openvino", reason="pip install 'backbone-hub[openvino]'")
+    import hub
+
+    hub.pull(TINY)
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    extract_dataset(TINY, images, local, batch_size=8, shard_size=16, workers=0, device="cpu",
+                    dtype="float32", runtime="openvino")
+    exports = sorted((cache_dir / "runtimes" / "openvino" / TINY).glob("*/*"))
+    assert len(exports) == 1 and exports[0].name.startswith("f32-")
+    stamp = (exports[0] / "model.xml").stat().st_mtime_ns
+    result = extract_dataset(TINY, images, remote, engine="ray", batch_size=8, shard_size=16,
+                             dtype="float32", runtime="openvino")
+    assert result.complete and (result.rows, result.errors) == (40, 1)
+    ids_l, emb_l, _ = read_output(local)
+    ids_r, emb_r, _ = read_output(remote)
+    assert ids_r == ids_l and _cosine(emb_l, emb_r).min() >= 0.99999
+    m_l = json.loads((local / "_manifest.json").read_text())
+    m_r = json.loads((remote / "_manifest.json").read_text())
+    assert m_r["engine"] == "ray" and m_r["embedding"]["precision"] == "float32"
+    assert m_r["embedding"]["precision"] == m_l["embedding"]["precision"]
+    # the driver and every actor used the one cached export, made by the local run above
+    assert sorted((cache_dir / "runtimes" / "openvino" / TINY).glob("*/*")) == exports
+    assert (exports[0] / "model.xml").stat().st_mtime_ns == stamp
+
+
+def test_ray_engine_refuses_what_the_runtime_cannot_do_before_starting(
+        cluster: None, images: Path, tmp_path: Path) -> None:
+    from hub.errors import InputError
+
+    with pytest.raises(InputError, match="float32 or bfloat16"):
+        extract_dataset(TINY, images, tmp_path / "out", engine="ray", dtype="float16",
+                        runtime="openvino")
+    assert not (tmp_path / "out").exists()

@@ -62,6 +62,11 @@ def test_bad_combinations_are_refused_by_load(kwargs: dict[str, Any], says: str)
         hub.load("efficientnet_lite0", device="cpu", **kwargs)
 
 
+def test_an_image_text_backbone_is_refused_before_anything_is_pulled() -> None:
+    with pytest.raises(InputError, match="towers run with torch: leave runtime out"):
+        hub.load("clip_vit_b32", device="cpu", runtime="openvino")
+
+
 def test_a_cuda_device_is_refused_with_the_alternative() -> None:
     with pytest.raises(InputError, match=r"runs on the CPU.*leave runtime out"):
         check_options("openvino", device=torch.device("cuda", 0), dtype=None, compile=False,
@@ -72,12 +77,6 @@ def test_missing_openvino_says_which_extra_to_install(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
     with pytest.raises(DependencyError, match=r"pip install 'backbone-hub\[openvino\]'"):
         hub.load("efficientnet_lite0", device="cpu", runtime="openvino")
-
-
-def test_ray_datasets_refuse_a_runtime(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="engine='local'"):
-        hub.extract_dataset("efficientnet_lite0", tmp_path, tmp_path / "out", engine="ray",
-                            runtime="openvino")
 
 
 # ---- the family-agnostic graph (torch only) ------------------------------------------------------

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-cache_app = typer.Typer(help="Look after the weight cache: list, remove, prune, locate.",
+cache_app = typer.Typer(help="Look after the weight cache (and the runtime exports made from it): "
+                        "list, remove, prune, locate.",
                         no_args_is_help=True)
 
 
@@ -47,14 +48,22 @@ def _cache() -> Cache:
 
 @cache_app.command("ls")
 def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Every cached entry: model, variant, size, last used, pinned?"""
-    from hub.maintenance import list_entries
+    """Every cached entry: model, variant, size, last used, pinned?; then the runtime exports
+    (``hub.load(..., runtime=...)``) made from them."""
+    from hub.maintenance import list_entries, list_exports
 
-    rows = list_entries(_cache())
+    cache = _cache()
+    rows = list_entries(cache)
+    exports = list_exports(cache)
     if as_json:
-        print_json([{"model": r.model, "variant": r.variant, "size": r.size,
+        print_json([{"kind": "weights", "model": r.model, "variant": r.variant, "size": r.size,
                      "last_used": r.last_used, "pinned": r.pinned, "source": r.source,
-                     "path": str(r.path)} for r in rows])
+                     "path": str(r.path)} for r in rows]
+                   + [{"kind": "runtime", "runtime": e.runtime, "model": e.model,
+                       "variant": e.variant, "precision": e.precision, "size": e.size,
+                       "made": e.made, "path": str(e.path),
+                       "runtime_version": (e.key or {}).get("runtime_version"),
+                       "torch": (e.key or {}).get("torch")} for e in exports])
         return
     from rich.table import Table
 
@@ -69,7 +78,22 @@ def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     out = console()
     out.print(table)
     total = sum(r.size for r in rows)
-    out.print(f"{len(rows)} entries, {_human(total)}", highlight=False)
+    if exports:
+        made = Table(box=None, header_style="bold", title="runtime exports", title_justify="left")
+        for col, just in [("runtime", "left"), ("model", "left"), ("variant", "left"),
+                          ("precision", "left"), ("size", "right"), ("made", "right"),
+                          ("with", "left")]:
+            made.add_column(col, justify=just)  # type: ignore[arg-type]
+        for e in exports:
+            key = e.key or {}
+            with_ = (f"{e.runtime} {key.get('runtime_version', '?')}, torch {key.get('torch', '?')}"
+                     if e.key else "(unreadable record)")
+            made.add_row(e.runtime, e.model, e.variant, e.precision, _human(e.size), _ago(e.made),
+                         with_)
+        out.print(made)
+    size = sum(e.size for e in exports)
+    tail = f"; {len(exports)} runtime exports, {_human(size)}" if exports else ""
+    out.print(f"{len(rows)} entries, {_human(total)}{tail}", highlight=False)
 
 
 def _show(items: list[PruneItem], dry_run: bool) -> None:
@@ -84,7 +108,8 @@ def rm_cmd(name: str = typer.Argument(..., help="Backbone name or alias (or a ca
                                       "folder name no manifest knows)."),
            weights: str = typer.Option(None, "--weights", help="Only this variant."),
            dry_run: bool = typer.Option(False, "--dry-run", help="Show what would go.")) -> None:
-    """Remove a backbone's cached weights (and the Hub downloads only it used)."""
+    """Remove a backbone's cached weights, the runtime exports made from them, and the Hub
+    downloads only it used."""
     from hub.api import get_catalog
     from hub.errors import UnknownBackboneError
     from hub.maintenance import plan_remove, prune
@@ -93,7 +118,7 @@ def rm_cmd(name: str = typer.Argument(..., help="Backbone name or alias (or a ca
     catalog = get_catalog()
     model = catalog.get(name).name if name in catalog else name
     items = plan_remove(cache, model, weights)
-    if not any(i.kind == "entry" for i in items):
+    if not any(i.kind in ("entry", "runtime") for i in items):
         if name not in catalog and not (cache.root / "models" / name).exists():
             raise UnknownBackboneError(name, catalog.suggest(name))
         console().print(f"{model}{'/' + weights if weights else ''} is not in the cache",
@@ -107,7 +132,8 @@ def rm_cmd(name: str = typer.Argument(..., help="Backbone name or alias (or a ca
 
 @cache_app.command("prune")
 def prune_cmd(dry_run: bool = typer.Option(False, "--dry-run", help="Show what would go.")) -> None:
-    """Remove variants and Hub revisions no manifest names any more, and unfinished pulls."""
+    """Remove variants and Hub revisions no manifest names any more, runtime exports whose
+    weights are gone or changed or that an older runtime/torch made, and unfinished pulls."""
     from hub.api import get_catalog
     from hub.maintenance import plan_prune, prune
 

@@ -154,8 +154,9 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
     :param strict: stop at the first bad item (:class:`~hub.errors.InputError`) instead of
         logging it to ``_errors.jsonl``.
     :param progress: show a progress bar (items/s, ETA) on stderr.
-    :param runtime: ``"openvino"`` runs the network with OpenVINO (see :func:`hub.load`);
-        local engine only.
+    :param runtime: ``"openvino"`` runs the network with OpenVINO on the CPU (see
+        :func:`hub.load`); with Ray, the driver exports it once into the cache and every actor
+        reads that export.
     :param modality: an image-text backbone's tower that embeds the rows, ``"image"`` or
         ``"text"`` (required for one given by name; a loaded tower, ``m.image`` / ``m.text``,
         already says it). The output manifest records the image-text backbone and the tower
@@ -171,13 +172,11 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
             raise InputError("engine='ray' loads the backbone in each actor: pass its name "
                              "(with modality='image' or 'text' for an image-text backbone's "
                              "tower).")
-        if runtime is not None:
-            raise InputError(f"runtime={runtime!r} applies to engine='local'; with Ray, leave "
-                             "runtime out (the actors run torch).")
         return run_ray(backbone, source, out, column=column, address=address,
                        batch_size=batch_size, actors=workers, stages=_stages(stages), pool=pool,
                        normalize=normalize, weights=weights, device=device, dtype=dtype,
-                       shard_size=shard_size, strict=strict, progress=progress, modality=modality)
+                       shard_size=shard_size, strict=strict, progress=progress, modality=modality,
+                       runtime=runtime)
     if address is not None:
         raise InputError("address applies to engine='ray'.")
     from hub.dataset.local import default_workers, run_local

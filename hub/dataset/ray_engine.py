@@ -102,6 +102,7 @@ class Embedder:
     :param env: ``HUB_*`` variables to set in the actor before loading (e.g. ``HUB_CACHE``).
     :param modality: an image-text backbone's tower that runs, ``"image"`` or ``"text"``
         (required for those; others take none).
+    :param runtime: run the network with this runtime (``hub.load(runtime=...)``; CPU only).
 
     Rows whose ``error`` column is non-empty pass through with a zero embedding. The
     output has every input column but ``column``, plus ``embedding`` (float32, (n, D)).
@@ -110,13 +111,14 @@ class Embedder:
     def __init__(self, name: str, *, weights: str | None = None, device: Any = "auto",
                  dtype: Any = "auto", stages: list[str | int] | None = None, pool: str | None = None,
                  normalize: bool | None = None, column: str = "item",
-                 env: dict[str, str] | None = None, modality: str | None = None) -> None:
+                 env: dict[str, str] | None = None, modality: str | None = None,
+                 runtime: str | None = None) -> None:
         os.environ.update(env or {})
         os.environ["HUB_OFFLINE"] = "1"  # load from the pulled cache, never download here
         from hub.api import load
         from hub.dataset.api import check_tower
 
-        bb = load(name, weights=weights, device=device, dtype=dtype)
+        bb = load(name, weights=weights, device=device, dtype=dtype, runtime=runtime)
         check_tower(bb.name, bb.modality, modality)
         self.bb = bb if modality is None else bb.tower(modality)  # type: ignore[attr-defined]
         self.stages = list(stages or [])
@@ -192,7 +194,8 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
             actors: int | None = None, stages: list[str | int] | None = None,
             pool: str | None = None, normalize: bool | None = None, weights: str | None = None,
             device: Any = "auto", dtype: Any = "auto", shard_size: int = 4096, strict: bool = False,
-            progress: bool = False, modality: str | None = None) -> DatasetResult:
+            progress: bool = False, modality: str | None = None,
+            runtime: str | None = None) -> DatasetResult:
     """Run a dataset job on Ray into ``out`` (same layout and resume rules as the local engine).
 
     The weights are pulled here, on the driver, before any actor starts. ``address``: a
@@ -203,6 +206,10 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
     ``name`` (actors load it by its absolute path). ``modality``: an image-text backbone's
     tower (``"image"`` / ``"text"``), required for those; the job is the local engine's for
     the same tower.
+
+    ``runtime``: the driver loads the backbone once with it, which checks the options (CPU
+    only) and exports and verifies the network into the cache; the actors, on the CPU, read
+    that export (on several machines the cache must be shared, as for the weights).
     """
     ray = _ray()
     from hub.api import resolve
@@ -213,16 +220,25 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
     check_tower(spec.name, spec.modality, modality)
     runs = modality or spec.modality  # the modality of the rows (an image-text backbone's tower)
     src = source if isinstance(source, Reader) else open_reader(source, runs, column=column)
+    job_dtype = "auto" if is_auto(dtype) else dtype_name(resolve_dtype(dtype))
+    precision = None
+    if runtime is not None:
+        from hub.api import load
+        from hub.dataset.job import backbone_dtype
+
+        bb = load(target, weights=files.variant.name, device=device, dtype=dtype, runtime=runtime)
+        # recorded as the local engine does; the actors run exactly the driver's export
+        job_dtype, precision, dtype, device = backbone_dtype(bb), bb.precision, bb.precision, "cpu"
+        del bb
     job = make_job(spec, variant=files.variant.name, sha256=files.sha256, reader=src,
-                   stages=list(stages or []), pool=pool, normalize=normalize,
-                   dtype="auto" if is_auto(dtype) else dtype_name(resolve_dtype(dtype)),
+                   stages=list(stages or []), pool=pool, normalize=normalize, dtype=job_dtype,
                    shard_size=shard_size, tower=modality)
     started = not ray.is_initialized()
     if not started and address is not None:
         raise InputError(f"address={address!r}: this process is already connected to a Ray "
                          "cluster; leave address unset to use it.")
     with ShardWriter(out, job, len(src), engine="ray",
-                     embedding_dim=spec.outputs.embedding_dim) as writer:
+                     embedding_dim=spec.outputs.embedding_dim, precision=precision) as writer:
         pending = writer.open()
         ranges = plan_ranges([(a, b) for _, a, b in pending], batch_size)
         if ranges:
@@ -231,7 +247,8 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
             try:
                 _stream(ray, writer, src, ranges, spec, target, files.variant.name, job,
                         device=device, dtype=dtype, actors=actors, batch_size=batch_size,
-                        strict=strict, progress=progress, modality=modality)
+                        strict=strict, progress=progress, modality=modality,
+                        runtime=runtime)
             finally:
                 if started:
                     ray.shutdown()
@@ -241,7 +258,7 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
 def _stream(ray: Any, writer: ShardWriter, src: Reader, ranges: list[tuple[int, int]],
             spec: Any, target: str, variant: str, job: Any, *, device: Any, dtype: Any,
             actors: int | None, batch_size: int, strict: bool, progress: bool,
-            modality: str | None = None) -> None:
+            modality: str | None = None, runtime: str | None = None) -> None:
     """Build the Ray Data pipeline over ``ranges`` and feed its output to ``writer``."""
     from ray.data import DataContext
 
@@ -256,7 +273,7 @@ def _stream(ray: Any, writer: ShardWriter, src: Reader, ranges: list[tuple[int, 
         ds = ds.map_batches(Embedder, batch_size=batch_size, fn_constructor_kwargs={
             "name": target, "weights": variant, "device": device, "dtype": dtype,
             "stages": job.stages, "pool": job.pool, "normalize": job.normalize, "env": env,
-            "modality": modality},
+            "modality": modality, "runtime": runtime},
             compute=ray.data.ActorPoolStrategy(size=plan["size"]), num_gpus=plan["num_gpus"],
             num_cpus=plan["num_cpus"])
         total = sum(b - a for a, b in ranges)

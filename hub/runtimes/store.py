@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,8 @@ from hub.leftovers import owned_name
 if TYPE_CHECKING:
     from hub.backbone import Backbone
 
-__all__ = ["RECORD", "entry_dir", "install", "key_fields", "read_record", "staging_dir"]
+__all__ = ["RECORD", "Export", "entry_dir", "install", "key_fields", "read_record", "remove",
+           "scan", "staging_dir"]
 
 RECORD = "record.json"
 #: bumped when the exported layout or record changes meaning
@@ -99,3 +101,64 @@ def install(staged: Path, folder: Path, record: dict[str, Any]) -> None:
             return  # a concurrent export of the same key won the rename
         raise CacheError(f"Cannot store the runtime export at {folder} ({exc.strerror}). Point "
                          "HUB_CACHE at a writable folder.") from exc
+
+
+@dataclass(frozen=True)
+class Export:
+    """One cached export, as found on disk (what ``hub cache ls`` lists).
+
+    :param key: the record's key fields (:func:`key_fields`), ``None`` when the record is
+        missing or unreadable (an entry being replaced, or damaged).
+    :param size: bytes of its files.
+    :param made: when it was written (the record's modification time), else ``None``.
+    """
+
+    runtime: str
+    model: str
+    variant: str
+    precision: str
+    path: Path
+    size: int
+    key: dict[str, Any] | None
+    made: float | None
+
+    @property
+    def label(self) -> str:
+        """``runtime/model/variant/folder``: how ``hub cache`` names it."""
+        return f"{self.runtime}/{self.model}/{self.variant}/{self.path.name}"
+
+
+def scan(root: Path) -> list[Export]:
+    """Every export folder under ``<root>/runtimes/``, sorted by path (reads only records)."""
+    from hub.cache import tree_size
+
+    base = root / "runtimes"
+    if not base.is_dir():
+        return []
+    out = []
+    for folder in sorted(base.glob("*/*/*/*")):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        runtime, model, variant = folder.parts[-4:-1]
+        try:
+            record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+            key = record["key"] if isinstance(record.get("key"), dict) else None
+            made: float | None = (folder / RECORD).stat().st_mtime
+        except (OSError, ValueError, AttributeError):
+            key, made = None, None
+        out.append(Export(runtime, model, variant, folder.name.split("-", 1)[0], folder,
+                          tree_size(folder), key, made))
+    return out
+
+
+def remove(root: Path, folder: Path) -> None:
+    """Delete one export folder, then its model and variant folders if they are left empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    base = root / "runtimes"
+    parent = folder.parent
+    while parent != base and parent.is_relative_to(base):
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+        parent = parent.parent
