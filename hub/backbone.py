@@ -326,10 +326,8 @@ class Backbone(ABC):
             raw.prefix = {k: up(v) for k, v in raw.prefix.items() if k in used}
             raw.tokens = raw.tokens if own else up(raw.tokens)  # read only to pool
             raw.pooled = up(raw.pooled)
-        if own:
-            pooled = raw.pooled  # the library's own embedding for the trained pooling
-        else:
-            pooled = pool_batch(raw, last, how, model=self.name)
+        # the library's own embedding for the trained pooling, else pooled here
+        pooled = raw.pooled if own else pool_batch(raw, last, how, model=self.name)
         feats = Features(pooled=pooled, stages={n: raw.stages[n] for n in names}, mask=raw.mask,
                          prefix={n: raw.prefix[n] for n in names if n in raw.prefix})
         if self.dtype is not None:

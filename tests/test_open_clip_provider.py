@@ -343,11 +343,17 @@ def test_no_stage_runs_open_clips_encode_methods(one_torch_thread: None) -> None
     bb = hub.load("clip_vit_b32", pretrained=False, device="cpu", dtype="float32")
     model, tok = bb.module, bb.text.tokenizer
     calls: list[str] = []
+
+    def spy(name: str) -> Any:
+        real = getattr(model, name)
+
+        def call(*a: Any, **kw: Any) -> Any:
+            calls.append(name)
+            return real(*a, **kw)
+        return call
+
     for method in ("encode_image", "encode_text", "forward_intermediates"):
-        def spy(*a: Any, _real: Any = getattr(model, method), _name: str = method, **kw: Any) -> Any:
-            calls.append(_name)
-            return _real(*a, **kw)
-        setattr(model, method, spy)
+        setattr(model, method, spy(method))
     x, xn = images(SPECS["clip_vit_b32"])
     try:
         fast = bb.extract(x, stages=[])
