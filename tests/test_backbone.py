@@ -264,6 +264,30 @@ def test_embedding_only_forward_may_decline(tiny: Backbone) -> None:
     assert tiny._forward_pooled(torch.zeros(1, 3, 32, 32)) is None  # the base class has none
 
 
+def test_compile_covers_the_embedding_only_forward() -> None:
+    """A provider class with ``_forward_pooled`` gets it compiled along with ``_forward``;
+    ``stages=[]`` still runs it and gives the stages path's embedding."""
+    from hub.backbone import RawOutput
+
+    calls: list[str] = []
+    eager = hub.load("example_tinynet", device="cpu", dtype="float32")
+    last = list(eager.specs)[-1]
+
+    class EmbeddingOnly(type(eager)):  # type: ignore[misc]
+        def _forward_pooled(self, batch: Any) -> Any:
+            calls.append("pooled")
+            return RawOutput(stages={}, pooled=self._forward(batch, []).stages[last].mean(dim=(2, 3)))
+
+    bb = hub.load("example_tinynet", device="cpu", dtype="float32")
+    bb.__class__ = EmbeddingOnly
+    bb.configure(compile={"backend": "eager"})
+    assert bb.compiled and "_forward_pooled" in vars(bb)  # the compiled wrapper, on the instance
+    x = images(3)
+    got = bb.extract(x, stages=[])
+    assert calls == ["pooled"]
+    torch.testing.assert_close(got.pooled, eager.extract(x, stages=[-1]).pooled, rtol=0, atol=1e-6)
+
+
 def test_compile_opts_in_to_torch_compile() -> None:
     eager = hub.load("example_tinynet", device="cpu", dtype="float32")
     bb = hub.load("example_tinynet", device="cpu", dtype="float32", compile={"backend": "eager"})
