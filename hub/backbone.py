@@ -141,6 +141,9 @@ class Backbone(ABC):
         if compile and not self.compiled:
             opts = compile if isinstance(compile, dict) else {}
             self._forward = torch.compile(self._forward, **opts)  # type: ignore[method-assign]
+            if type(self)._forward_pooled is not Backbone._forward_pooled:
+                self._forward_pooled = torch.compile(  # type: ignore[method-assign]
+                    self._forward_pooled, **opts)
             self.compiled = True
         return self
 
@@ -254,9 +257,13 @@ class Backbone(ABC):
         chunks: list[tuple[list[int], Features]] = []
         total = len(items)
         forward = self.runtime.forward if self.runtime is not None else self._forward
+        # no stage asked, the trained pooling: the provider's embedding-only forward, if it has one
+        embed_only = not names and pool == self.spec.outputs.pool and self.runtime is None
         with _progress(progress, total, bs, self.name) as advance, torch.inference_mode(), amp:
             for idx, batch, truncated in self._batches(items, bs, limit):
-                raw = forward(batch, names)
+                raw = self._forward_pooled(batch) if embed_only else None
+                if raw is None or raw.pooled is None:
+                    raw = forward(batch, names)
                 feats = self._finish(raw, names, pool)
                 feats.truncated = truncated
                 chunks.append((idx, feats))
@@ -298,10 +305,29 @@ class Backbone(ABC):
     def _forward(self, batch: Any, stages: list[str]) -> RawOutput:
         """Run the network; return at least ``stages`` and the last stage."""
 
+    def _forward_pooled(self, batch: Any) -> RawOutput | None:
+        """Run the network for the trained embedding only: a :class:`RawOutput` with ``pooled``
+        (and ``mask`` for text) and no stages, or ``None`` (the default) when the provider has no
+        such forward.
+
+        ``extract()`` calls it instead of :meth:`_forward` when no stage is asked
+        (``stages=[]``) and the pooling is the manifest's, so a provider whose library has an
+        embedding-only forward (open_clip's ``encode_image``) skips returning (and the core
+        skips laying out) a last stage nobody asked for. It must give the very ``pooled`` that
+        :meth:`_forward` gives; returning ``None``, or no ``pooled``, falls back to it.
+        """
+        return None
+
     def _finish(self, raw: RawOutput, names: list[str], how: str) -> Features:
-        """Normalise one batch's layout, pool it, keep the requested stages."""
+        """Normalise one batch's layout, pool it, keep the requested stages.
+
+        The last stage is laid out (and pooled) only when the embedding is not the provider's
+        own ``pooled`` for the trained pooling; stages nobody asked for are left untouched.
+        """
         last = list(self.specs)[-1]
-        for n in dict.fromkeys([*names, last]):
+        own = raw.pooled is not None and how == self.spec.outputs.pool
+        used = list(dict.fromkeys(names if own else [*names, last]))
+        for n in used:
             raw.stages[n], pre = _as_layout(raw.stages[n], self.specs[n], raw.num_prefix_tokens)
             if pre is not None and n not in raw.prefix:
                 raw.prefix[n] = pre
@@ -309,13 +335,12 @@ class Backbone(ABC):
             def up(t: Any) -> Any:
                 return t.float() if t is not None and t.is_floating_point() else t
 
-            raw.stages = {k: up(v) for k, v in raw.stages.items()}
-            raw.prefix = {k: up(v) for k, v in raw.prefix.items()}
-            raw.tokens, raw.pooled = up(raw.tokens), up(raw.pooled)
-        if raw.pooled is not None and how == self.spec.outputs.pool:
-            pooled = raw.pooled  # the library's own embedding for the trained pooling
-        else:
-            pooled = pool_batch(raw, last, how, model=self.name)
+            raw.stages = {k: up(raw.stages[k]) for k in used}
+            raw.prefix = {k: up(v) for k, v in raw.prefix.items() if k in used}
+            raw.tokens = raw.tokens if own else up(raw.tokens)  # read only to pool
+            raw.pooled = up(raw.pooled)
+        # the library's own embedding for the trained pooling, else pooled here
+        pooled = raw.pooled if own else pool_batch(raw, last, how, model=self.name)
         feats = Features(pooled=pooled, stages={n: raw.stages[n] for n in names}, mask=raw.mask,
                          prefix={n: raw.prefix[n] for n in names if n in raw.prefix})
         if self.dtype is not None:

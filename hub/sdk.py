@@ -34,6 +34,8 @@ Running:
   implements ``_items`` and ``_batches`` too.
 * :class:`StageSpec`: one output stage (name, channels, stride, layout, layer index).
 * :class:`RawOutput`: what ``_forward`` returns for one batch (stage tensors, tokens, mask).
+  Optionally ``_forward_pooled(batch)`` returns one with only ``pooled`` (and ``mask``) from the
+  library's embedding-only forward; ``extract(..., stages=[])`` runs it instead of ``_forward``.
 
 Training (optional; :meth:`Backbone.as_module` raises a clear error for providers without it):
 

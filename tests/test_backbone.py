@@ -202,6 +202,92 @@ def test_auto_returns_float32_features_and_trains_from_float32_weights(
     assert hub.load("minilm_l6", device="cpu").precision == "float32"
 
 
+def embedding_only(bb: Backbone, calls: list[str]) -> Backbone:
+    """A copy of ``bb`` whose provider has an embedding-only forward (the ``_forward_pooled`` hook,
+    as open_clip's towers implement it): it returns the trained avg pooling of its own forward's
+    last map, and no stage at all."""
+    import copy
+
+    from hub.backbone import RawOutput
+
+    twin = copy.copy(bb)
+    last = list(bb.specs)[-1]
+
+    def forward(batch: Any, stages: list[str]) -> Any:
+        calls.append("forward")
+        return bb._forward(batch, stages)
+
+    def forward_pooled(batch: Any) -> Any:
+        calls.append("pooled")
+        return RawOutput(stages={}, pooled=bb._forward(batch, [])
+                         .stages[last].float().mean(dim=(2, 3)).to(batch.dtype))
+
+    twin._forward = forward  # type: ignore[method-assign]
+    twin._forward_pooled = forward_pooled  # type: ignore[method-assign]
+    return twin
+
+
+def test_embedding_only_forward_when_no_stage_is_asked(tiny: Backbone) -> None:
+    """stages=[] with the manifest's pooling runs the provider's embedding-only forward, once per
+    batch, and uses its ``pooled`` without any last stage; everything else runs ``_forward``."""
+    calls: list[str] = []
+    bb = embedding_only(tiny, calls)
+    x = images(5)
+    ref = tiny.extract(x, stages=[-1])
+    fast = bb.extract(x, stages=[], batch_size=2)
+    assert calls == ["pooled"] * 3 and fast.stages == {} and fast.specs == {}
+    torch.testing.assert_close(fast.pooled, ref.pooled, rtol=0, atol=1e-6)
+    unit = bb.extract(x, stages=[], normalize=True).pooled
+    torch.testing.assert_close(unit, torch.nn.functional.normalize(ref.pooled, dim=-1),
+                               rtol=0, atol=1e-6)
+    for kw in ({"stages": [-1]}, {"stages": None}, {"stages": [], "pool": "max"}):
+        calls.clear()
+        got = bb.extract(x, **kw)
+        assert calls == ["forward"], kw
+        assert torch.equal(got.pooled, tiny.extract(x, **kw).pooled)
+
+
+def test_embedding_only_forward_may_decline(tiny: Backbone) -> None:
+    """A hook that returns None (the default, or a batch it cannot embed alone) falls back to
+    ``_forward``."""
+    calls: list[str] = []
+    bb = embedding_only(tiny, calls)
+
+    def decline(batch: Any) -> Any:
+        calls.append("declined")
+        return None
+
+    bb._forward_pooled = decline  # type: ignore[method-assign]
+    got = bb.extract(images(3), stages=[])
+    assert calls == ["declined", "forward"]
+    assert torch.equal(got.pooled, tiny.extract(images(3), stages=[]).pooled)
+    assert tiny._forward_pooled(torch.zeros(1, 3, 32, 32)) is None  # the base class has none
+
+
+def test_compile_covers_the_embedding_only_forward() -> None:
+    """A provider class with ``_forward_pooled`` gets it compiled along with ``_forward``;
+    ``stages=[]`` still runs it and gives the stages path's embedding."""
+    from hub.backbone import RawOutput
+
+    calls: list[str] = []
+    eager = hub.load("example_tinynet", device="cpu", dtype="float32")
+    last = list(eager.specs)[-1]
+
+    class EmbeddingOnly(type(eager)):  # type: ignore[misc]
+        def _forward_pooled(self, batch: Any) -> Any:
+            calls.append("pooled")
+            return RawOutput(stages={}, pooled=self._forward(batch, []).stages[last].mean(dim=(2, 3)))
+
+    bb = hub.load("example_tinynet", device="cpu", dtype="float32")
+    bb.__class__ = EmbeddingOnly
+    bb.configure(compile={"backend": "eager"})
+    assert bb.compiled and "_forward_pooled" in vars(bb)  # the compiled wrapper, on the instance
+    x = images(3)
+    got = bb.extract(x, stages=[])
+    assert calls == ["pooled"]
+    torch.testing.assert_close(got.pooled, eager.extract(x, stages=[-1]).pooled, rtol=0, atol=1e-6)
+
+
 def test_compile_opts_in_to_torch_compile() -> None:
     eager = hub.load("example_tinynet", device="cpu", dtype="float32")
     bb = hub.load("example_tinynet", device="cpu", dtype="float32", compile={"backend": "eager"})

@@ -149,6 +149,11 @@ def check_parity(name: str, bb: Any, model: Any, tokenizer: Any) -> None:
     close(feats.pooled, ref_img, f"{name} image embedding")
     close(tfeats.pooled, ref_txt, f"{name} text embedding")
     close(bb.extract(TEXTS).pooled, ref_txt, f"{name} text by input")
+    # no stage asked: the embedding-only forward (encode_image / encode_text), same embeddings
+    close(bb.extract(x, stages=[]).pooled, feats.pooled, f"{name} image embedding only")
+    only = bb.extract(TEXTS, stages=[])
+    close(only.pooled, tfeats.pooled, f"{name} text embedding only")
+    assert torch.equal(only.mask, tfeats.mask)
     for st in spec.outputs.stages:  # the image tower's stages: open_clip's NCHW intermediates
         close(feats.stages[st.name], inter["image_intermediates"][int(st.module)], f"{name}.{st.name}")
     for i in range(1, spec.outputs.num_layers + 1):
@@ -334,6 +339,58 @@ def test_as_module_trains_the_image_tower(one_torch_thread: None) -> None:
     assert not any(n.endswith(("ln_post.weight", ".proj")) or "text" in n or "token_embedding" in n
                    for n in names)  # nothing after the last stage, nothing of the text tower
     assert bb.as_module(modality="text").modality == "text"
+
+
+def test_no_stage_runs_open_clips_encode_methods(one_torch_thread: None) -> None:
+    """``extract(..., stages=[])`` (and zero-shot) runs each tower's embedding-only forward, which
+    calls open_clip's ``encode_image`` / ``encode_text`` and not ``forward_intermediates``; its
+    embeddings equal the stages path's and open_clip's to 1e-5, with the same text mask. Any stage
+    or another pooling runs ``forward_intermediates``."""
+    bb = hub.load("clip_vit_b32", pretrained=False, device="cpu", dtype="float32")
+    model, tok = bb.module, bb.text.tokenizer
+    calls: list[str] = []
+
+    def spy(name: str) -> Any:
+        real = getattr(model, name)
+
+        def call(*a: Any, **kw: Any) -> Any:
+            calls.append(name)
+            return real(*a, **kw)
+        return call
+
+    for method in ("encode_image", "encode_text", "forward_intermediates"):
+        setattr(model, method, spy(method))
+    x, xn = images(SPECS["clip_vit_b32"])
+    try:
+        fast = bb.extract(x, stages=[])
+        assert calls == ["encode_image"] and fast.stages == {}
+        staged = bb.extract(x, stages=[-1])
+        assert calls[1:] == ["forward_intermediates"]
+        calls.clear()
+        text_fast = bb.extract(TEXTS, stages=[], batch_size=2)
+        assert calls == ["encode_text", "encode_text"]
+        text_staged = bb.extract(TEXTS, stages=[-1], batch_size=2)
+        assert calls[2:] == ["forward_intermediates", "forward_intermediates"]
+        calls.clear()
+        bb.extract(x, stages=[], pool="cls")  # not the trained pooling: the stages path
+        assert calls == ["forward_intermediates"]
+        calls.clear()
+        bb.zero_shot(x, ["cat", "dog"], ["a photo of a {}."])
+        assert calls == ["encode_text", "encode_image"]
+        with torch.inference_mode():
+            ref_img = model.encode_image(xn, normalize=True)
+            ref_txt = model.encode_text(tok(TEXTS), normalize=True)
+    finally:
+        for method in ("encode_image", "encode_text", "forward_intermediates"):
+            delattr(model, method)
+    close(fast.pooled, staged.pooled, "embedding only vs stages path (image)")
+    close(fast.pooled, ref_img, "embedding only vs open_clip (image)")
+    close(text_fast.pooled, text_staged.pooled, "embedding only vs stages path (text)")
+    close(text_fast.pooled, ref_txt, "embedding only vs open_clip (text)")
+    assert torch.equal(text_fast.mask, text_staged.mask)
+    raw = bb.extract(x, stages=[], normalize=False).pooled
+    with torch.inference_mode():
+        close(raw, model.encode_image(xn), "unnormalised embedding")
 
 
 @pytest.mark.slow

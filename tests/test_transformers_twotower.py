@@ -117,5 +117,18 @@ def test_clip_in_transformers_format_equals_transformers(served: Any) -> None:
     for i in range(13):
         close(tfeats.stages[f"layer{i}"], text_hidden[i], f"layer{i}")
     assert tfeats.mask.sum(1).tolist() == enc["attention_mask"].sum(1).tolist()
+    # no stage asked: get_*_features alone (the towers' embedding-only forward), same embeddings
+    calls: list[str] = []
+    for tower in (bb.image, bb.text):
+        def spy(batch: Any, _real: Any = tower._forward_pooled) -> Any:
+            calls.append("pooled")
+            return _real(batch)
+        tower._forward_pooled = spy
+    only, text_only = bb.extract(x, stages=[]), bb.extract(TEXTS, stages=[])
+    assert calls == ["pooled", "pooled"] and only.stages == {} and text_only.stages == {}
+    close(only.pooled, feats.pooled, "image embedding only")
+    close(text_only.pooled, tfeats.pooled, "text embedding only")
+    assert torch.equal(text_only.mask, tfeats.mask)
+    del bb.image._forward_pooled, bb.text._forward_pooled
     z = bb.zero_shot(x, ["cat", "dog"], ["a {}"])
     assert torch.allclose(z.probs.sum(-1), torch.ones(2))

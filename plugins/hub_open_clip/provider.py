@@ -10,7 +10,8 @@ Stages: an image stage's ``module`` is the index of the output of open_clip's
 ``forward_intermediates`` (a ViT block, a FastViT stage), counted from 0; text stages are
 ``layer1`` .. ``layerN``, the outputs of the text transformer's blocks. Both come from one
 ``forward_intermediates`` pass, whose final embedding is what ``encode_image`` /
-``encode_text`` return.
+``encode_text`` return. When no stage is asked (``extract(..., stages=[])``, zero-shot), the
+towers call ``encode_image`` / ``encode_text`` themselves (``_forward_pooled``).
 
 Tokenizers: open_clip's own, from its config: the CLIP BPE tokenizer shipped in the open_clip
 package, or (``hf_tokenizer_name``, SigLIP) its Hugging Face tokenizer from the variant's
@@ -70,6 +71,11 @@ class OpenClipImage(ImageBackbone):
         return RawOutput(stages=result, prefix=prefix, pooled=out["image_features"],
                          num_prefix_tokens=1 if self._prefix else 0)
 
+    def _forward_pooled(self, batch: torch.Tensor) -> RawOutput:
+        """``encode_image`` (unnormalised; the core normalises): no intermediates kept."""
+        m: Any = self.module
+        return RawOutput(stages={}, pooled=m.encode_image(batch))
+
     def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         from hub_open_clip.trunk import image_trunk
 
@@ -128,6 +134,12 @@ class OpenClipText(FixedLengthText):
         by_index = dict(zip(take, out["text_intermediates"], strict=True))
         result = {n: by_index[int(self.specs[n].index or 0) - 1] for n in wanted}
         return RawOutput(stages=result, mask=batch["attention_mask"], pooled=out["text_features"])
+
+    def _forward_pooled(self, batch: dict[str, Any]) -> RawOutput:
+        """``encode_text`` (unnormalised; the core normalises): no intermediates kept."""
+        m: Any = self.module
+        return RawOutput(stages={}, mask=batch["attention_mask"],
+                         pooled=m.encode_text(batch["input_ids"]))
 
     def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         from hub_open_clip.trunk import text_trunk

@@ -4,8 +4,10 @@ Embeddings are transformers' own ``get_image_features`` / ``get_text_features`` 
 returns an output object whose ``pooler_output`` is the embedding, transformers 4 the tensor
 itself; both are handled), stages their ``hidden_states``: an image stage's ``module`` is the
 index into the vision tower's hidden states (0 = embeddings, N = after block N), text stages
-are ``layer0`` .. ``layerN``. Texts are padded to the context length (``max_length``), as both
-models were trained; CLIP gets its attention mask, SigLIP (trained without one) none.
+are ``layer0`` .. ``layerN``. With no stage asked (``stages=[]``, zero-shot) the towers call
+``get_*_features`` alone, keeping no hidden states (``_forward_pooled``). Texts are padded
+to the context length (``max_length``), as both models were trained; CLIP gets its attention
+mask, SigLIP (trained without one) none.
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ class TransformersImage(ImageBackbone):
 
         return image_trunk(self, stages, output_stride)
 
+    def _forward_pooled(self, batch: torch.Tensor) -> RawOutput:
+        """``get_image_features`` alone: no hidden states kept (nor, on transformers 4, a
+        second pass of the vision tower for them)."""
+        m: Any = self.module
+        pooled, _ = _embedding_and_hidden(m.get_image_features(pixel_values=batch))
+        return RawOutput(stages={}, pooled=pooled)
+
 
 class TransformersText(FixedLengthText):
     """The text tower of a ``CLIPModel`` / ``SiglipModel``, with its tokenizer."""
@@ -117,6 +126,13 @@ class TransformersText(FixedLengthText):
         from hub_transformers.twotower_trunk import text_pool
 
         return text_pool(self) if stage == list(self.specs)[-1] else None
+
+    def _forward_pooled(self, batch: dict[str, Any]) -> RawOutput:
+        """``get_text_features`` alone: no hidden states kept."""
+        m: Any = self.module
+        kw = {"attention_mask": batch["attention_mask"]} if self._use_mask else {}
+        pooled, _ = _embedding_and_hidden(m.get_text_features(input_ids=batch["input_ids"], **kw))
+        return RawOutput(stages={}, mask=batch["attention_mask"], pooled=pooled)
 
 
 def build_two_tower(spec: BackboneSpec, module: torch.nn.Module, config: Any, tokenizer: Any, *,
