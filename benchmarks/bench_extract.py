@@ -52,13 +52,13 @@ def main() -> None:
         state = load_file(str(paths[name]))
         own = anchor.state_dict()
         anchor.load_state_dict({k: v for k, v in state.items() if k in own})
-        bb = hub.load(name, device="cpu")
+        bb = hub.load(name, device="cpu", dtype="float32")
         cnn = bb.channels_last
         if cnn:
             anchor_cl = timm.create_model(arch, num_classes=0).eval()
             anchor_cl.load_state_dict(anchor.state_dict())
             anchor_cl = anchor_cl.to(memory_format=torch.channels_last)
-            bb_nchw = hub.load(name, device="cpu", channels_last=False)
+            bb_nchw = hub.load(name, device="cpu", dtype="float32", channels_last=False)
         pp = bb.spec.preprocessing.image
         mean = torch.tensor(pp.mean).view(1, 3, 1, 1)
         std = torch.tensor(pp.std).view(1, 3, 1, 1)

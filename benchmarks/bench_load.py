@@ -1,4 +1,5 @@
 """Loading a pulled backbone: ``hub.load`` against the anchors' own loading, in fresh processes.
+Both sides load float32 (hub with ``dtype="float32"``: its default, ``"auto"``, may pick bf16).
 
     python benchmarks/bench_load.py [--rounds 5]
 
@@ -9,9 +10,9 @@ RSS (``VmHWM``), and how far the load raised the peak above the RSS after the
 imports (torch and the model library account for most of a process's memory).
 
 * resnet50, vit_b16: ``timm.create_model(arch)`` + ``load_state_dict(load_file(...))``
-  (the same safetensors hub cached) vs ``hub.load(name, device="cpu")``.
+  (the same safetensors hub cached) vs ``hub.load(name, device="cpu", dtype="float32")``.
 * minilm_l6: ``AutoModel.from_pretrained`` + ``AutoTokenizer.from_pretrained`` on
-  the same files vs ``hub.load("minilm_l6", device="cpu")``; both processes import
+  the same files vs ``hub.load("minilm_l6", device="cpu", dtype="float32")``; both processes import
   transformers' BERT model and tokenizer modules before the clock (``import
   transformers`` alone defers them into whichever load comes first).
 
@@ -67,7 +68,7 @@ def variants(paths: dict[str, Path]) -> dict[str, dict[str, tuple[str, str]]]:
             "anchor": ("import timm, torch\nfrom safetensors.torch import load_file",
                        f"m = timm.create_model({arch!r})\n"
                        f"m.load_state_dict(load_file({str(paths[name])!r}))\nm.eval()"),
-            "hub": ("import hub, torch, timm", f"bb = hub.load({name!r}, device='cpu')"),
+            "hub": ("import hub, torch, timm", f"bb = hub.load({name!r}, device='cpu', dtype='float32')"),
         }
     # `import transformers` is lazy: BertModel and the tokenizer classes would be imported inside
     # whichever load runs first. Both sides import them before the clock, as timm's are above.
@@ -78,7 +79,7 @@ def variants(paths: dict[str, Path]) -> dict[str, dict[str, tuple[str, str]]]:
         "anchor": (bert,
                    f"m = transformers.AutoModel.from_pretrained({str(minilm)!r}).eval()\n"
                    f"tok = transformers.AutoTokenizer.from_pretrained({str(minilm)!r})"),
-        "hub": ("import hub\n" + bert, "bb = hub.load('minilm_l6', device='cpu')"),
+        "hub": ("import hub\n" + bert, "bb = hub.load('minilm_l6', device='cpu', dtype='float32')"),
     }
     return out
 
@@ -132,12 +133,12 @@ def decompose(rounds: int) -> None:
     """Where resnet50's hub.load time goes: the catalogue and the cache check (done once per
     process, here by a hub.pull before the clock), and the channels_last conversion."""
     variants = {
-        "default": ("import hub, torch, timm", "bb = hub.load('resnet50', device='cpu')"),
+        "default": ("import hub, torch, timm", "bb = hub.load('resnet50', device='cpu', dtype='float32')"),
         "after hub.pull (catalogue built, cached file checked)": (
-            "import hub, torch, timm\nhub.pull('resnet50')", "bb = hub.load('resnet50', device='cpu')"),
+            "import hub, torch, timm\nhub.pull('resnet50')", "bb = hub.load('resnet50', device='cpu', dtype='float32')"),
         "the same, channels_last=False": (
             "import hub, torch, timm\nhub.pull('resnet50')",
-            "bb = hub.load('resnet50', device='cpu', channels_last=False)"),
+            "bb = hub.load('resnet50', device='cpu', dtype='float32', channels_last=False)"),
     }
     runs: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(rounds):
