@@ -31,7 +31,8 @@ def classify_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON: per image its best label and "
                                  "every label's probability."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda:N."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32 (the default: probabilities at full precision), auto, float16 or bfloat16."),
+    dtype: str = typer.Option("float32", "--dtype", help=(
+        "float32 (the default: probabilities at full precision), auto, float16 or bfloat16.")),
     weights: str = typer.Option(None, "--weights", help="Weight variant (default: the manifest's)."),
 ) -> None:
     """Classify IMAGE files among --labels without training (CLIP softmax, SigLIP sigmoid)."""
