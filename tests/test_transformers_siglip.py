@@ -23,8 +23,7 @@ from typing import Any
 import pytest
 import torch
 
-import hub
-from tests.zoo_support import random_model, save_safetensors, serve_variant, zoo_specs
+from tests.zoo_support import random_model, save_safetensors, served_with_tokenizer, zoo_specs
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
@@ -74,20 +73,9 @@ def served(loopback_hub: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     root = tmp_path_factory.mktemp("siglip_hf")
     model = siglip_model()
     files = sentencepiece_files()
-    serve_variant(loopback_hub, SPEC, save_safetensors(model, root / "model.safetensors"), files)
-    folder = root / "tok"
-    folder.mkdir()
-    for k, v in files.items():
-        (folder / k).write_bytes(v)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HUB_OFFLINE", "0")
-        mp.setenv("HUB_HF_ENDPOINT", loopback_hub.endpoint)
-        mp.setenv("HUB_CACHE", str(root / "cache"))
-        hub.refresh()
-        bb = hub.load("siglip_b16_hf", device="cpu", dtype="float32")
+    weights = save_safetensors(model, root / "model.safetensors")
+    with served_with_tokenizer(loopback_hub, SPEC, weights, files, root) as (bb, tokenizer):
         yield bb, model, tokenizer
-    hub.refresh()
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -13,14 +13,12 @@ import io
 import json
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-import hub
-from tests.zoo_support import random_model, serve_variant, zoo_specs
+from tests.zoo_support import random_model, served_with_tokenizer, zoo_specs
 
 transformers = pytest.importorskip("transformers")
 SPEC = next(s for s in zoo_specs() if s.name == "clip_vit_b32_hf")
@@ -64,18 +62,7 @@ def served(loopback_hub: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     files = tokenizer_files()
-    serve_variant(loopback_hub, SPEC, buf.getvalue(), files)
-    folder = root / "tok"
-    folder.mkdir()
-    for k, v in files.items():
-        (folder / k).write_bytes(v)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HUB_OFFLINE", "0")
-        mp.setenv("HUB_HF_ENDPOINT", loopback_hub.endpoint)
-        mp.setenv("HUB_CACHE", str(root / "cache"))
-        hub.refresh()
-        bb = hub.load("clip_vit_b32_hf", device="cpu", dtype="float32")
+    with served_with_tokenizer(loopback_hub, SPEC, buf.getvalue(), files, root) as (bb, tokenizer):
         yield bb, model, tokenizer
     shutil.rmtree(root, ignore_errors=True)
 

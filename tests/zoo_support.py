@@ -8,7 +8,10 @@ the real vocabulary (ids stay below every model's vocab_size).
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -276,3 +279,29 @@ def meta_backbone(spec: BackboneSpec) -> Any:
     provider = hub.get_registry().provider(spec.provider)
     with torch.device("meta"):
         return provider.build(spec, None, device=torch.device("meta"), dtype=None)
+
+
+@contextlib.contextmanager
+def served_with_tokenizer(server: Any, spec: BackboneSpec, weights: Any, files: dict[str, bytes],
+                          root: Path) -> Iterator[tuple[Any, Any]]:
+    """Serve ``weights`` and the tokenizer ``files`` for ``spec`` on the loopback Hub, then yield
+    (hub's backbone pulled through it and loaded in float32 on the CPU, the anchor's
+    ``AutoTokenizer`` read from the same files); ``root`` holds the cache and the files."""
+    import pytest
+    import transformers
+
+    import hub
+
+    serve_variant(server, spec, weights, files)
+    folder = root / "tok"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HUB_OFFLINE", "0")
+        mp.setenv("HUB_HF_ENDPOINT", server.endpoint)
+        mp.setenv("HUB_CACHE", str(root / "cache"))
+        hub.refresh()
+        yield hub.load(spec.name, device="cpu", dtype="float32"), tokenizer
+    hub.refresh()
