@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import hub
-from tests.zoo_support import random_model, save_safetensors, serve_variant, zoo_specs
+from tests.zoo_support import close, normalized, random_model, save_safetensors, serve_variant, zoo_specs
 
 open_clip = pytest.importorskip("open_clip")
 
@@ -34,12 +34,6 @@ TEXTS = ["a cat sits on the mat", "a quick brown fox jumps over the lazy dog", "
 
 def test_every_open_clip_entry_is_checked() -> None:
     assert sorted(FAST + SLOW) == sorted(SPECS)
-
-
-def close(got: torch.Tensor, ref: torch.Tensor, what: str) -> None:
-    assert got.shape == ref.shape, (what, tuple(got.shape), tuple(ref.shape))
-    atol = 1e-5 * max(1.0, float(ref.float().std()))  # hidden states grow through the layers
-    torch.testing.assert_close(got, ref, rtol=1e-5, atol=atol, msg=lambda m: f"{what}: {m}")
 
 
 def siglip_tokenizer_files(gemma: bool = False) -> dict[str, bytes]:
@@ -323,7 +317,7 @@ def test_as_module_trains_the_image_tower(one_torch_thread: None) -> None:
     net = bb.as_module(["block6", "block12"], freeze=1)
     pp = bb.spec.preprocessing.image
     x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    xn = (x - torch.tensor(pp.mean).view(1, 3, 1, 1)) / torch.tensor(pp.std).view(1, 3, 1, 1)
+    xn = normalized(x, pp)
     net.eval()
     with torch.no_grad():
         out = net(xn)

@@ -23,7 +23,14 @@ from typing import Any
 import pytest
 import torch
 
-from tests.zoo_support import random_model, save_safetensors, served_with_tokenizer, zoo_specs
+from tests.zoo_support import (
+    close,
+    embedding,
+    random_model,
+    save_safetensors,
+    served_with_tokenizer,
+    zoo_specs,
+)
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
@@ -77,17 +84,6 @@ def served(loopback_hub: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with served_with_tokenizer(loopback_hub, SPEC, weights, files, root) as (bb, tokenizer):
         yield bb, model, tokenizer
     shutil.rmtree(root, ignore_errors=True)
-
-
-def close(got: torch.Tensor, ref: torch.Tensor, what: str) -> None:
-    assert got.shape == ref.shape, (what, tuple(got.shape), tuple(ref.shape))
-    atol = 1e-5 * max(1.0, float(ref.float().std()))
-    torch.testing.assert_close(got, ref, rtol=1e-5, atol=atol, msg=lambda m: f"{what}: {m}")
-
-
-def embedding(out: Any) -> torch.Tensor:
-    """transformers 5 returns an output object, 4 the tensor."""
-    return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
 def pixels() -> tuple[torch.Tensor, torch.Tensor]:

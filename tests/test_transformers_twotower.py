@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.zoo_support import random_model, served_with_tokenizer, zoo_specs
+from tests.zoo_support import close, embedding, normalized, random_model, served_with_tokenizer, zoo_specs
 
 transformers = pytest.importorskip("transformers")
 SPEC = next(s for s in zoo_specs() if s.name == "clip_vit_b32_hf")
@@ -67,17 +67,6 @@ def served(loopback_hub: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     shutil.rmtree(root, ignore_errors=True)
 
 
-def close(got: torch.Tensor, ref: torch.Tensor, what: str) -> None:
-    assert got.shape == ref.shape, (what, tuple(got.shape), tuple(ref.shape))
-    atol = 1e-5 * max(1.0, float(ref.float().std()))
-    torch.testing.assert_close(got, ref, rtol=1e-5, atol=atol, msg=lambda m: f"{what}: {m}")
-
-
-def embedding(out: Any) -> torch.Tensor:
-    """transformers 5 returns an output object, 4 the tensor."""
-    return out if isinstance(out, torch.Tensor) else out.pooler_output
-
-
 @pytest.mark.slow  # builds, pickles, converts and loads a 151M-parameter model (~1 min here)
 def test_clip_in_transformers_format_equals_transformers(served: Any) -> None:
     bb, model, tokenizer = served
@@ -86,7 +75,7 @@ def test_clip_in_transformers_format_equals_transformers(served: Any) -> None:
                                                                                 rel=0.005)
     pp = SPEC.preprocessing.image
     x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
-    xn = (x - torch.tensor(pp.mean).view(1, 3, 1, 1)) / torch.tensor(pp.std).view(1, 3, 1, 1)
+    xn = normalized(x, pp)
     enc = tokenizer(TEXTS, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
     with torch.inference_mode():
         ref_img = embedding(model.get_image_features(pixel_values=xn))

@@ -18,19 +18,13 @@ import pytest
 import torch
 
 import hub
-from tests.zoo_support import random_model, save_safetensors, zoo_specs
+from tests.zoo_support import close, normalized, random_model, save_safetensors, zoo_specs
 
 pytest.importorskip("open_clip")
 transformers = pytest.importorskip("transformers")
 SPECS = {s.name: s for s in zoo_specs()}
 TEXTS = ["a cat sits on the mat", "a quick brown fox jumps over the lazy dog", "hi"]
 WIDTH = 64
-
-
-def close(got: torch.Tensor, ref: torch.Tensor, what: str) -> None:
-    assert got.shape == ref.shape, (what, tuple(got.shape), tuple(ref.shape))
-    atol = 1e-5 * max(1.0, float(ref.float().std()))
-    torch.testing.assert_close(got, ref, rtol=1e-5, atol=atol, msg=lambda m: f"{what}: {m}")
 
 
 def narrow(spec: Any) -> Any:
@@ -164,7 +158,7 @@ def test_transformers_image_trunk_equals_extract(name: str, tmp_path: Path) -> N
     assert net.out_channels == [WIDTH, WIDTH] and net.strides == strides
     pp = bb.spec.preprocessing.image
     x = torch.rand(2, 3, pp.size, pp.size, generator=torch.Generator().manual_seed(0))
-    xn = (x - torch.tensor(pp.mean).view(1, 3, 1, 1)) / torch.tensor(pp.std).view(1, 3, 1, 1)
+    xn = normalized(x, pp)
     net.eval()
     with torch.no_grad():
         out = net(xn)

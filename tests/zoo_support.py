@@ -305,3 +305,27 @@ def served_with_tokenizer(server: Any, spec: BackboneSpec, weights: Any, files: 
         hub.refresh()
         yield hub.load(spec.name, device="cpu", dtype="float32"), tokenizer
     hub.refresh()
+
+
+def close(got: torch.Tensor, ref: torch.Tensor, what: str) -> None:
+    """Equal to the anchor at 1e-5, the absolute tolerance scaled by the reference's spread
+    (hidden states grow through the layers)."""
+    import torch
+
+    assert got.shape == ref.shape, (what, tuple(got.shape), tuple(ref.shape))
+    atol = 1e-5 * max(1.0, float(ref.float().std()))
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=atol, msg=lambda m: f"{what}: {m}")
+
+
+def embedding(out: Any) -> torch.Tensor:
+    """``get_*_features``' embedding: transformers 5 returns an output object, 4 the tensor."""
+    import torch
+
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+def normalized(x: torch.Tensor, pp: Any) -> torch.Tensor:
+    """Pixels in [0, 1] normalised with a manifest's image preprocessing (a trunk's input)."""
+    import torch
+
+    return (x - torch.tensor(pp.mean).view(1, 3, 1, 1)) / torch.tensor(pp.std).view(1, 3, 1, 1)
