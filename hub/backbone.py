@@ -179,9 +179,9 @@ class Backbone(ABC):
 
         from hub.api import get_registry
 
-        pair = getattr(self, "two_tower", None)
-        if pair is not None and self.weights is not None:  # a tower: rebuilt with both towers
-            return pair._float32_twin().tower(self.modality)  # type: ignore[no-any-return]
+        if self.two_tower is not None and self.weights is not None:  # a tower: rebuilt with both
+            pair: Any = self.two_tower._float32_twin()
+            return pair.tower(self.modality)  # type: ignore[no-any-return]
         if self.weights is None:
             twin = copy.copy(self)
             twin.module = copy.deepcopy(self.module).float()

@@ -36,12 +36,12 @@ def _backbone(backbone: str | os.PathLike[str] | Backbone, weights: str | None, 
         if weights is not None or device != "auto" or dtype not in (None, "auto") or runtime is not None:
             raise InputError("weights, device, dtype and runtime apply when the backbone is given "
                              "by name; a loaded Backbone already has them.")
-        return _tower(backbone, modality, source)
+        return select_tower(backbone, modality, source)
     if not isinstance(backbone, (str, os.PathLike)):
         raise InputError(f"backbone must be a name, a saved directory or a loaded hub.Backbone, "
                          f"not {type(backbone).__name__}.")
-    return _tower(load(backbone, weights=weights, device=device, dtype=dtype, runtime=runtime),
-                  modality, source)
+    return select_tower(load(backbone, weights=weights, device=device, dtype=dtype,
+                             runtime=runtime), modality, source)
 
 
 def check_tower(name: str, backbone_modality: str, modality: str | None) -> None:
@@ -59,7 +59,7 @@ def check_tower(name: str, backbone_modality: str, modality: str | None) -> None
                          f"{name} is a {backbone_modality} backbone: leave it out.")
 
 
-def _tower(bb: Backbone, modality: str | None, source: Any = None) -> Backbone:
+def select_tower(bb: Backbone, modality: str | None, source: Any = None) -> Backbone:
     """The backbone that runs: an image-text backbone's tower (``modality``, or a given
     :class:`Reader`'s), a tower as given, else the backbone itself."""
     if bb.two_tower is not None:  # already one tower

@@ -116,11 +116,10 @@ class Embedder:
         os.environ.update(env or {})
         os.environ["HUB_OFFLINE"] = "1"  # load from the pulled cache, never download here
         from hub.api import load
-        from hub.dataset.api import check_tower
+        from hub.dataset.api import select_tower
 
-        bb = load(name, weights=weights, device=device, dtype=dtype, runtime=runtime)
-        check_tower(bb.name, bb.modality, modality)
-        self.bb = bb if modality is None else bb.tower(modality)  # type: ignore[attr-defined]
+        self.bb = select_tower(load(name, weights=weights, device=device, dtype=dtype,
+                                    runtime=runtime), modality)
         self.stages = list(stages or [])
         self.pool = self.bb.spec.outputs.pool if pool is None else pool
         self.normalize = self.bb.spec.outputs.normalize if normalize is None else normalize
