@@ -99,6 +99,24 @@ def interleave(variants: dict[str, Callable[[], Any]], rounds: int, warmup: int 
     return times
 
 
+def paired(anchor: Callable[[], Any], hub: Callable[[], Any], rounds: int, warmup: int = 1
+           ) -> tuple[list[float], list[float]]:
+    """Seconds per call of two variants run back to back in every round, the one that goes
+    first alternating: the fairest ratio on a host whose speed drifts, since each pair shares
+    the same few hundred milliseconds. Returns (anchor times, hub times)."""
+    for _ in range(warmup):
+        anchor()
+        hub()
+    a_times: list[float] = []
+    h_times: list[float] = []
+    for r in range(rounds):
+        for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+            t = time.perf_counter()
+            (anchor, hub)[which]()
+            (a_times, h_times)[which].append(time.perf_counter() - t)
+    return a_times, h_times
+
+
 def ratio(anchor: list[float], hub: list[float]) -> tuple[float, float, float]:
     """Median and min..max of the per-round ratios anchor/hub (> 1: hub is faster)."""
     rs = [a / h for a, h in zip(anchor, hub)]

@@ -62,6 +62,8 @@ class Backbone(ABC):
     :ivar compiled: the forward runs through ``torch.compile``.
     :ivar islands: modules kept in float32 inside a reduced-precision network (``hub.load(...,
         islands=...)``, :mod:`hub.islands`); inputs then enter in float32. Empty otherwise.
+    :ivar folded: batch norms folded into the convolutions before them when the weights were
+        cast to a reduced precision (:mod:`hub.fold`); empty otherwise.
     :ivar runtime: the optional runtime that runs the forward instead of torch
         (``hub.load(..., runtime="openvino")``; see :mod:`hub.runtimes`), else ``None``.
     :ivar two_tower: the image-text backbone this is a tower of (:mod:`hub.twotower`), else
@@ -86,6 +88,7 @@ class Backbone(ABC):
         self.runtime: Runtime | None = None
         self.two_tower: Backbone | None = None  # set on the towers of an image-text backbone
         self.islands: tuple[str, ...] = ()
+        self.folded: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -108,7 +111,8 @@ class Backbone(ABC):
         w = self.weights.variant.name if self.weights else "random"
         extra = (" channels_last" if self.channels_last else "") + (" compiled" if self.compiled else "")
         how = ", ".join(x for x, on in (("auto", self.auto), ("autocast", self.autocast_dtype is not None),
-                                        (f"{len(self.islands)} float32 islands", bool(self.islands)))
+                                        (f"{len(self.islands)} float32 islands", bool(self.islands)),
+                                        (f"{len(self.folded)} batch norms folded", bool(self.folded)))
                         if on)
         if self.runtime is not None:
             extra += f" runtime={self.runtime.name}({self.runtime.precision})"
@@ -161,14 +165,16 @@ class Backbone(ABC):
         :param output_stride: 8 or 16 by dilation where the architecture allows it.
         :param grad_checkpointing: recompute activations of repeated blocks in the backward.
         :param pyramid: add a simple feature pyramid (strides 4 to 32) to single-stride ViTs.
-        A backbone whose ``dtype="auto"`` cast its weights to a lower precision gives a float32
-        module, built again from its weight files: training starts from the exact weights.
+        A backbone whose ``dtype="auto"`` cast its weights to a lower precision, or whose batch
+        norms were folded (:attr:`folded`), gives a float32 module built again from its weight
+        files: training starts from the exact weights, with its batch norms.
 
         :raises InputError: on an unknown stage, a bad freeze/norm/output_stride value.
         """
         from hub.train.trunk import build_trunk
 
-        parent = self._float32_twin() if self.auto and self.weight_dtype is not None else self
+        rebuild = self.weight_dtype is not None and (self.auto or bool(self.folded))
+        parent = self._float32_twin() if rebuild else self
         return build_trunk(parent, stages, freeze=freeze, norm=norm, output_stride=output_stride,
                            grad_checkpointing=grad_checkpointing, pyramid=pyramid)
 
@@ -193,7 +199,7 @@ class Backbone(ABC):
             twin = provider.build(self.spec, self.weights, device=self.device, dtype=None)
         twin.weight_dtype = twin.dtype = twin.autocast_dtype = None
         twin.auto = False
-        twin.islands = ()
+        twin.islands = twin.folded = ()
         return twin.configure(channels_last=self.channels_last)
 
     def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
