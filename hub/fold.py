@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from typing import Any
 
 import torch
 import torch.fx
@@ -96,8 +97,8 @@ def fold_batchnorms(module: torch.nn.Module, keep: Collection[str] = ()) -> list
     """
     done = []
     for conv_name, norm_name in foldable_pairs(module, keep):
-        conv = module.get_submodule(conv_name)
-        bn = module.get_submodule(norm_name)
+        conv: Any = module.get_submodule(conv_name)  # a Conv1d/2d/3d (foldable_pairs)
+        bn: Any = module.get_submodule(norm_name)  # a BatchNorm1d/2d/3d with running stats
         if conv.weight.dtype != torch.float32:
             continue
         weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean,
