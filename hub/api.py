@@ -237,14 +237,9 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
             f"{spec.name} needs the provider {spec.provider!r}, which no loaded plugin registers"
             f"{why}. Run `hub plugins` to see what loaded; check HUB_PLUGINS/HUB_DISABLE_PLUGINS.")
     if islands is not None:
-        from hub.islands import ISLANDS
+        from hub.islands import check_islands
 
-        if islands not in ISLANDS:
-            raise InputError(f"islands={islands!r}: choose one of {', '.join(ISLANDS)}, or leave "
-                             "it out.")
-        if spec.modality != "image" or runtime is not None:
-            raise InputError(f"islands={islands!r} applies to image backbones run by torch"
-                             f"{'' if runtime is None else f', not with runtime={runtime!r}'}.")
+        check_islands(islands, modality=spec.modality, runtime=runtime)
     dev = resolve_device(device)
     auto = is_auto(dtype)
     if auto:
@@ -294,6 +289,7 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
                 bb.module, keep={st.module for st in spec.outputs.stages if st.module}))
         bb.module.to(dtype=plan.weights)
         bb.weight_dtype = plan.weights
+    bb.island_mode = islands  # as asked, even where nothing was cast (bb.islands is then empty)
     return bb.configure(dtype=plan.dtype, autocast=plan.autocast, compile=compile, auto=plan.auto,
                         channels_last=wants_channels_last(bb.module, bb.modality, channels_last))
 

@@ -64,6 +64,9 @@ class Backbone(ABC):
         islands=...)``, :mod:`hub.islands`); inputs then enter in float32. Empty otherwise.
     :ivar folded: batch norms folded into the convolutions before them when the weights were
         cast to a reduced precision (:mod:`hub.fold`); empty otherwise.
+    :ivar island_mode: the ``islands=`` option :func:`hub.load` was given (``"early"``,
+        ``"depthwise"``), even where the weights stayed float32 and nothing was kept; else
+        ``None``. Dataset jobs record it (:mod:`hub.dataset.job`).
     :ivar runtime: the optional runtime that runs the forward instead of torch
         (``hub.load(..., runtime="openvino")``; see :mod:`hub.runtimes`), else ``None``.
     :ivar two_tower: the image-text backbone this is a tower of (:mod:`hub.twotower`), else
@@ -89,6 +92,7 @@ class Backbone(ABC):
         self.two_tower: Backbone | None = None  # set on the towers of an image-text backbone
         self.islands: tuple[str, ...] = ()
         self.folded: tuple[str, ...] = ()
+        self.island_mode: str | None = None
 
     @property
     def name(self) -> str:
@@ -200,6 +204,7 @@ class Backbone(ABC):
         twin.weight_dtype = twin.dtype = twin.autocast_dtype = None
         twin.auto = False
         twin.islands = twin.folded = ()
+        twin.island_mode = None
         return twin.configure(channels_last=self.channels_last)
 
     def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:

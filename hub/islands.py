@@ -15,7 +15,8 @@ exact float32 weights, never rounded) and gives every module holding weights a p
 casts its floating inputs to its own weights' dtype, so the data crosses each island's edge
 in the right precision whatever path the provider's forward takes (residual sums of a
 float32 and a bf16 tensor are promoted by torch to float32, and cast down by the next
-module). ``hub.load(..., islands=...)`` uses :func:`keep_islands`. Measured
+module). ``hub.load(..., islands=...)`` checks the option with :func:`check_islands` (so do
+``hub extract --islands`` and dataset mode, before any work) and uses :func:`keep_islands`. Measured
 (docs/extraction.md, "float32 islands"): ``"early"`` makes efficientnet_lite0 faithful
 (cosine 0.9994 against float32) but no faster than float32 on a 2-core AMX Xeon, so
 ``dtype="auto"`` does not use islands by itself.
@@ -33,13 +34,31 @@ if TYPE_CHECKING:
 
     from hub.backbone import Backbone
 
-__all__ = ["EARLY_STRIDE", "ISLANDS", "apply_islands", "depthwise_modules", "early_modules",
-           "is_depthwise", "keep_islands"]
+__all__ = ["EARLY_STRIDE", "ISLANDS", "apply_islands", "check_islands", "depthwise_modules",
+           "early_modules", "is_depthwise", "keep_islands"]
 
 #: the modes :func:`keep_islands` (and ``hub.load(islands=...)``) accepts
 ISLANDS = ("early", "depthwise")
 #: ``"early"`` islands hold everything until the maps get coarser than 1/EARLY_STRIDE of the input
 EARLY_STRIDE = 4
+
+
+def check_islands(islands: str | None, *, modality: str, runtime: str | None = None) -> None:
+    """Refuse an ``islands=`` option that :func:`hub.load` cannot honour: an unknown mode, a
+    backbone that is not an image backbone (text, image-text), or a ``runtime``.
+
+    :param modality: the backbone's modality (its manifest's).
+    :raises InputError: with what to change.
+    """
+    if islands is None:
+        return
+    if islands not in ISLANDS:
+        raise InputError(f"islands={islands!r}: choose one of {', '.join(ISLANDS)}, or leave it "
+                         "out.")
+    if modality != "image" or runtime is not None:
+        raise InputError(f"islands={islands!r} applies to image backbones run by torch"
+                         f"{'' if runtime is None else f', not with runtime={runtime!r}'}: leave "
+                         "it out.")
 
 
 def is_depthwise(m: torch.nn.Module) -> bool:

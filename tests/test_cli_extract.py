@@ -96,6 +96,13 @@ def test_stdin_and_a_single_stage_npy(tmp_path: Path, monkeypatch: pytest.Monkey
     (["minilm_l6", "bad.txt", "--out", "f.npy"], "is not UTF-8 text (line 2, byte 9)"),
     (["minilm_l6", "one.png", "--out", "f.npy"], "is not UTF-8 text"),
     (["example_tinynet", "one.png", "--out", "f.npy", "--pool", "gem"], "pool='gem' is not one of"),
+    (["example_tinynet", "one.png", "--out", "f.npy", "--islands", "late"],
+     "islands='late': choose one of early, depthwise, or leave it out."),
+    (["minilm_l6", "t.txt", "--out", "f.npy", "--islands", "early"],
+     "islands='early' applies to image backbones run by torch: leave it out."),
+    (["example_tinynet", "one.png", "--out", "f.npy", "--islands", "early", "--runtime",
+      "openvino"], "islands='early' applies to image backbones run by torch, not with "
+     "runtime='openvino'"),
 ])
 def test_errors_are_one_line_and_exit_1(photos: Path, capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch, args: list[str],
@@ -107,6 +114,27 @@ def test_errors_are_one_line_and_exit_1(photos: Path, capsys: pytest.CaptureFixt
     assert hub_cli("extract", *args) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_islands_run_as_hub_load_runs_them(photos: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--islands early`` with real efficientnet_lite0 weights: the features of
+    ``hub.load(..., islands="early")``, not those of the whole network in bf16."""
+    monkeypatch.chdir(photos)
+    assert hub_cli("extract", "efficientnet_lite0", "imgs", "one.png", "--out", "i.safetensors",
+                   "--islands", "early", "--dtype", "bfloat16", "--device", "cpu",
+                   "--no-progress") == 0
+    tensors, meta = read(photos / "i.safetensors")
+    assert meta["islands"] == "early" and meta["precision"] == "bfloat16"
+    names = json.loads(meta["names"])
+    got = tensors["pooled"]
+    assert got.shape == (3, 1280) and got.dtype == torch.bfloat16
+    islands = hub.load("efficientnet_lite0", device="cpu", dtype="bfloat16", islands="early")
+    torch.testing.assert_close(got, islands.extract(names, stages=[]).pooled)
+    whole = hub.load("efficientnet_lite0", device="cpu", dtype="bfloat16").extract(names, stages=[])
+    assert (got.float() - whole.pooled.float()).abs().max() > 1e-2  # not the whole-bf16 network
+    assert hub_cli("extract", "efficientnet_lite0", "one.png", "--out", "w.safetensors",
+                   "--dtype", "bfloat16", "--device", "cpu", "--no-progress") == 0
+    assert read(photos / "w.safetensors")[1]["islands"] == "none"
 
 
 def test_runs_as_a_command(photos: Path) -> None:

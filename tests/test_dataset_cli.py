@@ -66,12 +66,46 @@ def test_jsonl_text_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (["imgs", "--out", "feats", "--stages", "all"], "--stages all is not available for datasets"),
     (["imgs", "--out", "feats", "--column", "x"], "applies to JSONL, CSV and Parquet sources"),
     (["imgs", "--out", "feats", "--engine", "spark"], "engine='spark'"),
+    (["imgs", "--out", "feats", "--islands", "late"], "islands='late': choose one of early, "
+     "depthwise"),
+    (["imgs", "--out", "feats", "--islands", "early", "--engine", "ray", "--runtime", "openvino"],
+     "not with runtime='openvino'"),
 ])
 def test_option_errors_are_one_line_and_exit_1(photos: Path, capsys: pytest.CaptureFixture[str],
                                                args: list[str], message: str) -> None:
     assert hub_cli("extract", "example_tinynet", *args, "--no-progress") == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_islands_are_recorded_and_a_rerun_with_other_islands_is_another_job(
+        photos: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--islands early`` in dataset mode, real efficientnet_lite0 weights: the embeddings of
+    ``hub.load(..., islands="early")``; the manifest records the islands; a rerun resumes only
+    with the same islands, as with the same dtype."""
+    import hub
+
+    args = ["extract", "efficientnet_lite0", "imgs", "--out", "feats", "--workers", "0",
+            "--device", "cpu", "--dtype", "bfloat16", "--no-progress"]
+    assert hub_cli(*args, "--islands", "early") == 0
+    assert "wrote 9 rows in 1 shards" in capsys.readouterr().out
+    m = json.loads((photos / "feats" / "_manifest.json").read_text())
+    assert m["job"]["islands"] == m["embedding"]["islands"] == "early"
+    assert m["job"]["dtype"] == m["embedding"]["precision"] == "bfloat16"
+    ids, emb, _ = read_output(photos / "feats")
+    paths = [photos / "imgs" / i for i in ids]
+    islands = hub.load("efficientnet_lite0", device="cpu", dtype="bfloat16", islands="early")
+    ref = islands.extract(paths, stages=[]).pooled.float().numpy()
+    np.testing.assert_allclose(emb, ref, rtol=0, atol=1e-6)
+    whole = hub.load("efficientnet_lite0", device="cpu", dtype="bfloat16")
+    assert np.abs(emb - whole.extract(paths, stages=[]).pooled.float().numpy()).max() > 1e-2
+    assert hub_cli(*args) == 1  # without the islands: another job, refused
+    err = capsys.readouterr().err
+    assert "holds the output of a different job (differs in: islands)" in err
+    assert hub_cli(*args, "--islands", "depthwise") == 1
+    assert "differs in: islands" in capsys.readouterr().err
+    assert hub_cli(*args, "--islands", "early") == 0  # the same job: resumed
+    assert "1 already complete" in capsys.readouterr().out
 
 
 def test_progress_bar_shows_rate_and_eta(photos: Path) -> None:

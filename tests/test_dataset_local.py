@@ -255,6 +255,12 @@ def test_bad_options_are_refused_before_any_work(images: Path, tiny: hub.Backbon
         extract_dataset(tiny, images, out, workers=-1)
     with pytest.raises(InputError, match="loaded Backbone already has them"):
         extract_dataset(tiny, images, out, device="cpu")
+    with pytest.raises(InputError, match="loaded Backbone already has them"):
+        extract_dataset(tiny, images, out, islands="early")
+    with pytest.raises(InputError, match="islands='late': choose one of early, depthwise"):
+        extract_dataset(TINY, images, out, islands="late")
+    with pytest.raises(InputError, match="islands='early' applies to image backbones"):
+        extract_dataset("minilm_l6", images, out, islands="early")
     assert not (out / "part-00000.parquet").exists()
 
 
@@ -344,3 +350,42 @@ def test_auto_precision_is_recorded_in_the_manifest(tmp_path: Path,
     extract_dataset("minilm_l6", tmp_path / "d.txt", out32, workers=0, device="cpu", dtype="float32")
     m32 = json.loads((out32 / "_manifest.json").read_text())
     assert m32["job"]["dtype"] == m32["embedding"]["precision"] == "float32"
+
+
+def test_islands_are_part_of_the_job_and_recorded_as_run(images: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``islands=`` loads as ``hub.load(islands=...)`` does; the job records what was asked (a
+    different value is another job), ``embedding.islands`` what ran; a job without islands keeps
+    the fingerprint (and key) it had before the option existed."""
+    bf16 = hub.load(TINY, device="cpu", dtype="bfloat16", islands="early")
+    out = tmp_path / "early"
+    result = extract_dataset(TINY, images, out, workers=0, batch_size=8, device="cpu",
+                             dtype="bfloat16", islands="early")
+    assert result.rows == 23 and result.manifest["embedding"]["islands"] == "early"
+    assert result.manifest["job"]["islands"] == "early"
+    assert result.manifest["embedding"]["precision"] == "bfloat16"
+    ids, emb, _ = read_output(out)
+    ref = bf16.extract([images / i for i in ids], stages=[], batch_size=8).pooled.float().numpy()
+    np.testing.assert_allclose(emb, ref, rtol=0, atol=1e-6)
+    streamed = np.concatenate([b.embedding for b in iter_features(
+        TINY, images, batch_size=8, workers=0, device="cpu", dtype="bfloat16", islands="early")])
+    np.testing.assert_array_equal(streamed, emb)
+    with pytest.raises(InputError, match=r"different job \(differs in: islands\)"):
+        extract_dataset(TINY, images, out, workers=0, device="cpu", dtype="bfloat16")
+    with pytest.raises(InputError, match=r"differs in: islands"):
+        extract_dataset(TINY, images, out, workers=0, device="cpu", dtype="bfloat16",
+                        islands="depthwise")
+    assert extract_dataset(TINY, images, out, workers=0, device="cpu", dtype="bfloat16",
+                           islands="early").skipped == 1
+    # float32: nothing is cast, so no island ran; the job still says what was asked
+    m32 = extract_dataset(TINY, images, tmp_path / "f32", workers=0, device="cpu",
+                          dtype="float32", islands="early").manifest
+    assert m32["embedding"]["islands"] is None and m32["job"]["islands"] == "early"
+    # "auto" choosing bf16 (a CPU with AMX): the islands run
+    monkeypatch.setenv("HUB_DTYPE", "bfloat16")
+    auto = extract_dataset(TINY, images, tmp_path / "auto", workers=0, device="cpu",
+                           islands="early").manifest
+    assert auto["job"]["dtype"] == "auto" and auto["job"]["islands"] == "early"
+    assert auto["embedding"]["precision"] == "bfloat16" and auto["embedding"]["islands"] == "early"
+    plain = extract_dataset(TINY, images, tmp_path / "plain", workers=0, device="cpu").manifest
+    assert "islands" not in plain["job"] and plain["embedding"]["islands"] is None

@@ -261,3 +261,38 @@ def test_ray_engine_refuses_what_the_runtime_cannot_do_before_starting(
         extract_dataset(TINY, images, tmp_path / "out", engine="ray", dtype="float16",
                         runtime="openvino")
     assert not (tmp_path / "out").exists()
+
+
+def test_ray_actors_load_with_the_islands_and_the_local_engine_resumes_the_job(
+        cluster: None, images: Path, tmp_path: Path) -> None:
+    """``islands=`` reaches every actor (the embeddings are the local engine's with the same
+    islands, not those of the whole network in bf16); the job is the local engine's."""
+    from hub.errors import InputError
+
+    opts = {"batch_size": 8, "shard_size": 16, "device": "cpu", "dtype": "bfloat16"}
+    remote, local, whole = tmp_path / "ray", tmp_path / "local", tmp_path / "whole"
+    result = extract_dataset(TINY, images, remote, engine="ray", islands="early", **opts)
+    assert result.complete and result.rows == 40
+    assert result.manifest["job"]["islands"] == result.manifest["embedding"]["islands"] == "early"
+    extract_dataset(TINY, images, local, workers=0, islands="early", **opts)
+    extract_dataset(TINY, images, whole, workers=0, **opts)
+    ids_r, emb_r, _ = read_output(remote)
+    ids_l, emb_l, _ = read_output(local)
+    assert ids_r == ids_l
+    np.testing.assert_allclose(emb_r, emb_l, rtol=0, atol=1e-6)
+    assert np.abs(emb_r - read_output(whole)[1]).max() > 1e-4  # not the whole network in bf16
+    # the same job whichever engine ran it: the local engine finds it complete
+    assert extract_dataset(TINY, images, remote, workers=0, islands="early", **opts).skipped == 3
+    with pytest.raises(InputError, match="differs in: islands"):
+        extract_dataset(TINY, images, remote, workers=0, **opts)
+
+
+def test_ray_engine_refuses_bad_islands_before_starting(images: Path, tmp_path: Path) -> None:
+    from hub.errors import InputError
+
+    with pytest.raises(InputError, match="islands='late': choose one of early, depthwise"):
+        extract_dataset(TINY, images, tmp_path / "a", engine="ray", islands="late")
+    with pytest.raises(InputError, match="not with runtime='openvino'"):
+        extract_dataset(TINY, images, tmp_path / "b", engine="ray", islands="early",
+                        runtime="openvino")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -2,8 +2,8 @@
 
 ``hub extract NAME SOURCE --out DIR [--engine local|ray] [--address ADDR] [--workers N]
 [--shard-size ROWS] [--strict] [--column COL]`` plus the options the file mode shares
-(``--batch-size``, ``--device``, ``--dtype``, ``--stages``, ``--pool``, ``--normalize``,
-``--weights``, ``--progress``). :mod:`hub.cli.extract` calls :func:`run_dataset` when
+(``--batch-size``, ``--device``, ``--dtype``, ``--islands``, ``--stages``, ``--pool``,
+``--normalize``, ``--weights``, ``--progress``). :mod:`hub.cli.extract` calls :func:`run_dataset` when
 ``--out`` names no ``.safetensors``/``.npy`` file.
 """
 
@@ -50,7 +50,8 @@ def run_dataset(name: str, inputs: list[str], out: Path, *, stages: Any, pool: s
                 dtype: str, weights: str | None, progress: bool, engine: str,
                 runtime: str | None,
                 address: str | None, workers: int | None, shard_size: int, strict: bool,
-                column: str | None, modality: str | None = None) -> None:
+                column: str | None, modality: str | None = None,
+                islands: str | None = None) -> None:
     """Run ``hub extract NAME SOURCE --out DIR`` and print what was written.
 
     :param stages: parsed ``--stages`` (a list, ``"all"`` or ``None``).
@@ -77,7 +78,7 @@ def run_dataset(name: str, inputs: list[str], out: Path, *, stages: Any, pool: s
                              batch_size=batch_size, workers=workers, stages=stages or [],
                              pool=pool, normalize=normalize, weights=weights, device=device,
                              dtype=dtype, shard_size=shard_size, strict=strict, progress=progress,
-                             runtime=runtime, modality=modality)
+                             runtime=runtime, modality=modality, islands=islands)
     resumed = f", {result.skipped} already complete" if result.skipped else ""
     errors = f", {result.errors} bad items in {out / '_errors.jsonl'}" if result.errors else ""
     console().print(f"[green]wrote[/] {result.rows} rows in {result.shards} shards{resumed} to "

@@ -10,7 +10,8 @@ Outputs:
 * ``.safetensors``: ``pooled`` (N, D), ``stages.<name>`` for each requested stage,
   ``prefix.<name>`` for token models, ``mask`` for text stages; metadata
   ``names`` (JSON list, in row order), ``backbone``, ``weights``, ``pool``,
-  ``normalize``, ``precision`` (what the network computed in), ``specs`` and
+  ``normalize``, ``precision`` (what the network computed in), ``islands`` (the float32
+  islands it ran with, ``--islands``: ``early``, ``depthwise`` or ``none``), ``specs`` and
   ``truncated`` (JSON).
 * ``.npy``: one array (``pooled``, or the single requested stage with
   ``--pool none``), and the names, one per line, in ``<stem>.names.txt`` beside it.
@@ -178,6 +179,10 @@ def extract_cmd(
     runtime: str = typer.Option(None, "--runtime", help="openvino: run the network with OpenVINO "
                                 "on the CPU (exported once and cached; pip install "
                                 "'backbone-hub[openvino]'). Default: torch."),
+    islands: str = typer.Option(None, "--islands", help="Image backbones cast to bfloat16 (or "
+                                "float16 on CUDA): keep float32 islands, early (the stem and "
+                                "the blocks at 1/2 and 1/4 of the side) or depthwise (the "
+                                "depthwise convolutions); see docs/extraction.md. Default: none."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
     engine: str = typer.Option("local", "--engine", help="Dataset mode: local or ray."),
     address: str = typer.Option(None, "--address", help="Dataset mode, --engine ray: the cluster "
@@ -208,7 +213,7 @@ def extract_cmd(
         return run_dataset(name, inputs, out, stages=_parse_stages(stages), pool=pool,
                            normalize=normalize, batch_size=batch_size, max_length=max_length,
                            device=device, dtype=dtype, weights=weights, progress=progress,
-                           runtime=runtime, modality=modality, **dataset_opts)
+                           runtime=runtime, modality=modality, islands=islands, **dataset_opts)
     reject_dataset_options(**dataset_opts)
     from hub.errors import InputError
 
@@ -218,7 +223,7 @@ def extract_cmd(
     if out.suffix == ".npy" and (chosen == "all" or len(chosen) != (1 if pool == "none" else 0)):
         raise InputError("An .npy file holds one array: the pooled features, or with --pool none "
                          "one --stages entry. Write .safetensors for several.")
-    bb = load(name, weights=weights, device=device, dtype=dtype, runtime=runtime)
+    bb = load(name, weights=weights, device=device, dtype=dtype, runtime=runtime, islands=islands)
     if bb.modality == "image-text":  # two towers: one of them extracts
         texty = all(i == "-" or i.lower().endswith(".txt") for i in inputs)
         tower: Any = bb
@@ -238,7 +243,7 @@ def extract_cmd(
     meta = {"backbone": bb.name, "weights": bb.weights.variant.name if bb.weights else "random",
             "pool": pool or bb.spec.outputs.pool,
             "normalize": str(bb.spec.outputs.normalize if normalize is None else normalize).lower(),
-            "precision": feats.precision}
+            "precision": feats.precision, "islands": bb.island_mode if bb.islands else "none"}
     files = write_features(feats, names, out, meta)
     shapes = ", ".join(([f"pooled {tuple(feats.pooled.shape)}"] if feats.pooled is not None else [])
                        + [f"{k} {tuple(v.shape)}" for k, v in feats.stages.items()])

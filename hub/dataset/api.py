@@ -28,20 +28,21 @@ def _check_batch_size(batch_size: Any) -> int:
 
 def _backbone(backbone: str | os.PathLike[str] | Backbone, weights: str | None, device: Any,
               dtype: Any, runtime: str | None = None, modality: str | None = None,
-              source: Any = None) -> Backbone:
+              source: Any = None, islands: str | None = None) -> Backbone:
     from hub.api import load
     from hub.backbone import Backbone
 
     if isinstance(backbone, Backbone):
-        if weights is not None or device != "auto" or dtype not in (None, "auto") or runtime is not None:
-            raise InputError("weights, device, dtype and runtime apply when the backbone is given "
-                             "by name; a loaded Backbone already has them.")
+        if weights is not None or device != "auto" or dtype not in (None, "auto") or \
+                runtime is not None or islands is not None:
+            raise InputError("weights, device, dtype, runtime and islands apply when the backbone "
+                             "is given by name; a loaded Backbone already has them.")
         return select_tower(backbone, modality, source)
     if not isinstance(backbone, (str, os.PathLike)):
         raise InputError(f"backbone must be a name, a saved directory or a loaded hub.Backbone, "
                          f"not {type(backbone).__name__}.")
     return select_tower(load(backbone, weights=weights, device=device, dtype=dtype,
-                             runtime=runtime), modality, source)
+                             runtime=runtime, islands=islands), modality, source)
 
 
 def check_tower(name: str, backbone_modality: str, modality: str | None) -> None:
@@ -81,7 +82,8 @@ def _job(bb: Backbone, reader: Reader, stages: Sequence[int | str] | None, pool:
     return make_job(bb.spec if pair is None else pair.spec, variant=w.variant.name if w else None,
                     sha256=w.sha256 if w else None, reader=reader, stages=_stages(stages),
                     pool=pool, normalize=normalize, dtype=backbone_dtype(bb),
-                    shard_size=shard_size, tower=None if pair is None else bb.modality)
+                    shard_size=shard_size, tower=None if pair is None else bb.modality,
+                    islands=bb.island_mode)
 
 
 def _stages(stages: Sequence[int | str] | str | int | None) -> list[int | str]:
@@ -98,7 +100,7 @@ def iter_features(backbone: str | Backbone, source: str | os.PathLike[str] | Rea
                   normalize: bool | None = None, weights: str | None = None,
                   device: Any = "auto", dtype: Any = "auto",
                   strict: bool = False, runtime: str | None = None,
-                  modality: str | None = None) -> Iterator[FeatureBatch]:
+                  modality: str | None = None, islands: str | None = None) -> Iterator[FeatureBatch]:
     """Stream the features of a dataset, batch by batch, with nothing written to disk.
 
     Takes the same sources and options as :func:`extract_dataset`; decoding runs in
@@ -110,7 +112,7 @@ def iter_features(backbone: str | Backbone, source: str | os.PathLike[str] | Rea
     """
     from hub.dataset.local import default_workers, plan_ranges, run_pipeline, strict_error
 
-    bb = _backbone(backbone, weights, device, dtype, runtime, modality, source)
+    bb = _backbone(backbone, weights, device, dtype, runtime, modality, source, islands)
     src = source if isinstance(source, Reader) else open_reader(source, bb.modality, column=column)
     job = _job(bb, src, stages, pool, normalize, shard_size=1)
     ranges = plan_ranges([(0, len(src))], _check_batch_size(batch_size))
@@ -130,7 +132,7 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
                     weights: str | None = None, device: Any = "auto", dtype: Any = "auto",
                     shard_size: int = 4096, strict: bool = False,
                     progress: bool = False, runtime: str | None = None,
-                    modality: str | None = None) -> DatasetResult:
+                    modality: str | None = None, islands: str | None = None) -> DatasetResult:
     """Extract features for a whole dataset into a folder of Parquet shards; resumable.
 
     ``source`` is a folder of images (recursive), a glob, a text file (one text, or one
@@ -161,6 +163,10 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
         ``"text"`` (required for one given by name; a loaded tower, ``m.image`` / ``m.text``,
         already says it). The output manifest records the image-text backbone and the tower
         (``source.modality``), so ``hub search`` takes text and image queries over it.
+    :param islands: image backbones cast to bf16/fp16: keep float32 islands, ``"early"`` or
+        ``"depthwise"`` (see :func:`hub.load` and :mod:`hub.islands`); the Ray actors load
+        with the same. The job records it (a different value is another job: no resume), the
+        output manifest's ``embedding.islands`` what ran.
     """
     if engine not in ENGINES:
         raise InputError(f"engine={engine!r}: choose one of {', '.join(ENGINES)}.")
@@ -176,12 +182,12 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
                        batch_size=batch_size, actors=workers, stages=_stages(stages), pool=pool,
                        normalize=normalize, weights=weights, device=device, dtype=dtype,
                        shard_size=shard_size, strict=strict, progress=progress, modality=modality,
-                       runtime=runtime)
+                       runtime=runtime, islands=islands)
     if address is not None:
         raise InputError("address applies to engine='ray'.")
     from hub.dataset.local import default_workers, run_local
 
-    bb = _backbone(backbone, weights, device, dtype, runtime, modality, source)
+    bb = _backbone(backbone, weights, device, dtype, runtime, modality, source, islands)
     src = source if isinstance(source, Reader) else open_reader(source, bb.modality, column=column)
     job = _job(bb, src, stages, pool, normalize, shard_size)
     return run_local(bb, src, out, job, batch_size=batch_size,

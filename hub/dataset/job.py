@@ -3,9 +3,10 @@
 A job is identified by everything that changes its output: the backbone, the
 weight variant and its sha256, the source (path, column, row count and a
 digest of its contents or file list), the stages, pooling, normalisation, the
-precision asked for (``dtype``: ``"auto"`` or what the network computes in) and shard size. An output folder
-belongs to one job; a rerun of the same job resumes it, whichever engine ran it
-before.
+precision asked for (``dtype``: ``"auto"`` or what the network computes in), the float32
+islands asked for (``islands``, :mod:`hub.islands`; in the fingerprint only when set, so jobs
+without them keep the keys they had) and shard size. An output folder belongs to one job; a
+rerun of the same job resumes it, whichever engine ran it before.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Job:
     :param preprocessing: the weights' preprocessing, as in the manifest.
     :param source: :meth:`Reader.describe`.
     :param stages: the stage selection as given (resolved names go in the output manifest).
+    :param islands: the ``islands=`` option asked for (``hub.load``), or ``None``.
     """
 
     backbone: dict[str, Any]
@@ -66,12 +68,17 @@ class Job:
     normalize: bool
     dtype: str
     shard_size: int
+    islands: str | None = None
 
     def fingerprint(self) -> dict[str, Any]:
-        """The job as plain JSON data."""
-        return {"backbone": self.backbone, "preprocessing": self.preprocessing,
-                "source": self.source, "stages": self.stages, "pool": self.pool,
-                "normalize": self.normalize, "dtype": self.dtype, "shard_size": self.shard_size}
+        """The job as plain JSON data (``islands`` only when set)."""
+        data: dict[str, Any] = {
+            "backbone": self.backbone, "preprocessing": self.preprocessing, "source": self.source,
+            "stages": self.stages, "pool": self.pool, "normalize": self.normalize,
+            "dtype": self.dtype, "shard_size": self.shard_size}
+        if self.islands is not None:
+            data["islands"] = self.islands
+        return data
 
     @property
     def key(self) -> str:
@@ -82,12 +89,13 @@ class Job:
 
 def make_job(spec: BackboneSpec, *, variant: str | None, sha256: str | None, reader: Reader,
              stages: list[str | int], pool: str | None, normalize: bool | None, dtype: str | None,
-             shard_size: int, tower: str | None = None) -> Job:
+             shard_size: int, tower: str | None = None, islands: str | None = None) -> Job:
     """Build a :class:`Job`, filling pool and normalisation from the manifest's defaults.
 
     :param tower: an image-text backbone's tower that runs (``"image"`` / ``"text"``), recorded
         as the source's ``modality``; ``spec`` is then the two-tower entry (its ``modality``
         ``image-text`` tells ``hub search`` that both kinds of query embed in the rows' space).
+    :param islands: the float32 islands asked for (``hub.load(islands=...)``), or ``None``.
     """
     from hub.features import POOLS
 
@@ -106,7 +114,7 @@ def make_job(spec: BackboneSpec, *, variant: str | None, sha256: str | None, rea
     return Job(backbone=backbone, preprocessing=spec.preprocessing.model_dump(mode="json"),
                source=source, stages=list(stages), pool=pool,
                normalize=spec.outputs.normalize if normalize is None else bool(normalize),
-               dtype=dtype or "float32", shard_size=shard_size)
+               dtype=dtype or "float32", shard_size=shard_size, islands=islands)
 
 
 def run_model(bb: Backbone, prepared: Prepared, *, stages: list[str | int], pool: str,

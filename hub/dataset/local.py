@@ -107,7 +107,8 @@ def run_local(bb: Backbone, reader: Reader, out: str | os.PathLike[str], job: Jo
               batch_size: int, workers: int, strict: bool, progress: bool) -> DatasetResult:
     """Run a job on this machine into ``out``, skipping the shards already there."""
     with ShardWriter(out, job, len(reader), engine="local", embedding_dim=bb.embedding_dim,
-                     precision=bb.precision) as writer:
+                     precision=bb.precision,
+                     islands=bb.island_mode if bb.islands else None) as writer:
         pending = writer.open()
         ranges = plan_ranges([(a, b) for _, a, b in pending], batch_size)
         total = sum(b - a for a, b in ranges)

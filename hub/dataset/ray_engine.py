@@ -103,6 +103,7 @@ class Embedder:
     :param modality: an image-text backbone's tower that runs, ``"image"`` or ``"text"``
         (required for those; others take none).
     :param runtime: run the network with this runtime (``hub.load(runtime=...)``; CPU only).
+    :param islands: float32 islands in a bf16/fp16 image network (``hub.load(islands=...)``).
 
     Rows whose ``error`` column is non-empty pass through with a zero embedding. The
     output has every input column but ``column``, plus ``embedding`` (float32, (n, D)).
@@ -112,14 +113,14 @@ class Embedder:
                  dtype: Any = "auto", stages: list[str | int] | None = None, pool: str | None = None,
                  normalize: bool | None = None, column: str = "item",
                  env: dict[str, str] | None = None, modality: str | None = None,
-                 runtime: str | None = None) -> None:
+                 runtime: str | None = None, islands: str | None = None) -> None:
         os.environ.update(env or {})
         os.environ["HUB_OFFLINE"] = "1"  # load from the pulled cache, never download here
         from hub.api import load
         from hub.dataset.api import select_tower
 
         self.bb = select_tower(load(name, weights=weights, device=device, dtype=dtype,
-                                    runtime=runtime), modality)
+                                    runtime=runtime, islands=islands), modality)
         self.stages = list(stages or [])
         self.pool = self.bb.spec.outputs.pool if pool is None else pool
         self.normalize = self.bb.spec.outputs.normalize if normalize is None else normalize
@@ -194,7 +195,7 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
             pool: str | None = None, normalize: bool | None = None, weights: str | None = None,
             device: Any = "auto", dtype: Any = "auto", shard_size: int = 4096, strict: bool = False,
             progress: bool = False, modality: str | None = None,
-            runtime: str | None = None) -> DatasetResult:
+            runtime: str | None = None, islands: str | None = None) -> DatasetResult:
     """Run a dataset job on Ray into ``out`` (same layout and resume rules as the local engine).
 
     The weights are pulled here, on the driver, before any actor starts. ``address``: a
@@ -209,14 +210,21 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
     ``runtime``: the driver loads the backbone once with it, which checks the options (CPU
     only) and exports and verifies the network into the cache; the actors, on the CPU, read
     that export (on several machines the cache must be shared, as for the weights).
+
+    ``islands``: checked here (as ``hub.load`` checks it) before anything starts; every actor
+    loads with it. The manifest's ``embedding.islands`` records it as asked (``None`` with
+    ``dtype="float32"``, where nothing is cast), as ``embedding.precision`` records the job's
+    ``dtype``: the actors decide what is cast.
     """
     ray = _ray()
     from hub.api import resolve
     from hub.dataset.api import check_tower
     from hub.execution import dtype_name, is_auto, resolve_dtype
+    from hub.islands import check_islands
 
     spec, files, target = resolve(name, weights=weights)  # a saved directory: its absolute path
     check_tower(spec.name, spec.modality, modality)
+    check_islands(islands, modality=spec.modality, runtime=runtime)
     runs = modality or spec.modality  # the modality of the rows (an image-text backbone's tower)
     src = source if isinstance(source, Reader) else open_reader(source, runs, column=column)
     job_dtype = "auto" if is_auto(dtype) else dtype_name(resolve_dtype(dtype))
@@ -231,13 +239,14 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
         del bb
     job = make_job(spec, variant=files.variant.name, sha256=files.sha256, reader=src,
                    stages=list(stages or []), pool=pool, normalize=normalize, dtype=job_dtype,
-                   shard_size=shard_size, tower=modality)
+                   shard_size=shard_size, tower=modality, islands=islands)
     started = not ray.is_initialized()
     if not started and address is not None:
         raise InputError(f"address={address!r}: this process is already connected to a Ray "
                          "cluster; leave address unset to use it.")
     with ShardWriter(out, job, len(src), engine="ray",
-                     embedding_dim=spec.outputs.embedding_dim, precision=precision) as writer:
+                     embedding_dim=spec.outputs.embedding_dim, precision=precision,
+                     islands=None if job_dtype == "float32" else islands) as writer:
         pending = writer.open()
         ranges = plan_ranges([(a, b) for _, a, b in pending], batch_size)
         if ranges:
@@ -247,7 +256,7 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
                 _stream(ray, writer, src, ranges, spec, target, files.variant.name, job,
                         device=device, dtype=dtype, actors=actors, batch_size=batch_size,
                         strict=strict, progress=progress, modality=modality,
-                        runtime=runtime)
+                        runtime=runtime, islands=islands)
             finally:
                 if started:
                     ray.shutdown()
@@ -257,7 +266,8 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
 def _stream(ray: Any, writer: ShardWriter, src: Reader, ranges: list[tuple[int, int]],
             spec: Any, target: str, variant: str, job: Any, *, device: Any, dtype: Any,
             actors: int | None, batch_size: int, strict: bool, progress: bool,
-            modality: str | None = None, runtime: str | None = None) -> None:
+            modality: str | None = None, runtime: str | None = None,
+            islands: str | None = None) -> None:
     """Build the Ray Data pipeline over ``ranges`` and feed its output to ``writer``."""
     from ray.data import DataContext
 
@@ -272,7 +282,7 @@ def _stream(ray: Any, writer: ShardWriter, src: Reader, ranges: list[tuple[int, 
         ds = ds.map_batches(Embedder, batch_size=batch_size, fn_constructor_kwargs={
             "name": target, "weights": variant, "device": device, "dtype": dtype,
             "stages": job.stages, "pool": job.pool, "normalize": job.normalize, "env": env,
-            "modality": modality, "runtime": runtime},
+            "modality": modality, "runtime": runtime, "islands": islands},
             compute=ray.data.ActorPoolStrategy(size=plan["size"]), num_gpus=plan["num_gpus"],
             num_cpus=plan["num_cpus"])
         total = sum(b - a for a, b in ranges)

@@ -7,7 +7,9 @@ Layout::
       part-00001.parquet    rows S .. 2S-1
       ...
       _manifest.json        the job, the backbone, its weights' sha256, preprocessing, hub
-                            version, row counts, and per shard: row range, rows, sha256
+                            version, the precision and float32 islands the network ran with
+                            (``embedding.precision``, ``embedding.islands``), row counts, and
+                            per shard: row range, rows, sha256
       _errors.jsonl         one {"id", "index", "reason", "shard"} per bad item
 
 Each shard holds the columns ``id`` (string path or int64 row number),
@@ -115,12 +117,16 @@ class ShardWriter:
     :param engine: recorded in the manifest (``"local"`` or ``"ray"``).
     :param precision: what the network computes in (``Backbone.precision``), recorded in the
         manifest's ``embedding.precision``; default: the job's ``dtype``.
+    :param islands: the float32 islands the network ran with (``"early"``, ``"depthwise"``;
+        :mod:`hub.islands`), recorded in ``embedding.islands``; ``None``: none.
     """
 
     def __init__(self, out: str | os.PathLike[str], job: Job, rows: int, *, engine: str,
-                 embedding_dim: int | None = None, precision: str | None = None) -> None:
+                 embedding_dim: int | None = None, precision: str | None = None,
+                 islands: str | None = None) -> None:
         self.out = Path(out)
         self.precision = precision or job.dtype
+        self.islands = islands
         self.job = job
         self.rows = rows
         self.engine = engine
@@ -342,7 +348,7 @@ class ShardWriter:
             "backbone": self.job.backbone,
             "preprocessing": self.job.preprocessing,
             "embedding": {"dim": self.embedding_dim, "dtype": "float32", "precision": self.precision,
-                          "pool": self.job.pool,
+                          "islands": self.islands, "pool": self.job.pool,
                           "normalize": self.job.normalize},
             "stages": self.stage_info,
             "source": self.job.source,
