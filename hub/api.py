@@ -92,6 +92,10 @@ def _local(name: str | os.PathLike[str], settings: Settings) -> LocalEntry | Non
     """A saved directory (or manifest file) that ``name`` names, unless the catalogue knows the
     name: ``"resnet50"`` is the zoo entry even beside a folder of that name (``"./resnet50"``
     is the folder)."""
+    if not isinstance(name, str | os.PathLike):
+        raise InputError(f"A backbone is named by a string (a name or alias from `hub list`) or a "
+                         f"saved directory's path, not a {type(name).__name__}; e.g. "
+                         f"hub.load('resnet50').")
     if not isinstance(name, os.PathLike) and name in get_catalog(settings):
         return None
     path = manifest_path(name)

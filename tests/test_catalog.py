@@ -97,3 +97,10 @@ def test_info_reports_manifest_and_cache_state(cache_dir: Path) -> None:
     assert w["cached"] is True and w["cache_path"].startswith(str(cache_dir))
     assert [s.name for s in hub.list("minilm*", pulled=True)] == ["minilm_l6"]
     assert "minilm_l6" not in [s.name for s in hub.list(pulled=False)]
+
+
+@pytest.mark.parametrize("call", [hub.info, hub.load])
+def test_a_backbone_named_by_something_else_than_a_string_is_refused(call: object) -> None:
+    spec = hub.list()[0]  # an easy slip: passing what hub.list() returns
+    with pytest.raises(hub.errors.InputError, match="named by a string.*not a BackboneSpec"):
+        call(spec)  # type: ignore[operator]
