@@ -15,6 +15,11 @@ temporary folder. Model: efficientnet_lite0 on CPU, float32.
   fixed cost (actors start, load the model) is measured with a one-batch job, and the
   per-batch cost as the difference to the full job.
 
+``--precision MODEL`` (e.g. resnet50, seeded random weights from benchmarks/_common.py's cache)
+instead measures what ``dtype="auto"`` gains in dataset mode: the model alone and the local
+engine (2 decode workers) with ``dtype="float32"`` and ``dtype="auto"``, interleaved rounds, and
+the per-round ratios auto / float32 of each.
+
 ``--write FILE`` replaces the section between the markers below in FILE (or appends it).
 """
 
@@ -230,6 +235,52 @@ def report(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def precision_gain(args: argparse.Namespace) -> str:
+    """What ``dtype="auto"`` gains in dataset mode for ``args.precision``, as a Markdown table."""
+    import statistics
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import machine, prepare
+
+    prepare()
+    import hub
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-dataset-"))
+    try:
+        folder = tmp / "jpegs"
+        make_jpegs(folder, args.images)
+        bbs = {d: hub.load(args.precision, device="cpu", dtype=d) for d in ("float32", "auto")}
+        runs: dict[str, list[float]] = {}
+        for d, bb in bbs.items():
+            local_engine(bb, folder, 2, args.batch_size, tmp)  # warm-up
+        for _ in range(args.rounds):
+            for d, bb in bbs.items():
+                runs.setdefault(f"alone {d}", []).append(model_alone(bb, folder, args.batch_size)[0])
+                runs.setdefault(f"engine {d}", []).append(
+                    local_engine(bb, folder, 2, args.batch_size, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def gain(kind: str) -> str:
+        rs = [a / f for a, f in zip(runs[f"{kind} auto"], runs[f"{kind} float32"], strict=True)]
+        return f"{statistics.median(rs):.2f}x ({min(rs):.2f}-{max(rs):.2f})"
+
+    def cell(key: str) -> str:
+        return f"{statistics.median(runs[key]):.1f}"
+
+    return "\n".join([
+        f"`python benchmarks/bench_dataset.py --precision {args.precision} --images {args.images} "
+        f"--rounds {args.rounds}`; {machine()}; auto: {bbs['auto']!r}",
+        "",
+        "| items/s (median of rounds) | float32 | auto | auto / float32 (per round) |",
+        "|---|---:|---:|---:|",
+        f"| model alone, pre-decoded | {cell('alone float32')} | {cell('alone auto')} | {gain('alone')} |",
+        f"| local engine, 2 decode workers (decode + model + shards) | {cell('engine float32')} | "
+        f"{cell('engine auto')} | {gain('engine')} |",
+    ]) + "\n"
+
+
 def write_section(path: Path, section: str) -> None:
     text = path.read_text() if path.exists() else ""
     if START in text and END in text:
@@ -248,7 +299,12 @@ def main() -> None:
     ap.add_argument("--ray-cpus", type=int, default=2)
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--write", type=Path, help="put the report into this Markdown file")
+    ap.add_argument("--precision", metavar="MODEL",
+                    help="measure dtype='auto' against float32 in dataset mode for MODEL instead")
     args = ap.parse_args()
+    if args.precision:
+        print(precision_gain(args))
+        return
     section = report(args)
     print(section)
     if args.write:
