@@ -85,9 +85,30 @@ def test_hub_dtype_overrides_auto_but_not_an_explicit_dtype(monkeypatch: pytest.
 def test_the_real_measurement_is_short_and_consistent() -> None:
     import time
 
+    threads = torch.get_num_threads()
     t = time.perf_counter()
     record = autodtype.measure_cpu()
     assert time.perf_counter() - t < 5  # ~0.2 s of matmuls (+ warm-up) on an idle machine
     assert record["float32_gflops"] > 0 and record["bfloat16_gflops"] > 0
     assert record["choice"] == ("bfloat16" if record["speedup"] >= autodtype.SPEEDUP else "float32")
     assert record["torch"] == torch.__version__
+    assert record["threads"] == 1 and torch.get_num_threads() == threads  # restored
+
+
+def test_the_measurement_runs_on_one_thread_and_restores_the_count(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    real = autodtype._rate
+
+    def spy(a: torch.Tensor, best: float) -> float:
+        seen.append(torch.get_num_threads())
+        return real(a, best)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setattr(autodtype, "_rate", spy)
+    try:
+        autodtype.measure_cpu(seconds=0.01)
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
