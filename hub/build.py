@@ -132,6 +132,11 @@ def build_module(factory: Callable[[], torch.nn.Module], weights: Path | None, *
         transient = {n for n, _ in module.named_buffers()} - persistent
         state = {k: v for k, v in state.items() if k not in transient}
         check_state_dict(module, state, what=what)
+        # assign=True keeps the stored tensors' dtypes: weights saved in bf16 (a backbone loaded
+        # in bf16, then saved) still build the float32 module the architecture declares
+        declared = module.state_dict()
+        state = {k: v.to(declared[k].dtype) if v.is_floating_point() and declared[k].is_floating_point()
+                 and v.dtype != declared[k].dtype else v for k, v in state.items()}
         module.load_state_dict(state, strict=True, assign=True)
         if any(t.is_meta for t in [*module.parameters(), *module.buffers()]):
             # something __init__ derived from a parameter stayed on meta: build for real once

@@ -1,4 +1,4 @@
-"""Batch norms folded into the convolutions they follow, before a network is cast to bf16/fp16.
+"""Batch norms folded into the convolutions they follow, for eval-mode forwards in bf16/fp16.
 
 In inference a batch norm is a per-channel affine map with constant statistics, so a
 convolution followed by one equals a single convolution with rescaled weights and a bias
@@ -8,19 +8,27 @@ pass over every activation map: resnet50 in bfloat16, batch 16, runs 1.17x faste
 AMX Xeon (docs/benchmarks.md). Computing the folded weights in float32 and then rounding them
 once is also more faithful than running the batch norm in bf16.
 
-:func:`fold_batchnorms` finds the pairs with :func:`torch.fx.symbolic_trace` of the module's
+:func:`foldable_pairs` finds the pairs with :func:`torch.fx.symbolic_trace` of the module's
 ``forward``: a ``Conv1d/2d/3d`` call whose output feeds nothing but a plain ``BatchNorm1d/2d/3d``
-call, each module called once. A network fx cannot trace is left as it is (reported, not folded).
-A folded batch norm becomes a :class:`FoldedNorm` *in place* (the same object, its class
-swapped and its tensors dropped), so the hooks and fx extractors that providers attach to it
-keep working and see the same values as before.
+call, each module called once. A network fx cannot trace is left as it is.
 
-:func:`hub.load` calls it (this module imports torch) for image networks built from
-pretrained weight files that are about to be cast to a reduced precision; ``dtype="float32"``
-keeps the anchor library's exact module structure. Training
-(:meth:`hub.backbone.Backbone.as_module`) starts from a float32 rebuild that still has its
-batch norms. Subclasses of the batch norms (timm's ``BatchNormAct2d``, a norm with its
-activation, in EfficientNet, RegNet, DenseNet...) are not folded: their forward does more.
+:func:`fold_batchnorms` keeps the network a faithful ``nn.Module``. Each folded pair stays the
+same two objects, their classes swapped *in place* to subclasses (so the hooks and fx extractors
+providers attach to them keep working): the convolution keeps its own weights and gains the
+folded ones as non-persistent buffers; the norm keeps its parameters and statistics. So
+``state_dict()`` and ``load_state_dict()`` see the architecture's keys and values, and
+``.to()`` converts the folded copies with the weights. Only an eval-mode forward uses the fold
+(the convolution runs the folded weights and the norm passes its input through); in training
+mode both run as before. The folded weights are computed again whenever their sources change:
+``load_state_dict``, an optimiser step or any in-place edit (torch's version counters), so
+they never go stale. They cost a second copy of the folded convolutions' weights (a bf16
+network then holds about what its float32 weights took).
+
+:func:`hub.load` calls it (this module imports torch) for image networks built from pretrained
+weight files that are about to be cast to a reduced precision; ``dtype="float32"`` keeps the
+anchor library's exact modules. Subclasses of the batch norms (timm's ``BatchNormAct2d``, a
+norm with its activation, in EfficientNet, RegNet, DenseNet...) are not folded: their forward
+does more.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import torch
 import torch.fx
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-__all__ = ["FoldedNorm", "fold_batchnorms", "foldable_pairs"]
+__all__ = ["FoldedConv", "FoldedNorm", "fold_batchnorms", "foldable_pairs"]
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +49,109 @@ _CONVS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 _NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
 
 
-class FoldedNorm(torch.nn.Module):
-    """A batch norm folded into the convolution before it: passes its input through."""
+def _version(t: torch.Tensor | None) -> int:
+    """A tensor's in-place version counter (inference tensors have none: -2; no tensor: -1)."""
+    if t is None:
+        return -1
+    return -2 if t.is_inference() else t._version
+
+
+class FoldedConv(torch.nn.Module):
+    """Mixin of a convolution whose batch norm is folded into it (see the module docstring).
+
+    :ivar folded_weight: the folded weights (a non-persistent buffer).
+    :ivar folded_bias: the folded bias (a non-persistent buffer).
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    folded_weight: torch.Tensor
+    folded_bias: torch.Tensor
+    _fold_norm: torch.nn.modules.batchnorm._BatchNorm
+    _fold_seen: tuple[int, ...]
+    _fold_stale: bool
+
+    def _fold_sources(self) -> tuple[torch.Tensor | None, ...]:
+        n = self._fold_norm
+        return self.weight, self.bias, n.weight, n.bias, n.running_mean, n.running_var
+
+    def fold_active(self) -> bool:
+        """Whether a forward now runs folded: the convolution and its norm are in eval mode."""
+        return not self.training and not self._fold_norm.training
+
+    def fold_snapshot(self) -> None:
+        """Accept the sources as they are now as the ones the folded weights came from."""
+        object.__setattr__(self, "_fold_seen", tuple(_version(t) for t in self._fold_sources()))
+        object.__setattr__(self, "_fold_stale", False)
+
+    def refold(self) -> None:
+        """Compute the folded weights from the current sources, in float32 (float64 for a
+        float64 network), then round them once to the weights' dtype and layout."""
+        n = self._fold_norm
+        if n.running_mean is None or n.running_var is None:  # ruled out by foldable_pairs
+            return
+
+        wide = torch.promote_types(self.weight.dtype, torch.float32)  # float32, or float64
+
+        def up(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.detach().to(wide)
+
+        with torch.inference_mode(False), torch.no_grad():
+            w, b = fuse_conv_bn_weights(self.weight.detach().to(wide), up(self.bias),
+                                        n.running_mean.to(wide), n.running_var.to(wide), n.eps,
+                                        up(n.weight), up(n.bias))
+            self.folded_weight = torch.empty_like(self.weight).copy_(w)
+            self.folded_bias = b.detach().to(self.weight.dtype)
+        self.fold_snapshot()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
+        if not self.fold_active():
+            return super().forward(x)  # type: ignore[no-any-return]
+        if self._fold_stale or self._fold_seen != tuple(_version(t) for t in self._fold_sources()):
+            self.refold()
+        conv: Any = self
+        return conv._conv_forward(x, self.folded_weight, self.folded_bias)  # type: ignore[no-any-return]
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        out = super()._apply(fn, recurse)  # type: ignore[no-untyped-call]  # buffers too
+        self.fold_snapshot()
+        return out
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        object.__setattr__(self, "_fold_stale", True)
+
+
+class FoldedNorm(torch.nn.Module):
+    """Mixin of a batch norm folded into the convolution before it: an eval-mode forward passes
+    its input through, a training one normalises as a batch norm does."""
+
+    _fold_conv: FoldedConv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fold_conv.fold_active():
+            return x
+        if self.training:  # the kernel updates the running statistics without a version bump
+            object.__setattr__(self._fold_conv, "_fold_stale", True)
+        return super().forward(x)  # type: ignore[no-any-return]
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        out = super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
+        self._fold_conv.fold_snapshot()  # whichever of the pair converts last sets the record
+        return out
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        object.__setattr__(self._fold_conv, "_fold_stale", True)
+
+
+def _subclass(mixin: type, base: type) -> type:
+    return type(f"Folded{base.__name__}", (mixin, base), {"__module__": __name__})
+
+
+#: the class each plain convolution / batch norm becomes when folded
+_FOLDED: dict[type, type] = {**{c: _subclass(FoldedConv, c) for c in _CONVS},
+                             **{n: _subclass(FoldedNorm, n) for n in _NORMS}}
 
 
 def foldable_pairs(module: torch.nn.Module, keep: Collection[str] = ()) -> list[tuple[str, str]]:
@@ -88,25 +194,24 @@ def foldable_pairs(module: torch.nn.Module, keep: Collection[str] = ()) -> list[
 
 
 def fold_batchnorms(module: torch.nn.Module, keep: Collection[str] = ()) -> list[str]:
-    """Fold every batch norm of :func:`foldable_pairs` into its convolution, in place.
-
-    The module must be in eval mode and in float32 (fold first, then cast).
+    """Fold every batch norm of :func:`foldable_pairs` into its convolution, in place (see the
+    module docstring). Call it on the float32 network, then cast: the folded weights are
+    computed in float32 and rounded once by the cast.
 
     :param keep: module names whose output must stay as it is (see :func:`foldable_pairs`).
     :returns: the names of the folded batch norms.
     """
     done = []
     for conv_name, norm_name in foldable_pairs(module, keep):
-        conv: Any = module.get_submodule(conv_name)  # a Conv1d/2d/3d (foldable_pairs)
-        bn: Any = module.get_submodule(norm_name)  # a BatchNorm1d/2d/3d with running stats
-        if conv.weight.dtype != torch.float32:
-            continue
-        weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean,
-                                            bn.running_var, bn.eps, bn.weight, bn.bias)
-        conv.weight, conv.bias = weight.requires_grad_(False), bias.requires_grad_(False)
-        # in place: hooks and extractors that hold this object keep working
-        bn._parameters.clear()
-        bn._buffers.clear()
-        bn.__class__ = FoldedNorm
+        conv: Any = module.get_submodule(conv_name)
+        norm: Any = module.get_submodule(norm_name)
+        conv.__class__ = _FOLDED[type(conv)]
+        norm.__class__ = _FOLDED[type(norm)]
+        # plain attributes, not child modules: state_dict and named_modules stay the architecture's
+        object.__setattr__(conv, "_fold_norm", norm)
+        object.__setattr__(norm, "_fold_conv", conv)
+        conv.register_buffer("folded_weight", torch.empty(0), persistent=False)
+        conv.register_buffer("folded_bias", torch.empty(0), persistent=False)
+        conv.refold()
         done.append(norm_name)
     return done

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import hub
-from hub.fold import FoldedNorm, fold_batchnorms, foldable_pairs
+from hub.fold import FoldedConv, FoldedNorm, fold_batchnorms, foldable_pairs
 from hub.train.save import save_finetuned
 
 
@@ -45,13 +45,16 @@ def test_folding_keeps_every_stage(name: str) -> None:
     stages = list(bb.specs)
     ref = bb.extract(x, stages=stages)
     norms = {n: bb.module.get_submodule(n) for n in plain_norms(bb.module)}
+    state = {k: v.clone() for k, v in bb.module.state_dict().items()}
     keep = {st.module for st in bb.spec.outputs.stages if st.module}
     done = fold_batchnorms(bb.module, keep=keep)
     got = bb.extract(x, stages=stages)
     assert done and set(done) <= set(norms)
-    for n in done:  # the same objects, now identities without tensors
+    for n in done:  # the same objects, their classes swapped
         m = bb.module.get_submodule(n)
-        assert m is norms[n] and type(m) is FoldedNorm and not list(m.parameters())
+        assert m is norms[n] and isinstance(m, FoldedNorm) and isinstance(m, torch.nn.BatchNorm2d)
+    after = bb.module.state_dict()  # the architecture's keys and values, folded copies left out
+    assert after.keys() == state.keys() and all(torch.equal(after[k], state[k]) for k in state)
     for s in stages:
         scale = ref.stages[s].abs().max()
         assert (got.stages[s] - ref.stages[s]).abs().max() <= 2e-5 * scale, s
@@ -78,7 +81,8 @@ def test_a_convolution_read_by_more_than_its_norm_is_not_folded() -> None:
     ref = net(x)
     assert foldable_pairs(net) == [("conv2", "bn2")]
     assert fold_batchnorms(net) == ["bn2"]
-    assert type(net.bn) is torch.nn.BatchNorm2d and torch.allclose(net(x), ref, atol=1e-5)
+    assert type(net.bn) is torch.nn.BatchNorm2d and isinstance(net.conv2, FoldedConv)
+    assert torch.allclose(net(x), ref, atol=1e-5)
 
 
 def test_a_convolution_that_is_a_stage_output_is_not_folded() -> None:
@@ -101,10 +105,64 @@ def test_a_network_fx_cannot_trace_is_left_as_it_is() -> None:
     assert fold_batchnorms(net) == [] and type(net.bn) is torch.nn.BatchNorm2d
 
 
+class ConvNorm(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(3, 8, 3, bias=False), torch.nn.BatchNorm2d(8)
+        self.head = torch.nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.bn(self.conv(x))))
+
+
+def test_a_folded_network_behaves_as_the_plain_one_in_every_mode() -> None:
+    """Training mode normalises with batch statistics as before; an optimiser step, a
+    load_state_dict and a cast are all seen by the next eval forward (no stale fold)."""
+    import copy
+
+    torch.manual_seed(0)
+    plain = ConvNorm()
+    randomise_norms(plain)
+    folded = copy.deepcopy(plain)
+    assert fold_batchnorms(folded.eval()) == ["bn"]
+    x = torch.rand(4, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+
+    def same(atol: float = 1e-5) -> None:
+        for mode in (True, False):
+            plain.train(mode)
+            folded.train(mode)
+            with torch.no_grad():
+                assert torch.allclose(folded(x), plain(x), atol=atol), f"training={mode}"
+
+    same()
+    for net in (plain, folded):  # one identical optimiser step each, in training mode
+        net.train()
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        net(x).square().mean().backward()
+        opt.step()
+    same()
+    state = {k: v + 0.1 * torch.randn_like(v) if v.is_floating_point() else v
+             for k, v in plain.state_dict().items()}
+    plain.load_state_dict(state)
+    folded.load_state_dict(state)
+    same()
+    with torch.no_grad():  # an in-place edit in eval mode
+        plain.bn.running_var.mul_(2)
+        folded.bn.running_var.mul_(2)
+    same()
+    plain.to(torch.float64)
+    folded.to(torch.float64)
+    assert folded.conv.folded_weight.dtype == torch.float64
+    x = x.double()
+    same(atol=1e-6)  # the fold went through the cast: float32 precision
+    folded.load_state_dict(plain.state_dict())  # refolded in float64
+    same(atol=1e-10)
+
+
 def test_load_folds_only_pretrained_weights_cast_down() -> None:
     x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     ref = hub.load("example_tinynet", device="cpu", dtype="float32")
-    assert ref.folded == () and not any(type(m) is FoldedNorm for m in ref.module.modules())
+    assert ref.folded == () and not any(isinstance(m, FoldedNorm) for m in ref.module.modules())
     bf16 = hub.load("example_tinynet", device="cpu", dtype="bfloat16")
     assert len(bf16.folded) == 3 and "3 batch norms folded" in repr(bf16)
     assert all(p.dtype == torch.bfloat16 for p in bf16.module.parameters())
@@ -112,6 +170,18 @@ def test_load_folds_only_pretrained_weights_cast_down() -> None:
     assert cos.min() > 0.999
     random = hub.load("example_tinynet", pretrained=False, device="cpu", dtype="bfloat16")
     assert random.folded == ()
+
+
+def test_a_folded_backbone_saves_the_architectures_weights(tmp_path: Path) -> None:
+    """bb.module.state_dict() of a default-loaded (bf16, folded) backbone fits the architecture:
+    saving it and loading the directory works (it did not while norms were dropped)."""
+    bf16 = hub.load("example_tinynet", device="cpu", dtype="bfloat16")
+    assert bf16.folded
+    saved = save_finetuned(bf16, bf16.module.state_dict(), tmp_path / "tiny", "tiny_saved")
+    again = hub.load(saved, device="cpu", dtype="float32")
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    cos = torch.nn.functional.cosine_similarity(again.extract(x).pooled, bf16.extract(x).pooled.float())
+    assert cos.min() > 0.999
 
 
 def test_training_a_folded_backbone_starts_from_its_batch_norms(tmp_path: Path) -> None:
