@@ -290,7 +290,8 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
             from hub.fold import fold_batchnorms
 
             bb.folded = tuple(fold_batchnorms(
-                bb.module, keep={st.module for st in spec.outputs.stages if st.module}))
+                bb.module, keep={st.module for st in spec.outputs.stages if st.module},
+                extra=provider.fold_norms()))
         bb.module.to(dtype=plan.weights)
         bb.weight_dtype = plan.weights
     bb.island_mode = islands  # as asked, even where nothing was cast (bb.islands is then empty)

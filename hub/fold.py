@@ -10,7 +10,10 @@ once is also more faithful than running the batch norm in bf16.
 
 :func:`foldable_pairs` finds the pairs with :func:`torch.fx.symbolic_trace` of the module's
 ``forward``: a ``Conv1d/2d/3d`` call whose output feeds nothing but a plain ``BatchNorm1d/2d/3d``
-call, each module called once. A network fx cannot trace is left as it is.
+call, each module called once; a library's subclass of the batch norms (timm's ``BatchNormAct2d``,
+a norm with its activation) is folded too when its provider says what the subclass does after
+normalising (:meth:`hub.provider.Provider.fold_norms`). A network fx cannot trace is left as it
+is.
 
 :func:`fold_batchnorms` keeps the network a faithful ``nn.Module``. Each folded pair stays the
 same two objects, their classes swapped *in place* to subclasses (so the hooks and fx extractors
@@ -26,19 +29,18 @@ network then holds about what its float32 weights took).
 
 :func:`hub.load` calls it (this module imports torch) for image networks built from pretrained
 weight files that are about to be cast to a reduced precision; ``dtype="float32"`` keeps the
-anchor library's exact modules. Subclasses of the batch norms (timm's ``BatchNormAct2d``, a
-norm with its activation, in EfficientNet, RegNet, DenseNet...) are not folded: their forward
-does more.
+anchor library's exact modules.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import torch
 import torch.fx
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 __all__ = ["FoldedConv", "FoldedNorm", "fold_batchnorms", "foldable_pairs"]
@@ -67,7 +69,7 @@ class FoldedConv(torch.nn.Module):
     bias: torch.Tensor | None
     folded_weight: torch.Tensor
     folded_bias: torch.Tensor
-    _fold_norm: torch.nn.modules.batchnorm._BatchNorm
+    _fold_norm: _BatchNorm
     _fold_seen: tuple[int, ...]
     _fold_stale: bool
 
@@ -122,15 +124,22 @@ class FoldedConv(torch.nn.Module):
         object.__setattr__(self, "_fold_stale", True)
 
 
+#: what a library's batch-norm subclass does after normalising (``rest(norm, x)``), e.g. its
+#: activation; see :meth:`hub.provider.Provider.fold_norms`
+Rest = Callable[[Any, "torch.Tensor"], "torch.Tensor"]
+
+
 class FoldedNorm(torch.nn.Module):
     """Mixin of a batch norm folded into the convolution before it: an eval-mode forward passes
-    its input through, a training one normalises as a batch norm does."""
+    its input through (or through what the norm does after normalising, for a library's
+    subclass), a training one normalises as a batch norm does."""
 
     _fold_conv: FoldedConv
+    _fold_rest: Rest | None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fold_conv.fold_active():
-            return x
+            return x if self._fold_rest is None else self._fold_rest(self, x)
         if self.training:  # the kernel updates the running statistics without a version bump
             object.__setattr__(self._fold_conv, "_fold_stale", True)
         return super().forward(x)  # type: ignore[no-any-return]
@@ -146,28 +155,45 @@ class FoldedNorm(torch.nn.Module):
 
 
 def _subclass(mixin: type, base: type) -> type:
-    return type(f"Folded{base.__name__}", (mixin, base), {"__module__": __name__})
+    cls = type(f"Folded{base.__name__}", (mixin, base), {"__module__": __name__})
+    globals()[cls.__name__] = cls  # importable by name, so a folded module pickles
+    return cls
 
 
-#: the class each plain convolution / batch norm becomes when folded
+#: the class each convolution / batch norm becomes when folded (library norms added at first use)
 _FOLDED: dict[type, type] = {**{c: _subclass(FoldedConv, c) for c in _CONVS},
                              **{n: _subclass(FoldedNorm, n) for n in _NORMS}}
 
 
-def foldable_pairs(module: torch.nn.Module, keep: Collection[str] = ()) -> list[tuple[str, str]]:
+class _Tracer(torch.fx.Tracer):
+    """fx's tracer, with the library norm subclasses kept whole (as torch.nn's modules are)."""
+
+    def __init__(self, leaves: tuple[type, ...]) -> None:
+        super().__init__()
+        self.leaves = leaves
+
+    def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, self.leaves) or super().is_leaf_module(m, module_qualified_name)
+
+
+def foldable_pairs(module: torch.nn.Module, keep: Collection[str] = (),
+                   extra: Mapping[type, Rest] | None = None) -> list[tuple[str, str]]:
     """``(convolution, batch norm)`` module names that can be folded, in graph order.
 
     :param keep: module names whose own output must stay as it is (stage outputs a provider
         hooks): a convolution named here is not folded.
-    :returns: an empty list when the module has no plain batch norm, or when fx cannot trace
+    :param extra: a library's batch-norm subclasses that may be folded too, each with what its
+        forward does after normalising (:meth:`hub.provider.Provider.fold_norms`).
+    :returns: an empty list when the module has no such batch norm, or when fx cannot trace
         its ``forward`` (logged at debug level with fx's reason).
     """
-    convs, norms = _CONVS, _NORMS
+    convs = _CONVS
+    norms: tuple[type, ...] = (*_NORMS, *[t for t in (extra or {}) if issubclass(t, _BatchNorm)])
     mods = dict(module.named_modules())
     if not any(type(m) in norms for m in mods.values()):
         return []
     try:
-        graph = torch.fx.symbolic_trace(module).graph
+        graph = _Tracer(norms).trace(module)
     except Exception as exc:  # any failure of fx to trace means: do not fold
         log.debug("batch norms not folded: fx cannot trace %s (%s: %s)", type(module).__name__,
                   type(exc).__name__, exc)
@@ -193,23 +219,29 @@ def foldable_pairs(module: torch.nn.Module, keep: Collection[str] = ()) -> list[
     return pairs
 
 
-def fold_batchnorms(module: torch.nn.Module, keep: Collection[str] = ()) -> list[str]:
+def fold_batchnorms(module: torch.nn.Module, keep: Collection[str] = (),
+                    extra: Mapping[type, Rest] | None = None) -> list[str]:
     """Fold every batch norm of :func:`foldable_pairs` into its convolution, in place (see the
     module docstring). Call it on the float32 network, then cast: the folded weights are
     computed in float32 and rounded once by the cast.
 
     :param keep: module names whose output must stay as it is (see :func:`foldable_pairs`).
+    :param extra: library norm subclasses that may be folded too (see :func:`foldable_pairs`).
     :returns: the names of the folded batch norms.
     """
     done = []
-    for conv_name, norm_name in foldable_pairs(module, keep):
+    for conv_name, norm_name in foldable_pairs(module, keep, extra):
         conv: Any = module.get_submodule(conv_name)
         norm: Any = module.get_submodule(norm_name)
+        rest = (extra or {}).get(type(norm))
+        if type(norm) not in _FOLDED:
+            _FOLDED[type(norm)] = _subclass(FoldedNorm, type(norm))
         conv.__class__ = _FOLDED[type(conv)]
         norm.__class__ = _FOLDED[type(norm)]
         # plain attributes, not child modules: state_dict and named_modules stay the architecture's
         object.__setattr__(conv, "_fold_norm", norm)
         object.__setattr__(norm, "_fold_conv", conv)
+        object.__setattr__(norm, "_fold_rest", rest)
         conv.register_buffer("folded_weight", torch.empty(0), persistent=False)
         conv.register_buffer("folded_bias", torch.empty(0), persistent=False)
         conv.refold()

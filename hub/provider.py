@@ -9,6 +9,7 @@ already verified against their sha256 and stored as safetensors.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,18 @@ class Provider(ABC):
         :raises hub.errors.WeightMismatchError: when the weights do not fit the architecture.
         :raises hub.errors.DependencyError: when the provider's library is missing.
         """
+
+    def fold_norms(self) -> dict[type, Callable[[Any, Any], Any]]:
+        """This library's batch-norm subclasses that :mod:`hub.fold` may fold into the
+        convolution before them, each with what its forward does after normalising:
+        ``rest(norm, x)`` (for a norm fused with its activation, the activation). Plain
+        ``torch.nn.BatchNorm1d/2d/3d`` need no entry.
+
+        Called by :func:`hub.load` after :meth:`build`, when it casts pretrained weights to a
+        reduced precision (so importing the library here is fine). ``rest`` must be a module-level
+        function (a folded network stays picklable). Default: none.
+        """
+        return {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

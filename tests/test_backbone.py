@@ -169,7 +169,7 @@ def test_bfloat16_on_cpu_casts_the_weights_and_returns_bfloat16(lite0: Backbone)
     bb = hub.load("efficientnet_lite0", device="cpu", dtype="bfloat16")
     assert bb.dtype == torch.bfloat16 and bb.autocast_dtype is None and not bb.auto
     assert bb.module.conv_stem.weight.dtype == torch.bfloat16  # cast once (hub.execution)
-    assert "precision=bfloat16 features=bfloat16" in repr(bb)
+    assert "precision=bfloat16 (49 batch norms folded) features=bfloat16" in repr(bb)
     x = images(2)
     f, r = bb.extract(x, stages=[-1]), ref.extract(x, stages=[-1])
     assert f.pooled.dtype == torch.bfloat16 and f.stages["head"].dtype == torch.bfloat16

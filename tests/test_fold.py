@@ -32,13 +32,18 @@ def randomise_norms(module: torch.nn.Module, seed: int = 0) -> None:
 
 
 def plain_norms(module: torch.nn.Module) -> list[str]:
-    return [n for n, m in module.named_modules() if type(m) is torch.nn.BatchNorm2d]
+    """Batch norms, a library's subclasses included, not yet folded."""
+    return [n for n, m in module.named_modules()
+            if isinstance(m, torch.nn.BatchNorm2d) and not isinstance(m, FoldedNorm)]
 
 
-@pytest.mark.parametrize("name", ["resnet50", "resnet50_tv", "densenet121_tv", "mobilenet_v3_small_tv"])
+@pytest.mark.parametrize("name", ["resnet50", "resnet50_tv", "densenet121_tv", "mobilenet_v3_small_tv",
+                                  "mobilenet_v3_small"])
 def test_folding_keeps_every_stage(name: str) -> None:
     """densenet121_tv's stem stage is the output of a batch norm (features.norm0) that
-    torchvision's fx extractor calls: folded in place, the extractor still reads it."""
+    torchvision's fx extractor calls: folded in place, the extractor still reads it. timm's
+    mobilenet_v3_small has BatchNormAct2d (norm + hard-swish), folded through the timm
+    provider's fold_norms."""
     bb = hub.load(name, pretrained=False, device="cpu", dtype="float32")
     randomise_norms(bb.module)
     x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
@@ -47,20 +52,21 @@ def test_folding_keeps_every_stage(name: str) -> None:
     norms = {n: bb.module.get_submodule(n) for n in plain_norms(bb.module)}
     state = {k: v.clone() for k, v in bb.module.state_dict().items()}
     keep = {st.module for st in bb.spec.outputs.stages if st.module}
-    done = fold_batchnorms(bb.module, keep=keep)
+    extra = hub.get_registry().provider(bb.spec.provider).fold_norms()
+    done = fold_batchnorms(bb.module, keep=keep, extra=extra)
     got = bb.extract(x, stages=stages)
     assert done and set(done) <= set(norms)
     for n in done:  # the same objects, their classes swapped
         m = bb.module.get_submodule(n)
-        assert m is norms[n] and isinstance(m, FoldedNorm) and isinstance(m, torch.nn.BatchNorm2d)
+        assert m is norms[n] and isinstance(m, FoldedNorm) and isinstance(m, type(norms[n]))
     after = bb.module.state_dict()  # the architecture's keys and values, folded copies left out
     assert after.keys() == state.keys() and all(torch.equal(after[k], state[k]) for k in state)
     for s in stages:
         scale = ref.stages[s].abs().max()
         assert (got.stages[s] - ref.stages[s]).abs().max() <= 2e-5 * scale, s
     assert torch.allclose(got.pooled, ref.pooled, rtol=1e-4, atol=1e-5)
-    if name.startswith("resnet"):  # every batch norm of a ResNet follows a convolution
-        assert len(done) == len(norms) == 53
+    if name.startswith("resnet") or name == "mobilenet_v3_small":  # all follow a convolution
+        assert len(done) == len(norms)
 
 
 def test_a_convolution_read_by_more_than_its_norm_is_not_folded() -> None:
@@ -83,6 +89,13 @@ def test_a_convolution_read_by_more_than_its_norm_is_not_folded() -> None:
     assert fold_batchnorms(net) == ["bn2"]
     assert type(net.bn) is torch.nn.BatchNorm2d and isinstance(net.conv2, FoldedConv)
     assert torch.allclose(net(x), ref, atol=1e-5)
+
+
+def test_a_library_norm_subclass_folds_only_when_its_provider_says_what_it_does() -> None:
+    bb = hub.load("mobilenet_v3_small", pretrained=False, device="cpu", dtype="float32")
+    assert foldable_pairs(bb.module) == []  # BatchNormAct2d's forward also activates
+    extra = hub.get_registry().provider("timm").fold_norms()
+    assert len(foldable_pairs(bb.module, extra=extra)) == len(plain_norms(bb.module))
 
 
 def test_a_convolution_that_is_a_stage_output_is_not_folded() -> None:
@@ -135,6 +148,9 @@ def test_a_folded_network_behaves_as_the_plain_one_in_every_mode() -> None:
                 assert torch.allclose(folded(x), plain(x), atol=atol), f"training={mode}"
 
     same()
+    import pickle
+
+    assert torch.equal(pickle.loads(pickle.dumps(folded))(x), folded(x))  # eval mode, folded
     for net in (plain, folded):  # one identical optimiser step each, in training mode
         net.train()
         opt = torch.optim.SGD(net.parameters(), lr=0.1)

@@ -201,6 +201,19 @@ class TimmProvider(Provider):
         return TimmBackbone(spec, module, specs, indices, hooks, weights=weights, device=device,
                             dtype=dtype)
 
+    def fold_norms(self) -> dict[type, Any]:
+        """timm's ``BatchNormAct2d`` (a batch norm fused with its activation: EfficientNet,
+        RegNet, timm's VGG-BN and DenseNet stems) folds like a batch norm, keeping its
+        dropout and activation (see :mod:`hub.fold`)."""
+        from timm.layers.norm_act import BatchNormAct2d
+
+        return {BatchNormAct2d: _act_after_norm}
+
+
+def _act_after_norm(norm: Any, x: Any) -> Any:
+    """What timm's ``BatchNormAct2d`` does after normalising: its dropout, then its activation."""
+    return norm.act(norm.drop(x))
+
 
 def _hook_target(spec: BackboneSpec, stage: str, name: str | None, module: torch.nn.Module,
                  info: list[str]) -> tuple[str, int | None]:
