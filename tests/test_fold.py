@@ -215,3 +215,11 @@ def test_training_a_folded_backbone_starts_from_its_batch_norms(tmp_path: Path) 
         a, b = net(x), ref(x)
     for k in b:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_a_folded_backbone_compiles() -> None:
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    ref = hub.load("example_tinynet", device="cpu", dtype="bfloat16")
+    bb = hub.load("example_tinynet", device="cpu", dtype="bfloat16", compile={"backend": "eager"})
+    assert bb.compiled and bb.folded == ref.folded
+    assert torch.equal(bb.extract(x).pooled, ref.extract(x).pooled)
