@@ -274,26 +274,27 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
         if auto and dt is not None and keeps_float32(built.module):
             dt = None  # as for torch: depthwise networks stay float32 under "auto"
         return attach(built, runtime, dtype=dt, settings=settings)
-    with_islands = islands is not None and plan.weights is not None
-    # hub casts image networks itself (after folding their batch norms) and "auto" ones (unless
-    # they keep float32); other backbones come from the provider in the precision asked
-    cast_here = plan.weights is not None and (auto or with_islands or spec.modality == "image")
-    bb = provider.build(spec, files, device=dev, dtype=None if cast_here else plan.weights)
-    if with_islands and plan.weights is not None:  # cast all but the islands, exact float32
-        from hub.islands import keep_islands
+    # hub casts image networks itself (after folding their batch norms), "auto" ones (unless
+    # they keep float32) and those with islands; others come from the provider as asked
+    low = plan.weights
+    cast_here = low is not None and (auto or islands is not None or spec.modality == "image")
+    bb = provider.build(spec, files, device=dev, dtype=None if cast_here else low)
+    if cast_here and low is not None:
+        if islands is not None:  # cast all but the islands, exact float32
+            from hub.islands import keep_islands
 
-        keep_islands(bb, str(islands), plan.weights)
-    elif auto and plan.weights is not None and keeps_float32(bb.module):
-        plan = precision_plan(dev, None, auto=True)
-    elif cast_here and plan.weights is not None:
-        if files is not None and bb.modality == "image":  # fold in float32, then round once
-            from hub.fold import fold_batchnorms
+            keep_islands(bb, islands, low)
+        elif auto and keeps_float32(bb.module):
+            plan = precision_plan(dev, None, auto=True)
+        else:
+            if files is not None and bb.modality == "image":  # fold in float32, round once
+                from hub.fold import fold_batchnorms
 
-            bb.folded = tuple(fold_batchnorms(
-                bb.module, keep={st.module for st in spec.outputs.stages if st.module},
-                extra=provider.fold_norms()))
-        bb.module.to(dtype=plan.weights)
-        bb.weight_dtype = plan.weights
+                bb.folded = tuple(fold_batchnorms(
+                    bb.module, keep={st.module for st in spec.outputs.stages if st.module},
+                    extra=provider.fold_norms()))
+            bb.module.to(dtype=low)
+            bb.weight_dtype = low
     bb.island_mode = islands  # as asked, even where nothing was cast (bb.islands is then empty)
     return bb.configure(dtype=plan.dtype, autocast=plan.autocast, compile=compile, auto=plan.auto,
                         channels_last=wants_channels_last(bb.module, bb.modality, channels_last))

@@ -170,8 +170,9 @@ class Backbone(ABC):
         :param grad_checkpointing: recompute activations of repeated blocks in the backward.
         :param pyramid: add a simple feature pyramid (strides 4 to 32) to single-stride ViTs.
         A backbone whose ``dtype="auto"`` cast its weights to a lower precision, or whose batch
-        norms were folded (:attr:`folded`), gives a float32 module built again from its weight
-        files: training starts from the exact weights, with its batch norms.
+        norms were folded (:attr:`folded`: its convolutions carry folded copies), gives a
+        float32 module built again from its weight files: training starts from the exact
+        weights, without the folded copies.
 
         :raises InputError: on an unknown stage, a bad freeze/norm/output_stride value.
         """

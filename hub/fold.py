@@ -213,7 +213,7 @@ def foldable_pairs(module: torch.nn.Module, keep: Collection[str] = (),
         bn = mods[norm]
         if (type(mods.get(conv)) in convs and len(src.users) == 1 and len(node.args) == 1
                 and not node.kwargs and calls[conv] == 1 and calls[norm] == 1
-                and conv not in keep and bn.track_running_stats
+                and conv not in keep  # a norm without running statistics cannot fold
                 and bn.running_mean is not None and bn.running_var is not None):
             pairs.append((conv, norm))
     return pairs
