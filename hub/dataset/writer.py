@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hub.atomic import write_atomic
 from hub.cache import sha256_file
 from hub.dataset.items import ItemError
 from hub.dataset.job import FeatureBatch, Job
@@ -102,9 +103,7 @@ def _pa() -> Any:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n", make_parent=False)
 
 
 class ShardWriter:
@@ -167,7 +166,7 @@ class ShardWriter:
         except Timeout as exc:
             raise InputError(f"{self.out} is being written by another job right now; wait for it "
                              "to finish, or use another output folder.") from exc
-        for stale in self.out.glob(".*.tmp"):
+        for stale in self.out.glob(".*.tmp*"):  # hub.atomic's temporary names
             stale.unlink()
         old = self._read_manifest()
         entries = {e["file"]: e for e in (old or {}).get("shards", [])}
@@ -312,12 +311,9 @@ class ShardWriter:
                 "errors": errors}
         table = self._table(buf, meta)
         path = self.out / shard_name(k)
-        tmp = self.out / f".{path.name}.{os.getpid()}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        sha = sha256_file(tmp)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"),
+                     make_parent=False)
+        sha = sha256_file(path)
         self.done[k] = {"file": path.name, "start": buf.start, "stop": buf.stop,
                         "rows": len(buf.rows), "errors": len(errors),
                         "bytes": path.stat().st_size, "sha256": sha}
@@ -331,9 +327,7 @@ class ShardWriter:
     def _write_errors(self) -> None:
         lines = [json.dumps({**e, "shard": shard_name(k)})
                  for k in sorted(self.errors) for e in self.errors[k]]
-        tmp = self.out / f".{ERRORS}.{os.getpid()}.tmp"
-        tmp.write_text("".join(line + "\n" for line in lines))
-        os.replace(tmp, self.out / ERRORS)
+        write_atomic(self.out / ERRORS, "".join(line + "\n" for line in lines), make_parent=False)
 
     def manifest(self) -> dict[str, Any]:
         """The manifest as it stands."""
