@@ -35,7 +35,8 @@ from hub.dataset.local import plan_ranges, strict_error
 from hub.dataset.progress import JobProgress
 from hub.dataset.readers import Reader, open_reader
 from hub.dataset.writer import DatasetResult, ShardWriter
-from hub.errors import DependencyError, InputError
+from hub.deps import require
+from hub.errors import InputError
 
 if TYPE_CHECKING:
     from hub.manifest import ImagePreprocessing
@@ -47,12 +48,8 @@ _FORWARDED_ENV = ("HUB_CACHE", "HUB_PLUGINS", "HUB_DISABLE_PLUGINS")
 
 
 def _ray() -> Any:
-    try:
-        import ray
-        import ray.data
-    except ImportError as exc:
-        raise DependencyError("ray", "ray", "--engine ray") from exc
-    return ray
+    require("ray.data", extra="ray", purpose="--engine ray")
+    return require("ray", extra="ray")
 
 
 def decode_batch(batch: dict[str, Any], *, reader: Reader,

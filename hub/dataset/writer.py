@@ -38,7 +38,8 @@ from hub.atomic import write_atomic
 from hub.cache import sha256_file
 from hub.dataset.items import ItemError
 from hub.dataset.job import FeatureBatch, Job
-from hub.errors import DependencyError, InputError
+from hub.deps import require
+from hub.errors import InputError
 
 __all__ = ["DatasetResult", "ShardWriter", "shard_ranges"]
 
@@ -94,12 +95,8 @@ class _Buffer:
 
 
 def _pa() -> Any:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet
-    except ImportError as exc:
-        raise DependencyError("pyarrow", "dataset", "writing dataset features") from exc
-    return pa
+    require("pyarrow.parquet", extra="dataset", purpose="writing dataset features")
+    return require("pyarrow", extra="dataset")
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from hub.atomic import write_atomic
-from hub.errors import DependencyError, SearchIndexError
+from hub.deps import require
+from hub.errors import SearchIndexError
 
 __all__ = ["CACHE_FILE", "Store", "open_store"]
 
@@ -76,13 +77,9 @@ class Store:
 
 
 def _pyarrow() -> Any:
-    try:
-        import pyarrow as pa
-        import pyarrow.ipc
-        import pyarrow.parquet
-    except ImportError as exc:
-        raise DependencyError("pyarrow", "dataset", "searching dataset features") from exc
-    return pa
+    for module in ("pyarrow.ipc", "pyarrow.parquet"):
+        require(module, extra="dataset", purpose="searching dataset features")
+    return require("pyarrow", extra="dataset")
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
