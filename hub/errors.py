@@ -176,7 +176,14 @@ class OutputError(HubError, OSError):
     @classmethod
     def from_os(cls, path: object, exc: OSError) -> OutputError:
         """The error for ``exc``, raised while writing ``path``."""
+        from pathlib import Path
+
         reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, NotADirectoryError | FileExistsError):
+            blocker = next((p for p in Path(str(path)).parents if p.exists() and not p.is_dir()),
+                           None)
+            if blocker is not None:
+                reason = f"{str(blocker)!r} is a file, not a folder"
         err = cls(f"Cannot write {str(path)!r}: {reason}. Choose a writable path (its folder "
                   "must exist or be creatable, be writable and have room).", path=str(path))
         err.errno, err.strerror, err.filename = exc.errno, exc.strerror, str(path)

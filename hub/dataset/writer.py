@@ -39,7 +39,7 @@ from hub.cache import sha256_file
 from hub.dataset.items import ItemError
 from hub.dataset.job import FeatureBatch, Job
 from hub.deps import require
-from hub.errors import InputError
+from hub.errors import InputError, OutputError
 
 __all__ = ["DatasetResult", "ShardWriter", "shard_ranges"]
 
@@ -151,7 +151,10 @@ class ShardWriter:
         from filelock import FileLock, Timeout
 
         _pa()
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the path, a read-only parent, a full disk
+            raise OutputError.from_os(self.out, exc) from exc
         others = [p.name for p in self.out.iterdir() if not p.name.startswith(".")]
         if others and not (self.out / MANIFEST).exists():
             raise InputError(f"{self.out} is not empty ({', '.join(sorted(others)[:3])}...) and is "
@@ -163,6 +166,8 @@ class ShardWriter:
         except Timeout as exc:
             raise InputError(f"{self.out} is being written by another job right now; wait for it "
                              "to finish, or use another output folder.") from exc
+        except OSError as exc:  # the lock file cannot be created: a read-only folder
+            raise OutputError.from_os(self.out, exc) from exc
         for stale in self.out.glob(".*.tmp*"):  # hub.atomic's temporary names
             stale.unlink()
         old = self._read_manifest()
