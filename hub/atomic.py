@@ -26,7 +26,7 @@ from pathlib import Path
 
 from hub.errors import OutputError
 
-__all__ = ["fsync_dir", "replace_dir", "write_atomic"]
+__all__ = ["check_writable", "fsync_dir", "replace_dir", "write_atomic"]
 
 #: What :func:`write_atomic` writes: bytes, text, or a function that writes the temporary path.
 Content = bytes | str | Callable[[Path], None]
@@ -44,6 +44,23 @@ def fsync_dir(folder: Path) -> None:
         pass  # some filesystems refuse fsync on a folder; the rename itself has happened
     finally:
         os.close(fd)
+
+
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """Fail early, before any work, when a file cannot be written at ``path``: its folder is
+    created if missing and a temporary file is made and removed there.
+
+    :raises OutputError: naming ``path``.
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise OutputError.from_os(target, exc) from exc
+    return target
 
 
 def _fsync_file(path: Path) -> None:

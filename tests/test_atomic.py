@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.atomic import replace_dir, write_atomic
+from hub.atomic import check_writable, replace_dir, write_atomic
 from hub.errors import HubError, OutputError
 
 
@@ -91,3 +91,11 @@ def test_replace_dir_swaps_and_restores(tmp_path: Path) -> None:
         replace_dir(tmp_path / "missing", target, aside=tmp_path / "aside")
     assert [p.name for p in target.iterdir()] == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
+
+
+def test_check_writable_fails_early_and_leaves_nothing(tmp_path: Path) -> None:
+    assert check_writable(tmp_path / "new" / "f.npy") == tmp_path / "new" / "f.npy"
+    assert list((tmp_path / "new").iterdir()) == []  # the folder is made, the probe removed
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match=r"'.*file' is a file, not a folder"):
+        check_writable(tmp_path / "file" / "f.npy")

@@ -219,6 +219,9 @@ def extract_cmd(
     if out.suffix == ".npy" and (chosen == "all" or len(chosen) != (1 if pool == "none" else 0)):
         raise InputError("An .npy file holds one array: the pooled features, or with --pool none "
                          "one --stages entry. Write .safetensors for several.")
+    from hub.atomic import check_writable
+
+    check_writable(out)  # before the backbone loads and runs
     bb = load(name, weights=weights, device=device, dtype=dtype, runtime=runtime, islands=islands)
     if bb.modality == "image-text":  # two towers: one of them extracts
         texty = all(i == "-" or i.lower().endswith(".txt") for i in inputs)
