@@ -90,3 +90,19 @@ def test_saving_into_an_unwritable_directory_is_an_output_error(tmp_path: Path) 
         save_finetuned(bb, bb.module.state_dict(), tmp_path / "ro" / "saved", "saved")
     assert info.value.path == str(tmp_path / "ro" / "saved")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ro"]  # no stage left behind
+
+
+def test_bench_takes_a_saved_directory(saved: Path, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HUB_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "hub", "bench", str(saved), "--batch-size", "2",
+                           "--repeats", "1", "--device", "cpu", "--json"], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (record,) = json.loads(proc.stdout)["results"]
+    assert record["name"] == "tiny_saved" and record["random_weights"] is False
+    assert record["variant"] == "finetuned" and record["items_per_s"]["median"] > 0
