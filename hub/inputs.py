@@ -23,8 +23,8 @@ from typing import Any
 
 from hub.errors import InputError, ModalityError
 
-__all__ = ["IMAGE_SUFFIXES", "as_images", "as_texts", "check_labels", "image_files", "is_array",
-           "is_pil", "is_tensor"]
+__all__ = ["IMAGE_SUFFIXES", "as_images", "as_texts", "check_labels", "check_unicode",
+           "image_files", "is_array", "is_pil", "is_tensor"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
                             ".ppm", ".pgm", ".pbm", ".ico", ".jp2", ".tga"})
@@ -162,15 +162,23 @@ def as_texts(inputs: Any, *, name: str = "this") -> list[str]:
                 raise ModalityError(f"Item {i} is an image ({type(x).__name__}), but {name} is a "
                                     "text backbone. Load an image backbone for images.")
             raise InputError(f"Item {i} is a {type(x).__name__}; text backbones take str.")
-        try:
-            x.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InputError(f"Item {i} is not valid Unicode: character {exc.start} is a lone "
-                             f"surrogate ({x[exc.start]!r}), which no tokenizer can encode. Fix how "
-                             "the text was decoded (e.g. decode the bytes with errors='replace')."
-                             ) from exc
-        out.append(x)
+        out.append(check_unicode(x, i))
     return out
+
+
+def check_unicode(text: str, index: int = 0) -> str:
+    """``text`` itself when it is valid Unicode (encodable as UTF-8).
+
+    :raises InputError: naming item ``index`` and the lone surrogate's position.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"Item {index} is not valid Unicode: character {exc.start} is a lone "
+                         f"surrogate ({text[exc.start]!r}), which no tokenizer can encode. Fix how "
+                         "the text was decoded (e.g. decode the bytes with errors='replace')."
+                         ) from exc
+    return text
 
 
 def _template_fields(template: str) -> list[str] | None:
