@@ -58,11 +58,8 @@ def test_classify_checks_its_inputs_before_the_weights(work: Path, tmp_path: Pat
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("HUB_OFFLINE", "1")  # the weights are not there: any fetch would fail
-    for labels, message in (("cat,cat", "labels repeat: ['cat']"),
-                            ("cat,,dog", None)):
-        r = run_hub(capsys, "classify", "clip_vit_b32", "imgs/0.png", "--labels", labels)
-        if message is not None:
-            assert r.code == 1 and message in r.err and "offline" not in r.err.lower(), r.err
+    r = run_hub(capsys, "classify", "clip_vit_b32", "imgs/0.png", "--labels", "cat,cat")
+    assert r.code == 1 and "labels repeat: ['cat']" in r.err and "offline" not in r.err.lower()
     r = run_hub(capsys, "classify", "clip_vit_b32", "imgs/0.png", "--labels", "cat",
                 "--templates", "a {x} {}")
     assert r.code == 1 and "template 0 ('a {x} {}') has fields ['{x}', '{}']" in r.err
