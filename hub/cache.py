@@ -344,7 +344,6 @@ class Cache:
         return removed
 
 
-
 def place(src: Path, dst: Path, *, link: bool = False) -> None:
     """Put ``src``'s bytes at ``dst``: a hard link if ``link`` and possible, else a copy.
 
