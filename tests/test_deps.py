@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import hub.sdk
@@ -31,3 +33,24 @@ def test_the_distribution_name_and_no_extra() -> None:
 
 def test_plugin_authors_get_it_from_the_sdk() -> None:
     assert hub.sdk.require is require
+
+
+def test_the_call_sites_name_their_extras(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sys
+
+    import torch
+
+    import hub
+    from hub.plot import Point, tradeoff
+    from hub.probe.scores import make_folds
+
+    for module in ("timm", "matplotlib", "sklearn"):
+        monkeypatch.setitem(sys.modules, module, None)  # "not installed": importing it fails
+    spec = hub.get_catalog().get("resnet50").spec
+    with pytest.raises(DependencyError, match=r"pip install 'backbone-hub\[timm\]'"):
+        hub.get_registry().provider("timm").build(spec, None, device=torch.device("cpu"), dtype=None)
+    with pytest.raises(DependencyError, match=r"pip install 'backbone-hub\[plot\]'"):
+        tradeoff([Point("a", 1.0, 2.0, 3.0)], tmp_path / "p.svg", x_label="x", y_label="y",
+                 title="t")
+    with pytest.raises(DependencyError, match=r"'scikit-learn'.*pip install 'backbone-hub\[probe\]'"):
+        make_folds(["a", "b"] * 3, 2, 0)
