@@ -25,7 +25,7 @@ from hub.weights import cached_weights, resolve_weights
 from hub.weights import require_pinned as check_pinned
 
 __all__ = ["get_catalog", "get_registry", "info", "list_backbones", "load", "pull", "refresh",
-           "resolve", "version"]
+           "resolve", "spec_of", "version"]
 
 
 @functools.lru_cache(maxsize=4)
@@ -183,6 +183,17 @@ def resolve(name: str | os.PathLike[str], *,
         return local.spec, local_weights(local, _variant(local.spec, weights)), str(local.manifest)
     spec = get_catalog(settings).get(str(name)).spec
     return spec, pull(spec.name, weights=weights), spec.name
+
+
+def spec_of(name: str | os.PathLike[str]) -> BackboneSpec:
+    """The manifest entry ``name`` stands for, as :func:`load` resolves it (a catalogue name or
+    alias, or a saved directory), without reading or fetching any weights.
+
+    :raises UnknownBackboneError: neither a catalogue name nor a saved directory.
+    """
+    settings = get_settings()
+    local = _local(name, settings)
+    return local.spec if local is not None else get_catalog(settings).get(str(name)).spec
 
 
 def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained: bool = True,

@@ -22,9 +22,8 @@ the device, the precision (weights cast, or autocast; see
 from __future__ import annotations
 
 import contextlib
-import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import InputError
@@ -32,6 +31,7 @@ from hub.execution import dtype_name
 from hub.features import POOLS, Features, RawOutput, StageSpec, merge, resolve_stages
 from hub.features import pool as pool_batch
 from hub.inputs import as_images, as_texts
+from hub.progress import ItemProgress, counting
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +44,7 @@ __all__ = ["Backbone", "Features", "ImageBackbone", "RawOutput", "StageSpec", "T
 
 #: Items per forward pass when ``batch_size`` is not given.
 DEFAULT_BATCH = 32
-Progress = bool | Callable[[int, int], None]
+Progress = ItemProgress
 
 
 class Backbone(ABC):
@@ -271,7 +271,8 @@ class Backbone(ABC):
         forward = self.runtime.forward if self.runtime is not None else self._forward
         # no stage asked, the trained pooling: the provider's embedding-only forward, if it has one
         embed_only = not names and pool == self.spec.outputs.pool and self.runtime is None
-        with _progress(progress, total, bs, self.name) as advance, torch.inference_mode(), amp:
+        with counting(progress, total, description=f"{self.name}: extracting", transient=True,
+                      more_than=bs) as advance, torch.inference_mode(), amp:
             for idx, batch, truncated in self._batches(items, bs, limit):
                 raw = self._forward_pooled(batch) if embed_only else None
                 if raw is None or raw.pooled is None:
@@ -393,29 +394,6 @@ def _as_layout(t: Any, spec: StageSpec, num_prefix: int) -> tuple[Any, Any]:
             grid = body.transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side)
             return grid, (t[:, :num_prefix] if num_prefix else None)
     return t, None
-
-
-@contextlib.contextmanager
-def _progress(progress: Progress, total: int, bs: int, what: str) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; shows a rich bar on stderr when asked and there is >1 batch."""
-    if callable(progress):
-        done = [0]
-
-        def call(n: int) -> None:
-            done[0] += n
-            progress(done[0], total)
-        yield call
-        return
-    if not progress or total <= bs:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=Console(file=sys.stderr), transient=True) as bar:
-        task = bar.add_task(f"{what}: extracting", total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 class ImageBackbone(Backbone):

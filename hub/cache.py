@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hub.atomic import fsync_dir, replace_dir
 from hub.diskspace import disk_full_error, free_bytes, is_disk_full
 from hub.errors import CacheError
 from hub.leftovers import owned_name
@@ -309,22 +310,13 @@ class Cache:
             if is_disk_full(exc):
                 raise disk_full_error(self.root, "writing the lock record", exc) from exc
             raise CacheError(f"Cannot write the lock record in {stage} ({exc.strerror}).") from exc
-        _fsync_dir(stage)
+        fsync_dir(stage)
         final = self.entry_dir(record.model, record.variant)
         self._mkdir(final.parent)
-        old = None
-        if final.exists():
-            old = self.root / "tmp" / owned_name("old")
-            os.replace(final, old)
         try:
-            os.replace(stage, final)
+            replace_dir(stage, final, aside=self.root / "tmp" / owned_name("old"))
         except OSError as exc:
-            if old is not None:
-                os.replace(old, final)
             raise CacheError(f"Cannot move the pulled files into {final} ({exc.strerror}).") from exc
-        _fsync_dir(final.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
         return record
 
     def remove(self, model: str, variant: str | None = None) -> list[Path]:
@@ -350,19 +342,6 @@ class Cache:
         if mdir.is_dir() and not any(mdir.iterdir()):
             mdir.rmdir()
         return removed
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # platforms without directory fds (Windows): the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; durability is best effort there
-    finally:
-        os.close(fd)
 
 
 def place(src: Path, dst: Path, *, link: bool = False) -> None:

@@ -20,6 +20,14 @@ Variable               Meaning
                        ``hub extract``) resolves to: ``float32``, ``bfloat16`` or
                        ``float16``; unset or ``auto``: measured per machine
                        (:mod:`hub.autodtype`). An explicit ``dtype=`` wins.
+``HUB_MAX_INPUT_SIZE`` The largest ``preprocessing.image.size`` (the side of the
+                       network's square input) a manifest may ask for; a larger
+                       one is refused when the manifest is read (default 4096).
+``HUB_MAX_IMAGE_PIXELS`` The most pixels an input image may have, read from its
+                       header before it is decoded, and may have once resized
+                       (the shorter side to the input size, so a 20000 x 1 strip
+                       would become 5,120,000 x 256); larger ones are refused,
+                       naming the item (default 89,478,485: Pillow's own limit).
 =====================  ===========================================================
 
 :func:`get_settings` reads the environment each time it is called, so a test or a
@@ -36,7 +44,8 @@ from pathlib import Path
 
 from hub.errors import ConfigError
 
-__all__ = ["Settings", "get_settings", "settings_with_endpoint"]
+__all__ = ["DEFAULT_MAX_IMAGE_PIXELS", "DEFAULT_MAX_INPUT_SIZE", "Settings", "get_settings",
+           "max_image_pixels", "max_input_size", "settings_with_endpoint"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -87,6 +96,31 @@ def _dtype() -> str | None:
     return _DTYPES[raw]
 
 
+#: Defaults of ``HUB_MAX_INPUT_SIZE`` and ``HUB_MAX_IMAGE_PIXELS``.
+DEFAULT_MAX_INPUT_SIZE = 4096
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+
+
+def _positive(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip().replace("_", "")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name}={raw!r} is not a positive whole number. Set it to one (e.g. "
+                          f"{default}) or unset it for the default {default}.")
+    return int(raw)
+
+
+def max_input_size() -> int:
+    """``HUB_MAX_INPUT_SIZE`` now: the largest image input side a manifest may ask for."""
+    return _positive("HUB_MAX_INPUT_SIZE", DEFAULT_MAX_INPUT_SIZE)
+
+
+def max_image_pixels() -> int:
+    """``HUB_MAX_IMAGE_PIXELS`` now: the most pixels of an input image, decoded or resized."""
+    return _positive("HUB_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)
+
+
 def _default_cache() -> Path:
     import platformdirs
 
@@ -104,6 +138,10 @@ class Settings:
     :param only_plugins: if set, load only these entry-point names.
     :param disabled_plugins: entry-point names never loaded.
     :param dtype: what ``dtype="auto"`` resolves to, or ``None`` to measure it (``HUB_DTYPE``).
+    :param max_input_size: the largest image input side a manifest may ask for
+        (``HUB_MAX_INPUT_SIZE``).
+    :param max_image_pixels: the most pixels of an input image, decoded or resized
+        (``HUB_MAX_IMAGE_PIXELS``).
     """
 
     cache_dir: Path
@@ -113,6 +151,8 @@ class Settings:
     only_plugins: frozenset[str] | None = None
     disabled_plugins: frozenset[str] = frozenset()
     dtype: str | None = None
+    max_input_size: int = DEFAULT_MAX_INPUT_SIZE
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
 
 def get_settings() -> Settings:
@@ -130,6 +170,8 @@ def get_settings() -> Settings:
         only_plugins=_names("HUB_PLUGINS"),
         disabled_plugins=_names("HUB_DISABLE_PLUGINS") or frozenset(),
         dtype=_dtype(),
+        max_input_size=max_input_size(),
+        max_image_pixels=max_image_pixels(),
     )
 
 

@@ -21,6 +21,7 @@ built-in exception it most resembles, so callers can catch the usual type::
     │   ├── ConversionError (ValueError)          a checkpoint cannot be converted to safetensors
     │   ├── WeightMismatchError (ValueError)      keys or shapes do not fit the architecture
     │   └── CacheError (OSError)                  the cache cannot be written or read
+    ├── OutputError (OSError)                     a file or folder cannot be written: names the path
     ├── DependencyError (ImportError)             an optional package is missing: says which pip install
     ├── MeasurementError (RuntimeError)           a `hub bench` measuring process failed (its error attached)
     ├── RuntimeEngineError (RuntimeError)         an optional runtime (OpenVINO) cannot export or match torch
@@ -49,6 +50,7 @@ __all__ = [
     "MeasurementError",
     "ModalityError",
     "OfflineError",
+    "OutputError",
     "PluginError",
     "PluginLoadError",
     "ProviderNotFoundError",
@@ -161,6 +163,31 @@ class WeightMismatchError(WeightsError, ValueError):
 
 class CacheError(WeightsError, OSError):
     """The local cache cannot be read or written."""
+
+
+class OutputError(HubError, OSError):
+    """A file or folder cannot be written (a read-only folder, a parent that is a file, a full
+    disk): the message names the path and says what to change; ``path`` holds it."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+    @classmethod
+    def from_os(cls, path: object, exc: OSError) -> OutputError:
+        """The error for ``exc``, raised while writing ``path``."""
+        from pathlib import Path
+
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, NotADirectoryError | FileExistsError):
+            blocker = next((p for p in Path(str(path)).parents if p.exists() and not p.is_dir()),
+                           None)
+            if blocker is not None:
+                reason = f"{str(blocker)!r} is a file, not a folder"
+        err = cls(f"Cannot write {str(path)!r}: {reason}. Choose a writable path (its folder "
+                  "must exist or be creatable, be writable and have room).", path=str(path))
+        err.errno, err.strerror, err.filename = exc.errno, exc.strerror, str(path)
+        return err
 
 
 class DependencyError(HubError, ImportError):

@@ -3,8 +3,11 @@
 Images may be PIL images (any mode), numpy arrays (HW, HWC, BHWC; uint8 or
 float in [0, 1]), torch tensors (HW, CHW, BCHW; uint8 or float in [0, 1]),
 file paths or encoded bytes, alone or in a list (mixed kinds and sizes allowed).
-A 4-D array or tensor is a batch and is split into items. Text is a ``str``,
-UTF-8 ``bytes``, or a list of them.
+A 4-D array or tensor is a batch and is split into items, alone or inside a list
+(``["cat.jpg", pil_image, tensor_bchw]`` is 2 + B items, in that order; item numbers
+in messages, like the rows of the features, count a batch's items one by one). Text
+is a ``str`` (valid Unicode: no lone surrogates), UTF-8 ``bytes``, or a list of them.
+Zero-shot labels and templates are checked here too (:func:`check_labels`).
 
 Every error names the offending item by its position in the input. Checks here
 are cheap (types, shapes, channel counts, files exist); decoding and pixel checks
@@ -20,8 +23,8 @@ from typing import Any
 
 from hub.errors import InputError, ModalityError
 
-__all__ = ["IMAGE_SUFFIXES", "as_images", "as_texts", "image_files", "is_array", "is_pil",
-           "is_tensor"]
+__all__ = ["IMAGE_SUFFIXES", "as_images", "as_texts", "check_labels", "check_unicode",
+           "image_files", "is_array", "is_pil", "is_tensor"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
                             ".ppm", ".pgm", ".pbm", ".ico", ".jp2", ".tga"})
@@ -55,15 +58,20 @@ def is_pil(x: Any) -> bool:
     return type(x).__module__.startswith("PIL.") and hasattr(x, "mode") and hasattr(x, "size")
 
 
+def _split(x: Any) -> list[Any]:
+    """A 4-D tensor or array (a batch) as its items (views, no copy); anything else as itself."""
+    if is_tensor(x) and x.ndim == 4:
+        return list(x.unbind(0))
+    if is_array(x) and x.ndim == 4:
+        return list(x)
+    return [x]
+
+
 def _as_list(inputs: Any, what: str) -> list[Any]:
     if isinstance(inputs, (list, tuple)):
-        items = list(inputs)
-    elif is_tensor(inputs) and inputs.ndim == 4:
-        items = list(inputs.unbind(0))  # a batch: split into items (views, no copy)
-    elif is_array(inputs) and inputs.ndim == 4:
-        items = list(inputs)
+        items = [item for x in inputs for item in _split(x)]
     else:
-        items = [inputs]
+        items = _split(inputs)
     if not items:
         raise InputError(f"extract() got an empty list; pass at least one {what}.")
     return items
@@ -154,5 +162,70 @@ def as_texts(inputs: Any, *, name: str = "this") -> list[str]:
                 raise ModalityError(f"Item {i} is an image ({type(x).__name__}), but {name} is a "
                                     "text backbone. Load an image backbone for images.")
             raise InputError(f"Item {i} is a {type(x).__name__}; text backbones take str.")
-        out.append(x)
+        out.append(check_unicode(x, i))
     return out
+
+
+def check_unicode(text: str, index: int = 0) -> str:
+    """``text`` itself when it is valid Unicode (encodable as UTF-8).
+
+    :raises InputError: naming item ``index`` and the lone surrogate's position.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"Item {index} is not valid Unicode: character {exc.start} is a lone "
+                         f"surrogate ({text[exc.start]!r}), which no tokenizer can encode. Fix how "
+                         "the text was decoded (e.g. decode the bytes with errors='replace')."
+                         ) from exc
+    return text
+
+
+def _template_fields(template: str) -> list[str] | None:
+    """The replacement fields of a format string (``"a {}"`` -> ``[""]``), None if malformed."""
+    import string
+
+    try:
+        return [f"{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
+                for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
+    except ValueError:
+        return None
+
+
+def check_labels(labels: Any, templates: Any,
+                 default: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Zero-shot labels and templates, checked: ``(labels, templates)`` as lists.
+
+    Labels are non-empty strings, none repeated; each template (``default`` when ``templates``
+    is None) is a string whose only replacement field is one ``{}`` (``{{`` and ``}}`` write
+    braces).
+
+    :raises InputError: naming the first bad label or template and its position.
+    """
+    if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
+        raise InputError(f"labels must be a list of strings, not {type(labels).__name__}; pass "
+                         "labels=['cat', 'dog'].")
+    if not labels:
+        raise InputError("zero_shot() needs at least one label.")
+    for i, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip():
+            raise InputError(f"labels must be non-empty strings; label {i} is {label!r}.")
+    names = list(labels)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"labels repeat: {repeated}; give each class once.")
+    if isinstance(templates, str):
+        raise InputError("templates must be a list of format strings, e.g. ['a photo of a {}.'].")
+    temps = list(default if templates is None else templates)
+    if not temps:
+        raise InputError("templates must hold at least one format string with '{}'.")
+    for i, t in enumerate(temps):
+        fields = _template_fields(t) if isinstance(t, str) else None
+        if fields != ["{}"]:
+            found = "not a string" if not isinstance(t, str) else (
+                "a malformed format string" if fields is None else
+                f"fields {fields}" if fields else "no field")
+            raise InputError(f"template {i} ({t!r}) has {found}; each template needs exactly one "
+                             "'{}' for the label and no other fields (write '{{' and '}}' for "
+                             "braces), e.g. 'a photo of a {}.'.")
+    return names, temps

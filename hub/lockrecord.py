@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hub.atomic import write_atomic
+
 __all__ = ["RECORD_NAME", "FileRecord", "LockRecord", "stat_record", "unchanged_since_recorded",
            "write_record"]
 
@@ -80,15 +82,10 @@ class LockRecord:
 def write_record(record: LockRecord, folder: Path) -> None:
     """Write ``record`` as ``folder/lock.json`` through a temporary file and one rename.
 
-    :raises OSError: the folder cannot be written (the temporary file is removed).
+    :raises OutputError: the folder cannot be written (an :class:`OSError`; nothing is left).
     """
-    tmp = folder / f"{RECORD_NAME}.{os.getpid()}.tmp"
-    try:
-        tmp.write_text(json.dumps(asdict(record), indent=2, sort_keys=True))
-        os.replace(tmp, folder / RECORD_NAME)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(folder / RECORD_NAME, json.dumps(asdict(record), indent=2, sort_keys=True),
+                 make_parent=False)
 
 
 def stat_record(sha: str, st: os.stat_result) -> FileRecord:

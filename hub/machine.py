@@ -23,6 +23,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from hub.atomic import write_atomic
 from hub.config import get_settings
 from hub.errors import CacheError
 
@@ -109,10 +110,8 @@ def write_record(kind: str, key: str, record: dict[str, Any], cache_dir: Path | 
         with FileLock(str(path) + ".lock"):
             records = read_records(kind, cache_dir)
             records[key] = record
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"machine": machine_info(), "records": records}, indent=1,
-                                      sort_keys=True))
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps({"machine": machine_info(), "records": records},
+                                          indent=1, sort_keys=True))
     except OSError as exc:
         raise CacheError(f"cannot write {path} ({exc}). Check that HUB_CACHE is writable.") from exc
     return path

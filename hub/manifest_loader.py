@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from hub.config import max_input_size
 from hub.errors import ManifestError
 from hub.manifest import BackboneSpec, ManifestFile
 
@@ -99,7 +100,23 @@ def parse_manifest(text: str, *, origin: str = "<string>") -> list[BackboneSpec]
         raise ManifestError(f"{origin}: {where}field {field!r}: {first['msg']}{more}. Fix the manifest; "
                             "see docs/manifest.md.", path=origin, model=model, field=field) from exc
     _check_unique(specs, origin)
+    _check_sizes(specs, origin)
     return specs
+
+
+def _check_sizes(specs: list[BackboneSpec], origin: str) -> None:
+    """An image input side over ``HUB_MAX_INPUT_SIZE`` is refused before any memory is spent on
+    it (a batch of 10**9 x 10**9 images would be the first allocation to fail)."""
+    limit = max_input_size()
+    for i, spec in enumerate(specs):
+        image = spec.preprocessing.image
+        if image is not None and image.size > limit:
+            field = f"backbones[{i}].preprocessing.image.size"
+            raise ManifestError(f"{origin}: model {spec.name!r}, field {field!r}: an input of "
+                                f"{image.size:,} x {image.size:,} pixels is over the limit of "
+                                f"{limit:,} (HUB_MAX_INPUT_SIZE). Fix the manifest, or raise "
+                                "HUB_MAX_INPUT_SIZE if you mean it.", path=origin,
+                                model=spec.name, field=field)
 
 
 def _check_unique(specs: list[BackboneSpec], origin: str) -> None:

@@ -11,14 +11,13 @@ if it would not parse back to exactly these pins.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import yaml
 
+from hub.atomic import write_atomic
 from hub.errors import ManifestError
 from hub.lockrecord import LockRecord
 from hub.manifest import HuggingFaceSource
@@ -169,16 +168,9 @@ def pin_file(path: Path, record: LockRecord) -> PinResult:
     text = path.read_text(encoding="utf-8")
     new, changes = pin_text(text, record, origin=str(path))
     if changes:
-        tmp: str | None = None
         try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(new)
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-            os.replace(tmp, path)
+            write_atomic(path, new, make_parent=False)
         except OSError as exc:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
             raise ManifestError(f"{path}: cannot write the pinned manifest ({exc}).",
                                 path=str(path)) from exc
     return PinResult(path, changes, new)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hub.deps import require
 from hub.errors import DependencyError, InputError
 
 __all__ = ["Point", "check_target", "pareto_front", "tradeoff"]
@@ -97,14 +98,11 @@ def tradeoff(points: Sequence[Point], path: Path, *, x_label: str, y_label: str,
     """
     path = Path(path)
     _check(points, path)
-    try:
-        import matplotlib
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.lines import Line2D
-        from matplotlib.ticker import FuncFormatter
-    except ImportError as exc:
-        raise DependencyError("matplotlib", "plot", "drawing plots (--plot)") from exc
+    matplotlib = require("matplotlib", extra="plot", purpose="drawing plots (--plot)")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter
 
     largest = max((p.params_m or 0.0) for p in points)
     front = pareto_front(points)

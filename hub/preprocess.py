@@ -23,6 +23,11 @@ Colour rule: every image becomes RGB, in this order:
 
 Arrays and tensors: uint8 is divided by 255, float must already be in [0, 1];
 1 channel is repeated to 3, 4 channels are RGBA (composited on white).
+
+Size limit (``HUB_MAX_IMAGE_PIXELS``, :mod:`hub.config`): a file's or bytes' pixel count is
+read from its header and refused before it is decoded; every image's size after the resize is
+computed and refused before the resize when over the same limit (resizing the shorter side of
+a 20000 x 1 strip to 256 would make a 5,120,000 x 256 image).
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.errors import InputError
+from hub.config import max_image_pixels
+from hub.errors import HubError, InputError
 from hub.inputs import is_array, is_tensor
 
 if TYPE_CHECKING:
@@ -107,15 +113,36 @@ def open_image(item: Any, index: int = 0) -> Image.Image:
                 img = Image.open(Path(item))
             else:
                 img = item
+            _check_pixels(index, *img.size, "has")  # from the header: before decoding
             img.load()
         if img.getexif().get(0x0112, 1) != 1:  # Orientation tag
             img = ImageOps.exif_transpose(img)
         return to_rgb(img)
+    except HubError:  # the size limit, or its setting
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputError(f"Item {index}: refused as a possible decompression bomb ({exc}). Raise "
                          "PIL.Image.MAX_IMAGE_PIXELS if you trust this image.") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"Item {index}: cannot decode image ({exc}).") from exc
+
+
+def _check_pixels(index: int, w: int, h: int, verb: str) -> None:
+    """Refuse an image of ``w`` x ``h`` over ``HUB_MAX_IMAGE_PIXELS`` (item ``index``)."""
+    limit = max_image_pixels()
+    if w * h > limit:
+        raise InputError(f"Item {index} {verb} {w:,} x {h:,} = {w * h:,} pixels, over the limit of "
+                         f"{limit:,} (HUB_MAX_IMAGE_PIXELS). Crop or shrink the image, or raise "
+                         "HUB_MAX_IMAGE_PIXELS if you trust it.")
+
+
+def _check_resize(index: int, w: int, h: int, pp: ImagePreprocessing) -> tuple[int, int]:
+    """The size ``w`` x ``h`` resizes to, refused (naming item ``index``) when over the limit."""
+    nw, nh = _resized_size(w, h, pp)
+    if nw * nh > max_image_pixels():
+        _check_pixels(index, nw, nh, f"({w:,} x {h:,}, resized for the {pp.size}-pixel input) "
+                      "would become")
+    return nw, nh
 
 
 def _resized_size(w: int, h: int, pp: ImagePreprocessing) -> tuple[int, int]:
@@ -148,7 +175,7 @@ def decode_resize(item: Any, index: int, pp: ImagePreprocessing) -> Any:
         rs = Image.Resampling
         resample = {"bilinear": rs.BILINEAR, "bicubic": rs.BICUBIC, "nearest": rs.NEAREST,
                     "lanczos": rs.LANCZOS}[pp.interpolation]
-        nw, nh = _resized_size(*img.size, pp)
+        nw, nh = _check_resize(index, *img.size, pp)
         img = img.resize((nw, nh), resample)
         left, top = _crop_box(nw, nh, pp.size)
         img = img.crop((left, top, left + pp.size, top + pp.size))
@@ -236,14 +263,15 @@ def _batch_view(items: list[Any]) -> torch.Tensor | None:
     return base[start:start + len(items)] if step else None
 
 
-def _resize_tensor(t: torch.Tensor, pp: ImagePreprocessing) -> torch.Tensor:
-    """Resize a (G, C, H, W) batch's shorter side to floor(size / crop_pct), centre-crop size."""
+def _resize_tensor(t: torch.Tensor, pp: ImagePreprocessing, index: int) -> torch.Tensor:
+    """Resize a (G, C, H, W) batch's shorter side to floor(size / crop_pct), centre-crop size
+    (``index``: the first item's position, for the size limit's message)."""
     import torch.nn.functional as F
 
     h, w = t.shape[-2:]
     if (h, w) == (pp.size, pp.size):
         return t
-    nw, nh = _resized_size(w, h, pp)
+    nw, nh = _check_resize(index, int(w), int(h), pp)
     mode = {"lanczos": "bicubic"}.get(pp.interpolation, pp.interpolation)
     t = F.interpolate(t, size=(nh, nw), mode=mode, antialias=mode in ("bilinear", "bicubic"),
                       align_corners=False if mode != "nearest" else None)
@@ -282,8 +310,11 @@ def pixel_batch(items: list[Any], pp: ImagePreprocessing, *, device: torch.devic
             u8 = torch.from_numpy(np.stack(arrays)).to(device, non_blocking=True)  # (G, S, S, 3)
             parts.append(u8.permute(0, 3, 1, 2).float().div_(255.0))  # converted in memory order
         else:
+            shape = items[ks[0]].shape  # HW, HWC (arrays) or CHW (tensors)
+            w, h = (shape[1], shape[0]) if key[0] or len(shape) == 2 else (shape[2], shape[1])
+            _check_resize(idx[ks[0]], int(w), int(h), pp)  # before the pixels are converted
             unit = _unit_group([items[k] for k in ks], [idx[k] for k in ks], device)
-            parts.append(_resize_tensor(unit, pp))
+            parts.append(_resize_tensor(unit, pp, idx[ks[0]]))
         order.extend(ks)
     x = parts[0] if len(parts) == 1 else torch.cat(parts)
     if order != list(range(len(items))):  # back to input order

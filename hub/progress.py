@@ -1,4 +1,10 @@
-"""Progress of a pull: the callback API of :func:`hub.pull` (``progress=``).
+"""Progress: the one progress display of hub, and the callback API of :func:`hub.pull`.
+
+The display (:func:`display`) is one rich bar per task on stderr: items done of the total,
+items/s and time left for feature extraction (:func:`counting`: ``Backbone.extract(...,
+progress=True)`` and both dataset engines), bytes, speed and time left for ``hub pull``.
+:func:`counting` also takes a callable, called as ``progress(done, total)`` after each step
+(``extract(progress=callable)``).
 
 A pull reports what it does to a :class:`Reporter`. Pass one to ``hub.pull(name,
 progress=...)`` (or :func:`hub.weights.resolve_weights`), either as
@@ -22,12 +28,82 @@ Reporters are called from the pulling thread; a slow reporter slows the pull.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
-__all__ = ["Bar", "Reporter", "as_reporter", "tqdm_class", "tqdm_kwargs"]
+__all__ = ["Bar", "ItemProgress", "Reporter", "as_reporter", "counting", "display", "tqdm_class",
+           "tqdm_kwargs"]
+
+#: What ``extract(progress=...)`` takes: ``True`` for a bar, or ``progress(done, total)``.
+ItemProgress = bool | Callable[[int, int], None]
+
+
+def display(unit: Literal["items", "bytes"], *, transient: bool = False,
+            terminal_only: bool = False) -> Any:
+    """A ``rich.progress.Progress`` on stderr: description, bar, then for ``"items"`` done/total,
+    items/s, elapsed and ``ETA`` time left, for ``"bytes"`` size, speed and time left.
+
+    :param transient: the bars vanish when the display closes.
+    :param terminal_only: draw nothing unless stderr is a terminal (no bars in logs).
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:,.1f} items/s")
+
+    err = Console(stderr=True)
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
+    if unit == "items":
+        columns += [MofNCompleteColumn(), Rate(), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn()]
+    else:
+        columns += [DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
+    return Progress(*columns, console=err, transient=transient,
+                    disable=terminal_only and not err.is_terminal)
+
+
+@contextlib.contextmanager
+def counting(progress: ItemProgress, total: int, *, description: str, transient: bool = False,
+             more_than: int = 0) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``, to call as ``n`` more of ``total`` items are done.
+
+    :param progress: ``True`` draws a :func:`display` bar (when ``total > more_than``),
+        ``False`` nothing; a callable is called as ``progress(done, total)`` at each advance.
+    """
+    if callable(progress):
+        report = progress
+        done = 0
+
+        def call(n: int) -> None:
+            nonlocal done
+            done += n
+            report(done, total)
+
+        yield call
+        return
+    if not progress or total <= more_than:
+        yield lambda n: None
+        return
+    with display("items", transient=transient) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 class Bar:

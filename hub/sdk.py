@@ -48,7 +48,9 @@ Errors a provider raises (all from :mod:`hub.errors`):
 
 * :class:`InputError`: an option the user passed cannot be honoured (e.g. an ``output_stride``
   the architecture has no dilation for); the message lists what can.
-* :class:`DependencyError`: the provider's library is not installed (says what to ``pip install``).
+* :class:`DependencyError`: the provider's library is not installed (says what to ``pip install``);
+  :func:`require` imports a library or raises it, naming the extra
+  (``require("timm", extra="timm", purpose="the resnet50 backbone")``).
 * :class:`ManifestError`: the manifest asks for something the library cannot do.
 * :class:`WeightMismatchError`: the weights do not fit the architecture (:func:`build_module`
   raises it with the missing, unexpected and mis-shaped keys).
@@ -60,6 +62,7 @@ from __future__ import annotations
 
 from hub.backbone import Backbone, ImageBackbone, TextBackbone
 from hub.build import build_module
+from hub.deps import require
 from hub.errors import DependencyError, InputError, ManifestError, UnsafeWeightsError, WeightMismatchError
 from hub.features import RawOutput, StageSpec
 from hub.hookspecs import hookimpl
@@ -85,6 +88,7 @@ __all__ = [
     "WeightMismatchError",
     "build_module",
     "hookimpl",
+    "require",
     "resolve_scoring",
     "tower_spec",
 ]

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.backbone import Backbone, Features, ImageBackbone, RawOutput, TextBackbone
 from hub.errors import InputError, ManifestError, ModalityError, WeightMismatchError
-from hub.inputs import IMAGE_SUFFIXES
+from hub.inputs import IMAGE_SUFFIXES, check_labels
 
 if TYPE_CHECKING:
     import torch
@@ -326,24 +326,4 @@ def _is_file(text: str) -> bool:
 
 def _check_labels(labels: Sequence[str],
                   templates: Sequence[str] | None) -> tuple[list[str], list[str]]:
-    if isinstance(labels, str):
-        raise InputError("labels must be a list of strings, not one string; pass "
-                         "labels=['cat', 'dog'].")
-    names = [str(x) for x in labels]
-    if not names:
-        raise InputError("zero_shot() needs at least one label.")
-    if any(not n.strip() for n in names):
-        raise InputError("labels must be non-empty strings.")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise InputError(f"labels repeat: {repeated}; give each class once.")
-    temps = list(DEFAULT_TEMPLATES if templates is None else templates)
-    if isinstance(templates, str):
-        raise InputError("templates must be a list of format strings, e.g. ['a photo of a {}.'].")
-    if not temps:
-        raise InputError("templates must hold at least one format string with '{}'.")
-    bad = [t for t in temps if not isinstance(t, str) or t.count("{}") != 1]
-    if bad:
-        raise InputError(f"each template needs exactly one '{{}}' for the label; these do not: "
-                         f"{bad[:3]}.")
-    return names, temps
+    return check_labels(labels, templates, DEFAULT_TEMPLATES)

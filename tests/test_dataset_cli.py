@@ -57,6 +57,21 @@ def test_jsonl_text_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)  # minilm normalises
 
 
+def test_a_lone_surrogate_in_a_jsonl_row_is_a_logged_bad_item(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    monkeypatch.chdir(tmp_path)
+    rows = [{"caption": "a dog"}, {"caption": "bad \ud800 text"}, {"caption": "two cats"}]
+    Path("d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))  # "\ud800" escaped
+    assert hub_cli("extract", "minilm_l6", "d.jsonl", "--out", "feats", "--column", "caption",
+                   "--workers", "0", "--no-progress") == 0
+    ids, emb, _ = read_output(tmp_path / "feats")
+    assert ids == [0, 2] and emb.shape == (2, 384)
+    (err,) = errors_of(tmp_path / "feats")
+    assert err["id"] == 1 and err["reason"].startswith(
+        "Item 1 is not valid Unicode: character 4 is a lone surrogate")
+
+
 @pytest.mark.parametrize("args, message", [
     (["imgs", "--out", "f.npy", "--engine", "ray"], "--engine applies when --out is a folder"),
     (["imgs", "--out", "f.safetensors", "--shard-size", "5", "--strict"],

@@ -110,3 +110,69 @@ def test_images_given_to_a_text_backbone_are_modality_errors() -> None:
         as_texts([1])
     with pytest.raises(InputError, match="not dict"):
         as_texts({"a": 1})
+
+
+def test_a_batch_inside_a_list_contributes_its_items_in_order() -> None:
+    t = torch.rand(3, 3, 10, 10)
+    items = as_images([np.zeros((4, 4, 3), np.uint8), t, np.zeros((2, 5, 5, 3), np.uint8)])
+    assert len(items) == 6 and items[1].data_ptr() == t[0].data_ptr()  # views, in order
+    assert items[5].shape == (5, 5, 3)
+    with pytest.raises(InputError, match=r"^Item 4 has 2 channels"):  # counted item by item
+        as_images([t, np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 2), np.uint8)])
+
+
+def test_the_readme_example_mixes_files_images_arrays_and_a_batch(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    import hub
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save("cat.jpg")
+    pil_image = Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8))
+    np_uint8_hwc = rng.integers(0, 256, (33, 44, 3), dtype=np.uint8)
+    tensor_bchw = torch.rand(2, 3, 36, 36, generator=torch.Generator().manual_seed(0))
+    bb = hub.load("example_tinynet", device="cpu", dtype="float32")
+    f = bb.extract(["cat.jpg", pil_image, np_uint8_hwc, tensor_bchw], stages="all")  # README
+    assert f.pooled.shape[0] == 5 and all(v.shape[0] == 5 for v in f.stages.values())
+    alone = bb.extract(tensor_bchw, stages="all")
+    assert torch.allclose(f.pooled[3:], alone.pooled, atol=1e-6)
+    assert torch.allclose(f.pooled[:1], bb.extract("cat.jpg").pooled, atol=1e-6)
+
+
+def test_a_lone_surrogate_is_an_input_error_naming_the_item() -> None:
+    with pytest.raises(InputError, match=r"^Item 1 is not valid Unicode: character 2 is a lone "
+                                         r"surrogate \('\\ud800'\)"):
+        as_texts(["fine", "ab\ud800"])
+
+
+def test_labels_must_be_non_empty_strings() -> None:
+    from hub.inputs import check_labels
+    from hub.twotower import DEFAULT_TEMPLATES
+
+    assert check_labels(["cat", "dog"], None, DEFAULT_TEMPLATES) == (["cat", "dog"],
+                                                                      list(DEFAULT_TEMPLATES))
+    with pytest.raises(InputError, match=r"labels must be non-empty strings; label 0 is None"):
+        check_labels([None, "x"], None, DEFAULT_TEMPLATES)
+    with pytest.raises(InputError, match=r"label 1 is ' '"):
+        check_labels(["x", " "], None, DEFAULT_TEMPLATES)
+    with pytest.raises(InputError, match="labels repeat"):
+        check_labels(["x", "x"], None, DEFAULT_TEMPLATES)
+
+
+@pytest.mark.parametrize(("template", "found"), [
+    ("a {x} {}", r"fields \['\{x\}', '\{\}'\]"),
+    ("a {0}", r"fields \['\{0\}'\]"),
+    ("a {} and {}", r"fields \['\{\}', '\{\}'\]"),
+    ("a {!r}", r"fields \['\{!r\}'\]"),
+    ("no placeholder", "no field"),
+    ("a { oops", "a malformed format string"),
+    (3, "not a string"),
+])
+def test_templates_need_exactly_one_plain_field(template: object, found: str) -> None:
+    from hub.inputs import check_labels
+
+    with pytest.raises(InputError, match=rf"^template 1 \(.*\) has {found}; each template needs "
+                                         "exactly one"):
+        check_labels(["cat"], ["a photo of a {}.", template], ())
+    assert check_labels(["cat"], ["{{brace}} {}"], ())[1] == ["{{brace}} {}"]

@@ -141,3 +141,17 @@ def test_json_schema_accepts_shipped_manifests() -> None:
     schema = json_schema()
     for f in sorted((REPO / "manifests").glob("*.yaml")):
         jsonschema.validate(yaml.safe_load(f.read_text()), schema)
+
+
+def test_an_input_size_over_the_limit_is_refused_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    huge = VALID.replace("{size: 224}", "{size: 1000000000}")
+    with pytest.raises(ManifestError) as info:  # not a MemoryError at extract()
+        parse_manifest(huge, origin="saved/manifest.yaml")
+    msg = str(info.value)
+    assert "'tiny'" in msg and "1,000,000,000 x 1,000,000,000" in msg and "4,096" in msg
+    assert "HUB_MAX_INPUT_SIZE" in msg and info.value.field == "backbones[0].preprocessing.image.size"
+    monkeypatch.setenv("HUB_MAX_INPUT_SIZE", "128")
+    with pytest.raises(ManifestError, match="over the limit of 128"):
+        parse_manifest(VALID)
+    monkeypatch.setenv("HUB_MAX_INPUT_SIZE", "224")
+    assert parse_manifest(VALID)[0].preprocessing.image.size == 224

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hub.errors import InputError
+from hub.errors import ConfigError, InputError
 from hub.manifest import ImagePreprocessing
 from hub.preprocess import open_image, pixel_batch, to_rgb
 
@@ -173,3 +173,37 @@ def test_pil_path_equals_timms_eval_transform(size: int, crop_pct: float, interp
     got = pixel_batch([img], pp, device=CPU)[0]
     assert got.shape == ref.shape
     assert (got - ref).abs().max().item() <= 1e-5
+
+
+def _png(w: int, h: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (5, 6, 7)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_thin_strip_is_refused_before_the_resize_naming_item_and_setting() -> None:
+    # 20000 x 1, shorter side to 32 (PP): 640,000 x 32 = 20.5M pixels is under the default;
+    # a 224 input (the usual) makes it 4,480,000 x 224 = 1.0G pixels: refused before resizing
+    pp = PP.model_copy(update={"size": 224})
+    strip = _png(20000, 1)
+    with pytest.raises(InputError) as info:
+        pixel_batch([_png(8, 8), strip], pp, device=CPU, indices=[0, 7])
+    msg = str(info.value)
+    assert msg.startswith("Item 7 (20,000 x 1, resized for the 224-pixel input) would become "
+                          "4,480,000 x 224") and "HUB_MAX_IMAGE_PIXELS" in msg
+    arr = np.zeros((1, 20000, 3), dtype=np.uint8)  # the same strip as an array, and a tensor
+    with pytest.raises(InputError, match=r"Item 0 \(20,000 x 1, resized"):
+        pixel_batch([arr], pp, device=CPU)
+    with pytest.raises(InputError, match=r"Item 0 \(20,000 x 1, resized"):
+        pixel_batch([torch.zeros(3, 1, 20000)], pp, device=CPU)
+
+
+def test_pixels_are_capped_from_the_header_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(InputError, match=r"Item 3 has 40 x 30 = 1,200 pixels, over the limit of "
+                                         r"1,000 \(HUB_MAX_IMAGE_PIXELS\)"):
+        open_image(_png(40, 30), 3)
+    assert open_image(_png(40, 25), 3).size == (40, 25)
+    monkeypatch.setenv("HUB_MAX_IMAGE_PIXELS", "-5")
+    with pytest.raises(ConfigError, match="HUB_MAX_IMAGE_PIXELS"):
+        open_image(_png(4, 4), 0)

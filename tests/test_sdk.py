@@ -48,7 +48,7 @@ def test_sdk_exports_are_explicit_and_resolve() -> None:
         "Backbone", "BackboneSpec", "DependencyError", "FixedLengthText", "ImageBackbone", "InputError",
         "ManifestError", "Provider", "RawOutput", "StageSpec", "TextBackbone", "TwoTowerBackbone",
         "UnsafeWeightsError", "WeightFiles", "WeightMismatchError", "build_module", "hookimpl",
-        "resolve_scoring", "tower_spec"]
+        "require", "resolve_scoring", "tower_spec"]
     for name in hub.sdk.__all__:
         assert getattr(hub.sdk, name) is not None
         assert name in (hub.sdk.__doc__ or ""), f"{name} is not described in the docstring"

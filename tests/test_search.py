@@ -172,7 +172,7 @@ def test_cache_is_built_once_mapped_and_rebuilt_when_shards_change(
     assert store.cache == "reused" and (out / CACHE_FILE).stat().st_mtime_ns == stamp
     assert pa.total_allocated_bytes() - before < 1024  # the vectors are mapped, not read
     assert not store.chunks[0].flags.owndata and not store.chunks[0].flags.writeable
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.glob(".*.tmp*"))
     assert pq.read_table(out).num_rows == 12  # readers of the folder skip the cache file
 
     # a shard rewritten in place: the cache is rebuilt and the search sees the new vectors
@@ -208,7 +208,7 @@ def test_unwritable_folder_reads_into_memory_with_a_warning(
     with pytest.warns(UserWarning, match=r"Cannot write .*_search.arrow"):
         store = open_store(out)
     assert store.cache == "memory" and store.rows == 12 and (out / CACHE_FILE).is_dir()
-    assert not list(out.glob(".*.tmp"))  # the temporary copy was removed
+    assert not list(out.glob(".*.tmp*"))  # the temporary copy was removed
     with pytest.warns(UserWarning, match=r"Cannot write .*_search.arrow"):
         hits = open_index(out, backbone=lite0).rank(store.chunks[0][0], top_k=1)[0]
     assert hits[0].score == pytest.approx(1.0, abs=1e-6)

@@ -77,3 +77,11 @@ def test_hooked_stages_are_per_call_and_per_thread() -> None:
     with torch.inference_mode():
         bb.module.forward_features(torch.rand(1, 3, 64, 64))
     assert getattr(bb._local, "captured", None) is None
+
+
+def test_an_architecture_timm_does_not_know_is_a_manifest_error_naming_it() -> None:
+    spec = hub.get_catalog().get("resnet50").spec.model_copy(update={"architecture": "resnet_9000"})
+    provider = hub.get_registry().provider("timm")
+    with pytest.raises(hub.errors.ManifestError, match="no architecture 'resnet_9000'") as info:
+        provider.build(spec, None, device=torch.device("cpu"), dtype=None)
+    assert info.value.model == "resnet50" and info.value.field == "architecture"

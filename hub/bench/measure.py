@@ -97,9 +97,10 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         ``weights`` (variant or None), ``batch_size``, ``repeats``, ``min_time``, and the
         ``hub.load`` options ``dtype`` / ``device`` when given (absent: ``hub.load``'s defaults).
     """
-    from hub.api import get_catalog, get_registry
+    from hub.api import get_registry, spec_of
 
-    spec = get_catalog().get(job["name"]).spec  # before the heavy imports: a bad job fails fast
+    target = job.get("target") or job["name"]  # a saved directory's manifest, else the name
+    spec = spec_of(target)  # before the heavy imports: a bad job fails fast
 
     import torch
 
@@ -110,7 +111,8 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     options = {k: job[k] for k in ("dtype", "device") if job.get(k) is not None}
     before = _status_mib("VmRSS")
     t0 = time.perf_counter()
-    bb = hub.load(spec.name, weights=job.get("weights"), pretrained=job["pretrained"], **options)
+    bb = hub.load(job.get("target") or spec.name, weights=job.get("weights"),
+                  pretrained=job["pretrained"], **options)
     load_s = time.perf_counter() - t0
 
     bs = int(job["batch_size"])

@@ -1,7 +1,8 @@
 """``hub bench``: choose the backbones, measure each in a fresh process, store the records.
 
 :func:`select` turns names, globs and ``hub list``'s filters into catalogue entries (the
-same :func:`hub.api.list_backbones` that ``hub list`` uses); :func:`bench` measures each in
+same :func:`hub.api.list_backbones` that ``hub list`` uses), and a saved directory (``net.save``)
+into its own entry, measured on its own weights; :func:`bench` measures each in
 its own ``python -m hub.bench.measure`` process (why, and what is timed: :mod:`hub.bench.measure`),
 stores every record with :func:`hub.machine.write_record` as soon as it is measured, and
 returns a :class:`BenchReport`. A backbone whose weights are not pulled runs on random weights
@@ -40,6 +41,8 @@ class Job:
     :param dtype: ``hub.load``'s ``dtype``; ``None`` keeps its default.
     :param device: ``hub.load``'s ``device``; ``None`` keeps its default.
     :param min_time: seconds one timed sample lasts at least.
+    :param target: what the measuring process passes to ``hub.load`` when it is not ``name``:
+        a saved directory's manifest path.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Job:
     dtype: str | None = None
     device: str | None = None
     min_time: float = 0.2
+    target: str | None = None
 
 
 @dataclass
@@ -76,8 +80,9 @@ def select(names: Sequence[str] = (), *, modality: str | None = None, provider: 
            min_top1: float | None = None, pulled: bool | None = None) -> list[BackboneSpec]:
     """The backbones ``hub bench NAMES --filters`` measures, in the order named, each once.
 
-    Each name is a catalogue name or alias, or a glob over them (``"resnet*"``); the filters are
-    ``hub list``'s and apply to every name. Without names the filters alone select.
+    Each name is a catalogue name or alias, a glob over them (``"resnet*"``), or a saved
+    directory (its entry, whatever the filters); the filters are ``hub list``'s and apply to
+    every catalogue name. Without names the filters alone select.
 
     :raises UnknownBackboneError: a plain name the catalogue does not know (with suggestions).
     :raises InputError: a name or glob that nothing passing the filters matches; no names and
@@ -98,8 +103,12 @@ def select(names: Sequence[str] = (), *, modality: str | None = None, provider: 
             raise InputError(f"No backbone passes {given}. Run `hub list {given}` to check the "
                              "filters.")
         return found
+    saved = _saved(names)
     out: dict[str, BackboneSpec] = {}
     for name in names:
+        if name in saved:
+            out.setdefault(saved[name].name, saved[name])
+            continue
         if not _GLOB & set(name):
             get_catalog().get(name)
         hits = list_backbones(name, **filters)
@@ -113,9 +122,28 @@ def select(names: Sequence[str] = (), *, modality: str | None = None, provider: 
     return list(out.values())
 
 
-def _job(spec: BackboneSpec, **options: Any) -> tuple[Job | None, str | None]:
-    """The job for ``spec``: its pulled default weights, else random ones; or why it is skipped."""
+def _saved(names: Sequence[str]) -> dict[str, BackboneSpec]:
+    """The names that are saved directories (no glob, not in the catalogue), with their entries.
+
+    :raises UnknownBackboneError: a plain name that is neither (with suggestions).
+    """
+    from hub.api import get_catalog, spec_of
+
+    catalog = get_catalog()
+    return {n: spec_of(n) for n in names if not _GLOB & set(n) and n not in catalog}
+
+
+def _job(spec: BackboneSpec, target: str | None = None,
+         **options: Any) -> tuple[Job | None, str | None]:
+    """The job for ``spec``: its pulled default weights, else random ones; or why it is skipped.
+    A saved directory (``target``, the path given) runs its own weights, verified where they
+    lie."""
+    from hub.local import manifest_path
     from hub.weights import cached_weights
+
+    if target is not None:
+        return Job(spec.name, True, spec.default_weights, target=str(manifest_path(target)),
+                   **options), None
 
     variant = spec.default_variant
     pulled = variant is not None and cached_weights(spec, variant) is not None
@@ -205,11 +233,12 @@ def bench(names: Sequence[str] = (), *, modality: str | None = None, provider: s
         resolve_device(device)
     specs = select(names, modality=modality, provider=provider, task=task, max_params=max_params,
                    min_top1=min_top1, pulled=pulled)
+    targets = {spec.name: name for name, spec in _saved(names).items()}
     report = BenchReport(machine={"id": machine_id(), **machine_info()})
     jobs: list[Job] = []
     for spec in specs:
-        job, why = _job(spec, batch_size=bs, repeats=repeats, dtype=dtype, device=device,
-                        min_time=min_time)
+        job, why = _job(spec, targets.get(spec.name), batch_size=bs, repeats=repeats, dtype=dtype,
+                        device=device, min_time=min_time)
         if job is None:
             report.skipped.append({"name": spec.name, "reason": str(why)})
             if progress:

@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hub.atomic import write_atomic
 from hub.errors import InputError
 
 __all__ = ["embed_json", "render", "write"]
@@ -71,10 +72,7 @@ def write(data: dict[str, Any], out_dir: Path, *, name: str = "index.html") -> P
     path = Path(out_dir) / name
     text = render(data)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, text)
     except OSError as exc:
         raise InputError(f"cannot write the page into {path.parent} ({exc}). Choose a writable "
                          "folder with --out.") from exc

@@ -35,17 +35,25 @@ def classify_cmd(
         "float32 (the default: probabilities at full precision), auto, float16 or bfloat16.")),
     weights: str = typer.Option(None, "--weights", help="Weight variant (default: the manifest's)."),
 ) -> None:
-    """Classify IMAGE files among --labels without training (CLIP softmax, SigLIP sigmoid)."""
-    from hub.api import get_catalog, load
-    from hub.errors import ModalityError
+    """Classify IMAGE files among --labels without training (CLIP softmax, SigLIP sigmoid).
 
-    spec = get_catalog().get(name).spec
+    NAME is a catalogue name or a saved directory; the images, labels and templates are checked
+    before any weights are read or downloaded.
+    """
+    from hub.api import load, spec_of
+    from hub.errors import ModalityError
+    from hub.inputs import as_images, check_labels
+    from hub.twotower import DEFAULT_TEMPLATES
+
+    spec = spec_of(name)
     if spec.modality != "image-text":
         raise ModalityError(f"{spec.name} is an {spec.modality} backbone; hub classify needs an "
                             "image-text backbone (hub list --modality image-text).")
-    bb: Any = load(name, weights=weights, device=device, dtype=dtype)
     temps = [t for t in templates.split("|") if t] if templates is not None else None
-    result = bb.zero_shot([str(p) for p in images], _split(labels), temps)
+    names, temps = check_labels(_split(labels), temps, DEFAULT_TEMPLATES)
+    paths = as_images([str(p) for p in images], name=spec.name)  # every file exists
+    bb: Any = load(name, weights=weights, device=device, dtype=dtype)
+    result = bb.zero_shot(paths, names, temps)
     probs = result.probs.float().cpu().tolist()
     rows = [{"image": str(p), "label": best, "scores": dict(zip(result.labels, row, strict=True))}
             for p, best, row in zip(images, result.best, probs, strict=True)]

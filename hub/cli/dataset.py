@@ -68,9 +68,9 @@ def run_dataset(name: str, inputs: list[str], out: Path, *, stages: Any, pool: s
     if stages == "all":
         raise InputError("--stages all is not available for datasets (every stage of every item "
                          "is a lot of data): name the stages, e.g. --stages -1 or --stages s2,s3.")
-    from hub.api import get_catalog
+    from hub.api import spec_of
 
-    if get_catalog().get(name).spec.modality == "image-text":  # one tower embeds the rows
+    if spec_of(name).modality == "image-text":  # one tower embeds the rows
         modality = modality or ("text" if inputs[0].lower().endswith(".txt") else "image")
     elif modality is not None:
         raise InputError("--modality applies to image-text backbones.")

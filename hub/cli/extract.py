@@ -20,7 +20,6 @@ Outputs:
 from __future__ import annotations
 
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -115,6 +114,7 @@ def write_features(feats: Any, names: list[str], out: Path, meta: dict[str, str]
     import numpy as np
     from safetensors.torch import save_file
 
+    from hub.atomic import write_atomic
     from hub.errors import InputError
 
     def tensor(t: Any) -> Any:
@@ -122,7 +122,6 @@ def write_features(feats: Any, names: list[str], out: Path, meta: dict[str, str]
         # numpy has no bfloat16
         return t.float() if out.suffix == ".npy" and str(t.dtype) == "torch.bfloat16" else t
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if out.suffix == ".safetensors":
         tensors: dict[str, Any] = {}
@@ -138,21 +137,18 @@ def write_features(feats: Any, names: list[str], out: Path, meta: dict[str, str]
                  for k, s in feats.specs.items()}
         metadata = {**meta, "names": json.dumps(names, ensure_ascii=False),
                     "specs": json.dumps(specs), "truncated": json.dumps(feats.truncated)}
-        tmp = out.with_name(out.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, out)
+        write_atomic(out, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
         return [out]
     arrays = ([feats.pooled] if feats.pooled is not None else []) + list(feats.stages.values())
     if len(arrays) != 1:
         raise InputError(f"An .npy file holds one array; this extraction gives {len(arrays)} "
                          "(pooled and stages). Write .safetensors, or ask for one of them only "
                          "(--pool none with one --stages entry).")
-    tmp = out.with_name(out.name + ".tmp.npy")
-    np.save(tmp, tensor(arrays[0]).numpy())
-    os.replace(tmp, out)
+    array = tensor(arrays[0]).numpy()
+    write_atomic(out, lambda tmp: np.save(tmp, array))
     written.append(out)
     names_file = out.with_name(out.stem + ".names.txt")
-    names_file.write_text("".join(n.replace("\n", " ") + "\n" for n in names), encoding="utf-8")
+    write_atomic(names_file, "".join(n.replace("\n", " ") + "\n" for n in names))
     written.append(names_file)
     return written
 
@@ -223,6 +219,9 @@ def extract_cmd(
     if out.suffix == ".npy" and (chosen == "all" or len(chosen) != (1 if pool == "none" else 0)):
         raise InputError("An .npy file holds one array: the pooled features, or with --pool none "
                          "one --stages entry. Write .safetensors for several.")
+    from hub.atomic import check_writable
+
+    check_writable(out)  # before the backbone loads and runs
     bb = load(name, weights=weights, device=device, dtype=dtype, runtime=runtime, islands=islands)
     if bb.modality == "image-text":  # two towers: one of them extracts
         texty = all(i == "-" or i.lower().endswith(".txt") for i in inputs)

@@ -44,19 +44,9 @@ def rich_reporter(model: str, progress: Any) -> Reporter:
 
 
 def _progress() -> Any:
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from hub.progress import display
 
-    err = console(stderr=True)
-    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), TimeRemainingColumn(), console=err,
-                    disable=not err.is_terminal)  # bars only on a terminal, not in logs
+    return display("bytes", terminal_only=True)  # bars only on a terminal, not in logs
 
 
 def _targets(names: list[str], all_: bool, weights: str | None,

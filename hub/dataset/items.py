@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.dataset.readers import Failure, Reader
 from hub.errors import InputError
+from hub.inputs import check_unicode
 
 if TYPE_CHECKING:
     from hub.manifest import ImagePreprocessing
@@ -89,12 +90,14 @@ def prepare_range(reader: Reader, start: int, stop: int, pp: ImagePreprocessing 
         if isinstance(value, Failure):
             errors.append(ItemError(rec.index, rec.id, value.reason))
             continue
-        if pp is not None:
-            try:
+        try:
+            if pp is not None:
                 value = image_pixels(value, pp, rec.index)
-            except InputError as exc:
-                errors.append(ItemError(rec.index, rec.id, _reason(exc)))
-                continue
+            elif isinstance(value, str):  # a JSON "\ud800" escape decodes to a lone surrogate
+                check_unicode(value, rec.index)
+        except InputError as exc:
+            errors.append(ItemError(rec.index, rec.id, _reason(exc)))
+            continue
         indices.append(rec.index)
         ids.append(rec.id)
         items.append(value)
@@ -116,7 +119,6 @@ def chw_pixels(pixels: Any) -> Any:
 
 def _reason(exc: InputError) -> str:
     """The error text without the positional "Item N: " prefix (the record has the id)."""
-    text = str(exc)
-    if text.startswith("Item ") and ": " in text:
-        return text.split(": ", 1)[1]
-    return text
+    import re
+
+    return re.sub(r"^Item \d+: ", "", str(exc))

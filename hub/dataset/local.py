@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from hub.dataset.items import Prepared, chw_pixels, prepare_range
 from hub.dataset.job import FeatureBatch, Job, run_model
-from hub.dataset.progress import JobProgress
 from hub.dataset.writer import DatasetResult, ShardWriter
 from hub.errors import InputError
+from hub.progress import counting
 
 if TYPE_CHECKING:
     from hub.backbone import Backbone
@@ -113,11 +113,11 @@ def run_local(bb: Backbone, reader: Reader, out: str | os.PathLike[str], job: Jo
         ranges = plan_ranges([(a, b) for _, a, b in pending], batch_size)
         total = sum(b - a for a, b in ranges)
         batches = run_pipeline(bb, reader, ranges, job, workers=workers)
-        with JobProgress(total, enabled=progress, description=f"{bb.name}") as bar:
+        with counting(progress, total, description=f"{bb.name}") as advance:
             for fb in batches:
                 if strict and fb.errors:
                     writer.record_failure(fb.errors[0])
                     raise strict_error(fb.errors[0])
                 writer.add(fb)
-                bar.advance(len(fb) + len(fb.errors))
+                advance(len(fb) + len(fb.errors))
         return writer.close()

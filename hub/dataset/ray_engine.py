@@ -32,10 +32,11 @@ from typing import TYPE_CHECKING, Any
 from hub.dataset.items import ItemError, Prepared, chw_pixels, prepare_range
 from hub.dataset.job import FeatureBatch, make_job, run_model
 from hub.dataset.local import plan_ranges, strict_error
-from hub.dataset.progress import JobProgress
 from hub.dataset.readers import Reader, open_reader
 from hub.dataset.writer import DatasetResult, ShardWriter
-from hub.errors import DependencyError, InputError
+from hub.deps import require
+from hub.errors import InputError
+from hub.progress import counting
 
 if TYPE_CHECKING:
     from hub.manifest import ImagePreprocessing
@@ -47,12 +48,8 @@ _FORWARDED_ENV = ("HUB_CACHE", "HUB_PLUGINS", "HUB_DISABLE_PLUGINS")
 
 
 def _ray() -> Any:
-    try:
-        import ray
-        import ray.data
-    except ImportError as exc:
-        raise DependencyError("ray", "ray", "--engine ray") from exc
-    return ray
+    require("ray.data", extra="ray", purpose="--engine ray")
+    return require("ray", extra="ray")
 
 
 def decode_batch(batch: dict[str, Any], *, reader: Reader,
@@ -286,13 +283,13 @@ def _stream(ray: Any, writer: ShardWriter, src: Reader, ranges: list[tuple[int, 
             compute=ray.data.ActorPoolStrategy(size=plan["size"]), num_gpus=plan["num_gpus"],
             num_cpus=plan["num_cpus"])
         total = sum(b - a for a, b in ranges)
-        with JobProgress(total, enabled=progress, description=f"{spec.name} (ray)") as bar:
+        with counting(progress, total, description=f"{spec.name} (ray)") as advance:
             for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 fb = _feature_batch(b)
                 if strict and fb.errors:
                     writer.record_failure(fb.errors[0])
                     raise strict_error(fb.errors[0])
                 writer.add(fb)
-                bar.advance(len(b["index"]))
+                advance(len(b["index"]))
     finally:
         context.enable_progress_bars = bars

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub.errors import DependencyError, InputError
+from hub.deps import require
+from hub.errors import InputError
 from hub.inputs import IMAGE_SUFFIXES, image_files
 
 __all__ = ["Failure", "Reader", "Record", "open_reader"]
@@ -371,10 +372,7 @@ def _csv_rows(path: str, raw: bytes) -> tuple[list[str], Iterator[list[str]]]:
 
 
 def _parquet_file(path: str) -> Any:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise DependencyError("pyarrow", "dataset", "Parquet sources and outputs") from exc
+    pq = require("pyarrow.parquet", extra="dataset", purpose="Parquet sources and outputs")
     try:
         return pq.ParquetFile(path)
     except OSError as exc:  # pyarrow.ArrowInvalid is an OSError/ValueError subclass

@@ -34,10 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hub.atomic import write_atomic
 from hub.cache import sha256_file
 from hub.dataset.items import ItemError
 from hub.dataset.job import FeatureBatch, Job
-from hub.errors import DependencyError, InputError
+from hub.deps import require
+from hub.errors import InputError, OutputError
 
 __all__ = ["DatasetResult", "ShardWriter", "shard_ranges"]
 
@@ -93,18 +95,12 @@ class _Buffer:
 
 
 def _pa() -> Any:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet
-    except ImportError as exc:
-        raise DependencyError("pyarrow", "dataset", "writing dataset features") from exc
-    return pa
+    require("pyarrow.parquet", extra="dataset", purpose="writing dataset features")
+    return require("pyarrow", extra="dataset")
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n", make_parent=False)
 
 
 class ShardWriter:
@@ -155,7 +151,10 @@ class ShardWriter:
         from filelock import FileLock, Timeout
 
         _pa()
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the path, a read-only parent, a full disk
+            raise OutputError.from_os(self.out, exc) from exc
         others = [p.name for p in self.out.iterdir() if not p.name.startswith(".")]
         if others and not (self.out / MANIFEST).exists():
             raise InputError(f"{self.out} is not empty ({', '.join(sorted(others)[:3])}...) and is "
@@ -167,7 +166,9 @@ class ShardWriter:
         except Timeout as exc:
             raise InputError(f"{self.out} is being written by another job right now; wait for it "
                              "to finish, or use another output folder.") from exc
-        for stale in self.out.glob(".*.tmp"):
+        except OSError as exc:  # the lock file cannot be created: a read-only folder
+            raise OutputError.from_os(self.out, exc) from exc
+        for stale in self.out.glob(".*.tmp*"):  # hub.atomic's temporary names
             stale.unlink()
         old = self._read_manifest()
         entries = {e["file"]: e for e in (old or {}).get("shards", [])}
@@ -312,12 +313,9 @@ class ShardWriter:
                 "errors": errors}
         table = self._table(buf, meta)
         path = self.out / shard_name(k)
-        tmp = self.out / f".{path.name}.{os.getpid()}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        sha = sha256_file(tmp)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"),
+                     make_parent=False)
+        sha = sha256_file(path)
         self.done[k] = {"file": path.name, "start": buf.start, "stop": buf.stop,
                         "rows": len(buf.rows), "errors": len(errors),
                         "bytes": path.stat().st_size, "sha256": sha}
@@ -331,9 +329,7 @@ class ShardWriter:
     def _write_errors(self) -> None:
         lines = [json.dumps({**e, "shard": shard_name(k)})
                  for k in sorted(self.errors) for e in self.errors[k]]
-        tmp = self.out / f".{ERRORS}.{os.getpid()}.tmp"
-        tmp.write_text("".join(line + "\n" for line in lines))
-        os.replace(tmp, self.out / ERRORS)
+        write_atomic(self.out / ERRORS, "".join(line + "\n" for line in lines), make_parent=False)
 
     def manifest(self) -> dict[str, Any]:
         """The manifest as it stands."""

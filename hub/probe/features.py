@@ -21,12 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hub.atomic import write_atomic
 from hub.config import get_settings
 from hub.dataset.items import ItemError
 from hub.errors import CacheError
@@ -108,18 +108,17 @@ def store_features(key: str, what: dict[str, Any], fs: FeatureSet,
 
     folder = features_dir(cache_dir)
     base = folder / key
-    tag = f".{os.getpid()}.tmp"
     meta = {**what, "rows": len(fs.indices), "indices": fs.indices,
             "errors": [e.to_json() for e in fs.errors]}
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = base.with_suffix(".npy" + tag)
+    array = np.ascontiguousarray(fs.features, dtype=np.float32)
+
+    def save(tmp: Path) -> None:
         with open(tmp, "wb") as fh:  # np.save on a path would append ".npy" to the temporary name
-            np.save(fh, np.ascontiguousarray(fs.features, dtype=np.float32), allow_pickle=False)
-        os.replace(tmp, base.with_suffix(".npy"))
-        tmp = base.with_suffix(".json" + tag)
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, base.with_suffix(".json"))
+            np.save(fh, array, allow_pickle=False)
+
+    try:
+        write_atomic(base.with_suffix(".npy"), save)
+        write_atomic(base.with_suffix(".json"), json.dumps(meta))
     except OSError as exc:
         raise CacheError(f"cannot write features to {folder} ({exc}). Check that HUB_CACHE is "
                          "writable and has room.") from exc

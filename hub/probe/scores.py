@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hub.errors import DependencyError, InputError
+from hub.deps import require
+from hub.errors import InputError
 
 __all__ = ["KNN_K", "PROBES", "Scores", "cross_validate", "knn_k", "make_folds"]
 
@@ -53,10 +54,7 @@ class Scores:
 
 
 def _sklearn() -> None:
-    try:
-        import sklearn  # noqa: F401
-    except ImportError as exc:
-        raise DependencyError("scikit-learn", "probe", "hub probe") from exc
+    require("sklearn", package="scikit-learn", extra="probe", purpose="hub probe")
 
 
 def make_folds(labels: Sequence[str], folds: int, seed: int) -> list[tuple[Any, Any]]:

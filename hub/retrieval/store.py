@@ -19,10 +19,11 @@ buffer that numpy views without a copy (``pyarrow.memory_map``), so opening cost
 the page cache serves repeated searches; any Arrow tool reads it. The name starts with ``_``,
 which pyarrow, DuckDB and ``hub extract`` skip when they read the folder's shards.
 
-The copy is written to ``._search.arrow.<pid>.tmp`` and renamed into place (readers never see
-half a file; two searches building it at once each rename a complete copy). It is rebuilt when
-the shards the manifest lists differ from the ones recorded (a resumed job added shards, a shard
-was recomputed or rewritten: name, size, mtime or sha256). When the copy cannot be written
+The copy is written to a unique ``._search.arrow.*.tmp.arrow`` (:mod:`hub.atomic`) and
+renamed into place (readers never see half a file; two searches building it at once each
+rename a complete copy). It is rebuilt when the shards the manifest lists differ from the ones
+recorded (a resumed job added shards, a shard was recomputed or rewritten: name, size, mtime or
+sha256). When the copy cannot be written
 (a read-only folder, a full disk), the embeddings are read from the shards into memory for this
 search, with a warning.
 """
@@ -36,7 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.errors import DependencyError, SearchIndexError
+from hub.atomic import write_atomic
+from hub.deps import require
+from hub.errors import SearchIndexError
 
 __all__ = ["CACHE_FILE", "Store", "open_store"]
 
@@ -74,13 +77,9 @@ class Store:
 
 
 def _pyarrow() -> Any:
-    try:
-        import pyarrow as pa
-        import pyarrow.ipc
-        import pyarrow.parquet
-    except ImportError as exc:
-        raise DependencyError("pyarrow", "dataset", "searching dataset features") from exc
-    return pa
+    for module in ("pyarrow.ipc", "pyarrow.parquet"):
+        require(module, extra="dataset", purpose="searching dataset features")
+    return require("pyarrow", extra="dataset")
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -192,23 +191,20 @@ def _build_cache(path: Path, manifest: dict[str, Any], dim: int, want: dict[str,
     pa = _pyarrow()
     schema = _schema(path, manifest, dim, want)
     file = path / CACHE_FILE
-    tmp = path / f".{CACHE_FILE}.{os.getpid()}.tmp"
-    try:
+
+    def copy(tmp: Path) -> None:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             for batch in _shard_batches(path, manifest, dim, schema):
                 writer.write_batch(batch)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, file)
+
+    try:
+        write_atomic(file, copy, make_parent=False)
     except OSError as exc:  # read-only folder, disk full, the folder changed meanwhile
         warnings.warn(f"Cannot write {file} ({exc}); reading the embeddings from the shards into "
                       "memory for this search. Make the folder writable (and free D x 4 bytes a "
                       "row) to cache them, memory-mapped and built once.", UserWarning, stacklevel=4)
         return pa.Table.from_batches(list(_shard_batches(path, manifest, dim, schema)),
                                      schema=schema), False
-    finally:
-        if tmp.is_file():
-            tmp.unlink()
     return pa.ipc.open_file(pa.memory_map(str(file), "r")).read_all(), True
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from hub.errors import DependencyError, InputError, RuntimeEngineError
+from hub.errors import InputError, RuntimeEngineError
 from hub.runtimes import store
 from hub.runtimes.graph import ForwardGraph, Layout, assemble, batch_tensors, min_cosine, sample_batch
 
@@ -51,11 +51,9 @@ XML = "model.xml"
 
 def import_openvino() -> Any:
     """The ``openvino`` module, or a DependencyError naming the extra that installs it."""
-    try:
-        import openvino
-    except ImportError as exc:
-        raise DependencyError("openvino", "openvino", "runtime='openvino'") from exc
-    return openvino
+    from hub.deps import require
+
+    return require("openvino", extra="openvino", purpose="runtime='openvino'")
 
 
 @functools.lru_cache(maxsize=1)

@@ -26,7 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.errors import InputError
+from hub.atomic import replace_dir
+from hub.errors import HubError, InputError, OutputError
 
 if TYPE_CHECKING:
     import torch
@@ -57,6 +58,7 @@ def save_finetuned(backbone: Backbone, state_dict: Mapping[str, torch.Tensor],
     :param overwrite: replace an existing non-empty ``directory`` (refused otherwise).
     :raises InputError: a bad name, a directory that is in the way, tensors that are not tensors.
     :raises WeightMismatchError: keys or shapes that do not fit the parent's module.
+    :raises OutputError: the directory cannot be written (read-only, a file in its path, full).
     """
     from hub.local import MANIFEST_NAME
 
@@ -71,10 +73,13 @@ def save_finetuned(backbone: Backbone, state_dict: Mapping[str, torch.Tensor],
     if clash:
         raise InputError(f"{backbone.name}: a companion file is named {sorted(clash)}, which a saved "
                          "directory uses for itself.")
-    target.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     stage = target.parent / f".{target.name}.{token}.saving"
-    stage.mkdir()  # beside the target: one rename on the same file system
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stage.mkdir()  # beside the target: one rename on the same file system
+    except OSError as exc:
+        raise OutputError.from_os(target, exc) from exc
     try:
         text = _write(stage, backbone, tensors, companions, name, stages, note)
         from hub.manifest_loader import parse_manifest
@@ -82,6 +87,11 @@ def save_finetuned(backbone: Backbone, state_dict: Mapping[str, torch.Tensor],
         parse_manifest(text, origin=str(target / MANIFEST_NAME))  # what hub.load will read
         (stage / MANIFEST_NAME).write_text(text, encoding="utf-8")
         _replace(stage, target, token, overwrite)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(exc, HubError):
+            raise
+        raise OutputError.from_os(target, exc) from exc
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -185,15 +195,4 @@ def _replace(stage: Path, target: Path, token: str, overwrite: bool) -> None:
     """Move the finished ``stage`` to ``target``; an existing ``target`` is set aside first and
     removed only once the new one is in place."""
     _check_target(target, overwrite)  # again: another process may have saved there meanwhile
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.{token}.old")
-        target.rename(old)
-    try:
-        stage.rename(target)
-    except BaseException:
-        if old is not None:
-            old.rename(target)
-        raise
-    if old is not None:
-        shutil.rmtree(old)
+    replace_dir(stage, target, aside=target.with_name(f".{target.name}.{token}.old"))

@@ -24,7 +24,6 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from hub.sdk import (
-    DependencyError,
     FixedLengthText,
     ImageBackbone,
     ManifestError,
@@ -34,6 +33,7 @@ from hub.sdk import (
     TwoTowerBackbone,
     WeightFiles,
     build_module,
+    require,
     resolve_scoring,
     tower_spec,
 )
@@ -162,10 +162,8 @@ class OpenClipProvider(Provider):
 
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
               dtype: Any) -> TwoTowerBackbone:
-        try:
-            import open_clip
-        except ImportError as exc:
-            raise DependencyError("open-clip-torch", "open_clip", f"the {spec.name} backbone") from exc
+        open_clip = require("open_clip", package="open-clip-torch", extra="open_clip",
+                            purpose=f"the {spec.name} backbone")
         if spec.modality != "image-text":
             raise ManifestError(f"{spec.name}: the open_clip provider builds image-text backbones; "
                                 f"the manifest says modality {spec.modality!r}.", model=spec.name,

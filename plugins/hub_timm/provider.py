@@ -23,7 +23,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from hub.sdk import (
-    DependencyError,
     ImageBackbone,
     ManifestError,
     Provider,
@@ -31,6 +30,7 @@ from hub.sdk import (
     StageSpec,
     WeightFiles,
     build_module,
+    require,
 )
 
 if TYPE_CHECKING:
@@ -156,17 +156,19 @@ class TimmProvider(Provider):
 
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
               dtype: Any) -> TimmBackbone:
-        try:
-            import timm
-        except ImportError as exc:
-            raise DependencyError("timm", "timm", f"the {spec.name} backbone") from exc
+        timm = require("timm", extra="timm", purpose=f"the {spec.name} backbone")
+        if not timm.is_model(spec.architecture):
+            raise ManifestError(f"{spec.name}: timm {timm.__version__} has no architecture "
+                                f"{spec.architecture!r} (the manifest's architecture). Fix the "
+                                "manifest's name (timm.list_models() lists them), or upgrade timm "
+                                "if it is newer.", model=spec.name, field="architecture")
 
         head: set[str] = set()
 
         def factory() -> torch.nn.Module:
             # headless before the weights are assigned, so weights with or without the
             # classifier fit (a fine-tuned backbone is saved without it: hub.train.save)
-            model = timm.create_model(spec.architecture, pretrained=False)
+            model: torch.nn.Module = timm.create_model(spec.architecture, pretrained=False)
             keys = set(model.state_dict())
             timm_model: Any = model  # reset_classifier: a method of every timm architecture
             timm_model.reset_classifier(0)

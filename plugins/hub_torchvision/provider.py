@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hub.sdk import (
-    DependencyError,
     ImageBackbone,
     ManifestError,
     Provider,
@@ -26,6 +25,7 @@ from hub.sdk import (
     StageSpec,
     WeightFiles,
     build_module,
+    require,
 )
 
 if TYPE_CHECKING:
@@ -88,12 +88,12 @@ class TorchvisionProvider(Provider):
 
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
               dtype: Any) -> TorchvisionBackbone:
-        try:
-            import torch
-            import torchvision
-            from torchvision.models.feature_extraction import create_feature_extractor
-        except ImportError as exc:
-            raise DependencyError("torchvision", "torchvision", f"the {spec.name} backbone") from exc
+        require("torchvision.models.feature_extraction", package="torchvision",
+                extra="torchvision", purpose=f"the {spec.name} backbone")  # imports torch too
+        import torch
+        import torchvision
+        from torchvision.models.feature_extraction import create_feature_extractor
+
         try:
             builder = torchvision.models.get_model_builder(spec.architecture)
         except ValueError as exc:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from hub.sdk import (
     Backbone,
-    DependencyError,
     ManifestError,
     Provider,
     RawOutput,
@@ -24,6 +23,7 @@ from hub.sdk import (
     UnsafeWeightsError,
     WeightFiles,
     build_module,
+    require,
 )
 
 if TYPE_CHECKING:
@@ -108,11 +108,11 @@ class TransformersProvider(Provider):
 
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
               dtype: Any) -> Backbone:
-        try:
-            import torch  # noqa: F401  (transformers imports without torch; the build needs it)
-            import transformers
-        except ImportError as exc:
-            raise DependencyError("transformers", "transformers", f"the {spec.name} backbone") from exc
+        # transformers imports without torch; the build needs both
+        require("torch", package="transformers", extra="transformers",
+                purpose=f"the {spec.name} backbone")
+        transformers = require("transformers", extra="transformers",
+                               purpose=f"the {spec.name} backbone")
         folder = weights.directory if weights is not None else None
         if weights is None or folder is None or "config.json" not in weights.files:
             raise ManifestError(f"{spec.name}: a transformers backbone needs its config.json and "
