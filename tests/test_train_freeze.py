@@ -200,6 +200,54 @@ def test_fold_and_freeze_read_the_same_provider_table() -> None:
     assert hub.get_registry().provider("torchvision").norm_layers() == {}
 
 
+def test_a_provider_that_declares_nothing_keeps_its_library_norms_frozen_in_eval(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An undeclared batch-norm subclass is kept as it is under norm="frozen": the same function
+    in eval, in eval mode through .train(), its parameters frozen (the probe still maps them)."""
+    from timm.layers.norm_act import BatchNormAct2d
+
+    bb, x, ref = built("mobilenet_v3_small")
+    monkeypatch.setattr(type(hub.get_registry().provider("timm")), "norm_layers", lambda self: {})
+    net = bb.as_module(norm="frozen").train()
+    kept = [m for m in net.modules() if isinstance(m, BatchNormAct2d)]
+    assert kept and not any(isinstance(m, FrozenNorm) for m in net.modules())
+    assert not any(m.training or any(p.requires_grad for p in m.parameters()) for m in kept)
+    assert any(p.requires_grad for p in net.parameters())
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    sum(t.pow(2).mean() for t in net(net_input(bb, x.repeat(2, 1, 1, 1))).values()).backward()
+    opt.step()
+    after = net.state_dict()
+    norm_keys = [f"{n}.{k}" for n, m in net.named_modules() if isinstance(m, BatchNormAct2d)
+                 for k in m.state_dict()]
+    assert norm_keys and all(torch.equal(before[k], after[k]) for k in norm_keys)
+    fresh = bb.as_module(norm="frozen").eval()
+    with torch.no_grad():
+        out = fresh(net_input(bb, x))
+    assert all(torch.equal(out[s], ref[s]) for s in ref)
+
+
+@pytest.mark.slow
+def test_mobileclip_image_tower_in_every_norm_mode_equals_extract() -> None:
+    """The one image tower of the image-text entries with batch norms (timm's FastViT inside
+    open_clip, BatchNormAct2d included: the open_clip provider declares it too); the others are
+    ViTs with layer norms only, where the modes change nothing."""
+    bb = hub.load("mobileclip_s2", pretrained=False, device="cpu", dtype="float32")
+    randomize_norm_stats(bb.module)
+    size = bb.spec.preprocessing.image.size
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    ref = bb.extract(x, modality="image", stages="all").stages
+    for norm in NORMS:
+        net = bb.as_module(modality="image", norm=norm).eval()
+        with torch.no_grad():
+            out = net(net_input(bb, x))
+        for stage, want in ref.items():
+            err = float((out[stage] - want).abs().max() / want.abs().max())
+            assert err <= 1e-5, (norm, stage, err)
+        if norm == "frozen":
+            assert any(isinstance(m, FrozenNorm) for m in net.modules())
+
+
 @pytest.mark.slow
 def test_real_efficientnet_lite0_frozen_equals_extract() -> None:
     """The issue's figure: on the real weights the last stage differed by a relative 4.6e14."""

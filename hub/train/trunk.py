@@ -367,8 +367,6 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
         body.float()
     kept = fz.frozen_batchnorm(body, _norm_layers(backbone)) if norm == "frozen" else []
     body.requires_grad_(True)
-    for name in kept:  # batch norms "frozen" cannot replace: the same function, nothing trained
-        body.get_submodule(name).requires_grad_(False)
     net = Trunk(backbone, body, probed, requested)
     net.eval()
     example, size = _example(backbone, body)
@@ -386,6 +384,8 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     for name, p in net.named_parameters():
         if name in frozen:
             p.requires_grad_(False)
+    for name in kept:  # batch norms "frozen" cannot replace: the same function, nothing trained
+        body.get_submodule(name).requires_grad_(False)
     net._eval_norms = fz.norms_in_eval(net, frozen, all_norms=norm != "train")
     if grad_checkpointing and checkpoint_blocks(body) == 0:
         raise InputError(f"{backbone.name}: grad_checkpointing found no repeated blocks to "
