@@ -303,7 +303,7 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
 
                 bb.folded = tuple(fold_batchnorms(
                     bb.module, keep={st.module for st in spec.outputs.stages if st.module},
-                    extra=provider.fold_norms()))
+                    norms=provider.norm_layers()))
             bb.module.to(dtype=low)
             bb.weight_dtype = low
     bb.island_mode = islands  # as asked, even where nothing was cast (bb.islands is then empty)

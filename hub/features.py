@@ -28,7 +28,7 @@ embed   the network's own projected embedding (image-text towers' shared space);
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,19 +68,25 @@ def resolve_stages(available: list[str], stages: Sequence[int | str] | int | str
     :param stages: ``None`` (the last stage), ``"all"``, or one or several indices (negative
         from the end) or names.
     :param model: names the backbone in error messages.
-    :raises InputError: for an entry that is neither an index nor a name, an index out of range
-        or an unknown name; the message lists the stages there are.
+    :raises InputError: for a selection that is none of these (e.g. ``1.5``), an entry that is
+        neither an index nor a name, an index out of range or an unknown name; the message lists
+        the stages there are.
     """
     if stages is None:  # the final features, as forward_features / last_hidden_state give
         return available[-1:]
     if stages == "all":
         return list(available)
-    if isinstance(stages, (str, int)):
+    if isinstance(stages, (str, int)) and not isinstance(stages, bool):
         stages = [stages]
+    if isinstance(stages, (bytes, bytearray, bool)) or not isinstance(stages, Iterable):
+        raise InputError(f"stages={stages!r} ({type(stages).__name__}) is not a selection: use "
+                         "None (the last stage), 'all', a stage index or name, or a list of "
+                         f"them; {model}'s stages are {available}.")
     out = []
     for s in stages:
         if isinstance(s, bool) or not isinstance(s, (int, str)):
-            raise InputError(f"stages entries are indices or names, got {s!r}.")
+            raise InputError(f"stages entries are indices or names, got {s!r} "
+                             f"({type(s).__name__}); {model}'s stages are {available}.")
         if isinstance(s, int):
             if not -len(available) <= s < len(available):
                 raise InputError(f"stage index {s} is out of range: {model} has "

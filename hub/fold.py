@@ -11,9 +11,9 @@ once is also more faithful than running the batch norm in bf16.
 :func:`foldable_pairs` finds the pairs with :func:`torch.fx.symbolic_trace` of the module's
 ``forward``: a ``Conv1d/2d/3d`` call whose output feeds nothing but a plain ``BatchNorm1d/2d/3d``
 call, each module called once; a library's subclass of the batch norms (timm's ``BatchNormAct2d``,
-a norm with its activation) is folded too when its provider says what the subclass does after
-normalising (:meth:`hub.provider.Provider.fold_norms`). A network fx cannot trace is left as it
-is.
+a norm with its activation) is folded too when its provider declares it, with what the subclass
+does after normalising (:class:`hub.provider.NormLayer`, :meth:`hub.provider.Provider.norm_layers`:
+the same table ``as_module(norm="frozen")`` reads). A network fx cannot trace is left as it is.
 
 :func:`fold_batchnorms` keeps the network a faithful ``nn.Module``. Each folded pair stays the
 same two objects, their classes swapped *in place* to subclasses (so the hooks and fx extractors
@@ -36,12 +36,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.fx
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+if TYPE_CHECKING:
+    from hub.provider import NormLayer
 
 __all__ = ["FoldedConv", "FoldedNorm", "fold_batchnorms", "foldable_pairs"]
 
@@ -124,9 +127,9 @@ class FoldedConv(torch.nn.Module):
         object.__setattr__(self, "_fold_stale", True)
 
 
-#: what a library's batch-norm subclass does after normalising (``rest(norm, x)``), e.g. its
-#: activation; see :meth:`hub.provider.Provider.fold_norms`
-Rest = Callable[[Any, "torch.Tensor"], "torch.Tensor"]
+#: what a library's batch-norm subclass does after normalising (``after(norm, x)``), e.g. its
+#: activation: :attr:`hub.provider.NormLayer.after`
+After = Callable[[Any, "torch.Tensor"], "torch.Tensor"]
 
 
 class FoldedNorm(torch.nn.Module):
@@ -135,11 +138,11 @@ class FoldedNorm(torch.nn.Module):
     subclass), a training one normalises as a batch norm does."""
 
     _fold_conv: FoldedConv
-    _fold_rest: Rest | None
+    _fold_after: After | None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fold_conv.fold_active():
-            return x if self._fold_rest is None else self._fold_rest(self, x)
+            return x if self._fold_after is None else self._fold_after(self, x)
         if self.training:  # the kernel updates the running statistics without a version bump
             object.__setattr__(self._fold_conv, "_fold_stale", True)
         return super().forward(x)  # type: ignore[no-any-return]
@@ -177,23 +180,23 @@ class _Tracer(torch.fx.Tracer):
 
 
 def foldable_pairs(module: torch.nn.Module, keep: Collection[str] = (),
-                   extra: Mapping[type, Rest] | None = None) -> list[tuple[str, str]]:
+                   norms: Mapping[type, NormLayer] | None = None) -> list[tuple[str, str]]:
     """``(convolution, batch norm)`` module names that can be folded, in graph order.
 
     :param keep: module names whose own output must stay as it is (stage outputs a provider
         hooks): a convolution named here is not folded.
-    :param extra: a library's batch-norm subclasses that may be folded too, each with what its
-        forward does after normalising (:meth:`hub.provider.Provider.fold_norms`).
+    :param norms: a library's batch-norm subclasses that may be folded too, each with what its
+        forward does after normalising (:meth:`hub.provider.Provider.norm_layers`).
     :returns: an empty list when the module has no such batch norm, or when fx cannot trace
         its ``forward`` (logged at debug level with fx's reason).
     """
     convs = _CONVS
-    norms: tuple[type, ...] = (*_NORMS, *[t for t in (extra or {}) if issubclass(t, _BatchNorm)])
+    kinds: tuple[type, ...] = (*_NORMS, *[t for t in (norms or {}) if issubclass(t, _BatchNorm)])
     mods = dict(module.named_modules())
-    if not any(type(m) in norms for m in mods.values()):
+    if not any(type(m) in kinds for m in mods.values()):
         return []
     try:
-        graph = _Tracer(norms).trace(module)
+        graph = _Tracer(kinds).trace(module)
     except Exception as exc:  # any failure of fx to trace means: do not fold
         log.debug("batch norms not folded: fx cannot trace %s (%s: %s)", type(module).__name__,
                   type(exc).__name__, exc)
@@ -204,7 +207,7 @@ def foldable_pairs(module: torch.nn.Module, keep: Collection[str] = (),
             calls[str(node.target)] = calls.get(str(node.target), 0) + 1
     pairs = []
     for node in graph.nodes:
-        if node.op != "call_module" or type(mods.get(str(node.target))) not in norms:
+        if node.op != "call_module" or type(mods.get(str(node.target))) not in kinds:
             continue
         src = node.args[0] if node.args else None
         if not isinstance(src, torch.fx.Node) or src.op != "call_module":
@@ -220,20 +223,20 @@ def foldable_pairs(module: torch.nn.Module, keep: Collection[str] = (),
 
 
 def fold_batchnorms(module: torch.nn.Module, keep: Collection[str] = (),
-                    extra: Mapping[type, Rest] | None = None) -> list[str]:
+                    norms: Mapping[type, NormLayer] | None = None) -> list[str]:
     """Fold every batch norm of :func:`foldable_pairs` into its convolution, in place (see the
     module docstring). Call it on the float32 network, then cast: the folded weights are
     computed in float32 and rounded once by the cast.
 
     :param keep: module names whose output must stay as it is (see :func:`foldable_pairs`).
-    :param extra: library norm subclasses that may be folded too (see :func:`foldable_pairs`).
+    :param norms: library norm subclasses that may be folded too (see :func:`foldable_pairs`).
     :returns: the names of the folded batch norms.
     """
     done = []
-    for conv_name, norm_name in foldable_pairs(module, keep, extra):
+    for conv_name, norm_name in foldable_pairs(module, keep, norms):
         conv: Any = module.get_submodule(conv_name)
         norm: Any = module.get_submodule(norm_name)
-        rest = (extra or {}).get(type(norm))
+        layer = (norms or {}).get(type(norm))
         if type(norm) not in _FOLDED:
             _FOLDED[type(norm)] = _subclass(FoldedNorm, type(norm))
         conv.__class__ = _FOLDED[type(conv)]
@@ -241,7 +244,7 @@ def fold_batchnorms(module: torch.nn.Module, keep: Collection[str] = (),
         # plain attributes, not child modules: state_dict and named_modules stay the architecture's
         object.__setattr__(conv, "_fold_norm", norm)
         object.__setattr__(norm, "_fold_conv", conv)
-        object.__setattr__(norm, "_fold_rest", rest)
+        object.__setattr__(norm, "_fold_after", layer.after if layer is not None else None)
         conv.register_buffer("folded_weight", torch.empty(0), persistent=False)
         conv.register_buffer("folded_bias", torch.empty(0), persistent=False)
         conv.refold()

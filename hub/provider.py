@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from hub.backbone import Backbone
     from hub.manifest import BackboneSpec, WeightVariant
 
-__all__ = ["Provider", "WeightFiles"]
+__all__ = ["NormLayer", "Provider", "WeightFiles"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,23 @@ class WeightFiles:
         return root
 
 
+@dataclass(frozen=True)
+class NormLayer:
+    """A model library's subclass of ``torch.nn.BatchNorm2d`` (or 1d/3d) whose forward does more
+    than normalise, declared by its provider (:meth:`Provider.norm_layers`). Every module that
+    replaces batch norms reads the one table: :mod:`hub.fold` (a norm folded into the
+    convolution before it still runs ``after``) and :mod:`hub.train.freeze` (``norm="frozen"``:
+    the frozen copy runs ``after`` on the normalised map).
+
+    :param after: what the norm's forward does after normalising, ``after(norm, x)`` (timm's
+        ``BatchNormAct2d``: its dropout, then its activation). It reads only the norm's child
+        modules (``norm.act``, ``norm.drop``), which the frozen copy keeps under the same names.
+        A module-level function, so a folded or frozen network stays picklable.
+    """
+
+    after: Callable[[Any, Any], Any]
+
+
 class Provider(ABC):
     """Builds :class:`hub.Backbone` objects for the manifests that name it.
 
@@ -74,15 +91,15 @@ class Provider(ABC):
         :raises hub.errors.DependencyError: when the provider's library is missing.
         """
 
-    def fold_norms(self) -> dict[type, Callable[[Any, Any], Any]]:
-        """This library's batch-norm subclasses that :mod:`hub.fold` may fold into the
-        convolution before them, each with what its forward does after normalising:
-        ``rest(norm, x)`` (for a norm fused with its activation, the activation). Plain
-        ``torch.nn.BatchNorm1d/2d/3d`` need no entry.
+    def norm_layers(self) -> dict[type, NormLayer]:
+        """This library's batch-norm subclasses, each with what its forward does after
+        normalising (:class:`NormLayer`). Plain ``torch.nn.BatchNorm1d/2d/3d`` need no entry.
 
-        Called by :func:`hub.load` after :meth:`build`, when it casts pretrained weights to a
-        reduced precision (so importing the library here is fine). ``rest`` must be a module-level
-        function (a folded network stays picklable). Default: none.
+        :mod:`hub.fold` folds a listed norm into the convolution before it (when :func:`hub.load`
+        casts pretrained weights to a reduced precision), and ``as_module(norm="frozen")``
+        replaces it by a frozen norm that still runs ``after``. A batch-norm subclass left out
+        is not folded, and ``norm="frozen"`` keeps it (in eval mode, its parameters frozen).
+        Called after :meth:`build` (importing the library here is fine). Default: none.
         """
         return {}
 

@@ -13,6 +13,9 @@ Building:
 
 * :class:`Provider`: subclass it, set ``name`` (what manifests put in ``provider:``) and
   implement ``build(spec, weights, *, device, dtype)``.
+* :class:`NormLayer`: a library's batch-norm subclass that does more than normalise (timm's
+  ``BatchNormAct2d``), listed by ``Provider.norm_layers()`` with what it does after normalising,
+  so batch-norm folding and ``as_module(norm="frozen")`` keep it.
 * :class:`BackboneSpec`: the validated manifest entry ``build`` receives (architecture,
   preprocessing, outputs and their stages).
 * :class:`WeightFiles`: the verified weights ``build`` receives (``None`` for random init):
@@ -67,7 +70,7 @@ from hub.errors import DependencyError, InputError, ManifestError, UnsafeWeights
 from hub.features import RawOutput, StageSpec
 from hub.hookspecs import hookimpl
 from hub.manifest import BackboneSpec
-from hub.provider import Provider, WeightFiles
+from hub.provider import NormLayer, Provider, WeightFiles
 from hub.twotower import FixedLengthText, TwoTowerBackbone, resolve_scoring, tower_spec
 
 __all__ = [
@@ -78,6 +81,7 @@ __all__ = [
     "ImageBackbone",
     "InputError",
     "ManifestError",
+    "NormLayer",
     "Provider",
     "RawOutput",
     "StageSpec",

@@ -71,6 +71,8 @@ def test_stage_selection_by_index_name_and_all(tiny: Backbone) -> None:
     (["layer4"], r"has no stage 'layer4'; its stages are \['s1', 's2', 's3'\]"),
     ([True], "indices or names"),
     ([1.0], "indices or names"),
+    (1.5, r"stages=1.5 \(float\) is not a selection: use None \(the last stage\), 'all', a stage index "
+          r"or name, or a list of them; example_tinynet's stages are \['s1', 's2', 's3'\]"),
 ])
 def test_bad_stages(tiny: Backbone, stages: list, pattern: str) -> None:
     with pytest.raises(InputError, match=pattern):

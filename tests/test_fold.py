@@ -43,7 +43,7 @@ def test_folding_keeps_every_stage(name: str) -> None:
     """densenet121_tv's stem stage is the output of a batch norm (features.norm0) that
     torchvision's fx extractor calls: folded in place, the extractor still reads it. timm's
     mobilenet_v3_small has BatchNormAct2d (norm + hard-swish), folded through the timm
-    provider's fold_norms."""
+    provider's norm_layers."""
     bb = hub.load(name, pretrained=False, device="cpu", dtype="float32")
     randomise_norms(bb.module)
     x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
@@ -52,8 +52,8 @@ def test_folding_keeps_every_stage(name: str) -> None:
     norms = {n: bb.module.get_submodule(n) for n in plain_norms(bb.module)}
     state = {k: v.clone() for k, v in bb.module.state_dict().items()}
     keep = {st.module for st in bb.spec.outputs.stages if st.module}
-    extra = hub.get_registry().provider(bb.spec.provider).fold_norms()
-    done = fold_batchnorms(bb.module, keep=keep, extra=extra)
+    table = hub.get_registry().provider(bb.spec.provider).norm_layers()
+    done = fold_batchnorms(bb.module, keep=keep, norms=table)
     got = bb.extract(x, stages=stages)
     assert done and set(done) <= set(norms)
     for n in done:  # the same objects, their classes swapped
@@ -94,8 +94,8 @@ def test_a_convolution_read_by_more_than_its_norm_is_not_folded() -> None:
 def test_a_library_norm_subclass_folds_only_when_its_provider_says_what_it_does() -> None:
     bb = hub.load("mobilenet_v3_small", pretrained=False, device="cpu", dtype="float32")
     assert foldable_pairs(bb.module) == []  # BatchNormAct2d's forward also activates
-    extra = hub.get_registry().provider("timm").fold_norms()
-    assert len(foldable_pairs(bb.module, extra=extra)) == len(plain_norms(bb.module))
+    table = hub.get_registry().provider("timm").norm_layers()
+    assert len(foldable_pairs(bb.module, norms=table)) == len(plain_norms(bb.module))
 
 
 def test_a_convolution_that_is_a_stage_output_is_not_folded() -> None:

@@ -313,6 +313,33 @@ def test_heads_refuse_the_wrong_modality() -> None:
         heads.text_classifier(make_net("text"), 2, dropout=1.0)
 
 
+@pytest.mark.parametrize(("head", "kind"), [("classifier", "cnn_stand_in"), ("text_classifier", "text"),
+                                            ("token_classifier", "text"), ("segmenter", "cnn_stand_in"),
+                                            ("detector", "cnn_stand_in")])
+def test_every_head_refuses_an_unknown_keyword_naming_it_and_what_it_takes(head: str, kind: str) -> None:
+    """A misspelt keyword is an InputError naming it and listing the keywords; the detector's
+    extra options go to torchvision's model and transform, which drop what they do not know, so
+    they are checked against what those take."""
+    build = getattr(heads, head)
+    net = make_net(kind)
+    takes = {"classifier": "net, num_classes, dropout", "text_classifier": "net, num_labels, dropout",
+             "token_classifier": "net, num_labels, dropout",
+             "segmenter": "net, num_classes, arch, fpn_channels, head_channels"}
+    if head == "detector":
+        with pytest.raises(InputError, match=r"detector\(arch='fasterrcnn'\) has no option 'nonsense_kw'; "
+                                             r"besides .* FasterRCNN: .*box_score_thresh.*size_divisible"):
+            build(net, 3, nonsense_kw=1)
+        with pytest.raises(InputError, match=r"no option 'box_score_thresh'.* FCOS: .*score_thresh"):
+            build(net, 3, "fcos", box_score_thresh=0.5)  # an R-CNN option given to FCOS
+        with pytest.raises(InputError, match=r"no option 'anchor_generator'"):  # hub wires it
+            build(net, 3, "retinanet", anchor_generator=None)
+        assert build(net, 3, "fcos", score_thresh=0.5, size_divisible=16).score_thresh == 0.5
+        return
+    message = rf"{head}\(\) has no keyword 'nonsense_kw'; it takes {takes[head]}\."
+    with pytest.raises(InputError, match=message):
+        build(net, 3, nonsense_kw=1)
+
+
 @pytest.mark.parametrize("name", ["convnext_tiny", "resnet50"])
 def test_classifier_pools_as_extract_does(name: str) -> None:
     """The classifier's pooled input in eval mode is extract()'s pooled embedding: for ConvNeXt

@@ -46,9 +46,9 @@ def test_the_check_sees_other_hub_imports(tmp_path: Path) -> None:
 def test_sdk_exports_are_explicit_and_resolve() -> None:
     assert sorted(hub.sdk.__all__) == [
         "Backbone", "BackboneSpec", "DependencyError", "FixedLengthText", "ImageBackbone", "InputError",
-        "ManifestError", "Provider", "RawOutput", "StageSpec", "TextBackbone", "TwoTowerBackbone",
-        "UnsafeWeightsError", "WeightFiles", "WeightMismatchError", "build_module", "hookimpl",
-        "require", "resolve_scoring", "tower_spec"]
+        "ManifestError", "NormLayer", "Provider", "RawOutput", "StageSpec", "TextBackbone",
+        "TwoTowerBackbone", "UnsafeWeightsError", "WeightFiles", "WeightMismatchError", "build_module",
+        "hookimpl", "require", "resolve_scoring", "tower_spec"]
     for name in hub.sdk.__all__:
         assert getattr(hub.sdk, name) is not None
         assert name in (hub.sdk.__doc__ or ""), f"{name} is not described in the docstring"

@@ -221,6 +221,13 @@ def test_bad_arguments() -> None:
         bb.as_module(freeze=99)
     with pytest.raises(InputError, match="norm='sometimes'"):
         bb.as_module(norm="sometimes")
+    stages = r"mobilenet_v3_small's stages are \['stage1', 'stage2'"
+    for bad in (1.5, b"stem", True):  # a TypeError (float not iterable) or a wrong stage before
+        with pytest.raises(InputError, match=rf"stages={bad!r} \({type(bad).__name__}\) is not a "
+                                             rf"selection: use None .*; {stages}"):
+            bb.as_module(stages=bad)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=rf"got 1.5 \(float\); {stages}"):
+        bb.as_module(stages=["stage1", 1.5])  # type: ignore[list-item]
 
 
 def test_param_groups_decay_and_layer_decay() -> None:

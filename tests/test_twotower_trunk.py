@@ -235,3 +235,38 @@ def test_a_trained_text_tower_saves_as_an_image_text_backbone(tmp_path: Path,
         close(got.stages[k], t, f"saved {k}")
     x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
     close(saved.extract(x).pooled, bb.extract(x).pooled, "image tower unchanged")
+
+
+@pytest.mark.parametrize("name", ["clip_vit_b32", "siglip_b16_hf"])
+def test_a_saved_random_weight_tower_loads_back_scoring_as_its_weights(
+        name: str, tmp_path: Path, one_torch_thread: None) -> None:
+    """The saved manifest describes the weights it saves: open_clip's random CLIP holds
+    exp(logit_scale) = 14.29 where the manifest says 100 (hub.load refused the directory with
+    WeightMismatchError); the saved entry takes the scale from the weights. SigLIP's manifest
+    already says `weights` (scale and bias): unchanged."""
+    import math
+
+    import yaml
+
+    (tmp_path / "parent").mkdir()
+    bb = (open_clip_backbone(name, tmp_path / "parent") if name == "clip_vit_b32"
+          else hf_backbone(name, tmp_path / "parent"))
+    state: Any = bb.module.state_dict()
+    own_scale = math.exp(float(state["logit_scale"]))
+    own_bias = float(state["logit_bias"]) if "logit_bias" in state else None
+    net = bb.as_module(modality="text")
+    saved = hub.load(net.save(tmp_path / "tuned", name="tower_tuned"), device="cpu", dtype="float32")
+    scoring = yaml.safe_load((tmp_path / "tuned" / "manifest.yaml").read_text())["backbones"][0]["scoring"]
+    assert scoring == {**bb.spec.scoring.model_dump(mode="json", exclude_none=True), "logit_scale": "weights"}
+    assert saved.logit_scale == pytest.approx(own_scale, rel=1e-6)
+    assert saved.logit_bias == (pytest.approx(own_bias, rel=1e-6) if own_bias is not None else None)
+    if name == "clip_vit_b32":
+        assert bb.logit_scale == 100.0 and own_scale == pytest.approx(1 / 0.07, rel=1e-6)
+    else:
+        assert saved.logit_scale == bb.logit_scale and saved.logit_bias == bb.logit_bias
+    batch = net.tokenize(TEXTS)
+    with torch.no_grad():
+        tuned = net.eval()(batch)
+    got = saved.extract(TEXTS, stages="all", normalize=False)
+    for k, t in tuned.items():
+        close(got.stages[k], t, f"saved {k}")

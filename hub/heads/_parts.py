@@ -9,11 +9,13 @@ do: a text net given to an image head, a single-stride ViT given to a head that 
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import torch
 from torch import nn
@@ -23,12 +25,33 @@ from hub.errors import InputError, ModalityError
 if TYPE_CHECKING:
     from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
-__all__ = ["FeaturePyramidBackbone", "NetInfo"]
+__all__ = ["FeaturePyramidBackbone", "NetInfo", "checked_keywords"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _OTHER_HEADS = {
     "image": "hub.heads.classifier, detector or segmenter",
     "text": "hub.heads.text_classifier or token_classifier",
 }
+
+
+def checked_keywords(head: Callable[P, R]) -> Callable[P, R]:
+    """``head``, raising :class:`InputError` that names an unknown keyword and lists the ones it
+    takes (instead of Python's ``TypeError``); a head with ``**options`` checks those itself."""
+    params = inspect.signature(head).parameters
+    takes = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+    @functools.wraps(head)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        unknown = [] if open_ended else [k for k in kwargs if k not in takes]
+        if unknown:
+            raise InputError(f"{head.__name__}() has no keyword {unknown[0]!r}; it takes "
+                             f"{', '.join(takes)}.")
+        return head(*args, **kwargs)
+
+    return call
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from hub.errors import InputError
-from hub.heads._parts import NetInfo
+from hub.heads._parts import NetInfo, checked_keywords
 
 __all__ = ["Classifier", "TokenClassifier", "classifier", "text_classifier", "token_classifier"]
 
@@ -92,6 +92,7 @@ def _dropout(p: float, head: str) -> None:
         raise InputError(f"{head}() needs 0 <= dropout < 1; got {p!r}.")
 
 
+@checked_keywords
 def classifier(net: nn.Module, num_classes: int, *, dropout: float = 0.0) -> Classifier:
     """An image classifier: pooling as the weights were trained (``net.pool``) + a linear layer.
 
@@ -110,6 +111,7 @@ def classifier(net: nn.Module, num_classes: int, *, dropout: float = 0.0) -> Cla
     return Classifier(net, num_classes, info.pooled_width, dropout=dropout)
 
 
+@checked_keywords
 def text_classifier(net: nn.Module, num_labels: int, *, dropout: float = 0.0) -> Classifier:
     """A sequence classifier: the net's pooling over real tokens (``net.pool(out, mask)``) + linear.
 
@@ -127,6 +129,7 @@ def text_classifier(net: nn.Module, num_labels: int, *, dropout: float = 0.0) ->
     return Classifier(net, num_labels, info.pooled_width, dropout=dropout, text=True)
 
 
+@checked_keywords
 def token_classifier(net: nn.Module, num_labels: int, *, dropout: float = 0.0) -> TokenClassifier:
     """A per-token classifier (tagging, NER) on the last returned stage's hidden states.
 

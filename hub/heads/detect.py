@@ -26,18 +26,24 @@ class 0 (R-CNN) or an unused 0 (RetinaNet, FCOS); object labels are 1 .. num_cla
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import nn
 
 from hub.errors import InputError
-from hub.heads._parts import FeaturePyramidBackbone, NetInfo
+from hub.heads._parts import FeaturePyramidBackbone, NetInfo, checked_keywords
 
 __all__ = ["ARCHS", "detector"]
 
 ARCHS = ("fasterrcnn", "retinanet", "fcos", "maskrcnn")
+#: what detector() sets itself from the net (its own keywords and the wiring): not options
+_WIRED = frozenset({"self", "backbone", "num_classes", "min_size", "max_size", "image_mean",
+                    "image_std", "rpn_anchor_generator", "anchor_generator", "box_roi_pool",
+                    "mask_roi_pool"})
 
 
+@checked_keywords
 def detector(net: nn.Module, num_classes: int, arch: str = "fasterrcnn", *, min_size: int = 800,
              max_size: int = 1333, fpn_channels: int = 256, **options: Any) -> nn.Module:
     """A torchvision detection model on ``net`` (see the module docstring for the wiring).
@@ -54,9 +60,12 @@ def detector(net: nn.Module, num_classes: int, arch: str = "fasterrcnn", *, min_
     :param max_size: ... and their long side at most ``max_size`` (torchvision's transform).
     :param fpn_channels: channels of the FPN levels.
     :param options: passed on to the torchvision model class (e.g. ``box_score_thresh`` for the
-        R-CNNs, ``score_thresh`` for RetinaNet and FCOS, ``detections_per_img``).
+        R-CNNs, ``score_thresh`` for RetinaNet and FCOS, ``detections_per_img``) or its image
+        transform (``size_divisible``, ``fixed_size``); torchvision itself would ignore an
+        unknown one, so it is refused here.
     :raises ModalityError: ``net`` is a text net.
-    :raises InputError: an unknown arch, fewer than two classes, or stages at a single stride.
+    :raises InputError: an unknown arch or option, fewer than two classes, or stages at a single
+        stride.
     """
     from torchvision.models import detection
     from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -65,6 +74,9 @@ def detector(net: nn.Module, num_classes: int, arch: str = "fasterrcnn", *, min_
 
     if arch not in ARCHS:
         raise InputError(f"Unknown detector arch {arch!r}; choose one of {', '.join(ARCHS)}.")
+    model_class = {"fasterrcnn": detection.FasterRCNN, "maskrcnn": detection.MaskRCNN,
+                   "retinanet": detection.RetinaNet, "fcos": detection.FCOS}[arch]
+    _check_options(arch, model_class, options)
     info = NetInfo.of(net, "detector")
     info.require("image", "detector")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -112,3 +124,20 @@ def detector(net: nn.Module, num_classes: int, arch: str = "fasterrcnn", *, min_
     model = detection.FCOS(backbone, num_classes, anchor_generator=anchors, **common)
     return model
 
+
+
+def _check_options(arch: str, model_class: type, options: dict[str, Any]) -> None:
+    """Refuse an option neither the torchvision model class nor its image transform names (both
+    take ``**kwargs`` and drop what they do not know)."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    def named(cls: type) -> set[str]:
+        return {n for n, p in inspect.signature(cls.__init__).parameters.items()  # type: ignore[misc]
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    accepted = sorted((named(model_class) | named(GeneralizedRCNNTransform)) - _WIRED)
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        raise InputError(f"detector(arch={arch!r}) has no option {unknown[0]!r}; besides num_classes, "
+                         f"arch, min_size, max_size and fpn_channels it passes on these of "
+                         f"torchvision's {model_class.__name__}: {', '.join(accepted)}.")

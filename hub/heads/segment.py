@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from hub.errors import InputError
-from hub.heads._parts import FeaturePyramidBackbone, NetInfo
+from hub.heads._parts import FeaturePyramidBackbone, NetInfo, checked_keywords
 
 __all__ = ["ARCHS", "SemanticFPN", "SemanticFPNHead", "segmenter"]
 
@@ -109,6 +109,7 @@ class SemanticFPN(nn.Module):
                                              align_corners=False))
 
 
+@checked_keywords
 def segmenter(net: nn.Module, num_classes: int, arch: str = "deeplabv3", *, fpn_channels: int = 256,
               head_channels: int = 128) -> nn.Module:
     """A semantic segmenter on ``net`` (see the module docstring for both archs).

@@ -5,7 +5,8 @@
     DIRECTORY/
       manifest.yaml        the parent's entry under the new name: one variant, ``finetuned``,
                            with a ``local`` source and every sha256 pinned, and a ``parent:``
-                           record (backbone, variant, sha256 of the weights it started from)
+                           record (backbone, variant, sha256 of the weights it started from);
+                           its ``scoring`` true of the saved weights (:func:`_scoring`)
       model.safetensors    the state dict in the parent backbone module's key space
       config.json, ...     the parent's companion files (tokenizer, config), so the directory
                            is self-contained
@@ -167,10 +168,29 @@ def _write(stage: Path, backbone: Backbone, tensors: dict[str, torch.Tensor],
                          "sha256": _parent_sha256(backbone), "stages": list(stages or [])})
     if not stats:
         entry.pop("stats", None)
+    if entry.get("scoring"):
+        entry["scoring"] = _scoring(entry["scoring"], tensors)
     head = (f"# Written by backbone-hub (hub.train.save): {name}, fine-tuned from {parent.name}.\n"
             f"# Load with hub.load(\"<this directory>\"); every file is verified by its sha256.\n")
     return head + yaml.safe_dump({"backbones": [entry]}, sort_keys=False, allow_unicode=True,
                                  width=100)
+
+
+def _scoring(scoring: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The parent's ``scoring``, true of the weights saved: a ``logit_scale`` number that the
+    saved ``logit_scale`` tensor contradicts becomes ``weights`` (a parent with random weights
+    scores with the manifest's number, its initialisation unchecked; a bf16 parent's scale is
+    rounded), so ``hub.load`` accepts the directory and scores with what the weights hold."""
+    import math
+
+    t = tensors.get("logit_scale")
+    number = scoring.get("logit_scale")
+    if t is None or t.numel() != 1 or not isinstance(number, (int, float)):
+        return scoring
+    # the check resolve_scoring makes of float32 weights (the saved ones are)
+    if math.isclose(float(number), math.exp(float(t.float())), rel_tol=1e-3):
+        return scoring
+    return {**scoring, "logit_scale": "weights"}
 
 
 def _parent_sha256(backbone: Backbone) -> str | None:

@@ -365,8 +365,7 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     if any(t.is_floating_point() and t.dtype != torch.float32
            for t in (*body.parameters(), *body.buffers())):
         body.float()
-    if norm == "frozen":
-        fz.frozen_batchnorm(body)
+    kept = fz.frozen_batchnorm(body, _norm_layers(backbone)) if norm == "frozen" else []
     body.requires_grad_(True)
     net = Trunk(backbone, body, probed, requested)
     net.eval()
@@ -385,7 +384,9 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     for name, p in net.named_parameters():
         if name in frozen:
             p.requires_grad_(False)
-    net._eval_norms = fz.norms_in_eval(net, frozen, all_norms=norm == "eval")
+    for name in kept:  # batch norms "frozen" cannot replace: the same function, nothing trained
+        body.get_submodule(name).requires_grad_(False)
+    net._eval_norms = fz.norms_in_eval(net, frozen, all_norms=norm != "train")
     if grad_checkpointing and checkpoint_blocks(body) == 0:
         raise InputError(f"{backbone.name}: grad_checkpointing found no repeated blocks to "
                          "checkpoint in this architecture; use grad_checkpointing=False.")
@@ -396,6 +397,15 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
 
         return PyramidNet(net.train()).train()
     return net.train()
+
+
+def _norm_layers(backbone: Backbone) -> dict[type, Any]:
+    """The library batch-norm subclasses the backbone's provider declares
+    (:meth:`hub.provider.Provider.norm_layers`), for ``norm="frozen"``."""
+    from hub.api import get_registry
+
+    provider = get_registry().provider(backbone.spec.provider)
+    return provider.norm_layers() if provider is not None else {}
 
 
 def _measured(spec: StageSpec, shape: tuple[int, ...], size: int | None, dilated: bool) -> StageSpec:

@@ -27,6 +27,7 @@ from hub.sdk import (
     FixedLengthText,
     ImageBackbone,
     ManifestError,
+    NormLayer,
     Provider,
     RawOutput,
     StageSpec,
@@ -189,6 +190,19 @@ class OpenClipProvider(Provider):
         image = _image_tower(spec, module, kw)
         text = _text_tower(spec, module, open_clip, text_cfg, context_length, weights, kw)
         return TwoTowerBackbone(spec, module, image, text, logit_scale=scale, logit_bias=bias, **kw)
+
+    def norm_layers(self) -> dict[type, NormLayer]:
+        """open_clip builds some image towers with timm (MobileCLIP's FastViT), whose
+        ``BatchNormAct2d`` fuses dropout and activation into the norm (open_clip requires timm):
+        ``as_module(modality="image", norm="frozen")`` keeps them."""
+        from timm.layers.norm_act import BatchNormAct2d
+
+        return {BatchNormAct2d: NormLayer(after=_timm_act_after_norm)}
+
+
+def _timm_act_after_norm(norm: Any, x: Any) -> Any:
+    """What timm's ``BatchNormAct2d`` does after normalising: its dropout, then its activation."""
+    return norm.act(norm.drop(x))
 
 
 def open_clip_model(spec: BackboneSpec, config: dict[str, Any]) -> torch.nn.Module:

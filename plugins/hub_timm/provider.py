@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from hub.sdk import (
     ImageBackbone,
     ManifestError,
+    NormLayer,
     Provider,
     RawOutput,
     StageSpec,
@@ -203,13 +204,13 @@ class TimmProvider(Provider):
         return TimmBackbone(spec, module, specs, indices, hooks, weights=weights, device=device,
                             dtype=dtype)
 
-    def fold_norms(self) -> dict[type, Any]:
-        """timm's ``BatchNormAct2d`` (a batch norm fused with its activation: EfficientNet,
-        RegNet, timm's VGG-BN and DenseNet stems) folds like a batch norm, keeping its
-        dropout and activation (see :mod:`hub.fold`)."""
+    def norm_layers(self) -> dict[type, NormLayer]:
+        """timm's ``BatchNormAct2d`` (a batch norm fused with its dropout and activation:
+        EfficientNet, MobileNet, RegNet, timm's VGG-BN and DenseNet): folding and
+        ``norm="frozen"`` keep its dropout and activation."""
         from timm.layers.norm_act import BatchNormAct2d
 
-        return {BatchNormAct2d: _act_after_norm}
+        return {BatchNormAct2d: NormLayer(after=_act_after_norm)}
 
 
 def _act_after_norm(norm: Any, x: Any) -> Any:
