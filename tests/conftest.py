@@ -1,6 +1,13 @@
 """Shared fixtures. The whole suite runs offline: HUB_OFFLINE=1 unless a test serves a loopback Hub.
 
 huggingface_hub reads HF_* variables at import, so they are set here, before anything imports it.
+
+The suite runs in parallel (``make test``: ``pytest -n 2 --dist loadgroup``, pytest-xdist). Each
+worker is a process with its own HUB_CACHE (a fresh temporary folder), its own loopback Hub (an
+ephemeral port) and its own ``tmp_path`` tree; what they share is :func:`session_dir` (the zoo's
+random-weight builds, :class:`tests.zoo_support.ZooBuilds`). A worker runs torch on one thread
+(``OMP_NUM_THREADS=1`` unless set): two workers on two cores, no oversubscribed OpenMP pools. How
+tests are grouped and ordered across workers: :func:`pytest_collection_modifyitems`.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ os.environ["HUB_CACHE"] = _SESSION_CACHE  # never the user's cache, even for a s
 os.environ["HUB_OFFLINE"] = "1"
 os.environ.pop("HUB_PLUGINS", None)
 os.environ.pop("HUB_DISABLE_PLUGINS", None)
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before anything imports torch
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -24,6 +33,7 @@ import pytest  # noqa: E402
 
 import hub  # noqa: E402
 from tests.support.hf_server import LoopbackHub  # noqa: E402
+from tests.zoo_support import ZooBuilds  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,3 +105,42 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ---- parallel runs (pytest-xdist) ----------------------------------------------------------------
+#: Modules whose tests share nothing costly at module scope: under ``--dist loadgroup`` their tests
+#: are spread over the workers one by one. Every other module is one xdist group (its module and
+#: session fixtures are built once, on one worker), unless a test names its own ``xdist_group``.
+SPREAD = frozenset({"test_zoo_parity.py"})
+#: Groups that take longest, started first so that no long group is left for the end (the
+#: scheduler hands out groups in collection order, ``--no-loadscope-reorder``). Measured with
+#: ``--durations``; a module not listed keeps its place after these.
+LONGEST_FIRST: tuple[str, ...] = ()
+
+
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of this test session shared by all its xdist workers (the base temporary folder's
+    parent under xdist, where each worker has ``popen-gwN`` below it; the base folder otherwise)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group each module's tests for ``--dist loadgroup`` (but :data:`SPREAD`), and put the
+    :data:`LONGEST_FIRST` groups first. Runs before xdist reads the groups; the order is the same
+    in every worker (xdist checks that the collections agree)."""
+    for item in items:
+        if item.path.name not in SPREAD and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+@pytest.fixture(scope="session")
+def zoo_builds(tmp_path_factory: pytest.TempPathFactory) -> ZooBuilds:
+    """Random-weight zoo models built once per session, shared by every worker and module
+    (:class:`tests.zoo_support.ZooBuilds`). ``HUB_TEST_BUILDS=DIR`` keeps them in DIR across
+    sessions (the key covers the recipe and library versions)."""
+    kept = os.environ.get("HUB_TEST_BUILDS")
+    return ZooBuilds(Path(kept) if kept else session_dir(tmp_path_factory) / "zoo-builds")
