@@ -108,14 +108,22 @@ def one_torch_thread() -> Iterator[None]:
 
 
 # ---- parallel runs (pytest-xdist) ----------------------------------------------------------------
-#: Modules whose tests share nothing costly at module scope: under ``--dist loadgroup`` their tests
-#: are spread over the workers one by one. Every other module is one xdist group (its module and
-#: session fixtures are built once, on one worker), unless a test names its own ``xdist_group``.
-SPREAD = frozenset({"test_zoo_parity.py"})
-#: Groups that take longest, started first so that no long group is left for the end (the
-#: scheduler hands out groups in collection order, ``--no-loadscope-reorder``). Measured with
-#: ``--durations``; a module not listed keeps its place after these.
-LONGEST_FIRST: tuple[str, ...] = ()
+#: Modules kept on one worker whatever their fixtures: the Ray tests start a local 2-CPU Ray cluster,
+#: and two at once on two cores would fight over them.
+TOGETHER = frozenset({"test_dataset_ray.py"})
+#: The longest scheduling units, started first so that none is left for the end (the scheduler
+#: hands units out in collection order: ``--no-loadscope-reorder``): a module name stands for its
+#: group, ``module::test`` for one test. Measured with ``--durations`` on the 2-core machine.
+LONGEST_FIRST: tuple[str, ...] = (
+    "test_train_trunk.py::test_graph_tools_in_a_fresh_interpreter",  # a child pytest, ~3 min alone
+    "test_packaging.py",  # builds the wheel, installs it into a fresh venv
+    "test_browse.py::test_page_tests_in_a_fresh_interpreter",  # a child pytest with Chromium
+    "test_open_clip_provider.py",
+    "test_transformers_twotower.py",
+    "test_dataset_ray.py",
+    "test_probe.py",
+)
+_SHARED_SCOPES = frozenset({"module", "class", "package"})
 
 
 def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -125,16 +133,31 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)  # pytest's resolved fixture closure of the test
+    if info is None:
+        return True
+    return any(d.scope in _SHARED_SCOPES for defs in info.name2fixturedefs.values() for d in defs)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group each module's tests for ``--dist loadgroup`` (but :data:`SPREAD`), and put the
-    :data:`LONGEST_FIRST` groups first. Runs before xdist reads the groups; the order is the same
-    in every worker (xdist checks that the collections agree)."""
+    """Scheduling units for ``--dist loadgroup``: the tests of a module that share a module- or
+    class-scoped fixture (or sit in :data:`TOGETHER`) form one xdist group, so the fixture is built
+    once, on one worker; every other test is a unit of its own, free to run on either worker. A
+    test's own ``xdist_group`` mark wins. Then :data:`LONGEST_FIRST` goes first (a stable sort: the
+    same order in every worker, as xdist requires). Runs before xdist reads the groups."""
     for item in items:
-        if item.path.name not in SPREAD and item.get_closest_marker("xdist_group") is None:
+        if item.get_closest_marker("xdist_group") is None and (
+                item.path.name in TOGETHER or _shares_a_module_fixture(item)):
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+    def place(item: pytest.Item) -> int:
+        test = f"{item.path.name}::{item.name.split('[')[0]}"
+        return rank.get(test, rank.get(item.path.name, len(rank)))
+
+    items.sort(key=place)
 
 
 @pytest.fixture(scope="session")
