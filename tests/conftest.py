@@ -129,8 +129,8 @@ _SHARED_SCOPES = frozenset({"module", "class", "package"})
 def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of this test session shared by all its xdist workers (the base temporary folder's
     parent under xdist, where each worker has ``popen-gwN`` below it; the base folder otherwise)."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    base = tmp_path_factory.getbasetemp()  # (a child pytest inherits PYTEST_XDIST_WORKER: not read)
+    return base.parent if base.name.startswith("popen-gw") else base
 
 
 def _shares_a_module_fixture(item: pytest.Item) -> bool:

@@ -4,6 +4,10 @@ The text configs are the canonical repositories' config.json values (the archite
 weights): a random-weight model built from them has exactly the zoo model's shapes. Tokenizers are
 small ones made here with the ``tokenizers`` library: parity needs the same ids on both sides, not
 the real vocabulary (ids stay below every model's vocab_size).
+
+:class:`ZooBuilds` (the session fixture ``zoo_builds``) builds an entry's random-weight model once per
+test session and shares it on disk with every xdist worker and test module: the zoo parity and the
+conformance matrix ask it instead of calling :func:`random_model` themselves.
 """
 
 from __future__ import annotations
