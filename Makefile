@@ -22,15 +22,22 @@ lint: install
 	$(BIN)/ruff check hub plugins
 	$(BIN)/mypy
 
-# One pytest process for the whole suite. (A whole-suite crash, SIGSEGV with no traceback, was
-# traced to OpenVINO: each openvino.Core swaps in its own signal stack and restores a stale one
-# when Cores die out of order; hub.runtimes.openvino now keeps one Core per process.)
+# The suite in parallel: JOBS pytest-xdist worker processes. Each test module runs on one worker
+# (its module fixtures are built once; tests/conftest.py groups them, spreads the zoo parity test by
+# test and starts the longest groups first); workers share the zoo's random-weight builds on disk.
+# Two workers peak at about 13 GiB together; more need more memory. (A whole-suite crash, SIGSEGV
+# with no traceback, was traced to OpenVINO: each openvino.Core swaps in its own signal stack and
+# restores a stale one when Cores die out of order; hub.runtimes.openvino keeps one Core per
+# process, and each worker is a process.) JOBS=0 runs everything in this one process.
+JOBS   ?= 2
+PARALLEL := $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadgroup --no-loadscope-reorder)
+
 test: install lint
-	HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+	HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PARALLEL)
 
 # everything but the tests marked slow (real full-size models, zoo parity, the wheel in a venv)
 test-fast: install
-	HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python -m pytest -q -m "not slow"
+	HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(PARALLEL)
 
 demo: install
 	HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python examples/demo.py

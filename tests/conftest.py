@@ -1,6 +1,13 @@
 """Shared fixtures. The whole suite runs offline: HUB_OFFLINE=1 unless a test serves a loopback Hub.
 
 huggingface_hub reads HF_* variables at import, so they are set here, before anything imports it.
+
+The suite runs in parallel (``make test``: ``pytest -n 2 --dist loadgroup``, pytest-xdist). Each
+worker is a process with its own HUB_CACHE (a fresh temporary folder), its own loopback Hub (an
+ephemeral port) and its own ``tmp_path`` tree; what they share is :func:`session_dir` (the zoo's
+random-weight builds, :class:`tests.zoo_support.ZooBuilds`). A worker runs torch on one thread
+(``OMP_NUM_THREADS=1`` unless set): two workers on two cores, no oversubscribed OpenMP pools. How
+tests are grouped and ordered across workers: :func:`pytest_collection_modifyitems`.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ os.environ["HUB_CACHE"] = _SESSION_CACHE  # never the user's cache, even for a s
 os.environ["HUB_OFFLINE"] = "1"
 os.environ.pop("HUB_PLUGINS", None)
 os.environ.pop("HUB_DISABLE_PLUGINS", None)
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before anything imports torch
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -24,6 +33,7 @@ import pytest  # noqa: E402
 
 import hub  # noqa: E402
 from tests.support.hf_server import LoopbackHub  # noqa: E402
+from tests.zoo_support import ZooBuilds  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,3 +105,65 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ---- parallel runs (pytest-xdist) ----------------------------------------------------------------
+#: Modules kept on one worker whatever their fixtures: the Ray tests start a local 2-CPU Ray cluster,
+#: and two at once on two cores would fight over them.
+TOGETHER = frozenset({"test_dataset_ray.py"})
+#: The longest scheduling units, started first so that none is left for the end (the scheduler
+#: hands units out in collection order: ``--no-loadscope-reorder``): a module name stands for its
+#: group, ``module::test`` for one test. Measured with ``--durations`` on the 2-core machine.
+LONGEST_FIRST: tuple[str, ...] = (
+    "test_train_trunk.py::test_graph_tools_in_a_fresh_interpreter",  # a child pytest, ~3 min alone
+    "test_packaging.py",  # builds the wheel, installs it into a fresh venv
+    "test_browse.py::test_page_tests_in_a_fresh_interpreter",  # a child pytest with Chromium
+    "test_open_clip_provider.py",
+    "test_transformers_twotower.py",
+    "test_dataset_ray.py",
+    "test_probe.py",
+)
+_SHARED_SCOPES = frozenset({"module", "class", "package"})
+
+
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of this test session shared by all its xdist workers (the base temporary folder's
+    parent under xdist, where each worker has ``popen-gwN`` below it; the base folder otherwise)."""
+    base = tmp_path_factory.getbasetemp()  # (a child pytest inherits PYTEST_XDIST_WORKER: not read)
+    return base.parent if base.name.startswith("popen-gw") else base
+
+
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)  # pytest's resolved fixture closure of the test
+    if info is None:
+        return True
+    return any(d.scope in _SHARED_SCOPES for defs in info.name2fixturedefs.values() for d in defs)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scheduling units for ``--dist loadgroup``: the tests of a module that share a module- or
+    class-scoped fixture (or sit in :data:`TOGETHER`) form one xdist group, so the fixture is built
+    once, on one worker; every other test is a unit of its own, free to run on either worker. A
+    test's own ``xdist_group`` mark wins. Then :data:`LONGEST_FIRST` goes first (a stable sort: the
+    same order in every worker, as xdist requires). Runs before xdist reads the groups."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None and (
+                item.path.name in TOGETHER or _shares_a_module_fixture(item)):
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+
+    def place(item: pytest.Item) -> int:
+        test = f"{item.path.name}::{item.name.split('[')[0]}"
+        return rank.get(test, rank.get(item.path.name, len(rank)))
+
+    items.sort(key=place)
+
+
+@pytest.fixture(scope="session")
+def zoo_builds(tmp_path_factory: pytest.TempPathFactory) -> ZooBuilds:
+    """Random-weight zoo models built once per session, shared by every worker and module
+    (:class:`tests.zoo_support.ZooBuilds`). ``HUB_TEST_BUILDS=DIR`` keeps them in DIR across
+    sessions (the key covers the recipe and library versions)."""
+    kept = os.environ.get("HUB_TEST_BUILDS")
+    return ZooBuilds(Path(kept) if kept else session_dir(tmp_path_factory) / "zoo-builds")

@@ -27,11 +27,10 @@ import torch
 
 import hub
 from tests.zoo_support import (
+    ZooBuilds,
     random_model,
     save_safetensors,
     serve_variant,
-    text_config,
-    tokenizer_files,
     zoo_specs,
 )
 
@@ -88,20 +87,19 @@ def pooled_reference(spec: Any, last: torch.Tensor, tokens: torch.Tensor | None)
     return last.mean(dim=(2, 3))
 
 
-def serve_model(hub_server: Any, name: str, model: torch.nn.Module, tmp_path: Path,
-                variant: str | None = None) -> None:
-    path = save_safetensors(model, tmp_path / f"{name}.safetensors")
-    serve_variant(hub_server, SPECS[name], path, variant=variant)
+def serve_build(hub_server: Any, builds: ZooBuilds, name: str, variant: str | None = None) -> Any:
+    """Serve the session's random-weight build of ``name`` (tests/zoo_support.py: built once,
+    shared with other modules) and return the library's model holding those weights."""
+    build = builds.get(name)
+    build.serve(hub_server, SPECS[name], variant)
+    return build.model()
 
 
 # ---- timm -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", TIMM)
-def test_timm_entry_equals_timm(name: str, zoo_hub: Any, tmp_path: Path) -> None:
-    import timm
-
+def test_timm_entry_equals_timm(name: str, zoo_hub: Any, zoo_builds: ZooBuilds) -> None:
     spec = SPECS[name]
-    model = random_model(lambda: timm.create_model(spec.architecture))
-    serve_model(zoo_hub, name, model, tmp_path, VARIANT.get(name))
+    model = serve_build(zoo_hub, zoo_builds, name, VARIANT.get(name))
     bb = hub.load(name, weights=VARIANT.get(name), device="cpu", dtype="float32", channels_last=False)
     x, xn = image_input(spec)
     feats = bb.extract(x, stages="all")
@@ -132,14 +130,13 @@ def test_timm_entry_equals_timm(name: str, zoo_hub: Any, tmp_path: Path) -> None
 
 
 def test_hrnet_raw_branches_equal_timm_features_only_default_hrnet_features(
-        zoo_hub: Any, tmp_path: Path) -> None:
+        zoo_hub: Any, zoo_builds: ZooBuilds) -> None:
     """branch1-4 are the last stage's raw outputs: timm's features_only=True with
     feature_location='' (stem + branches) on the same weights."""
     import timm
 
     spec = SPECS["hrnet_w18"]
-    model = random_model(lambda: timm.create_model(spec.architecture))
-    serve_model(zoo_hub, "hrnet_w18", model, tmp_path)
+    model = serve_build(zoo_hub, zoo_builds, "hrnet_w18")
     raw = timm.create_model(spec.architecture, features_only=True, feature_location="").eval()
     missing, unexpected = raw.load_state_dict(model.state_dict(), strict=False)
     assert not missing, missing  # the feature model is a subset of the classifier's weights
@@ -210,23 +207,18 @@ def _check_tv(spec: Any, bb: Any, model: torch.nn.Module) -> None:
 
 
 @pytest.mark.parametrize("name", ["resnet50_tv", "densenet121_tv"])
-def test_torchvision_entry_equals_torchvision(name: str, zoo_hub: Any, tmp_path: Path) -> None:
-    import torchvision
-
+def test_torchvision_entry_equals_torchvision(name: str, zoo_hub: Any, zoo_builds: ZooBuilds) -> None:
     spec = SPECS[name]
-    model = random_model(lambda: torchvision.models.get_model(spec.architecture))
-    serve_model(zoo_hub, name, model, tmp_path)  # torchvision's file, classifier included
+    model = serve_build(zoo_hub, zoo_builds, name)  # torchvision's file, classifier included
     _check_tv(spec, hub.load(name, device="cpu", dtype="float32", channels_last=False), model)
 
 
-def test_vgg16_one_file_two_providers(zoo_hub: Any, tmp_path: Path) -> None:
+def test_vgg16_one_file_two_providers(zoo_hub: Any, zoo_builds: ZooBuilds) -> None:
     """vgg16 (timm) and vgg16_tv (torchvision) name the same Hub file, in timm's layout; the
     torchvision trunk loads its features.* and leaves timm's head (pre_logits, head) out."""
-    import timm
     import torchvision
 
-    model = random_model(lambda: timm.create_model("vgg16"))
-    serve_model(zoo_hub, "vgg16", model, tmp_path)
+    model = serve_build(zoo_hub, zoo_builds, "vgg16")
     assert SPECS["vgg16_tv"].default_variant.sources == SPECS["vgg16"].default_variant.sources
     tv = torchvision.models.vgg16().eval()
     missing, unexpected = tv.load_state_dict(
@@ -246,13 +238,11 @@ def test_vgg16_one_file_two_providers(zoo_hub: Any, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", TORCHVISION_URL)
 def test_torchvision_entry_from_download_pytorch_org_equals_torchvision(
-        name: str, zoo_hub: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        name: str, zoo_hub: Any, zoo_builds: ZooBuilds, monkeypatch: pytest.MonkeyPatch) -> None:
     """torchvision publishes these weights only on download.pytorch.org: the manifest names that
     address and the sha256 prefix in torchvision's file name. A checkpoint in torchvision's own
     format (a pickle, classifier included) is served there through HUB_URL_MIRRORS."""
     import io
-
-    import torchvision
 
     from hub.manifest import UrlSource
     from hub.weights import resolve_weights
@@ -264,7 +254,7 @@ def test_torchvision_entry_from_download_pytorch_org_equals_torchvision(
         assert src.url.startswith("https://download.pytorch.org/models/")
         assert src.filename.endswith(f"-{src.sha256_prefix}.pth")  # torchvision's check_hash
     src = spec.default_variant.sources[0]
-    model = random_model(lambda: torchvision.models.get_model(spec.architecture))
+    model = zoo_builds.get(name).model()
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     zoo_hub.add_repo("mirror/pytorch", {f"models/{src.filename}": buf.getvalue()})
@@ -290,16 +280,14 @@ TEXTS = ["the quick brown fox jumps over the lazy dog, and the cat sits on the m
 
 
 @pytest.mark.parametrize("name", TEXT)
-def test_transformers_entry_equals_transformers(name: str, zoo_hub: Any, tmp_path: Path) -> None:
+def test_transformers_entry_equals_transformers(name: str, zoo_hub: Any, zoo_builds: ZooBuilds,
+                                               tmp_path: Path) -> None:
     import transformers
 
     spec = SPECS[name]
-    config = text_config(name)
-    model = random_model(lambda: transformers.AutoModel.from_config(config))
-    files = {"config.json": config.to_json_string().encode(), **tokenizer_files(name)}
-    path = save_safetensors(model, tmp_path / "model.safetensors")
-    serve_variant(zoo_hub, spec, path, files={k: v for k, v in files.items()
-                                             if k in {f.path for f in spec.default_variant.files}})
+    build = zoo_builds.get(name)  # config.json and a test tokenizer come with it
+    build.serve(zoo_hub, spec)
+    model, files = build.model(), build.files
     bb = hub.load(name, device="cpu", dtype="float32")
     feats = bb.extract(TEXTS, stages="all")
 

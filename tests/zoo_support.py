@@ -4,15 +4,26 @@ The text configs are the canonical repositories' config.json values (the archite
 weights): a random-weight model built from them has exactly the zoo model's shapes. Tokenizers are
 small ones made here with the ``tokenizers`` library: parity needs the same ids on both sides, not
 the real vocabulary (ids stay below every model's vocab_size).
+
+:class:`ZooBuilds` (the session fixture ``zoo_builds``) builds an entry's random-weight model once per
+test session and shares it on disk with every xdist worker and test module: the zoo parity and the
+conformance matrix ask it instead of calling :func:`random_model` themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock
 
 if TYPE_CHECKING:
     import torch
@@ -329,3 +340,132 @@ def normalized(x: torch.Tensor, pp: Any) -> torch.Tensor:
     import torch
 
     return (x - torch.tensor(pp.mean).view(1, 3, 1, 1)) / torch.tensor(pp.std).view(1, 3, 1, 1)
+
+
+# ---- builds shared by the session: every xdist worker, every test module --------------------------
+@dataclasses.dataclass(frozen=True)
+class Build:
+    """One zoo entry's library model with seeded random weights (:func:`random_model`), on disk.
+
+    ``weights`` is the whole library model (classifier included) as safetensors, in the layout the
+    entry's manifest names for its Hub file; ``files`` are the companion files by manifest path
+    (a text entry's ``config.json`` and test tokenizer); ``model()`` builds the library's model
+    again with exactly these weights (the anchor a test compares hub against)."""
+
+    name: str
+    weights: Path
+    files: dict[str, bytes]
+    factory: Any = dataclasses.field(repr=False, compare=False)
+
+    def model(self) -> torch.nn.Module:
+        """A fresh library model holding these weights, in eval mode (built on the meta device
+        and filled from the file: no initialiser runs)."""
+        import torch
+        from safetensors.torch import load_file
+
+        with torch.device("meta"):
+            module = self.factory()
+        if {n for n, _ in module.named_buffers()} - set(module.state_dict()):
+            module = self.factory()  # non-persistent buffers are computed at init: build for real
+        else:
+            module = module.to_empty(device="cpu")
+        module.load_state_dict(load_file(str(self.weights)))
+        return module.eval()
+
+    def serve(self, server: Any, spec: BackboneSpec, variant: str | None = None) -> str:
+        """Put these weights and the companion files the variant lists on the loopback Hub, where
+        the manifest's first Hub source says they live (:func:`serve_variant`)."""
+        v = spec.variant(variant)
+        wanted = {f.path for f in v.files} if v is not None else set()
+        return serve_variant(server, spec, self.weights,
+                             {k: b for k, b in self.files.items() if k in wanted}, variant=variant)
+
+
+def library_factory(spec: BackboneSpec) -> tuple[Any, dict[str, bytes]]:
+    """How the entry's own library builds its architecture (classifier included), and the companion
+    files a text entry needs (``config.json`` from :data:`TEXT_CONFIGS`, a test tokenizer)."""
+    if spec.provider == "timm":
+        import timm
+
+        return (lambda: timm.create_model(spec.architecture)), {}
+    if spec.provider == "torchvision":
+        import torchvision
+
+        return (lambda: torchvision.models.get_model(spec.architecture)), {}
+    if spec.name in TEXT_CONFIGS:
+        import transformers
+
+        config = text_config(spec.name)
+        files = {"config.json": config.to_json_string().encode(), **tokenizer_files(spec.name)}
+        return (lambda: transformers.AutoModel.from_config(config)), files
+    raise LookupError(f"{spec.name}: no library factory here for provider {spec.provider!r}; "
+                      "pass factory= (and tag=) to ZooBuilds.get")
+
+
+def _versions() -> str:
+    import importlib.metadata as md
+
+    out = []
+    for dist in ("torch", "timm", "torchvision", "transformers", "open-clip-torch", "safetensors"):
+        try:
+            out.append(f"{dist}={md.version(dist)}")
+        except md.PackageNotFoundError:
+            out.append(f"{dist}=-")
+    return ",".join(out)
+
+
+class ZooBuilds:
+    """Random-weight zoo models built once and shared on disk by every process of a test session.
+
+    ``ZooBuilds(root).get(name)`` returns the :class:`Build` of a catalogue entry: the first process
+    that asks builds it (:func:`random_model` over the entry's library factory) and writes it under
+    ``root/<key>/`` while holding ``root/<key>.lock`` (``filelock``, so xdist workers wait for one
+    build instead of making two); every later ask, from any worker or test module, reads the files.
+    The key is a hash of the content's recipe: entry name, architecture, a caller's ``tag``, the
+    seed, this file's source and the versions of torch and the model libraries, so a stale build is
+    never read (``HUB_TEST_BUILDS`` keeps builds across sessions: see tests/conftest.py).
+
+    The ``zoo_builds`` fixture (tests/conftest.py) is the session's instance; a test module, the
+    zoo parity and the conformance matrix alike, asks it rather than calling ``random_model``::
+
+        def test_x(zoo_builds, online):
+            build = zoo_builds.get("resnet50")
+            build.serve(online, spec)              # or read build.weights / build.files
+            bb = hub.load("resnet50", dtype="float32")
+            ref = build.model()                    # the anchor, same weights
+
+    A ``factory`` (and a ``tag`` naming what it changes, part of the key) builds something else
+    under an entry's name: ``get("clip_vit_b32", factory=..., tag="logit_scale=100")``.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._recipe = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+    def key(self, spec: BackboneSpec, tag: str = "") -> str:
+        """The directory name of an entry's build (see the class docstring)."""
+        text = "|".join([spec.name, spec.provider, spec.architecture or "", tag, str(SEED),
+                         self._recipe, _versions()])
+        return f"{spec.name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+    def get(self, name: str, *, factory: Any = None, files: dict[str, bytes] | None = None,
+            tag: str = "") -> Build:
+        """The build of catalogue entry ``name``: made here (once per session, under a lock) or read
+        from disk. ``factory``/``files``/``tag`` replace the library's own (:func:`library_factory`)."""
+        import hub
+
+        spec = next(e.spec for e in hub.get_catalog() if e.spec.name == name)
+        if factory is None:
+            factory, own = library_factory(spec)
+            files = {**own, **(files or {})}
+        files = dict(files or {})
+        folder = self.root / self.key(spec, tag)
+        weights = folder / "model.safetensors"
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(folder) + ".lock"):
+            if not weights.is_file():  # staged, then renamed: a crashed build leaves no half file
+                shutil.rmtree(folder, ignore_errors=True)
+                stage = Path(tempfile.mkdtemp(prefix=".stage-", dir=self.root))
+                save_safetensors(random_model(factory), stage / "model.safetensors")
+                os.replace(stage, folder)
+        return Build(name=name, weights=weights, files=files, factory=factory)

@@ -1,0 +1,71 @@
+"""tests/zoo_support.py's ZooBuilds: one build per session, shared by processes, keyed by its recipe."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from tests.zoo_support import SEED, ZooBuilds, library_factory, random_model, zoo_specs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(2, 2))
+
+
+def test_a_build_is_made_once_and_its_model_has_the_random_weights(tmp_path: Path) -> None:
+    builds = ZooBuilds(tmp_path)
+    first = builds.get("resnet50", factory=tiny, files={"a.txt": b"x"}, tag="tiny")
+    stamp = first.weights.stat().st_mtime_ns
+    again = builds.get("resnet50", factory=tiny, tag="tiny")
+    assert again.weights == first.weights and again.weights.stat().st_mtime_ns == stamp
+    assert first.files == {"a.txt": b"x"}
+    got, ref = first.model().state_dict(), random_model(tiny).state_dict()
+    assert list(got) == list(ref) and all(torch.equal(got[k], ref[k]) for k in ref)
+    assert float(ref["1.running_var"].min()) >= 0.5  # random_model's statistics, not 0/1
+    # another tag, another build; the name leads the folder's name
+    other = builds.get("resnet50", factory=tiny, tag="tiny2")
+    assert other.weights.parent != first.weights.parent
+    assert first.weights.parent.name.startswith("resnet50-") and SEED == 0
+
+
+def test_a_text_entry_comes_with_its_config_and_tokenizer() -> None:
+    spec = next(s for s in zoo_specs() if s.name == "distilbert_base")
+    factory, files = library_factory(spec)
+    assert {"config.json", "tokenizer.json", "vocab.txt"} <= set(files)
+    assert json.loads(files["config.json"])["n_layers"] == 6
+    with torch.device("meta"):
+        assert factory().config.n_layers == 6
+
+
+CHILD = """
+import sys
+from pathlib import Path
+import torch
+from tests.zoo_support import ZooBuilds
+
+def factory():
+    with open(sys.argv[2], "a") as log:
+        log.write("built\\n")
+    return torch.nn.Linear(3, 3)
+
+print(ZooBuilds(Path(sys.argv[1])).get("resnet50", factory=factory, tag="race").weights)
+"""
+
+
+def test_two_processes_asking_at_once_share_one_build(tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    argv = [sys.executable, "-c", CHILD, str(tmp_path / "builds"), str(log)]
+    procs = [subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    assert outs[0][0] == outs[1][0] and outs[0][0].strip().endswith("model.safetensors")
+    # random_model calls the factory once on the meta device: once in all, not once per process
+    assert log.read_text() == "built\n"
+    assert not [p for p in (tmp_path / "builds").iterdir() if p.name.startswith(".stage-")]
