@@ -138,7 +138,7 @@ def _request(spec: BackboneSpec, target: str | None = None,
     """The request for ``spec``: its pulled default weights, else random ones; or why it is skipped.
     A saved directory (``target``, the path given) runs its own weights, verified where they
     lie."""
-    from hub.local import manifest_path
+    from hub.saved import manifest_path
     from hub.weights import cached_weights
 
     if target is not None:
