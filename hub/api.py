@@ -16,11 +16,11 @@ from hub.backbone import Backbone
 from hub.catalog import Catalog, Entry, build_catalog
 from hub.config import Settings, get_settings, settings_with_endpoint
 from hub.errors import InputError, ProviderNotFoundError, UnknownVariantError
-from hub.local import LocalEntry, local_info, local_weights, manifest_path, read_entry
 from hub.manifest import BackboneSpec, WeightVariant
 from hub.plugins import Registry, collect, discover
 from hub.progress import Reporter
 from hub.provider import WeightFiles
+from hub.saved import SavedEntry, manifest_path, read_entry, saved_info, saved_weights
 from hub.weights import cached_weights, resolve_weights
 from hub.weights import require_pinned as check_pinned
 
@@ -88,7 +88,7 @@ def list_backbones(pattern: str | None = None, *, modality: str | None = None,
     return [e.spec for e in entries]
 
 
-def _local(name: str | os.PathLike[str], settings: Settings) -> LocalEntry | None:
+def _local(name: str | os.PathLike[str], settings: Settings) -> SavedEntry | None:
     """A saved directory (or manifest file) that ``name`` names, unless the catalogue knows the
     name: ``"resnet50"`` is the zoo entry even beside a folder of that name (``"./resnet50"``
     is the folder)."""
@@ -105,7 +105,7 @@ def _local(name: str | os.PathLike[str], settings: Settings) -> LocalEntry | Non
 def info(name: str | os.PathLike[str]) -> dict[str, Any]:
     """Everything the manifest says about a backbone, plus where it came from and its cache state.
 
-    :param name: a name or alias from ``hub list``, or a saved directory (see :mod:`hub.local`);
+    :param name: a name or alias from ``hub list``, or a saved directory (see :mod:`hub.saved`);
         ``parent`` (the lineage of fine-tuned weights) is present when the manifest records one;
         ``bench`` (the ``hub bench`` record, :mod:`hub.bench.schema`) when it was measured on
         this machine.
@@ -116,7 +116,7 @@ def info(name: str | os.PathLike[str]) -> dict[str, Any]:
     registry = get_registry(settings)
     local = _local(name, settings)
     if local is not None:
-        data = local_info(local)
+        data = saved_info(local)
         data["provider_available"] = registry.provider(local.spec.provider) is not None
         return data
     entry = get_catalog(settings).get(str(name))
@@ -176,11 +176,11 @@ def resolve(name: str | os.PathLike[str], *,
     """What ``name`` stands for, with verified weights: the manifest entry, its files, and the
     name another process loads it by (a saved directory's manifest path, absolute; else the
     canonical name). Catalogue weights are pulled into the cache; a saved directory's files are
-    verified in place (see :mod:`hub.local`)."""
+    verified in place (see :mod:`hub.saved`)."""
     settings = get_settings()
     local = _local(name, settings)
     if local is not None:
-        return local.spec, local_weights(local, _variant(local.spec, weights)), str(local.manifest)
+        return local.spec, saved_weights(local, _variant(local.spec, weights)), str(local.manifest)
     spec = get_catalog(settings).get(str(name)).spec
     return spec, pull(spec.name, weights=weights), spec.name
 
@@ -204,7 +204,7 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
 
     :param name: a name or alias from ``hub list``, or a saved directory (``net.save()``; or its
         manifest file): read with the same safe loader and schema, its files verified in place
-        (see :mod:`hub.local`). A catalogue name wins over a folder of the same name.
+        (see :mod:`hub.saved`). A catalogue name wins over a folder of the same name.
     :param weights: the weight variant (default: the manifest's default).
     :param pretrained: ``False`` gives the architecture with random weights (nothing is fetched).
     :param device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:N"`` or a torch.device.
@@ -275,7 +275,7 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
     if not pretrained:
         files = None
     elif local is not None:
-        files = local_weights(local, _variant(spec, weights))
+        files = saved_weights(local, _variant(spec, weights))
     else:
         files = pull(spec.name, weights=weights)
     if runtime is not None:

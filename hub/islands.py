@@ -7,7 +7,7 @@ of the network's modules, with their weights, in float32 while the rest is cast 
 
 * ``"early"`` (:func:`early_modules`): every module that runs before the feature maps first
   get coarser than 1/:data:`EARLY_STRIDE` of the input's side (the stem and the first
-  blocks, at 1/2 and 1/4), found by one probing forward of a single zero image;
+  blocks, at 1/2 and 1/4), found by one sizing forward of a single zero image;
 * ``"depthwise"`` (:func:`depthwise_modules`): the depthwise convolutions only.
 
 :func:`apply_islands` casts the rest of a float32 network to bf16 (the islands keep their

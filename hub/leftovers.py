@@ -27,7 +27,7 @@ def owned_name(kind: str) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) is not a probe there: rely on age
+    if os.name == "nt":  # os.kill(pid, 0) is not a liveness check there: rely on age
         return True
     try:
         os.kill(pid, 0)

@@ -95,7 +95,7 @@ def test_replace_dir_swaps_and_restores(tmp_path: Path) -> None:
 
 def test_check_writable_fails_early_and_leaves_nothing(tmp_path: Path) -> None:
     assert check_writable(tmp_path / "new" / "f.npy") == tmp_path / "new" / "f.npy"
-    assert list((tmp_path / "new").iterdir()) == []  # the folder is made, the probe removed
+    assert list((tmp_path / "new").iterdir()) == []  # the folder is made, the trial file removed
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match=r"'.*file' is a file, not a folder"):
         check_writable(tmp_path / "file" / "f.npy")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import hub
-from hub.bench import REPORT_SCHEMA, Job, bench, select
+from hub.bench import REPORT_SCHEMA, MeasureRequest, bench, select
 from hub.bench.inputs import SENTENCES, images, texts
 from hub.bench.run import _measure
 from hub.errors import InputError, MeasurementError, UnknownBackboneError
@@ -110,10 +110,10 @@ def test_an_unpulled_text_backbone_is_skipped_saying_how_to_pull(bench_cache: Pa
 def test_a_failing_measurement_is_a_measurement_error(bench_cache: Path) -> None:
     """The measuring process's own error comes back, typed (here a name its catalogue lacks,
     as when a plugin loaded in the calling process only)."""
-    job = Job("no_such_backbone", pretrained=False, weights=None, batch_size=1, repeats=1)
+    request = MeasureRequest("no_such_backbone", pretrained=False, weights=None, batch_size=1, repeats=1)
     with pytest.raises(MeasurementError, match="measuring no_such_backbone failed: Unknown backbone") \
             as info:
-        _measure(job)
+        _measure(request)
     assert info.value.error_type == "UnknownBackboneError"
 
 

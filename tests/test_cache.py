@@ -204,9 +204,9 @@ def read_only(tmp_path: Path) -> Iterator[Callable[[Path, list[str]], list[str]]
         made.append(folder)
         if os.geteuid() != 0:
             return argv
-        probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True) \
+        trial = subprocess.run(["unshare", "--mount", "true"], capture_output=True) \
             if shutil.which("unshare") else None
-        if probe is None or probe.returncode != 0:
+        if trial is None or trial.returncode != 0:
             pytest.skip("running as root without `unshare --mount`: cannot make a read-only folder")
         script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
         return ["unshare", "--mount", "sh", "-c", script, str(folder), *argv]

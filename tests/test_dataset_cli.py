@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.support.cli import exit_code
-from tests.test_dataset_local import errors_of, make_images, read_output
+from tests.test_dataset_local_engine import errors_of, make_images, read_output
 
 
 hub_cli = exit_code

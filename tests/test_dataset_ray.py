@@ -16,7 +16,7 @@ import pytest
 
 from hub.dataset import extract_dataset, open_reader
 from tests.support.gated_reader import GatedReader
-from tests.test_dataset_local import TINY, errors_of, make_images, read_output
+from tests.test_dataset_local_engine import TINY, errors_of, make_images, read_output
 
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'backbone-hub[ray]'")
 

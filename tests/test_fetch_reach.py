@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hub.errors import SourceUnavailableError
-from hub.fetch.reach import probe, unreachable_reason
+from hub.fetch.reach import unreachable_reason, why_unreachable
 from hub.fetch.retry import DEFAULT_RETRY, retrying
 from tests.support.hf_server import LoopbackHub
 from tests.support.tiny_weights import Recorder
@@ -36,27 +36,27 @@ def _session_error(url: str) -> Exception:
     raise AssertionError(f"{url} answered")
 
 
-def test_probe_names_a_name_that_does_not_resolve_and_a_refused_port(
+def test_why_unreachable_names_a_name_that_does_not_resolve_and_a_refused_port(
         loopback_hub: LoopbackHub) -> None:
     port = closed_port()
-    assert probe("http://hub.invalid/x") == \
+    assert why_unreachable("http://hub.invalid/x") == \
         "hub.invalid:80: the name does not resolve (Name or service not known)"
-    assert probe(f"http://127.0.0.1:{port}") == \
+    assert why_unreachable(f"http://127.0.0.1:{port}") == \
         f"127.0.0.1:{port}: the connection was refused (nothing listens there)"
     loopback_hub.reset_log()
-    assert probe(loopback_hub.endpoint) is None
+    assert why_unreachable(loopback_hub.endpoint) is None
     assert loopback_hub.requests == []  # a connection only: no request is sent
 
 
-def test_probe_goes_through_the_proxy_the_environment_names(
+def test_why_unreachable_goes_through_the_proxy_the_environment_names(
         monkeypatch: pytest.MonkeyPatch) -> None:
     port = closed_port()
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
-    assert probe("https://hub.invalid/x") == (
+    assert why_unreachable("https://hub.invalid/x") == (
         f"the proxy 127.0.0.1:{port} (for hub.invalid): the connection was refused "
         "(nothing listens there)")  # the proxy is asked, not the name
     monkeypatch.setenv("NO_PROXY", "hub.invalid")
-    assert probe("https://hub.invalid/x") is not None and "does not resolve" in probe(
+    assert why_unreachable("https://hub.invalid/x") is not None and "does not resolve" in why_unreachable(
         "https://hub.invalid/x")
 
 
@@ -68,7 +68,7 @@ def test_the_errors_of_huggingface_hubs_session_are_recognised() -> None:
 
 
 def test_the_retry_loop_does_not_retry_a_host_that_goes_away_mid_pull(tmp_path: Path) -> None:
-    """The probe passed, then the download met a refused connection: raised at once."""
+    """The reachability check passed, then the download met a refused connection: raised at once."""
     from huggingface_hub.utils import get_session
 
     url = f"http://127.0.0.1:{closed_port()}/model.safetensors"

@@ -13,7 +13,7 @@ from hub.errors import InputError, ModalityError
 from hub.inputs import as_images, as_texts, is_array, is_pil, is_tensor
 
 
-def test_type_probes_do_not_confuse_kinds() -> None:
+def test_type_checks_do_not_confuse_kinds() -> None:
     arr, ten, img = np.zeros((2, 2)), torch.zeros(2, 2), Image.new("RGB", (2, 2))
     assert is_array(arr) and not is_array(ten) and not is_array(img)
     assert is_tensor(ten) and not is_tensor(arr) and not is_tensor(img)

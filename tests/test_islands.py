@@ -1,4 +1,4 @@
-"""hub.islands: float32 islands inside a bfloat16 network, found by a probing forward, with
+"""hub.islands: float32 islands inside a bfloat16 network, found by a sizing forward, with
 casts at their edges; exact float32 weights in the islands."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def test_early_modules_are_those_before_the_maps_get_coarser_than_the_stride() -
                      "b2.pwl", "b3.pw"]  # b3.dw is the first at 1/8
     assert early_modules(m, m, 32, stride=2) == ["stem", "b1.pw", "b1.dw", "b1.bn", "b1.pwl",
                                                  "b2.pw"]
-    assert not any(h for mod in m.modules() for h in (mod._forward_hooks,))  # probe hooks gone
+    assert not any(h for mod in m.modules() for h in (mod._forward_hooks,))  # the sizing hooks gone
 
 
 def test_depthwise_modules_skip_grouped_convolutions() -> None:

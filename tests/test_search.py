@@ -20,7 +20,7 @@ from hub.retrieval.query import check_modality, towers
 from hub.retrieval.search import best_rows
 from hub.retrieval.store import CACHE_FILE, open_store
 from tests.support.cli import run_hub
-from tests.test_dataset_local import make_images, read_output
+from tests.test_dataset_local_engine import make_images, read_output
 
 TEXTS = ["a cat sleeps on the sofa", "the stock market fell sharply today",
          "a kitten is napping on a couch", "how to bake sourdough bread at home",

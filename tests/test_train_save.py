@@ -1,4 +1,4 @@
-"""Saving fine-tuned weights (hub.train.save) and loading a saved directory (hub.local).
+"""Saving fine-tuned weights (hub.train.save) and loading a saved directory (hub.saved).
 
 Round trips on real weights (efficientnet_lite0, minilm_l6, the example plugin's tinynet) and on a
 random-weight torchvision entry; the CLI (`hub extract DIR`, `hub info DIR`), dataset mode; and

@@ -437,3 +437,19 @@ def test_graph_tools_in_a_fresh_interpreter() -> None:
     tail = child.stdout[-6000:] + child.stderr[-3000:]
     assert child.returncode == 0, tail
     assert "passed" in child.stdout and "failed" not in child.stdout, tail
+
+
+def test_the_stage_mapping_forward_runs_at_the_bodys_trace_size() -> None:
+    """The provider's body names the smallest input it takes (``trace_size``; plugins written
+    before the rename say ``probe_size``); without either, the manifest's size."""
+    from hub.train.trunk import _example
+
+    bb = image_backbone("resnet50")
+    body = bb._trunk(list(bb.specs), None)
+    x, size = _example(bb, body)
+    assert (size, tuple(x.shape)) == (64, (1, 3, 64, 64))
+    body.trace_size = None
+    body.probe_size = 96
+    assert _example(bb, body)[1] == 96
+    del body.probe_size
+    assert _example(bb, body)[1] == bb.spec.preprocessing.image.size == 224

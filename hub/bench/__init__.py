@@ -5,8 +5,8 @@
 prints follow :mod:`hub.bench.schema`. Nothing here imports torch until a measurement starts.
 """
 
-from hub.bench.run import BenchReport, Job, bench, select, tradeoff_points
+from hub.bench.run import BenchReport, MeasureRequest, bench, select, tradeoff_points
 from hub.bench.schema import RECORD_SCHEMA, REPORT_SCHEMA
 
-__all__ = ["RECORD_SCHEMA", "REPORT_SCHEMA", "BenchReport", "Job", "bench", "select",
+__all__ = ["RECORD_SCHEMA", "REPORT_SCHEMA", "BenchReport", "MeasureRequest", "bench", "select",
            "tradeoff_points"]

@@ -1,4 +1,4 @@
-"""One backbone measured in a process of its own: ``python -m hub.bench.measure JOB OUT``.
+"""One backbone measured in a process of its own: ``python -m hub.bench.measure REQUEST OUT``.
 
 :mod:`hub.bench.run` starts this module once per backbone. A fresh process is what makes two
 of the figures honest: the peak resident memory (Linux ``VmHWM``, which cannot be reset inside
@@ -20,7 +20,7 @@ load's warm caches. What is timed, in order:
   (``VmRSS``: torch and the libraries), so the difference is what the backbone itself costs;
   on CUDA also ``peak_cuda_memory_mib`` (``torch.cuda.max_memory_allocated``).
 
-The JOB is a JSON object (see :class:`hub.bench.run.Job`); OUT receives ``{"record": ...,
+REQUEST is a JSON object (see :class:`hub.bench.run.MeasureRequest`); OUT receives ``{"record": ...,
 "env": ...}``, or ``{"error": {"type": ..., "message": ...}}`` for a :class:`~hub.errors.HubError`
 (exit status 1). Anything else fails with its traceback on stderr.
 """
@@ -90,17 +90,17 @@ def _import_library(provider: Any) -> None:
         importlib.import_module(extra)
 
 
-def measure(job: dict[str, Any]) -> dict[str, Any]:
-    """Measure one backbone as ``job`` says; returns ``{"record": ..., "env": ...}``.
+def measure(request: dict[str, Any]) -> dict[str, Any]:
+    """Measure one backbone as ``request`` says; returns ``{"record": ..., "env": ...}``.
 
-    :param job: ``name``, ``pretrained`` (False: random weights of the architecture),
+    :param request: ``name``, ``pretrained`` (False: random weights of the architecture),
         ``weights`` (variant or None), ``batch_size``, ``repeats``, ``min_time``, and the
         ``hub.load`` options ``dtype`` / ``device`` when given (absent: ``hub.load``'s defaults).
     """
     from hub.api import get_registry, spec_of
 
-    target = job.get("target") or job["name"]  # a saved directory's manifest, else the name
-    spec = spec_of(target)  # before the heavy imports: a bad job fails fast
+    target = request.get("target") or request["name"]  # a saved directory's manifest, else the name
+    spec = spec_of(target)  # before the heavy imports: a bad request fails fast
 
     import torch
 
@@ -108,14 +108,14 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     from hub.bench.inputs import inputs
 
     _import_library(get_registry().provider(spec.provider))
-    options = {k: job[k] for k in ("dtype", "device") if job.get(k) is not None}
+    options = {k: request[k] for k in ("dtype", "device") if request.get(k) is not None}
     before = _status_mib("VmRSS")
     t0 = time.perf_counter()
-    bb = hub.load(job.get("target") or spec.name, weights=job.get("weights"),
-                  pretrained=job["pretrained"], **options)
+    bb = hub.load(request.get("target") or spec.name, weights=request.get("weights"),
+                  pretrained=request["pretrained"], **options)
     load_s = time.perf_counter() - t0
 
-    bs = int(job["batch_size"])
+    bs = int(request["batch_size"])
     batch, one = inputs(spec, bs), inputs(spec, 1)
     on_cuda = bb.device.type == "cuda"
 
@@ -129,13 +129,13 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     def run_one() -> Any:
         return bb.extract(one, batch_size=1)
 
-    min_time = float(job.get("min_time", MIN_TIME))
+    min_time = float(request.get("min_time", MIN_TIME))
     _seconds(run_batch, sync, 1)
     _seconds(run_one, sync, 1)
     k_batch = max(1, math.ceil(min_time / max(_seconds(run_batch, sync, 1), 1e-6)))
     k_one = max(1, math.ceil(min_time / max(_seconds(run_one, sync, 1), 1e-6)))
     rates, latencies = [], []
-    for _ in range(int(job["repeats"])):
+    for _ in range(int(request["repeats"])):
         rates.append(bs * k_batch / _seconds(run_batch, sync, k_batch))
         latencies.append(1000 * _seconds(run_one, sync, k_one) / k_one)
 
@@ -162,10 +162,10 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hub.bench.measure JOB_JSON OUT_PATH``; returns the exit status."""
-    job_text, out = (sys.argv[1:] if argv is None else argv)[:2]
+    """``python -m hub.bench.measure REQUEST_JSON OUT_PATH``; returns the exit status."""
+    request_text, out = (sys.argv[1:] if argv is None else argv)[:2]
     try:
-        result = measure(json.loads(job_text))
+        result = measure(json.loads(request_text))
     except HubError as exc:
         Path(out).write_text(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}))
         return 1

@@ -28,13 +28,13 @@ if TYPE_CHECKING:
     from hub.manifest import BackboneSpec
     from hub.plot import Point
 
-__all__ = ["BenchReport", "Job", "bench", "select", "tradeoff_points"]
+__all__ = ["BenchReport", "MeasureRequest", "bench", "select", "tradeoff_points"]
 
 _GLOB = frozenset("*?[")
 
 
 @dataclass(frozen=True)
-class Job:
+class MeasureRequest:
     """What one measuring process is asked to do (sent to it as JSON).
 
     :param pretrained: ``False`` runs random weights of the architecture.
@@ -133,16 +133,16 @@ def _saved(names: Sequence[str]) -> dict[str, BackboneSpec]:
     return {n: spec_of(n) for n in names if not _GLOB & set(n) and n not in catalog}
 
 
-def _job(spec: BackboneSpec, target: str | None = None,
-         **options: Any) -> tuple[Job | None, str | None]:
-    """The job for ``spec``: its pulled default weights, else random ones; or why it is skipped.
+def _request(spec: BackboneSpec, target: str | None = None,
+         **options: Any) -> tuple[MeasureRequest | None, str | None]:
+    """The request for ``spec``: its pulled default weights, else random ones; or why it is skipped.
     A saved directory (``target``, the path given) runs its own weights, verified where they
     lie."""
-    from hub.local import manifest_path
+    from hub.saved import manifest_path
     from hub.weights import cached_weights
 
     if target is not None:
-        return Job(spec.name, True, spec.default_weights, target=str(manifest_path(target)),
+        return MeasureRequest(spec.name, True, spec.default_weights, target=str(manifest_path(target)),
                    **options), None
 
     variant = spec.default_variant
@@ -150,7 +150,7 @@ def _job(spec: BackboneSpec, target: str | None = None,
     if not pulled and spec.modality == "text":
         return None, (f"not pulled, and a text backbone needs its config and tokenizer files even "
                       f"on random weights: run `hub pull {spec.name}` first")
-    return Job(spec.name, pulled, variant.name if pulled and variant else None, **options), None
+    return MeasureRequest(spec.name, pulled, variant.name if pulled and variant else None, **options), None
 
 
 def _child_env() -> dict[str, str]:
@@ -167,23 +167,23 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _measure(job: Job) -> dict[str, Any]:
-    """Run ``python -m hub.bench.measure`` for ``job``; its result.
+def _measure(request: MeasureRequest) -> dict[str, Any]:
+    """Run ``python -m hub.bench.measure`` for ``request``; its result.
 
     :raises MeasurementError: the process failed (its error or the end of its stderr attached).
     """
     with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp:
         out = Path(tmp) / "result.json"
-        proc = subprocess.run([sys.executable, "-m", "hub.bench.measure", json.dumps(asdict(job)),
+        proc = subprocess.run([sys.executable, "-m", "hub.bench.measure", json.dumps(asdict(request)),
                                str(out)], capture_output=True, text=True, env=_child_env())
         data: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
     if "error" in data:
         err = data["error"]
-        raise MeasurementError(f"measuring {job.name} failed: {err['message']}",
+        raise MeasurementError(f"measuring {request.name} failed: {err['message']}",
                                error_type=err["type"])
     if proc.returncode != 0 or "record" not in data:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise MeasurementError(f"measuring {job.name} failed (exit status {proc.returncode}):\n"
+        raise MeasurementError(f"measuring {request.name} failed (exit status {proc.returncode}):\n"
                                f"{tail}\nRerun with --debug or report it with this output.")
     return data
 
@@ -235,28 +235,28 @@ def bench(names: Sequence[str] = (), *, modality: str | None = None, provider: s
                    min_top1=min_top1, pulled=pulled)
     targets = {spec.name: name for name, spec in _saved(names).items()}
     report = BenchReport(machine={"id": machine_id(), **machine_info()})
-    jobs: list[Job] = []
+    requests: list[MeasureRequest] = []
     for spec in specs:
-        job, why = _job(spec, targets.get(spec.name), batch_size=bs, repeats=repeats, dtype=dtype,
+        request, why = _request(spec, targets.get(spec.name), batch_size=bs, repeats=repeats, dtype=dtype,
                         device=device, min_time=min_time)
-        if job is None:
+        if request is None:
             report.skipped.append({"name": spec.name, "reason": str(why)})
             if progress:
                 progress(f"skipped {spec.name}: {why}")
         else:
-            jobs.append(job)
-    if not jobs:
+            requests.append(request)
+    if not requests:
         raise InputError("Nothing to measure: " + "; ".join(f"{s['name']} is {s['reason']}"
                                                            for s in report.skipped) + ".")
-    for i, job in enumerate(jobs, 1):
-        data = _measure(job)
+    for i, request in enumerate(requests, 1):
+        data = _measure(request)
         if i == 1:
             report.machine.update(data["env"])
         report.results.append(data["record"])
         if store:
-            write_record("bench", job.name, data["record"])
+            write_record("bench", request.name, data["record"])
         if progress:
-            progress(f"[{i}/{len(jobs)}] {_line(data['record'])}")
+            progress(f"[{i}/{len(requests)}] {_line(data['record'])}")
     return report
 
 

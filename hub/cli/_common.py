@@ -37,9 +37,9 @@ state = _State()
 def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    probe = Console(stderr=stderr)
+    terminal = Console(stderr=stderr).is_terminal
     # a pipe or file gets whole lines (no 80-column wrapping); a terminal gets its width
-    return Console(stderr=stderr, soft_wrap=True, width=None if probe.is_terminal else 200)
+    return Console(stderr=stderr, soft_wrap=True, width=None if terminal else 200)
 
 
 def print_json(data: Any) -> None:

@@ -110,7 +110,7 @@ def iter_features(backbone: str | Backbone, source: str | os.PathLike[str] | Rea
 
     :raises InputError: at the first bad item when ``strict``.
     """
-    from hub.dataset.local import default_workers, plan_ranges, run_pipeline, strict_error
+    from hub.dataset.local_engine import default_workers, plan_ranges, run_pipeline, strict_error
 
     bb = _backbone(backbone, weights, device, dtype, runtime, modality, source, islands)
     src = source if isinstance(source, Reader) else open_reader(source, bb.modality, column=column)
@@ -185,7 +185,7 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
                        runtime=runtime, islands=islands)
     if address is not None:
         raise InputError("address applies to engine='ray'.")
-    from hub.dataset.local import default_workers, run_local
+    from hub.dataset.local_engine import default_workers, run_local
 
     bb = _backbone(backbone, weights, device, dtype, runtime, modality, source, islands)
     src = source if isinstance(source, Reader) else open_reader(source, bb.modality, column=column)

@@ -7,7 +7,7 @@ Install with ``pip install 'backbone-hub[ray]'``. Two pieces plug into
   :class:`~hub.dataset.Reader` and decodes/resizes images (or checks text) into
   an ``item`` column, with an ``error`` column for bad rows.
 * :class:`Embedder` (a callable class, run by an actor pool): loads one backbone
-  per actor, once, from the local cache (it never downloads: pull before the
+  per actor, once, from its node's hub cache (it never downloads: pull before the
   job), and adds an ``embedding`` column (and ``stage_<name>`` columns).
 
 For example, on a dataset you built yourself::
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.dataset.items import ItemError, Prepared, chw_pixels, prepare_range
 from hub.dataset.job import FeatureBatch, make_job, run_model
-from hub.dataset.local import plan_ranges, strict_error
+from hub.dataset.local_engine import plan_ranges, strict_error
 from hub.dataset.readers import Reader, open_reader
 from hub.dataset.writer import DatasetResult, ShardWriter
 from hub.deps import require

@@ -47,7 +47,7 @@ def fetch(src: HuggingFaceSource | DistributionSource | UrlSource | LocalSource,
     :param revision: for a Hub source, overrides the manifest's (a recorded commit).
     :param retry: how downloads are retried (default :data:`DEFAULT_RETRY`).
     """
-    if isinstance(src, LocalSource):  # read in place by hub.local, never through the cache
+    if isinstance(src, LocalSource):  # read in place by hub.saved, never through the cache
         raise SourceUnavailableError(f"{src.describe()} is a file beside a saved directory's "
                                      "manifest: load that directory with hub.load(DIRECTORY).")
     if isinstance(src, HuggingFaceSource):

@@ -10,7 +10,7 @@ resume, with the endpoint passed on every call. Failures are retried in two laye
   outlived the library's own retries are not retried.
 
 An endpoint whose name does not resolve or that refuses connections is found out first
-(:func:`hub.fetch.reach.probe`), so the library's back-off never runs for it: files
+(:func:`hub.fetch.reach.why_unreachable`), so the library's back-off never runs for it: files
 huggingface_hub already holds are still served, anything else fails at once.
 """
 
@@ -22,7 +22,7 @@ from hub.cache import Cache
 from hub.config import Settings
 from hub.errors import OfflineError, SourceUnavailableError
 from hub.fetch.fetched import Fetched, companion
-from hub.fetch.reach import probe
+from hub.fetch.reach import why_unreachable
 from hub.fetch.retry import DEFAULT_RETRY, RETRY_STATUS, RetryPolicy, retry_after, retrying
 from hub.manifest import HuggingFaceSource
 from hub.progress import Reporter, tqdm_kwargs
@@ -41,7 +41,7 @@ def _hf_one(src: HuggingFaceSource, rel: str, revision: str, *, cache: Cache, se
             force: bool, reporter: Reporter, retry: RetryPolicy, unreachable: str | None) -> Path:
     """One file through ``hf_hub_download``, mapping every failure to a hub error.
 
-    :param unreachable: why the endpoint cannot be reached, if :func:`probe` found it so: then
+    :param unreachable: why the endpoint cannot be reached, if :func:`why_unreachable` found it so: then
         only huggingface_hub's cache is asked.
     """
     from huggingface_hub import errors as hf_errors
@@ -122,7 +122,7 @@ def fetch_hf(src: HuggingFaceSource, extra: list[str], *, cache: Cache, settings
     reporter = reporter or Reporter()
     retry = retry or DEFAULT_RETRY
     rev = revision or src.revision
-    unreachable = None if settings.offline else probe(_endpoint(settings))
+    unreachable = None if settings.offline else why_unreachable(_endpoint(settings))
     paths: dict[str, Path] = {}
     for rel in [src.file, *(companion(src.file, e) for e in extra)]:
         reporter.file(rel)

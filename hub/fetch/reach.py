@@ -3,12 +3,13 @@
 A name that does not resolve (no network, no DNS, a typo in the endpoint) or a connection
 that is refused (nothing listens there) will not heal in the next seconds, so no fetcher
 retries it. huggingface_hub would: it backs off about 23 s on a metadata request before
-reporting anything. So before a fetcher touches the network it asks :func:`probe` for one
-TCP connection to the host (or to the proxy that ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``
-name for it, ``NO_PROXY`` honoured), and fails at once when the name does not resolve or the
-connection is refused, saying what to do: ``HUB_OFFLINE=1`` to use only the cache, or a
-mirror. Any other outcome (connected, a timeout, a network error) lets the download go on
-under the bounded retries of :mod:`hub.fetch.retry`, which also recognises these two
+reporting anything. So before a fetcher touches the network it asks :func:`why_unreachable`,
+which tries one TCP connection to the host (or to the proxy that ``HTTPS_PROXY``/
+``HTTP_PROXY``/``ALL_PROXY`` name for it, ``NO_PROXY`` honoured), and the fetcher fails at
+once when the name does not resolve or the connection is refused, saying what to do:
+``HUB_OFFLINE=1`` to use only the cache, or a mirror. Any other outcome (connected, a
+timeout, a network error) lets the download go on under the bounded retries of
+:mod:`hub.fetch.retry`, which also recognises these two
 failures (:func:`unreachable_reason`) when they come up during a download.
 """
 
@@ -18,10 +19,10 @@ import socket
 import urllib.request
 from urllib.parse import urlsplit
 
-__all__ = ["PROBE_TIMEOUT", "probe", "unreachable_reason"]
+__all__ = ["CONNECT_TIMEOUT", "unreachable_reason", "why_unreachable"]
 
-#: seconds :func:`probe` waits for a connection before leaving the question to the download
-PROBE_TIMEOUT = 5.0
+#: seconds :func:`why_unreachable` waits for a connection before leaving the question to the download
+CONNECT_TIMEOUT = 5.0
 
 _PORTS = {"http": 80, "https": 443}
 
@@ -64,7 +65,7 @@ def _proxy_for(url: str) -> tuple[str, int] | None:
     return p.hostname, p.port or _PORTS.get(p.scheme, 80)
 
 
-def probe(url: str, *, timeout: float = PROBE_TIMEOUT) -> str | None:
+def why_unreachable(url: str, *, timeout: float = CONNECT_TIMEOUT) -> str | None:
     """Why the host of ``url`` cannot be reached at all, or ``None`` when it may be reachable.
 
     Opens (and closes at once) one TCP connection, to the proxy when the environment names

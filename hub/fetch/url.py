@@ -6,7 +6,7 @@ Fetched with huggingface_hub's own HTTP download (its session, proxies and resum
 finished file is removed once its bytes are verified and stored (or refused).
 ``HUB_URL_MIRRORS`` redirects them to a mirror. No Hub token is ever sent to such a host.
 A host whose name does not resolve or that refuses connections fails at once
-(:func:`hub.fetch.reach.probe`).
+(:func:`hub.fetch.reach.why_unreachable`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from hub.cache import Cache
 from hub.config import Settings
 from hub.errors import CacheError, HubError, OfflineError, SourceUnavailableError
 from hub.fetch.fetched import Fetched
-from hub.fetch.reach import probe
+from hub.fetch.reach import why_unreachable
 from hub.fetch.retry import DEFAULT_RETRY, RETRY_STATUS, RetryPolicy, retrying
 from hub.manifest import UrlSource
 from hub.progress import Reporter, tqdm_kwargs
@@ -71,7 +71,7 @@ def _url_one(url: str, dest: Path, *, settings: Settings, force: bool, reporter:
             return dest
         if force:
             part.unlink(missing_ok=True)
-        unreachable = probe(actual)
+        unreachable = why_unreachable(actual)
         if unreachable is not None:  # before any byte: a .part of an earlier pull stays to resume
             raise _unreachable(name, where, unreachable)
 

@@ -7,7 +7,7 @@ Nothing here is imported by ``import hub``; the modules import torch, so this pa
 module             one job
 =================  =====================================================================
 ``trunk``          the :class:`Trunk` nn.Module and :func:`build_trunk`
-``probe``          one probing forward: parameter -> stage, unused modules dropped
+``stagemap``       one forward: parameter -> stage, unused modules dropped
 ``freeze``         freezing stages, norm modes (frozen / eval / train)
 ``checkpoint``     activation (gradient) checkpointing of repeated blocks
 ``groups``         optimizer parameter groups (weight decay, layer decay)

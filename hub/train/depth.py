@@ -47,7 +47,8 @@ def layer_depths(body: torch.nn.Module, stage_of: dict[str, int],
     """Parameter name -> depth, and the largest depth present (it trains at ``lr``).
 
     :param body: the module holding the blocks; its parameters are named ``prefix + path``.
-    :param stage_of: parameter name -> index of the first stage using it (the probe's answer).
+    :param stage_of: parameter name -> index of the first stage using it
+        (:func:`hub.train.stagemap.map_stages`).
     :returns: ``({}, 0)`` when the body has no repeated blocks (the caller counts stages).
     """
     blocks = _block_prefixes(body, prefix)

@@ -13,7 +13,7 @@
 
 Everything is written into a temporary folder beside DIRECTORY and renamed into place at the
 end, so a reader never sees half a directory. The manifest is read back through the same safe
-loader and schema as any manifest before the rename. Loading is :mod:`hub.local`.
+loader and schema as any manifest before the rename. Loading is :mod:`hub.saved`.
 
 torch and safetensors are imported inside the functions.
 """
@@ -61,7 +61,7 @@ def save_finetuned(backbone: Backbone, state_dict: Mapping[str, torch.Tensor],
     :raises WeightMismatchError: keys or shapes that do not fit the parent's module.
     :raises OutputError: the directory cannot be written (read-only, a file in its path, full).
     """
-    from hub.local import MANIFEST_NAME
+    from hub.saved import MANIFEST_NAME
 
     if not isinstance(name, str) or not _NAME.match(name):
         raise InputError(f"name={name!r}: a backbone name is lowercase letters, digits and '_', "

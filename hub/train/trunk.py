@@ -24,7 +24,7 @@ from hub.train import freeze as fz
 from hub.train.checkpoint import checkpoint_blocks
 from hub.train.depth import layer_depths
 from hub.train.groups import param_groups as make_groups
-from hub.train.probe import probe
+from hub.train.stagemap import map_stages
 
 if TYPE_CHECKING:
     from hub.backbone import Backbone
@@ -85,22 +85,22 @@ class Trunk(torch.nn.Module):
     :ivar spec: the manifest entry.
     """
 
-    def __init__(self, backbone: Backbone, body: torch.nn.Module, probed: list[str],
+    def __init__(self, backbone: Backbone, body: torch.nn.Module, built: list[str],
                  requested: list[str]) -> None:
         super().__init__()
         self.body = body
         self.spec: BackboneSpec = backbone.spec
         self.modality = backbone.modality
         self.stage_names = list(requested)
-        self._probed = list(probed)
-        self._layout = {n: backbone.specs[n] for n in probed}
+        self._built = list(built)
+        self._layout = {n: backbone.specs[n] for n in built}
         self._num_prefix = int(getattr(body, "num_prefix_tokens", 0) or 0)
         self._eval_norms: list[str] = []
         self._depth: dict[str, int] = {}
-        self._num_layers = len(probed)
+        self._num_layers = len(built)
         # a plain list: the trained pooling is copied into heads, never owned (or run) by the trunk
         self._pooling: list[torch.nn.Module | None] = []
-        self._parent = backbone  # until build_trunk has probed: then _light_parent's view
+        self._parent = backbone  # until build_trunk has mapped the stages: then _light_parent's view
         self._parent_rest: dict[str, torch.Tensor] = {}
         self.specs: list[StageSpec] = [backbone.specs[n] for n in requested]
 
@@ -110,7 +110,7 @@ class Trunk(torch.nn.Module):
 
         raw = self.body(inputs)
         out: dict[str, Any] = {}
-        for n in self._probed:
+        for n in self._built:
             t = raw[n]
             if isinstance(t, tuple):
                 out[n] = t
@@ -326,8 +326,9 @@ def _requested(backbone: Backbone, stages: Sequence[int | str] | int | str | Non
 
 
 def _example(backbone: Backbone, body: torch.nn.Module) -> tuple[Any, int | None]:
-    """A probing input: two short texts, or one image at the body's ``probe_size`` (the
-    smallest size it takes; token models with a fixed grid: the manifest's size)."""
+    """The stage-mapping forward's input: two short texts, or one image at the body's
+    ``trace_size`` (the smallest size it takes; token models with a fixed grid: the manifest's
+    size). ``probe_size``, this attribute's former name, is still read."""
     if backbone.modality == "text":
         from hub.backbone import TextBackbone
 
@@ -337,7 +338,8 @@ def _example(backbone: Backbone, body: torch.nn.Module) -> tuple[Any, int | None
         enc = dict(text._tokenize(["a short text to probe the trunk", "hi"], text.max_length))
         enc.pop("overflow", None)
         return {k: v.to(backbone.device) for k, v in enc.items()}, None
-    size = getattr(body, "probe_size", None) or backbone.spec.preprocessing.image.size  # type: ignore[union-attr]
+    size = (getattr(body, "trace_size", None) or getattr(body, "probe_size", None)
+            or backbone.spec.preprocessing.image.size)  # type: ignore[union-attr]
     p = next(body.parameters())
     return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(
         device=p.device, dtype=p.dtype), size
@@ -357,9 +359,9 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     if not requested:
         raise InputError("as_module needs at least one stage.")
     all_names = list(backbone.specs)
-    probed = all_names[:all_names.index(requested[-1]) + 1]
-    count = fz.freeze_count(freeze, probed, what=backbone.name)
-    body = backbone._trunk(probed, output_stride)
+    built = all_names[:all_names.index(requested[-1]) + 1]
+    count = fz.freeze_count(freeze, built, what=backbone.name)
+    body = backbone._trunk(built, output_stride)
     # training keeps float32 master weights, whatever precision the backbone runs extract() in
     # (dtype="bfloat16"/"auto" casts its weights): autocast the forward for reduced precision
     if any(t.is_floating_point() and t.dtype != torch.float32
@@ -367,19 +369,19 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
         body.float()
     kept = fz.frozen_batchnorm(body, _norm_layers(backbone)) if norm == "frozen" else []
     body.requires_grad_(True)
-    net = Trunk(backbone, body, probed, requested)
+    net = Trunk(backbone, body, built, requested)
     net.eval()
     example, size = _example(backbone, body)
-    found = probe(net, lambda: net._all(example), probed, what=backbone.name, size=size)
+    found = map_stages(net, lambda: net._all(example), built, what=backbone.name, size=size)
     net.specs = [_measured(backbone.specs[n], found.shapes[n], size, output_stride is not None)
                  for n in requested]
     net._depth, net._num_layers = layer_depths(body, found.stage_of, "body.")
     if not net._depth:  # no repeated blocks: one layer per manifest stage, the stem at 0
-        first = getattr(body, "stage_paths", {}).get(probed[0])
+        first = getattr(body, "stage_paths", {}).get(built[0])
         for name, k in found.stage_of.items():
             stem = k == 0 and first is not None and not name.startswith(f"{BODY}{first}.")
             net._depth[name] = 0 if stem else k + 1
-        net._num_layers = len(probed)
+        net._num_layers = len(built)
     frozen = {n for n, k in found.stage_of.items() if k < count}
     for name, p in net.named_parameters():
         if name in frozen:
@@ -409,7 +411,7 @@ def _norm_layers(backbone: Backbone) -> dict[type, Any]:
 
 
 def _measured(spec: StageSpec, shape: tuple[int, ...], size: int | None, dilated: bool) -> StageSpec:
-    """The stage's spec with channels and stride measured by the probe forward."""
+    """The stage's spec with channels and stride measured by the stage-mapping forward."""
     if spec.layout != "NCHW" or size is None or len(shape) != 4:
         return spec
     stride = size // shape[-1] if shape[-1] else spec.stride

@@ -41,7 +41,7 @@ class TimmBody(torch.nn.Module):
         self.stage_paths = stage_paths
         # token models with a fixed patch grid take only their own size; others any multiple of 32
         fixed = hasattr(model, "patch_embed") and not getattr(model, "dynamic_img_size", False)
-        self.probe_size = None if fixed else 64
+        self.trace_size = None if fixed else 64
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         captured: dict[str, Any] = {}
@@ -74,7 +74,7 @@ class TimmBody(torch.nn.Module):
 
 
 def _prune(model: torch.nn.Module, take: list[int], final: bool, hooked_last: bool, n_info: int) -> None:
-    """Drop what comes after the last stage (timm's own pruning; the probe drops any classifier
+    """Drop what comes after the last stage (timm's own pruning; the stage map drops any classifier
     part that never runs, e.g. ConvNeXt's head norm)."""
     timm_model: Any = model  # prune_intermediate_layers: a method of the timm architecture
     if final:  # every stage and the final norm / head convs / HRNet's aggregation head run
@@ -158,7 +158,7 @@ def timm_pool_head(bb: TimmBackbone) -> TimmPoolHead | None:
     no parameters or the final output is not an NCHW map (token models pool in the core)."""
     src = bb.module
     spec = bb.specs[list(bb.specs)[-1]]
-    probe = torch.zeros(1, spec.channels, 2, 2, device=next(src.parameters()).device)
+    final_map = torch.zeros(1, spec.channels, 2, 2, device=next(src.parameters()).device)
     model = copy.deepcopy(src).float()  # trains in float32 whatever extract() runs in
     for m in model.modules():
         m._forward_hooks.clear()
@@ -167,7 +167,7 @@ def timm_pool_head(bb: TimmBackbone) -> TimmPoolHead | None:
     timm_model: Any = model
     try:
         with torch.no_grad():
-            out = timm_model.forward_head(probe, pre_logits=True)
+            out = timm_model.forward_head(final_map, pre_logits=True)
     except (RuntimeError, ValueError, IndexError):  # not a pooling of NCHW maps (token models)
         return None
     finally:

@@ -32,7 +32,7 @@ class TorchvisionBody(torch.nn.Module):
         self.model = model
         self.stage_paths = stage_paths
         self.num_prefix_tokens = 1 if tokens else 0
-        self.probe_size = None if tokens else 64  # ViT: its own size; CNNs: any multiple of 32
+        self.trace_size = None if tokens else 64  # ViT: its own size; CNNs: any multiple of 32
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         return dict(self.model(x))
@@ -66,7 +66,7 @@ def torchvision_trunk(bb: TorchvisionBackbone, stages: list[str],
     # with ``torch._assert(input.dim() == 3)``: side effects to torch.fx, so each later block's
     # assert kept every block before it alive. The shapes are the trunk's own: drop the asserts.
     # The extractor keeps a train and an eval graph (it swaps them in .train()/.eval()): prune
-    # both; the probe then drops the submodules neither calls any more.
+    # both; the stage map then drops the submodules neither calls any more.
     graphs = [getattr(extractor, "train_graph", None), getattr(extractor, "eval_graph", None)]
     for graph in [g for g in graphs if g is not None] or [extractor.graph]:
         for node in list(graph.nodes):

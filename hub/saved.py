@@ -36,8 +36,8 @@ from hub.manifest import BackboneSpec, LocalSource, WeightVariant
 from hub.manifest_loader import load_manifest_file
 from hub.provider import WeightFiles
 
-__all__ = ["MANIFEST_NAME", "LocalEntry", "local_info", "local_weights", "manifest_path",
-           "read_entry"]
+__all__ = ["MANIFEST_NAME", "SavedEntry", "manifest_path", "read_entry", "saved_info",
+           "saved_weights"]
 
 #: the manifest file of a saved directory
 MANIFEST_NAME = "manifest.yaml"
@@ -45,8 +45,8 @@ _SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
-class LocalEntry:
-    """A backbone declared by a manifest outside any catalogue.
+class SavedEntry:
+    """A saved directory's backbone: declared by a manifest outside any catalogue.
 
     :param spec: the validated entry.
     :param manifest: the manifest file (absolute); its folder is the root of every local path.
@@ -82,7 +82,7 @@ def manifest_path(target: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def read_entry(manifest: Path) -> LocalEntry:
+def read_entry(manifest: Path) -> SavedEntry:
     """Read a saved directory's manifest: safe YAML, the full schema, exactly one backbone.
 
     :raises ManifestError: naming the file, the model and the field.
@@ -92,10 +92,10 @@ def read_entry(manifest: Path) -> LocalEntry:
         raise ManifestError(f"{manifest}: a saved directory's manifest declares one backbone, this "
                             f"one declares {len(specs)} ({', '.join(s.name for s in specs)}).",
                             path=str(manifest))
-    return LocalEntry(spec=specs[0], manifest=Path(manifest).resolve())
+    return SavedEntry(spec=specs[0], manifest=Path(manifest).resolve())
 
 
-def _source(entry: LocalEntry, variant: WeightVariant) -> LocalSource:
+def _source(entry: SavedEntry, variant: WeightVariant) -> LocalSource:
     src = next((s for s in variant.sources if isinstance(s, LocalSource)), None)
     if src is None:
         raise ManifestError(f"{entry.manifest}: model {entry.spec.name!r}, variant {variant.name!r} "
@@ -115,7 +115,7 @@ def _source(entry: LocalEntry, variant: WeightVariant) -> LocalSource:
     return src
 
 
-def _inside(entry: LocalEntry, rel: Path, what: str) -> Path:
+def _inside(entry: SavedEntry, rel: Path, what: str) -> Path:
     """``root / rel`` after checking that it is a regular file that stays inside the root."""
     path = entry.root / rel
     try:
@@ -133,7 +133,7 @@ def _inside(entry: LocalEntry, rel: Path, what: str) -> Path:
     return path
 
 
-def _check_hash(entry: LocalEntry, path: Path, expected: str | None, what: str) -> str:
+def _check_hash(entry: SavedEntry, path: Path, expected: str | None, what: str) -> str:
     got = sha256_known(path)
     if got != expected:
         raise IntegrityError(f"{entry.manifest}: the {what} {path.name} has sha256 {got}, but the "
@@ -143,7 +143,7 @@ def _check_hash(entry: LocalEntry, path: Path, expected: str | None, what: str) 
     return got
 
 
-def local_weights(entry: LocalEntry, variant: WeightVariant) -> WeightFiles:
+def saved_weights(entry: SavedEntry, variant: WeightVariant) -> WeightFiles:
     """Verify a saved directory's files in place and return them (nothing is copied).
 
     :raises ManifestError: the variant has no local source.
@@ -168,7 +168,7 @@ def local_weights(entry: LocalEntry, variant: WeightVariant) -> WeightFiles:
     return WeightFiles(variant=variant, weights=weights, sha256=sha, files=files)
 
 
-def local_info(entry: LocalEntry) -> dict[str, Any]:
+def saved_info(entry: SavedEntry) -> dict[str, Any]:
     """What ``hub info DIRECTORY`` shows: the manifest's fields, where it lies, the lineage.
     Hashes nothing (``hub.load`` verifies)."""
     spec = entry.spec

@@ -1,4 +1,4 @@
-"""One probing forward of a freshly built trunk: which stage each parameter belongs to.
+"""The stage map of a freshly built trunk, from one forward: which stage each parameter belongs to.
 
 A parameter belongs to the first stage whose output depends on it (found by walking the autograd
 graph of each stage output back to its leaf parameters). So the stem, class tokens and position
@@ -21,14 +21,14 @@ from hub.errors import InputError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Probe", "probe"]
+__all__ = ["StageMap", "map_stages"]
 
 
 @dataclass
-class Probe:
+class StageMap:
     """What one forward showed.
 
-    :param stage_of: parameter name -> index of the first stage (in the probed order) using it.
+    :param stage_of: parameter name -> index of the first stage (in the order of ``names``) using it.
     :param shapes: stage name -> output shape (after the layout conversion).
     :param size: the spatial input size used (images), else ``None``.
     :param dropped: names of submodules replaced by identities (never ran, nothing used).
@@ -57,9 +57,9 @@ def _leaf_params(roots: list[Any]) -> list[int]:
     return found
 
 
-def probe(module: torch.nn.Module, run: Callable[[], dict[str, Any]], names: list[str], *,
-          what: str, size: int | None = None) -> Probe:
-    """Run ``run()`` (the trunk's forward over every probed stage) once with gradients on.
+def map_stages(module: torch.nn.Module, run: Callable[[], dict[str, Any]], names: list[str], *,
+               what: str, size: int | None = None) -> StageMap:
+    """Run ``run()`` (the trunk's forward over every built stage) once with gradients on.
 
     :param module: the trunk; its parameters must require gradients.
     :param run: returns stage name -> tensor, or (tensor, prefix tokens).
@@ -100,7 +100,7 @@ def probe(module: torch.nn.Module, run: Callable[[], dict[str, Any]], names: lis
         raise InputError(f"{what}: the trainable module would hold parameters that no requested "
                          f"stage uses ({shown}); distributed training would need "
                          "find_unused_parameters=True. Request a later last stage.")
-    return Probe(stage_of, shapes, size, dropped)
+    return StageMap(stage_of, shapes, size, dropped)
 
 
 def _drop_unused(module: torch.nn.Module, unused: set[str], called: set[int]) -> list[str]:
