@@ -43,9 +43,13 @@ def _companions(spec: Any) -> dict[str, bytes] | None:
 
         files = clip_files()
     elif spec.name == "siglip_b16_hf":
+        import transformers
+
         from tests.test_transformers_siglip import sentencepiece_files
 
+        # the test tokenizer, with SigLIP base's own config (the test file's is 64 wide)
         files = sentencepiece_files()
+        files["config.json"] = transformers.SiglipConfig().to_json_string().encode()
     else:
         return None
     return {k: v for k, v in files.items() if k in wanted}

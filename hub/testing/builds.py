@@ -8,10 +8,10 @@ backbone loaded from it and its reference features on :func:`sample_images` /
 
 How an entry gets its weights:
 
-* the provider's own random initialisation (``provider.build(spec, None)``, the torch RNG seeded),
-  then batch norms given non-trivial statistics and affine parameters (fresh ones are 0/1, which
-  would hide a norm swapped for another) and an image-text network's ``logit_scale`` /
-  ``logit_bias`` set to the manifest's numbers;
+* the provider's architecture (``provider.build(spec, None)``), its weights then filled with seeded
+  values that keep activations of order one (:func:`_randomize`, as tests/zoo_support.py does
+  for the parity tests), and an image-text network's ``logit_scale`` / ``logit_bias`` set to the
+  manifest's numbers;
 * a provider that needs companion files to build (transformers: config.json and a tokenizer) gets
   them from the ``companions(spec)`` callable given to :class:`Builds` (tests bring small test
   tokenizers; a provider's author brings its own), and ``transformers.AutoModel.from_config``
@@ -60,18 +60,28 @@ def sample_images(n: int = 2) -> list[Any]:
 
 
 def _randomize(module: torch.nn.Module, spec: BackboneSpec) -> None:
+    """Seeded weights that keep activations of order one through deep networks (a comparison at
+    1e-4 then means something; libraries' own initialisations blow some up, e.g. EfficientNetV2
+    to 1e6, where float32 rounding alone changes the last stage by 20 %): matrices and kernels
+    N(0, 1/fan_in), biases N(0, 0.02), other vectors (norm scales, layer-scale gammas) N(1, 0.1),
+    batch-norm statistics non-trivial (fresh ones are 0/1, which would hide a norm swapped for
+    another)."""
     import torch
 
     g = torch.Generator().manual_seed(SEED)
     with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) / max(1, p[0].numel()) ** 0.5)
+            elif name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+            else:
+                p.copy_(1 + torch.randn(p.shape, generator=g) * 0.1)
         for m in module.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                if m.running_mean is not None and m.running_var is not None:
-                    m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                    m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                if m.weight is not None and m.bias is not None:
-                    m.weight.copy_(1 + torch.randn(m.weight.shape, generator=g) * 0.1)
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and \
+                    m.running_mean is not None and m.running_var is not None:
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
         scoring = spec.scoring
         if scoring is not None:
             for name, p in module.named_parameters():
@@ -101,6 +111,7 @@ def _with_companions(spec: BackboneSpec, files: dict[str, bytes], folder: Path) 
     config = transformers.AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
     torch.manual_seed(SEED)
     model = transformers.AutoModel.from_config(config)
+    _randomize(model, spec)
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     weights = folder / "random.safetensors"
     save_file(state, str(weights))
