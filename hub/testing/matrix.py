@@ -374,9 +374,7 @@ def cells(entries: Iterable[Entry], *, declared: Mapping[str, str] | None = None
         for mode in MODES:
             cell = _decide(entry, mode, declared or {})
             rep = SAME_CODE.get(entry.name) if entry.plugin == "manifests" else None
-            if cell.runs and rep is not None and rep in names:
-                cell = replace(cell, outcome="elsewhere", on=rep, reason="same code path")
-            elif cell.outcome == "works" and mode.name in ELSEWHERE_MODES:
+            if cell.outcome == "works" and mode.name in ELSEWHERE_MODES:
                 on = _carrier(entry, mode, [e for e in chosen if e.name not in SAME_CODE
                                             or e.plugin != "manifests"])
                 if on != entry.name:
@@ -384,6 +382,8 @@ def cells(entries: Iterable[Entry], *, declared: Mapping[str, str] | None = None
                         else "one entry per modality"
                     cell = replace(cell, outcome="elsewhere", on=on,
                                    reason=f"{what}: the code does not depend on the architecture")
+            elif cell.runs and rep is not None and rep in names:
+                cell = replace(cell, outcome="elsewhere", on=rep, reason="same code path")
             pending = PENDING.get((entry.name, mode.id), PENDING.get(("*", mode.id), ""))
             if pending and cell.outcome == "works":
                 cell = replace(cell, pending=pending)
