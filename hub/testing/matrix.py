@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-__all__ = ["ELSEWHERE_MODES", "FAST_ENTRIES", "FIDELITY", "MODES", "PENDING", "RULES", "SAME_CODE", "SMALL_SIZE",
-           "Cell", "Entry", "Mode", "Rule", "cells", "input_size", "select"]
+__all__ = ["ELSEWHERE_MODES", "FAST_ENTRIES", "FIDELITY", "MODES", "PENDING", "RULES", "SAME_CODE",
+           "SMALL_SIZE", "Cell", "Entry", "Mode", "Rule", "cells", "input_size", "select"]
 
 Outcome = Literal["works", "raises", "n/a", "elsewhere"]
 
@@ -173,12 +173,6 @@ PENDING: dict[tuple[str, str], str] = {
         "efficientnet_b0", "efficientnet_lite0", "efficientnetv2_s", "mobilenet_v2",
         "mobilenet_v3_large", "mobilenet_v3_small", "regnety_032")},
     ("densenet121", "as_module[norm=frozen]"): _FROZEN_DENSE,
-    ("densenet121", "grad_checkpointing"): "new (found by this matrix): grad_checkpointing on "
-    "timm's DenseNet fails in the forward (RuntimeError: running_mean should contain 1024 "
-    "elements not 992): the checkpointed dense blocks see the wrong inputs",
-    ("gpt2", "grad_checkpointing"): "new (found by this matrix): grad_checkpointing on GPT-2 "
-    "fails in the forward (RuntimeError: The size of tensor a (146) must match the size of "
-    "tensor b (73) at non-singleton dimension 3)",
     ("*", "cli[dataset]"): _BY_NAME,
     ("*", "cli[classify]"): _BY_NAME,
     # every image entry but swin_t (whose early modules are the patch embedding alone)
