@@ -47,7 +47,8 @@ How to read a cell:
 torchvision entries: `tests/test_zoo_parity.py`; transformers text: the same file; open_clip:
 `tests/test_open_clip_provider.py`; clip_vit_b32_hf / siglip_b16_hf: their transformers tests;
 minilm_l6: `tests/test_real_models.py`, real weights). `make test-fast` keeps the modes not
-marked slow below, on {", ".join(sorted(FAST_ENTRIES))} (one small entry per provider). A third-party provider runs the same suite on its own entries
+marked slow below, on {", ".join(sorted(FAST_ENTRIES))} (one small entry per provider).
+A third-party provider runs the same suite on its own entries
 ([plugins.md](plugins.md#conformance-the-same-suite-for-your-entries)).
 
 Regenerate after changing the table: `python -m hub.testing.support` (or `make docs`).
