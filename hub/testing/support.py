@@ -39,6 +39,9 @@ How to read a cell:
 - **on ENTRY (Rn)**: checked on ENTRY instead, for reason `Rn` below (a large entry through a
   smaller one with the same code; the OpenVINO runtime and compile on one entry per provider; the
   CLI doors on one entry per modality).
+- Image-text entries: `extract`, its precisions and the CLI doors run both towers (or the
+  image tower for image inputs); `as_module`, the training modes and `save` without `tower=`
+  run on the image tower, `[tower=text]` on the text tower.
 - **... defect (Dn)**: a known, open defect makes the check fail today; its test is
   `xfail(strict=True)`, so it fails as soon as the fix lands, and the line is then removed from
   `PENDING` in `hub/testing/matrix.py`.
