@@ -70,8 +70,8 @@ class Mode:
 
 _EXACT = "equal to extract()'s at 1e-4 of each map's scale"
 MODES: tuple[Mode, ...] = (
-    Mode("extract", "float32", "every stage has the manifest's channels and stride, the embedding "
-         "its width, all finite (the anchor library's own numbers: the test the cell names)",
+    Mode("extract", "float32", "every stage has the manifest's channels, the embedding its width, "
+         "all finite (the anchor library's own numbers: the parity tests named above)",
          slow=False),
     Mode("extract", "auto", "features come out float32; min cosine of the pooled features against "
          f"float32 >= {FIDELITY['auto']}"),
