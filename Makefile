@@ -47,6 +47,7 @@ bench: install
 
 docs: install
 	$(BIN)/python docs/gen_zoo.py
+	$(BIN)/python -m hub.testing.support
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

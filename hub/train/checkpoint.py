@@ -31,6 +31,9 @@ def _checkpointed(cls: type) -> type:
 
     def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
         if torch.is_grad_enabled():
+            # a list argument is copied: the recomputation must see it as it is now (timm's
+            # DenseNet layers take the block's feature list, which grows after each layer)
+            args = tuple(list(a) if isinstance(a, list) else a for a in args)
             return checkpoint(super(new, self).forward, *args, use_reentrant=False, **kwargs)
         return super(new, self).forward(*args, **kwargs)
 

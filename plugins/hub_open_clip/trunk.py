@@ -38,7 +38,8 @@ class ImageBody(torch.nn.Module):
         self.stage_paths: dict[str, str] = {}
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
-        m: Any = self.model
+        visual: Any = self.model.visual
+        m: Any = visual if self._own_vit else visual.trunk
         if self._own_vit:
             out = m.forward_intermediates(x, indices=self._take, intermediates_only=True,
                                           output_fmt="NCHW", output_extra_tokens=True)
@@ -62,13 +63,19 @@ def image_trunk(bb: OpenClipImage, stages: list[str], output_stride: int | None)
     index = {n: bb._indices[n] for n in stages}
     take = sorted(set(index.values()))
     visual: Any = copy.deepcopy(bb.module.get_submodule("visual"))
+    # the body's modules sit under the parent's paths (visual., visual.trunk.), so its state dict
+    # keys are the parent's and net.save() writes them where hub.load() reads them
+    model = torch.nn.Module()
     if isinstance(visual, VisionTransformer):
         visual.prune_intermediate_layers(take, prune_norm=True, prune_head=True)
         visual.attn_pool = None
-        return ImageBody(visual.train(), index, own_vit=True)
+        model.visual = visual
+        return ImageBody(model.train(), index, own_vit=True)
     trunk: Any = visual.trunk  # open_clip's TimmModel: a timm model under .trunk
     trunk.prune_intermediate_layers(take, prune_norm=True, prune_head=True)
-    return ImageBody(trunk.train(), index, own_vit=False)
+    model.visual = torch.nn.Module()
+    model.visual.trunk = trunk
+    return ImageBody(model.train(), index, own_vit=False)
 
 
 class TextBody(torch.nn.Module):

@@ -10,6 +10,7 @@ The output is ``layerI`` -> hidden state ``I`` (0 = embeddings).
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,9 +29,13 @@ class TextBody(torch.nn.Module):
         self.model = model
         self._index = index
         self.stage_paths: dict[str, str] = {}
+        # no key/value cache (GPT-2 builds one by default): a checkpointed block would append
+        # its keys to it again when recomputed in the backward pass
+        params = inspect.signature(model.forward).parameters
+        self._extra = {"use_cache": False} if "use_cache" in params else {}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        out = self.model(**batch, output_hidden_states=True, return_dict=True)
+        out = self.model(**batch, **self._extra, output_hidden_states=True, return_dict=True)
         return {n: out.hidden_states[i] for n, i in self._index.items()}
 
 
