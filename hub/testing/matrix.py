@@ -160,25 +160,13 @@ ANCHOR_BY_ENTRY: dict[str, str] = {
 #: cells that fail today because of known, open defects (issue 20): xfail(strict=True); remove a
 #: line when its fix lands (the cell then passes and the strict xfail fails). The entry "*" stands
 #: for every entry whose cell runs the check.
-_FROZEN_ACT = ("issue 20: norm='frozen' swaps timm's BatchNormAct2d for FrozenBatchNorm2d and drops "
-               "the activation fused into it")
-_FROZEN_DENSE = ("issue 20: norm='frozen' crashes on timm's DenseNet (ValueError: invalid literal "
-                 "for int() with base 10: 'norm0' in hub/train/freeze.py)")
-_BY_NAME = ("issue 20: hub extract's dataset mode and hub classify ask the catalogue, not "
-            "hub.load's resolver: a saved directory is an 'Unknown backbone'")
 _ISLANDS = ("issue 20: the islands' casting hooks travel into the float32 trunk (RuntimeError: "
             "Input type (CPUBFloat16Type) and weight type (torch.FloatTensor) should be the same)")
 PENDING: dict[tuple[str, str], str] = {
-    **{(name, "as_module[norm=frozen]"): _FROZEN_ACT for name in (
-        "efficientnet_b0", "efficientnet_lite0", "efficientnetv2_s", "mobilenet_v2",
-        "mobilenet_v3_large", "mobilenet_v3_small", "regnety_032")},
-    ("densenet121", "as_module[norm=frozen]"): _FROZEN_DENSE,
     ("mobileclip_s2", "extract[bfloat16]"): "new (found by this matrix, not investigated): "
     "mobileclip_s2's image tower wholly in bf16 reaches a min cosine of only 0.79 against float32 "
     "on the matrix's seeded weights (docs/extraction.md documents 0.997 for a depthwise network "
     "on real weights; auto keeps such networks in float32)",
-    ("*", "cli[dataset]"): _BY_NAME,
-    ("*", "cli[classify]"): _BY_NAME,
     # every image entry but swin_t (whose early modules are the patch embedding alone)
     **{(name, "as_module[islands=early]"): _ISLANDS for name in (
         "convnext_tiny", "densenet121", "densenet121_tv", "dinov2_s14", "efficientnet_b0",
