@@ -7,9 +7,9 @@ eval mode equals ``extract(x, stages="all")``'s maps to 1e-5 relative. ``norm="f
 provider's table of library norms (``Provider.norm_layers``, the table folding reads): timm's
 ``BatchNormAct2d`` keeps its activation (EfficientNet, MobileNet, RegNetY differed by up to 2e8
 before), and the timm DenseNets' named ``Sequential`` children are replaced by name (they
-crashed). Run time on the shared 2-core machine (load ~8): the whole file, 140 tests, 20 min 49 s
-wall / 7 min 40 s CPU with two torch threads (token models at 224-518 px take 25-50 s a cell,
-MobileCLIP's tower 64 s); `-m "not slow"` (12 tests) ~50 s wall / 20 s CPU.
+crashed). Run time on the shared 2-core machine (load ~8), one torch thread: the whole file, 140
+tests, 4 min 12 s wall / 2 min 4 s CPU (ViT-L/16 and DINOv2-B at 224/518 px 10-26 s a cell);
+`-m "not slow"` (11 tests) 14 s. (With two torch threads the whole file took 20 min 49 s.)
 """
 
 from __future__ import annotations
