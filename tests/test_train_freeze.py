@@ -7,8 +7,9 @@ eval mode equals ``extract(x, stages="all")``'s maps to 1e-5 relative. ``norm="f
 provider's table of library norms (``Provider.norm_layers``, the table folding reads): timm's
 ``BatchNormAct2d`` keeps its activation (EfficientNet, MobileNet, RegNetY differed by up to 2e8
 before), and the timm DenseNets' named ``Sequential`` children are replaced by name (they
-crashed). Run time: the whole matrix (44 entries x 3 modes, `-m slow` included) about 3 min of
-CPU on a 2-core machine (token models at 224-518 px take 10-50 s each); `-m "not slow"` ~20 s.
+crashed). Run time on the shared 2-core machine (load ~8), one torch thread: the whole file, 140
+tests, 4 min 12 s wall / 2 min 4 s CPU (ViT-L/16 and DINOv2-B at 224/518 px 10-26 s a cell);
+`-m "not slow"` (11 tests) 14 s. (With two torch threads the whole file took 20 min 49 s.)
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ FAST = {"densenet121", "efficientnet_b0", "mobilenet_v3_small", "resnet50_tv", "
 #: entries whose provider builds no trainable module (``as_module`` raises InputError)
 NO_TRUNK = {"example_tinynet"}
 _BUILT: dict[str, tuple[Any, torch.Tensor, dict[str, torch.Tensor]]] = {}
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # batch-1 forwards on a shared machine
 
 
 def small(spec: Any) -> Any:

@@ -59,9 +59,9 @@ def check_norm(norm: str) -> None:
 class FrozenNorm(torch.nn.Module):
     """A library's batch-norm subclass, frozen: its running statistics and affine as buffers (as
     torchvision's ``FrozenBatchNorm2d`` holds them), applied by the eval-mode batch-norm kernel
-    (the library norm's own numbers in eval), then
-    what the library's norm does after normalising (:attr:`hub.provider.NormLayer.after`),
-    through the norm's own child modules (e.g. ``act``, ``drop``), kept under their names.
+    (the library norm's own numbers in eval), then what the library's norm does after
+    normalising (:attr:`hub.provider.NormLayer.after`), through the norm's own child modules
+    (e.g. ``act``, ``drop``), kept under their names.
 
     :ivar after: the declared function, called as ``after(self, x)``.
     """

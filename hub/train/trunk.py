@@ -29,6 +29,7 @@ from hub.train.stagemap import map_stages
 if TYPE_CHECKING:
     from hub.backbone import Backbone
     from hub.manifest import BackboneSpec
+    from hub.provider import NormLayer
 
 __all__ = ["Stages", "Trunk", "build_trunk"]
 
@@ -386,8 +387,9 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     for name, p in net.named_parameters():
         if name in frozen:
             p.requires_grad_(False)
-    for name in kept:  # batch norms "frozen" cannot replace: the same function, nothing trained
-        body.get_submodule(name).requires_grad_(False)
+    for name, sub in body.named_modules():  # batch norms "frozen" kept: nothing of them trains
+        if name in kept:
+            sub.requires_grad_(False)
     net._eval_norms = fz.norms_in_eval(net, frozen, all_norms=norm != "train")
     if grad_checkpointing and checkpoint_blocks(body) == 0:
         raise InputError(f"{backbone.name}: grad_checkpointing found no repeated blocks to "
@@ -401,7 +403,7 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     return net.train()
 
 
-def _norm_layers(backbone: Backbone) -> dict[type, Any]:
+def _norm_layers(backbone: Backbone) -> dict[type, NormLayer]:
     """The library batch-norm subclasses the backbone's provider declares
     (:meth:`hub.provider.Provider.norm_layers`), for ``norm="frozen"``."""
     from hub.api import get_registry
