@@ -13,10 +13,12 @@ abstract, so a provider implements exactly what its modality needs:
 Nothing of one ``extract()`` call is kept on the instance: a backbone may serve
 several threads at once. What comes back is described in :mod:`hub.features`.
 
-Execution options (set by :func:`hub.load` through :meth:`Backbone.configure`):
-the device, the precision (weights cast, or autocast; see
-:func:`hub.execution.precision_plan`; chosen per machine for ``dtype="auto"``, see
-:mod:`hub.autodtype`), channels_last memory format for CNNs, and ``torch.compile``.
+How it runs is one frozen :class:`hub.plan.ExecutionPlan` (:attr:`Backbone.plan`), decided by
+:func:`hub.plan.plan_execution` and carried out once by :func:`hub.execution.apply_plan` (from
+:func:`hub.load`): the device, the precision (weights cast, or autocast; chosen per machine for
+``dtype="auto"``, see :mod:`hub.autodtype`), float32 islands, folded batch norms, a runtime,
+the channels_last memory format for CNNs, and ``torch.compile``. The execution attributes
+(:attr:`dtype`, :attr:`precision`, :attr:`islands`, ...) are read-only views of that plan.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import InputError
-from hub.execution import dtype_name
 from hub.features import POOLS, Features, RawOutput, StageSpec, merge, resolve_stages
 from hub.features import pool as pool_batch
 from hub.inputs import as_images, as_texts
+from hub.plan import ExecutionPlan, torch_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -54,21 +56,7 @@ class Backbone(ABC):
     :meth:`_forward`) or :class:`TextBackbone` (:meth:`_forward` and ``_tokenize``).
 
     :ivar device: where the weights live and the forward runs.
-    :ivar dtype: the precision features come out in (``None`` = float32).
-    :ivar weight_dtype: the dtype the weights are stored in (``None`` = float32).
-    :ivar autocast_dtype: the autocast precision of the forward, or ``None``.
-    :ivar auto: the precision was chosen by ``dtype="auto"`` (features come out in float32).
-    :ivar channels_last: weights and inputs use the channels_last memory format.
-    :ivar compiled: the forward runs through ``torch.compile``.
-    :ivar islands: modules kept in float32 inside a reduced-precision network (``hub.load(...,
-        islands=...)``, :mod:`hub.islands`); inputs then enter in float32. Empty otherwise.
-    :ivar folded: batch norms folded into the convolutions before them when the weights were
-        cast to a reduced precision (:mod:`hub.fold`); empty otherwise.
-    :ivar island_mode: the ``islands=`` option :func:`hub.load` was given (``"early"``,
-        ``"depthwise"``), even where the weights stayed float32 and nothing was kept; else
-        ``None``. Dataset jobs record it (:mod:`hub.dataset.job`).
-    :ivar runtime: the optional runtime that runs the forward instead of torch
-        (``hub.load(..., runtime="openvino")``; see :mod:`hub.runtimes`), else ``None``.
+    :ivar plan: how it runs (:class:`hub.plan.ExecutionPlan`); the properties below read it.
     :ivar two_tower: the image-text backbone this is a tower of (:mod:`hub.twotower`), else
         ``None``.
     """
@@ -82,30 +70,76 @@ class Backbone(ABC):
         self.specs: dict[str, StageSpec] = {s.name: s for s in specs}
         self.weights = weights
         self.device = device
-        self.dtype = dtype
-        self.weight_dtype = dtype
-        self.autocast_dtype: torch.dtype | None = None
-        self.auto = False
-        self.channels_last = False
-        self.compiled = False
-        self.runtime: Runtime | None = None
+        self.plan = ExecutionPlan.built(device, self.modality, dtype)
+        self._runtime: Runtime | None = None
         self.two_tower: Backbone | None = None  # set on the towers of an image-text backbone
-        self.islands: tuple[str, ...] = ()
-        self.folded: tuple[str, ...] = ()
-        self.island_mode: str | None = None
 
     @property
     def name(self) -> str:
         return self.spec.name
 
+    # ---- how it runs: read-only views of the plan ----------------------------------------------
     @property
     def precision(self) -> str:
         """The precision the network computes in: ``"float32"``, ``"bfloat16"`` or ``"float16"``
         (also :attr:`Features.precision` of what it extracts); with a runtime attached, the
         runtime's precision."""
-        if self.runtime is not None:
-            return "bfloat16" if self.runtime.precision == "bf16" else "float32"
-        return dtype_name(self.autocast_dtype or self.weight_dtype)
+        return self.plan.compute
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The precision features come out in (``None`` = float32)."""
+        return torch_dtype(self.plan.features)
+
+    @property
+    def weight_dtype(self) -> torch.dtype | None:
+        """The dtype the weights are stored in (``None`` = float32; islands keep float32)."""
+        return torch_dtype(self.plan.weights)
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The autocast precision of the forward, or ``None``."""
+        return None if self.plan.autocast is None else torch_dtype(self.plan.autocast)
+
+    @property
+    def auto(self) -> bool:
+        """The precision was chosen by ``dtype="auto"`` (features come out in float32)."""
+        return self.plan.auto
+
+    @property
+    def channels_last(self) -> bool:
+        """Weights and inputs use the channels_last memory format."""
+        return self.plan.channels_last
+
+    @property
+    def compiled(self) -> bool:
+        """The forward runs through ``torch.compile``."""
+        return self.plan.compile
+
+    @property
+    def islands(self) -> tuple[str, ...]:
+        """Modules kept in float32 inside a reduced-precision network (``hub.load(...,
+        islands=...)``, :mod:`hub.islands`); inputs then enter in float32. Empty otherwise."""
+        return self.plan.kept
+
+    @property
+    def folded(self) -> tuple[str, ...]:
+        """Batch norms folded into the convolutions before them when the weights were cast to a
+        reduced precision (:mod:`hub.fold`); empty otherwise."""
+        return self.plan.folded
+
+    @property
+    def island_mode(self) -> str | None:
+        """The ``islands=`` option :func:`hub.load` was given (``"early"``, ``"depthwise"``),
+        even where the weights stayed float32 and nothing was kept; else ``None``. Dataset jobs
+        record it (:mod:`hub.dataset.job`)."""
+        return self.plan.islands
+
+    @property
+    def runtime(self) -> Runtime | None:
+        """The optional runtime that runs the forward instead of torch (``hub.load(...,
+        runtime="openvino")``; see :mod:`hub.runtimes`), else ``None``."""
+        return self._runtime
 
     @property
     def embedding_dim(self) -> int:
@@ -122,37 +156,32 @@ class Backbone(ABC):
             extra += f" runtime={self.runtime.name}({self.runtime.precision})"
         return (f"<{type(self).__name__} {self.name} ({self.spec.provider}:{self.spec.architecture}) "
                 f"weights={w} device={self.device} precision={self.precision}"
-                f"{f' ({how})' if how else ''} features={dtype_name(self.dtype)}{extra}>")
+                f"{f' ({how})' if how else ''} features={self.plan.features}{extra}>")
 
     # ---- execution options ---------------------------------------------------------------------
-    def configure(self, *, dtype: torch.dtype | None = None, autocast: torch.dtype | None = None,
-                  channels_last: bool = False, compile: bool | dict[str, Any] = False,
-                  auto: bool = False) -> Backbone:
-        """Set how the forward runs; called once by :func:`hub.load` after the provider built it.
+    def configure(self, plan: ExecutionPlan, *, runtime: Runtime | None = None) -> Backbone:
+        """Run as ``plan`` says from now on: called by :func:`hub.execution.apply_plan` once the
+        weights are as the plan wants them (cast, folded, islands kept). Converts the memory
+        layout when ``plan.channels_last`` changes, compiles the forward when ``plan.compile``
+        asks for it (once), and keeps the plan (:attr:`plan`) and the ``runtime`` that runs the
+        forward instead of torch.
 
-        :param dtype: the precision features are returned in (``None`` = float32).
-        :param autocast: run the forward under ``torch.autocast`` with this dtype (weights stay
-            as they are).
-        :param channels_last: convert weights and inputs to the channels_last memory format.
-        :param compile: ``True`` or ``torch.compile`` keyword arguments to compile the forward.
-        :param auto: the precision was chosen by ``dtype="auto"``.
+        :param plan: how to run (:class:`hub.plan.ExecutionPlan`).
+        :param runtime: a prepared runtime (:func:`hub.runtimes.prepare`), or ``None``: torch.
         """
         import torch
 
-        self.dtype = dtype
-        self.autocast_dtype = autocast
-        self.auto = auto
-        if channels_last != self.channels_last:
-            _convert_layout(self.module, torch.channels_last if channels_last
+        if plan.channels_last != self.plan.channels_last:
+            _convert_layout(self.module, torch.channels_last if plan.channels_last
                             else torch.contiguous_format)
-        self.channels_last = channels_last
-        if compile and not self.compiled:
-            opts = compile if isinstance(compile, dict) else {}
+        if plan.compile and not self.plan.compile:
+            opts = dict(plan.compile_options)
             self._forward = torch.compile(self._forward, **opts)  # type: ignore[method-assign]
             if type(self)._forward_pooled is not Backbone._forward_pooled:
                 self._forward_pooled = torch.compile(  # type: ignore[method-assign]
                     self._forward_pooled, **opts)
-            self.compiled = True
+        self.plan = plan
+        self._runtime = runtime
         return self
 
     # ---- training ------------------------------------------------------------------------------
@@ -169,16 +198,18 @@ class Backbone(ABC):
         :param output_stride: 8 or 16 by dilation where the architecture allows it.
         :param grad_checkpointing: recompute activations of repeated blocks in the backward.
         :param pyramid: add a simple feature pyramid (strides 4 to 32) to single-stride ViTs.
-        A backbone whose ``dtype="auto"`` cast its weights to a lower precision, or whose batch
-        norms were folded (:attr:`folded`: its convolutions carry folded copies), gives a
-        float32 module built again from its weight files: training starts from the exact
-        weights, without the folded copies.
+        A backbone whose ``dtype="auto"`` cast its weights to a lower precision, whose batch
+        norms were folded (:attr:`folded`: its convolutions carry folded copies), or which keeps
+        float32 islands (:attr:`islands`: its modules cast their inputs), gives a float32 module
+        built again from its weight files (:attr:`plan`'s float32 twin): training starts from the
+        exact weights, without the folded copies or the islands' casts.
 
         :raises InputError: on an unknown stage, a bad freeze/norm/output_stride value.
         """
         from hub.train.trunk import build_trunk
 
-        rebuild = self.weight_dtype is not None and (self.auto or bool(self.folded))
+        plan = self.plan  # cast by hub and not the provider's (or the islands' hooks would travel)
+        rebuild = plan.cast_by_hub and (plan.auto or bool(plan.folded) or bool(plan.kept))
         parent = self._float32_twin() if rebuild else self
         return build_trunk(parent, stages, freeze=freeze, norm=norm, output_stride=output_stride,
                            grad_checkpointing=grad_checkpointing, pyramid=pyramid)
@@ -202,11 +233,7 @@ class Backbone(ABC):
                 raise InputError(f"{self.name}: its provider {self.spec.provider!r} is no longer "
                                  "registered; load it with dtype='float32' to train.")
             twin = provider.build(self.spec, self.weights, device=self.device, dtype=None)
-        twin.weight_dtype = twin.dtype = twin.autocast_dtype = None
-        twin.auto = False
-        twin.islands = twin.folded = ()
-        twin.island_mode = None
-        return twin.configure(channels_last=self.channels_last)
+        return twin.configure(self.plan.float32())
 
     def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         """A new module (a copy of the weights, as the ``model`` attribute) mapping model inputs to
@@ -355,11 +382,12 @@ class Backbone(ABC):
         pooled = raw.pooled if own else pool_batch(raw, last, how, model=self.name)
         feats = Features(pooled=pooled, stages={n: raw.stages[n] for n in names}, mask=raw.mask,
                          prefix={n: raw.prefix[n] for n in names if n in raw.prefix})
-        if self.dtype is not None:
+        want = self.dtype
+        if want is not None:
             def cast(t: Any) -> Any:
-                if t is None or t.dtype == self.dtype or not t.is_floating_point():
+                if t is None or t.dtype == want or not t.is_floating_point():
                     return t
-                return t.to(self.dtype)
+                return t.to(want)
 
             feats.pooled = cast(feats.pooled)
             feats.stages = {k: cast(v) for k, v in feats.stages.items()}

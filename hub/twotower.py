@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     import torch
 
     from hub.manifest import BackboneSpec
+    from hub.plan import ExecutionPlan
     from hub.provider import WeightFiles
+    from hub.runtimes import Runtime
 
 __all__ = ["DEFAULT_TEMPLATES", "FixedLengthText", "TwoTowerBackbone", "ZeroShot",
            "resolve_scoring", "tower_spec"]
@@ -189,19 +191,16 @@ class TwoTowerBackbone(Backbone):
             return self.text
         raise InputError(f"modality must be 'image' or 'text', got {modality!r}.")
 
-    def configure(self, *, dtype: torch.dtype | None = None, autocast: torch.dtype | None = None,
-                  channels_last: bool = False, compile: bool | dict[str, Any] = False,
-                  auto: bool = False) -> Backbone:
-        """Set how both towers run (see :meth:`Backbone.configure`); ``channels_last`` applies to
-        the image tower. The towers share this backbone's network, so they share the dtype its
-        weights were cast to (``weight_dtype``: ``dtype="auto"`` or ``"bfloat16"`` on a CPU)."""
-        self.dtype, self.autocast_dtype, self.auto = dtype, autocast, auto
-        for tower in (self.image, self.text):
-            tower.weight_dtype = self.weight_dtype
-        self.image.configure(dtype=dtype, autocast=autocast, channels_last=channels_last,
-                             compile=compile, auto=auto)
-        self.text.configure(dtype=dtype, autocast=autocast, compile=compile, auto=auto)
-        self.channels_last, self.compiled = self.image.channels_last, self.image.compiled
+    def configure(self, plan: ExecutionPlan, *, runtime: Runtime | None = None) -> Backbone:
+        """Run both towers as ``plan`` says (see :meth:`Backbone.configure`); each tower gets its
+        view of it (:meth:`~hub.plan.ExecutionPlan.for_tower`: channels_last is the image
+        tower's). The towers share this backbone's network, so they share the precision its
+        weights were cast to."""
+        if runtime is not None:
+            raise InputError(f"{self.name}: image-text towers run with torch; leave runtime out.")
+        self.plan = plan
+        self.image.configure(plan.for_tower("image"))
+        self.text.configure(plan.for_tower("text"))
         return self
 
     # ---- extract -------------------------------------------------------------------------------

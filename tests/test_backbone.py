@@ -8,6 +8,7 @@ structure and on agreement with the same module's own forward.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -280,7 +281,8 @@ def test_compile_covers_the_embedding_only_forward() -> None:
 
     bb = hub.load("example_tinynet", device="cpu", dtype="float32")
     bb.__class__ = EmbeddingOnly
-    bb.configure(compile={"backend": "eager"})
+    bb.configure(dataclasses.replace(bb.plan, compile=True,
+                                     compile_options=(("backend", "eager"),)))
     assert bb.compiled and "_forward_pooled" in vars(bb)  # the compiled wrapper, on the instance
     x = images(3)
     got = bb.extract(x, stages=[])
@@ -485,6 +487,6 @@ def test_configure_switches_layout_both_ways() -> None:
     ref = bb.extract(x).pooled
     w = bb.module[0][0].weight
     assert bb.channels_last and w.is_contiguous(memory_format=torch.channels_last)
-    bb.configure(channels_last=False)
+    bb.configure(dataclasses.replace(bb.plan, channels_last=False))
     assert not bb.channels_last and bb.module[0][0].weight.is_contiguous()
     assert torch.allclose(bb.extract(x).pooled, ref, atol=1e-6)
