@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from hub.backbone import Backbone
 from hub.catalog import Catalog, Entry, build_catalog
 from hub.config import Settings, get_settings, settings_with_endpoint
 from hub.errors import InputError, ProviderNotFoundError, UnknownVariantError
@@ -21,6 +20,7 @@ from hub.manifest import BackboneSpec, WeightVariant
 from hub.plugins import Registry, collect, discover
 from hub.progress import Reporter
 from hub.provider import WeightFiles
+from hub.twotower import AnyBackbone
 from hub.weights import cached_weights, resolve_weights
 from hub.weights import require_pinned as check_pinned
 
@@ -188,8 +188,10 @@ def resolve(name: str | os.PathLike[str], *,
 def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained: bool = True,
          device: Any = "auto", dtype: Any = "auto", channels_last: bool | None = None,
          compile: bool | dict[str, Any] = False, runtime: str | None = None,
-         islands: str | None = None) -> Backbone:
-    """Load a backbone ready for :meth:`Backbone.extract`.
+         islands: str | None = None) -> AnyBackbone:
+    """Load a backbone ready for ``extract()``: a :class:`hub.Backbone` (an
+    :class:`~hub.ImageBackbone` or a :class:`~hub.TextBackbone`), or for an image-text entry a
+    :class:`hub.TwoTowerBackbone` holding one of each.
 
     :param name: a name or alias from ``hub list``, or a saved directory (``net.save()``; or its
         manifest file): read with the same safe loader and schema, its files verified in place
@@ -254,8 +256,7 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
         files = pull(spec.name, weights=weights)
     bb = provider.build(spec, files, device=dev, dtype=torch_dtype(build))
     plan = plan_execution(request, network_facts(facts, bb.module))
-    return apply_plan(bb, plan, fold_norms=provider.fold_norms() if plan.fold else None,
-                      settings=settings)
+    return apply_plan(bb, plan, provider=provider, settings=settings)
 
 
 def version() -> str:

@@ -33,14 +33,15 @@ from hub.errors import InputError
 from hub.features import POOLS, Features, RawOutput, StageSpec, merge, resolve_stages
 from hub.features import pool as pool_batch
 from hub.inputs import as_images, as_texts
-from hub.plan import ExecutionPlan, torch_dtype
+from hub.plan import ExecutionPlan, PlanViews
 
 if TYPE_CHECKING:
     import torch
 
     from hub.manifest import BackboneSpec
-    from hub.provider import WeightFiles
+    from hub.provider import Provider, WeightFiles
     from hub.runtimes import Runtime
+    from hub.twotower import TwoTowerBackbone
 
 __all__ = ["Backbone", "Features", "ImageBackbone", "RawOutput", "StageSpec", "TextBackbone"]
 
@@ -49,14 +50,18 @@ DEFAULT_BATCH = 32
 Progress = bool | Callable[[int, int], None]
 
 
-class Backbone(ABC):
+class Backbone(PlanViews, ABC):
     """A pretrained network that turns inputs into :class:`Features`.
 
     Built by :func:`hub.load`; providers subclass :class:`ImageBackbone` (and implement
     :meth:`_forward`) or :class:`TextBackbone` (:meth:`_forward` and ``_tokenize``).
 
     :ivar device: where the weights live and the forward runs.
-    :ivar plan: how it runs (:class:`hub.plan.ExecutionPlan`); the properties below read it.
+    :ivar plan: how it runs (:class:`hub.plan.ExecutionPlan`); ``dtype``, ``precision``,
+        ``weight_dtype``, ``autocast_dtype``, ``auto``, ``channels_last``, ``compiled``,
+        ``islands``, ``folded``, ``island_mode`` read it (:class:`hub.plan.PlanViews`).
+    :ivar provider: the provider that built it (given by :func:`hub.load` through
+        :meth:`configure`; ``as_module`` rebuilds float32 weights through it), else ``None``.
     :ivar two_tower: the image-text backbone this is a tower of (:mod:`hub.twotower`), else
         ``None``.
     """
@@ -72,68 +77,12 @@ class Backbone(ABC):
         self.device = device
         self.plan = ExecutionPlan.built(device, self.modality, dtype)
         self._runtime: Runtime | None = None
-        self.two_tower: Backbone | None = None  # set on the towers of an image-text backbone
+        self.provider: Provider | None = None
+        self.two_tower: TwoTowerBackbone | None = None  # set on an image-text backbone's towers
 
     @property
     def name(self) -> str:
         return self.spec.name
-
-    # ---- how it runs: read-only views of the plan ----------------------------------------------
-    @property
-    def precision(self) -> str:
-        """The precision the network computes in: ``"float32"``, ``"bfloat16"`` or ``"float16"``
-        (also :attr:`Features.precision` of what it extracts); with a runtime attached, the
-        runtime's precision."""
-        return self.plan.compute
-
-    @property
-    def dtype(self) -> torch.dtype | None:
-        """The precision features come out in (``None`` = float32)."""
-        return torch_dtype(self.plan.features)
-
-    @property
-    def weight_dtype(self) -> torch.dtype | None:
-        """The dtype the weights are stored in (``None`` = float32; islands keep float32)."""
-        return torch_dtype(self.plan.weights)
-
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        """The autocast precision of the forward, or ``None``."""
-        return None if self.plan.autocast is None else torch_dtype(self.plan.autocast)
-
-    @property
-    def auto(self) -> bool:
-        """The precision was chosen by ``dtype="auto"`` (features come out in float32)."""
-        return self.plan.auto
-
-    @property
-    def channels_last(self) -> bool:
-        """Weights and inputs use the channels_last memory format."""
-        return self.plan.channels_last
-
-    @property
-    def compiled(self) -> bool:
-        """The forward runs through ``torch.compile``."""
-        return self.plan.compile
-
-    @property
-    def islands(self) -> tuple[str, ...]:
-        """Modules kept in float32 inside a reduced-precision network (``hub.load(...,
-        islands=...)``, :mod:`hub.islands`); inputs then enter in float32. Empty otherwise."""
-        return self.plan.kept
-
-    @property
-    def folded(self) -> tuple[str, ...]:
-        """Batch norms folded into the convolutions before them when the weights were cast to a
-        reduced precision (:mod:`hub.fold`); empty otherwise."""
-        return self.plan.folded
-
-    @property
-    def island_mode(self) -> str | None:
-        """The ``islands=`` option :func:`hub.load` was given (``"early"``, ``"depthwise"``),
-        even where the weights stayed float32 and nothing was kept; else ``None``. Dataset jobs
-        record it (:mod:`hub.dataset.job`)."""
-        return self.plan.islands
 
     @property
     def runtime(self) -> Runtime | None:
@@ -159,7 +108,8 @@ class Backbone(ABC):
                 f"{f' ({how})' if how else ''} features={self.plan.features}{extra}>")
 
     # ---- execution options ---------------------------------------------------------------------
-    def configure(self, plan: ExecutionPlan, *, runtime: Runtime | None = None) -> Backbone:
+    def configure(self, plan: ExecutionPlan, *, runtime: Runtime | None = None,
+                  provider: Provider | None = None) -> Backbone:
         """Run as ``plan`` says from now on: called by :func:`hub.execution.apply_plan` once the
         weights are as the plan wants them (cast, folded, islands kept). Converts the memory
         layout when ``plan.channels_last`` changes, compiles the forward when ``plan.compile``
@@ -168,6 +118,7 @@ class Backbone(ABC):
 
         :param plan: how to run (:class:`hub.plan.ExecutionPlan`).
         :param runtime: a prepared runtime (:func:`hub.runtimes.prepare`), or ``None``: torch.
+        :param provider: the provider that built it (kept when ``None``).
         """
         import torch
 
@@ -182,6 +133,7 @@ class Backbone(ABC):
                     self._forward_pooled, **opts)
         self.plan = plan
         self._runtime = runtime
+        self.provider = provider or self.provider
         return self
 
     # ---- training ------------------------------------------------------------------------------
@@ -215,25 +167,25 @@ class Backbone(ABC):
                            grad_checkpointing=grad_checkpointing, pyramid=pyramid)
 
     def _float32_twin(self) -> Backbone:
-        """This backbone in float32: rebuilt from its weight files by its provider (random
-        weights: a float32 copy of the module)."""
+        """This backbone in float32: rebuilt from its weight files by the provider that built it
+        (random weights: a float32 copy of the module)."""
         import copy
 
-        from hub.api import get_registry
-
         if self.two_tower is not None and self.weights is not None:  # a tower: rebuilt with both
-            pair: Any = self.two_tower._float32_twin()
-            return pair.tower(self.modality)  # type: ignore[no-any-return]
+            return self.two_tower.float32_twin().tower(self.modality)
         if self.weights is None:
             twin = copy.copy(self)
             twin.module = copy.deepcopy(self.module).float()
+        elif self.provider is None:
+            raise InputError(f"{self.name}: it was built without hub.load, so nothing rebuilds its "
+                             "float32 weights; load it with hub.load(..., dtype='float32') to train.")
         else:
-            provider = get_registry().provider(self.spec.provider)
-            if provider is None:
-                raise InputError(f"{self.name}: its provider {self.spec.provider!r} is no longer "
-                                 "registered; load it with dtype='float32' to train.")
-            twin = provider.build(self.spec, self.weights, device=self.device, dtype=None)
-        return twin.configure(self.plan.float32())
+            built = self.provider.build(self.spec, self.weights, device=self.device, dtype=None)
+            if not isinstance(built, Backbone):
+                raise InputError(f"{self.name}: its provider {self.spec.provider!r} built a "
+                                 f"{type(built).__name__}, not a {self.modality} backbone.")
+            twin = built
+        return twin.configure(self.plan.float32(), provider=self.provider)
 
     def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         """A new module (a copy of the weights, as the ``model`` attribute) mapping model inputs to

@@ -11,7 +11,6 @@ in float32 is :mod:`hub.islands`' job; building the module itself is :mod:`hub.b
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import InputError
@@ -19,9 +18,10 @@ from hub.errors import InputError
 if TYPE_CHECKING:
     import torch
 
-    from hub.backbone import Backbone
     from hub.config import Settings
     from hub.plan import ExecutionPlan, Facts
+    from hub.provider import Provider
+    from hub.twotower import AnyBackbone
 
 __all__ = ["apply_plan", "conv_fraction", "keeps_float32", "network_facts", "resolve_device"]
 
@@ -59,9 +59,8 @@ def network_facts(facts: Facts, module: torch.nn.Module) -> Facts:
                                mostly_conv=conv_fraction(module) >= 0.5)
 
 
-def apply_plan(bb: Backbone, plan: ExecutionPlan, *,
-               fold_norms: dict[type, Callable[[Any, Any], Any]] | None = None,
-               settings: Settings | None = None) -> Backbone:
+def apply_plan(bb: AnyBackbone, plan: ExecutionPlan, *, provider: Provider | None = None,
+               settings: Settings | None = None) -> AnyBackbone:
     """Carry out ``plan`` on a backbone its provider just built (weights in ``plan.build``): the
     one place :func:`hub.load` changes how a backbone runs.
 
@@ -72,39 +71,45 @@ def apply_plan(bb: Backbone, plan: ExecutionPlan, *,
     * then :meth:`Backbone.configure` (memory layout, compile) with the plan, completed with the
       islands kept and the norms folded.
 
-    :param fold_norms: the provider's foldable norm subclasses (``Provider.fold_norms``).
+    :param provider: the provider that built it: its foldable norm subclasses
+        (``Provider.fold_norms``) fold too, and ``as_module`` rebuilds float32 weights through it.
     :param settings: where a runtime's exports are cached (default: the environment's).
     """
     import dataclasses
 
+    from hub.backbone import Backbone
     from hub.plan import torch_dtype
 
     kept: tuple[str, ...] = ()
     folded: tuple[str, ...] = ()
     engine = None
-    if plan.runtime is not None:
+    if (plan.runtime is not None or plan.keep_islands) and not isinstance(bb, Backbone):
+        raise InputError(f"{bb.name}: runtimes and float32 islands apply to image and text "
+                         "backbones; leave runtime and islands out.")
+    if plan.runtime is not None and isinstance(bb, Backbone):
         from hub.config import get_settings
         from hub.runtimes import prepare
 
         engine = prepare(bb, plan.runtime, precision=plan.compute,
                          settings=settings or get_settings())
-    elif plan.cast_by_hub:
+    elif plan.cast_by_hub:  # the provider built float32 weights
         low = torch_dtype(plan.weights)
         if low is None:  # cast_by_hub: never float32
             raise InputError(f"{bb.name}: the plan casts to {plan.weights}, not a reduced precision.")
-        if plan.keep_islands and plan.islands is not None:  # all but the islands, exact float32
+        if plan.keep_islands and plan.islands is not None and isinstance(bb, Backbone):
             from hub.islands import keep_islands
 
-            kept = keep_islands(bb, plan.islands, low)
+            kept = keep_islands(bb, plan.islands, low)  # all but the islands, exact float32
         else:
             if plan.fold:  # fold in float32, round once
                 from hub.fold import fold_batchnorms
 
                 folded = tuple(fold_batchnorms(
                     bb.module, keep={st.module for st in bb.spec.outputs.stages if st.module},
-                    extra=fold_norms or {}))
+                    extra=provider.fold_norms() if provider is not None else {}))
             bb.module.to(dtype=low)
-    return bb.configure(dataclasses.replace(plan, kept=kept, folded=folded), runtime=engine)
+    return bb.configure(dataclasses.replace(plan, kept=kept, folded=folded), runtime=engine,
+                        provider=provider)
 
 
 def keeps_float32(module: torch.nn.Module) -> bool:

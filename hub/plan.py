@@ -37,8 +37,8 @@ from hub.errors import InputError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DTYPES", "ISLANDS", "RUNTIMES", "ExecutionPlan", "Facts", "Request", "canonical",
-           "dtype_name", "plan_execution", "short_name", "torch_dtype"]
+__all__ = ["DTYPES", "ISLANDS", "RUNTIMES", "ExecutionPlan", "Facts", "PlanViews", "Request",
+           "canonical", "dtype_name", "plan_execution", "short_name", "torch_dtype"]
 
 #: Every spelling of a precision hub accepts -> its canonical name (the torch dtype's name).
 DTYPES: dict[str, str] = {"float32": "float32", "fp32": "float32", "float": "float32",
@@ -297,3 +297,67 @@ def plan_execution(request: Request, facts: Facts) -> ExecutionPlan:
         return base
     return dataclasses.replace(base, weights=asked, compute=asked,
                                fold=facts.pretrained and facts.modality == "image")
+
+
+class PlanViews:
+    """Read-only views of an :class:`ExecutionPlan` held as ``self.plan``: the execution
+    attributes :class:`hub.Backbone` and the image-text backbone expose (``bb.dtype``,
+    ``bb.precision``, ``bb.islands``...). Nothing here writes: the plan is replaced whole."""
+
+    plan: ExecutionPlan
+
+    @property
+    def precision(self) -> str:
+        """The precision the network computes in: ``"float32"``, ``"bfloat16"`` or ``"float16"``
+        (also :attr:`hub.Features.precision` of what it extracts); with a runtime attached, the
+        runtime's precision."""
+        return self.plan.compute
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The precision features come out in (``None`` = float32)."""
+        return torch_dtype(self.plan.features)
+
+    @property
+    def weight_dtype(self) -> torch.dtype | None:
+        """The dtype the weights are stored in (``None`` = float32; islands keep float32)."""
+        return torch_dtype(self.plan.weights)
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The autocast precision of the forward, or ``None``."""
+        return None if self.plan.autocast is None else torch_dtype(self.plan.autocast)
+
+    @property
+    def auto(self) -> bool:
+        """The precision was chosen by ``dtype="auto"`` (features come out in float32)."""
+        return self.plan.auto
+
+    @property
+    def channels_last(self) -> bool:
+        """Weights and inputs use the channels_last memory format."""
+        return self.plan.channels_last
+
+    @property
+    def compiled(self) -> bool:
+        """The forward runs through ``torch.compile``."""
+        return self.plan.compile
+
+    @property
+    def islands(self) -> tuple[str, ...]:
+        """Modules kept in float32 inside a reduced-precision network (``hub.load(...,
+        islands=...)``, :mod:`hub.islands`); inputs then enter in float32. Empty otherwise."""
+        return self.plan.kept
+
+    @property
+    def folded(self) -> tuple[str, ...]:
+        """Batch norms folded into the convolutions before them when the weights were cast to a
+        reduced precision (:mod:`hub.fold`); empty otherwise."""
+        return self.plan.folded
+
+    @property
+    def island_mode(self) -> str | None:
+        """The ``islands=`` option :func:`hub.load` was given (``"early"``, ``"depthwise"``),
+        even where the weights stayed float32 and nothing was kept; else ``None``. Dataset jobs
+        record it (:mod:`hub.dataset.job`)."""
+        return self.plan.islands

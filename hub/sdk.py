@@ -26,11 +26,13 @@ Running:
   decoding, preprocessing and batching are done.
 * :class:`TextBackbone`: subclass it for text and implement ``_tokenize(texts, max_length)``
   and ``_forward(batch, stages)``.
-* :class:`TwoTowerBackbone` (image-text, :mod:`hub.twotower`): built from an image tower (an
-  ``ImageBackbone``) and a text tower (a :class:`FixedLengthText`) over one network, with
+* :class:`TwoTowerBackbone` (image-text, :mod:`hub.twotower`): holds an image tower (an
+  ``ImageBackbone``) and a text tower (a :class:`FixedLengthText`) over one network (it is not
+  a ``Backbone`` itself); build the towers with
   :func:`tower_spec` (the manifest entry as each tower sees it) and :func:`resolve_scoring`
   (logit scale and bias from the manifest, checked against the weights' own).
-* :class:`Backbone`: their common base (``extract()``, the template method); a new modality
+* :class:`Backbone`: the towers' and single-modality backbones' common base (``extract()``,
+  the template method); a new modality
   implements ``_items`` and ``_batches`` too.
 * :class:`StageSpec`: one output stage (name, channels, stride, layout, layer index).
 * :class:`RawOutput`: what ``_forward`` returns for one batch (stage tensors, tokens, mask).

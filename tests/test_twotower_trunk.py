@@ -70,7 +70,8 @@ def hf_backbone(name: str, tmp_path: Path, precision: str | None = None) -> Any:
                   auto_choice="bfloat16" if precision == "auto" else None)
     bb = provider.build(spec, wf, device=torch.device("cpu"),
                         dtype=torch_dtype(plan_execution(request, facts).build))
-    return apply_plan(bb, plan_execution(request, network_facts(facts, bb.module)))
+    return apply_plan(bb, plan_execution(request, network_facts(facts, bb.module)),
+                      provider=provider)
 
 
 def open_clip_backbone(name: str, tmp_path: Path) -> Any:

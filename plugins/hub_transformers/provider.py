@@ -29,7 +29,7 @@ from hub.sdk import (
 if TYPE_CHECKING:
     import torch
 
-    from hub.sdk import BackboneSpec
+    from hub.sdk import BackboneSpec, TwoTowerBackbone
 
 __all__ = ["TransformersBackbone", "TransformersProvider"]
 
@@ -107,7 +107,7 @@ class TransformersProvider(Provider):
     extra = "transformers"
 
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
-              dtype: Any) -> Backbone:
+              dtype: Any) -> Backbone | TwoTowerBackbone:
         try:
             import torch  # noqa: F401  (transformers imports without torch; the build needs it)
             import transformers
