@@ -4,11 +4,11 @@
 stages, pools, normalises and reports progress. Each step a subclass fills in is
 abstract, so a provider implements exactly what its modality needs:
 
-* per modality, :meth:`Backbone._items` (validate inputs) and :meth:`Backbone._batches`
+* per modality, :meth:`Backbone.check_inputs` (validate inputs) and :meth:`Backbone.batches`
   (items -> model inputs, batch by batch): :class:`ImageBackbone` does both through the
-  weights' preprocessing; :class:`TextBackbone` through :meth:`TextBackbone._tokenize`,
+  weights' preprocessing; :class:`TextBackbone` through :meth:`TextBackbone.tokenize`,
   which a text provider implements;
-* per provider, :meth:`Backbone._forward` (model inputs -> :class:`RawOutput`).
+* per provider, :meth:`Backbone.forward` (model inputs -> :class:`RawOutput`).
 
 Nothing of one ``extract()`` call is kept on the instance: a backbone may serve
 several threads at once. What comes back is described in :mod:`hub.features`.
@@ -54,7 +54,7 @@ class Backbone(PlanViews, ABC):
     """A pretrained network that turns inputs into :class:`Features`.
 
     Built by :func:`hub.load`; providers subclass :class:`ImageBackbone` (and implement
-    :meth:`_forward`) or :class:`TextBackbone` (:meth:`_forward` and ``_tokenize``).
+    :meth:`forward`) or :class:`TextBackbone` (:meth:`forward` and ``tokenize``).
 
     :ivar device: where the weights live and the forward runs.
     :ivar plan: how it runs (:class:`hub.plan.ExecutionPlan`); ``dtype``, ``precision``,
@@ -127,10 +127,10 @@ class Backbone(PlanViews, ABC):
                             else torch.contiguous_format)
         if plan.compile and not self.plan.compile:
             opts = dict(plan.compile_options)
-            self._forward = torch.compile(self._forward, **opts)  # type: ignore[method-assign]
-            if type(self)._forward_pooled is not Backbone._forward_pooled:
-                self._forward_pooled = torch.compile(  # type: ignore[method-assign]
-                    self._forward_pooled, **opts)
+            self.forward = torch.compile(self.forward, **opts)  # type: ignore[method-assign]
+            if type(self).forward_pooled is not Backbone.forward_pooled:
+                self.forward_pooled = torch.compile(  # type: ignore[method-assign]
+                    self.forward_pooled, **opts)
         self.plan = plan
         self._runtime = runtime
         self.provider = provider or self.provider
@@ -187,13 +187,13 @@ class Backbone(PlanViews, ABC):
             twin = built
         return twin.configure(self.plan.float32(), provider=self.provider)
 
-    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+    def trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         """A new module (a copy of the weights, as the ``model`` attribute) mapping model inputs to
         the raw outputs of ``stages`` and owning nothing after the last; providers override it."""
         raise InputError(f"{self.name}: the {self.spec.provider} provider cannot build a trainable "
-                         "module (it does not implement Backbone._trunk).")
+                         "module (it does not implement Backbone.trunk).")
 
-    def _pool_head(self, stage: str) -> torch.nn.Module | None:
+    def pool_head(self, stage: str) -> torch.nn.Module | None:
         """A new module (its own copy of the weights) that pools ``stage``'s map (B, C, H, W) into
         the embedding exactly as ``extract()`` does, when that pooling has trained parameters
         (ConvNeXt's pre-logits norm); ``None`` when the pooling is parameter-free (the core's
@@ -232,7 +232,7 @@ class Backbone(PlanViews, ABC):
         """
         import torch
 
-        items = self._items(inputs)
+        items = self.check_inputs(inputs)
         names = resolve_stages(list(self.specs), stages, model=self.name)
         pool = self.spec.outputs.pool if pool is None else pool
         if pool not in POOLS:
@@ -242,20 +242,20 @@ class Backbone(PlanViews, ABC):
                                        or batch_size < 1):
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
         bs = batch_size or DEFAULT_BATCH
-        limit = self._check_max_length(max_length)
+        limit = self.token_limit(max_length)
         amp = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
                if self.autocast_dtype is not None else contextlib.nullcontext())
         chunks: list[tuple[list[int], Features]] = []
         total = len(items)
-        forward = self.runtime.forward if self.runtime is not None else self._forward
+        forward = self.runtime.forward if self.runtime is not None else self.forward
         # no stage asked, the trained pooling: the provider's embedding-only forward, if it has one
         embed_only = not names and pool == self.spec.outputs.pool and self.runtime is None
         with _progress(progress, total, bs, self.name) as advance, torch.inference_mode(), amp:
-            for idx, batch, truncated in self._batches(items, bs, limit):
-                raw = self._forward_pooled(batch) if embed_only else None
+            for idx, batch, truncated in self.batches(items, bs, limit):
+                raw = self.forward_pooled(batch) if embed_only else None
                 if raw is None or raw.pooled is None:
                     raw = forward(batch, names)
-                feats = self._finish(raw, names, pool)
+                feats = self.finish(raw, names, pool)
                 feats.truncated = truncated
                 chunks.append((idx, feats))
                 advance(len(idx))
@@ -274,17 +274,17 @@ class Backbone(PlanViews, ABC):
 
     # ---- steps ---------------------------------------------------------------------------------
     @abstractmethod
-    def _items(self, inputs: Any) -> list[Any]:
+    def check_inputs(self, inputs: Any) -> list[Any]:
         """Validate inputs of this modality into a list of items."""
 
-    def _check_max_length(self, max_length: int | None) -> int | None:
+    def token_limit(self, max_length: int | None) -> int | None:
         """This call's token limit: only text backbones take one."""
         if max_length is not None:
             raise InputError(f"max_length applies to text backbones; {self.name} takes images.")
         return None
 
     @abstractmethod
-    def _batches(self, items: list[Any], bs: int,
+    def batches(self, items: list[Any], bs: int,
                  max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
         """Yield ``(input indices, model inputs on device, truncated indices)`` batch by batch.
 
@@ -293,23 +293,23 @@ class Backbone(PlanViews, ABC):
         """
 
     @abstractmethod
-    def _forward(self, batch: Any, stages: list[str]) -> RawOutput:
+    def forward(self, batch: Any, stages: list[str]) -> RawOutput:
         """Run the network; return at least ``stages`` and the last stage."""
 
-    def _forward_pooled(self, batch: Any) -> RawOutput | None:
+    def forward_pooled(self, batch: Any) -> RawOutput | None:
         """Run the network for the trained embedding only: a :class:`RawOutput` with ``pooled``
         (and ``mask`` for text) and no stages, or ``None`` (the default) when the provider has no
         such forward.
 
-        ``extract()`` calls it instead of :meth:`_forward` when no stage is asked
+        ``extract()`` calls it instead of :meth:`forward` when no stage is asked
         (``stages=[]``) and the pooling is the manifest's, so a provider whose library has an
         embedding-only forward (open_clip's ``encode_image``) skips returning (and the core
         skips laying out) a last stage nobody asked for. It must give the very ``pooled`` that
-        :meth:`_forward` gives; returning ``None``, or no ``pooled``, falls back to it.
+        :meth:`forward` gives; returning ``None``, or no ``pooled``, falls back to it.
         """
         return None
 
-    def _finish(self, raw: RawOutput, names: list[str], how: str) -> Features:
+    def finish(self, raw: RawOutput, names: list[str], how: str) -> Features:
         """Normalise one batch's layout, pool it, keep the requested stages.
 
         The last stage is laid out (and pooled) only when the embedding is not the provider's
@@ -319,7 +319,7 @@ class Backbone(PlanViews, ABC):
         own = raw.pooled is not None and how == self.spec.outputs.pool
         used = list(dict.fromkeys(names if own else [*names, last]))
         for n in used:
-            raw.stages[n], pre = _as_layout(raw.stages[n], self.specs[n], raw.num_prefix_tokens)
+            raw.stages[n], pre = as_layout(raw.stages[n], self.specs[n], raw.num_prefix_tokens)
             if pre is not None and n not in raw.prefix:
                 raw.prefix[n] = pre
         if self.precision != "float32":  # pooled in float32, then cast to self.dtype (if any)
@@ -359,7 +359,7 @@ def _convert_layout(module: torch.nn.Module, fmt: torch.memory_format) -> None:
             t.data = t.data.clone(memory_format=fmt) if t.ndim == 4 else t.data.clone()
 
 
-def _as_layout(t: Any, spec: StageSpec, num_prefix: int) -> tuple[Any, Any]:
+def as_layout(t: Any, spec: StageSpec, num_prefix: int) -> tuple[Any, Any]:
     """Bring a provider's stage tensor to its spec's layout: NHWC maps become NCHW, and token
     sequences (B, N, D) of image stages become (B, D, H, W) grids plus their prefix tokens."""
     if spec.layout != "NCHW":
@@ -403,10 +403,10 @@ class ImageBackbone(Backbone):
 
     modality = "image"
 
-    def _items(self, inputs: Any) -> list[Any]:
+    def check_inputs(self, inputs: Any) -> list[Any]:
         return as_images(inputs, name=self.name)
 
-    def _batches(self, items: list[Any], bs: int,
+    def batches(self, items: list[Any], bs: int,
                  max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
         """Preprocess ``bs`` images at a time, in input order, into pixel batches on :attr:`device`."""
         from hub.preprocess import pixel_batch
@@ -422,7 +422,7 @@ class ImageBackbone(Backbone):
 
 
 class TextBackbone(Backbone):
-    """A backbone for text; subclasses provide :meth:`_tokenize`.
+    """A backbone for text; subclasses provide :meth:`tokenize`.
 
     Texts are tokenised a window at a time, sorted by token count (longest first,
     so batches carry little padding), batched, and returned in input order.
@@ -432,7 +432,7 @@ class TextBackbone(Backbone):
     #: Texts tokenised at once before sorting by length.
     window = 8192
 
-    def _items(self, inputs: Any) -> list[Any]:
+    def check_inputs(self, inputs: Any) -> list[Any]:
         return as_texts(inputs, name=self.name)
 
     @property
@@ -442,7 +442,7 @@ class TextBackbone(Backbone):
         pp = self.spec.preprocessing.text
         return pp.max_length if pp is not None else 512
 
-    def _check_max_length(self, max_length: int | None) -> int:
+    def token_limit(self, max_length: int | None) -> int:
         """This call's token limit: ``max_length`` when given and valid, else the manifest's."""
         top = self.max_length
         if max_length is None:
@@ -453,19 +453,19 @@ class TextBackbone(Backbone):
         return max_length
 
     @abstractmethod
-    def _tokenize(self, texts: list[str], max_length: int) -> dict[str, Any]:
+    def tokenize(self, texts: list[str], max_length: int) -> dict[str, Any]:
         """Tokenise to ``input_ids``/``attention_mask`` tensors, padded and truncated to
         ``max_length`` tokens (this call's limit); may add ``overflow``: one bool per text, True
         when it was truncated."""
 
-    def _batches(self, items: list[Any], bs: int,
+    def batches(self, items: list[Any], bs: int,
                  max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
         """Tokenise a window at a time, then batch by token count (see the class docstring)."""
         import torch
 
         limit = self.max_length if max_length is None else max_length
         for w0 in range(0, len(items), self.window):
-            enc = dict(self._tokenize(items[w0:w0 + self.window], limit))
+            enc = dict(self.tokenize(items[w0:w0 + self.window], limit))
             overflow = enc.pop("overflow", None)
             mask = enc["attention_mask"]
             lengths = mask.sum(1)
@@ -488,7 +488,7 @@ class TextBackbone(Backbone):
         order = sorted(window, key=lambda i: -len(items[i]))
         for b0 in range(0, len(order), bs):
             idx = order[b0:b0 + bs]
-            enc = dict(self._tokenize([items[i] for i in idx], max_length))
+            enc = dict(self.tokenize([items[i] for i in idx], max_length))
             overflow = enc.pop("overflow", None)
             cut = [i for j, i in enumerate(idx) if overflow is not None and overflow[j]]
             yield idx, {k: v.to(self.device) for k, v in enc.items()}, cut

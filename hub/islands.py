@@ -190,7 +190,7 @@ def keep_islands(bb: Backbone, mode: str, dtype: torch.dtype, *,
         names = depthwise_modules(bb.module)
     else:
         last = list(bb.specs)[-1]
-        names = early_modules(bb.module, lambda x: bb._forward(x.to(bb.device), [last]), pp.size,
+        names = early_modules(bb.module, lambda x: bb.forward(x.to(bb.device), [last]), pp.size,
                               stride=stride)
     apply_islands(bb.module, names, dtype)
     return tuple(names)

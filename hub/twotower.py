@@ -14,7 +14,7 @@ is ``activation(logit_scale * cos + logit_bias)`` with the manifest's ``scoring`
 the labels for CLIP, an independent sigmoid per label for SigLIP). Class embeddings are cached
 on the backbone per (labels, templates).
 
-Providers subclass the towers (implementing ``_forward``, and ``_tokenize`` for text) and build
+Providers subclass the towers (implementing ``forward``, and ``tokenize`` for text) and build
 the backbone with :func:`tower_spec` and :func:`resolve_scoring`.
 """
 
@@ -113,16 +113,16 @@ class FixedLengthText(TextBackbone):
     """A text tower whose every input is padded to the context length the weights were trained
     with (``preprocessing.text.max_length``): two-tower text encoders without an attention mask
     (SigLIP, MobileCLIP) attend to the padding, so it is part of the input. Texts are batched in
-    input order; ``_tokenize`` returns ``input_ids`` of shape (B, context length), an
+    input order; ``tokenize`` returns ``input_ids`` of shape (B, context length), an
     ``attention_mask`` marking the real tokens (what :attr:`Features.mask` reports) and
     ``overflow``."""
 
-    def _batches(self, items: list[Any], bs: int,
+    def batches(self, items: list[Any], bs: int,
                  max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
         limit = self.max_length if max_length is None else max_length
         for b0 in range(0, len(items), bs):
             idx = list(range(b0, min(b0 + bs, len(items))))
-            enc = dict(self._tokenize(items[b0:b0 + bs], limit))
+            enc = dict(self.tokenize(items[b0:b0 + bs], limit))
             overflow = enc.pop("overflow", None)
             cut = [i for j, i in enumerate(idx) if overflow is not None and overflow[j]]
             yield idx, {k: v.to(self.device) for k, v in enc.items()}, cut

@@ -33,7 +33,7 @@ def test_the_image_text_backbone_holds_two_ordinary_backbones(clip: TwoTowerBack
     with pytest.raises(InputError, match="modality must be 'image' or 'text', got 'audio'"):
         clip.tower("audio")
     # nothing inherited and disabled: no forward, no batches, no specs setter of its own
-    for name in ("_forward", "_batches", "_items", "_finish"):
+    for name in ("forward", "batches", "check_inputs", "finish"):
         assert not hasattr(clip, name), name
     assert clip.specs == {**clip.image.specs, **clip.text.specs}
     with pytest.raises(AttributeError):

@@ -1,7 +1,7 @@
 """Optional execution runtimes: a backbone's forward run by another inference engine.
 
 ``hub.load(name, runtime="openvino")`` builds the backbone with torch as usual, then hands
-its forward step (:meth:`hub.Backbone._forward`, every stage at once) to the runtime, which
+its forward step (:meth:`hub.Backbone.forward`, every stage at once) to the runtime, which
 exports it once per weights, precision and input size, verifies it against float32 torch,
 and caches it (see :mod:`hub.runtimes.store`). ``extract()`` stays the same template
 method: the runtime only replaces the step that runs the network, so inputs, stages,
@@ -43,7 +43,7 @@ class Runtime(Protocol):
     precision: str
 
     def forward(self, batch: Any, stages: list[str]) -> RawOutput:
-        """Run the network on one batch of model inputs; same contract as ``Backbone._forward``."""
+        """Run the network on one batch of model inputs; same contract as ``Backbone.forward``."""
         ...
 
 
