@@ -175,7 +175,7 @@ def text_case(name: str, args: argparse.Namespace,
 
     texts = sentences(512, seed=1)
     ref = hub.load(name, device="cpu", dtype="float32")
-    batches = list(ref._batches(ref._items(texts), 32, ref._check_max_length(None)))
+    batches = list(ref.batches(ref.check_inputs(texts), 32, ref.token_limit(None)))
     cfg = ref.module.config  # type: ignore[union-attr]
     d, layers, ff = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size
     gflop = 0.0
@@ -199,7 +199,7 @@ def text_case(name: str, args: argparse.Namespace,
             out[torch.tensor(idx)] = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(out, dim=-1)
 
-    limit = ref._check_max_length(None)
+    limit = ref.token_limit(None)
 
     def tokenised_pooled(request: Any) -> Any:
         """OpenVINO standalone as its users run it: the model's tokenizer (numpy tensors) on

@@ -35,6 +35,14 @@ PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "camera", "coins", "hubble
 CLASSES = {"chelsea": (281, 282, 285), "coffee": (967,), "rocket": (657,)}
 
 
+def bf16(plan: Any, kept: tuple[str, ...], channels_last: bool) -> Any:
+    """A float32 plan with its weights cast to bf16 around ``kept`` float32 islands."""
+    import dataclasses
+
+    return dataclasses.replace(plan, weights="bfloat16", compute="bfloat16", features="bfloat16",
+                               kept=kept, keep_islands=True, channels_last=channels_last)
+
+
 def variants(name: str, pretrained: bool) -> dict[str, Any]:
     import torch
 
@@ -47,13 +55,11 @@ def variants(name: str, pretrained: bool) -> dict[str, Any]:
                                 ("depthwise", "depthwise", 4)):
         bb = hub.load(name, device="cpu", dtype="float32", pretrained=pretrained,
                       channels_last=False)
-        keep_islands(bb, mode, torch.bfloat16, stride=stride)
-        out[label] = bb.configure(dtype=torch.bfloat16, channels_last=out["float32"].channels_last)
+        kept = keep_islands(bb, mode, torch.bfloat16, stride=stride)
+        out[label] = bb.configure(bf16(bb.plan, kept, out["float32"].channels_last))
     bb = hub.load(name, device="cpu", dtype="float32", pretrained=pretrained, channels_last=False)
     apply_islands(bb.module, [], torch.bfloat16)  # no island: the cast hooks' own cost
-    bb.weight_dtype = torch.bfloat16
-    out["bf16 + cast hooks"] = bb.configure(dtype=torch.bfloat16,
-                                            channels_last=out["float32"].channels_last)
+    out["bf16 + cast hooks"] = bb.configure(bf16(bb.plan, (), out["float32"].channels_last))
     out["auto"] = hub.load(name, device="cpu", pretrained=pretrained)
     for k, bb in out.items():
         print(f"  {k}: {bb!r} islands={len(bb.islands)}", file=sys.stderr)

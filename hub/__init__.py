@@ -17,6 +17,7 @@ from hub.dataset import extract_dataset
 from hub.hookspecs import hookimpl
 from hub.provider import Provider, WeightFiles
 from hub.retrieval import search
+from hub.twotower import TwoTowerBackbone, ZeroShot
 
 __all__ = [
     "Backbone",
@@ -25,7 +26,9 @@ __all__ = [
     "Provider",
     "StageSpec",
     "TextBackbone",
+    "TwoTowerBackbone",
     "WeightFiles",
+    "ZeroShot",
     "errors",
     "extract_dataset",
     "get_catalog",

@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from hub.backbone import Backbone
 from hub.catalog import Catalog, Entry, build_catalog
 from hub.config import Settings, get_settings, settings_with_endpoint
 from hub.errors import InputError, ProviderNotFoundError, UnknownVariantError
@@ -21,6 +20,7 @@ from hub.plugins import Registry, collect, discover
 from hub.progress import Reporter
 from hub.provider import WeightFiles
 from hub.saved import SavedEntry, manifest_path, read_entry, saved_info, saved_weights
+from hub.twotower import AnyBackbone
 from hub.weights import cached_weights, resolve_weights
 from hub.weights import require_pinned as check_pinned
 
@@ -199,8 +199,10 @@ def spec_of(name: str | os.PathLike[str]) -> BackboneSpec:
 def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained: bool = True,
          device: Any = "auto", dtype: Any = "auto", channels_last: bool | None = None,
          compile: bool | dict[str, Any] = False, runtime: str | None = None,
-         islands: str | None = None) -> Backbone:
-    """Load a backbone ready for :meth:`Backbone.extract`.
+         islands: str | None = None) -> AnyBackbone:
+    """Load a backbone ready for ``extract()``: a :class:`hub.Backbone` (an
+    :class:`~hub.ImageBackbone` or a :class:`~hub.TextBackbone`), or for an image-text entry a
+    :class:`hub.TwoTowerBackbone` holding one of each.
 
     :param name: a name or alias from ``hub list``, or a saved directory (``net.save()``; or its
         manifest file): read with the same safe loader and schema, its files verified in place
@@ -214,7 +216,7 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
         for networks with depthwise convolutions (:func:`hub.execution.keeps_float32`);
         features still come out in float32. ``"float32"`` (or ``None``) for exact parity with the
         anchor libraries; ``"bfloat16"``/``"float16"`` return features in that dtype (see
-        :func:`hub.execution.precision_plan`). The precision used is
+        :mod:`hub.plan`, which decides every execution option). The precision used is
         ``Backbone.precision`` and ``Features.precision``.
     :param channels_last: ``None`` (default) uses channels_last for CNNs; ``True``/``False`` force it.
     :param compile: ``True`` (or ``torch.compile`` keyword arguments) compiles the forward.
@@ -230,14 +232,8 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
         efficientnet_lite0 (docs/extraction.md): ``"early"`` raises the minimum cosine against
         float32 from 0.9974 to 0.9994, at the speed of float32 on a 2-core AMX Xeon.
     """
-    from hub.execution import (
-        is_auto,
-        keeps_float32,
-        precision_plan,
-        resolve_device,
-        resolve_dtype,
-        wants_channels_last,
-    )
+    from hub.execution import apply_plan, network_facts, resolve_device
+    from hub.plan import Facts, Request, plan_execution, torch_dtype
 
     settings = get_settings()
     registry = get_registry(settings)
@@ -251,64 +247,27 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
         raise ProviderNotFoundError(
             f"{spec.name} needs the provider {spec.provider!r}, which no loaded plugin registers"
             f"{why}. Run `hub plugins` to see what loaded; check HUB_PLUGINS/HUB_DISABLE_PLUGINS.")
-    if islands is not None:
-        from hub.islands import check_islands
-
-        check_islands(islands, modality=spec.modality, runtime=runtime)
+    request = Request.of(dtype=dtype, islands=islands, runtime=runtime, compile=compile,
+                         channels_last=channels_last)
     dev = resolve_device(device)
-    auto = is_auto(dtype)
-    if auto:
+    choice = None
+    if request.dtype == "auto":  # a machine fact: measured once per machine (hub.autodtype)
         from hub.autodtype import auto_dtype
+        from hub.plan import dtype_name
 
-        dt = auto_dtype(dev)
-        plan = precision_plan(dev, dt, auto=True)
-    else:
-        dt = resolve_dtype(dtype)
-        plan = precision_plan(dev, dt)
-    if runtime is not None:
-        from hub.runtimes import check_options
-
-        check_options(runtime, device=dev, dtype=dt, compile=compile, channels_last=channels_last)
-        if spec.modality == "image-text":
-            raise InputError(f"runtime={runtime!r} runs image and text backbones; {spec.name}'s "
-                             "towers run with torch: leave runtime out.")
+        choice = dtype_name(auto_dtype(dev))
+    facts = Facts(modality=spec.modality, pretrained=pretrained, device=str(dev), name=spec.name,
+                  auto_choice=choice)
+    build = plan_execution(request, facts).build  # checks every option before any download
     if not pretrained:
         files = None
     elif local is not None:
         files = saved_weights(local, _variant(spec, weights))
     else:
         files = pull(spec.name, weights=weights)
-    if runtime is not None:
-        from hub.runtimes import attach
-
-        built = provider.build(spec, files, device=dev, dtype=None)
-        if auto and dt is not None and keeps_float32(built.module):
-            dt = None  # as for torch: depthwise networks stay float32 under "auto"
-        return attach(built, runtime, dtype=dt, settings=settings)
-    # hub casts image networks itself (after folding their batch norms), "auto" ones (unless
-    # they keep float32) and those with islands; others come from the provider as asked
-    low = plan.weights
-    cast_here = low is not None and (auto or islands is not None or spec.modality == "image")
-    bb = provider.build(spec, files, device=dev, dtype=None if cast_here else low)
-    if cast_here and low is not None:
-        if islands is not None:  # cast all but the islands, exact float32
-            from hub.islands import keep_islands
-
-            keep_islands(bb, islands, low)
-        elif auto and keeps_float32(bb.module):
-            plan = precision_plan(dev, None, auto=True)
-        else:
-            if files is not None and bb.modality == "image":  # fold in float32, round once
-                from hub.fold import fold_batchnorms
-
-                bb.folded = tuple(fold_batchnorms(
-                    bb.module, keep={st.module for st in spec.outputs.stages if st.module},
-                    norms=provider.norm_layers()))
-            bb.module.to(dtype=low)
-            bb.weight_dtype = low
-    bb.island_mode = islands  # as asked, even where nothing was cast (bb.islands is then empty)
-    return bb.configure(dtype=plan.dtype, autocast=plan.autocast, compile=compile, auto=plan.auto,
-                        channels_last=wants_channels_last(bb.module, bb.modality, channels_last))
+    bb = provider.build(spec, files, device=dev, dtype=torch_dtype(build))
+    plan = plan_execution(request, network_facts(facts, bb.module))
+    return apply_plan(bb, plan, provider=provider, settings=settings)
 
 
 def version() -> str:

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from hub.config import get_settings
 from hub.errors import CacheError
-from hub.execution import resolve_dtype
 from hub.machine import read_records, records_path, write_record
+from hub.plan import torch_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -51,7 +51,7 @@ def auto_dtype(device: torch.device) -> torch.dtype | None:
 
     override = get_settings().dtype
     if override is not None:
-        return resolve_dtype(override)
+        return torch_dtype(override)
     if device.type == "cuda":
         with torch.cuda.device(device):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

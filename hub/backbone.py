@@ -4,19 +4,21 @@
 stages, pools, normalises and reports progress. Each step a subclass fills in is
 abstract, so a provider implements exactly what its modality needs:
 
-* per modality, :meth:`Backbone._items` (validate inputs) and :meth:`Backbone._batches`
+* per modality, :meth:`Backbone.check_inputs` (validate inputs) and :meth:`Backbone.batches`
   (items -> model inputs, batch by batch): :class:`ImageBackbone` does both through the
-  weights' preprocessing; :class:`TextBackbone` through :meth:`TextBackbone._tokenize`,
+  weights' preprocessing; :class:`TextBackbone` through :meth:`TextBackbone.tokenize`,
   which a text provider implements;
-* per provider, :meth:`Backbone._forward` (model inputs -> :class:`RawOutput`).
+* per provider, :meth:`Backbone.forward` (model inputs -> :class:`RawOutput`).
 
 Nothing of one ``extract()`` call is kept on the instance: a backbone may serve
 several threads at once. What comes back is described in :mod:`hub.features`.
 
-Execution options (set by :func:`hub.load` through :meth:`Backbone.configure`):
-the device, the precision (weights cast, or autocast; see
-:func:`hub.execution.precision_plan`; chosen per machine for ``dtype="auto"``, see
-:mod:`hub.autodtype`), channels_last memory format for CNNs, and ``torch.compile``.
+How it runs is one frozen :class:`hub.plan.ExecutionPlan` (:attr:`Backbone.plan`), decided by
+:func:`hub.plan.plan_execution` and carried out once by :func:`hub.execution.apply_plan` (from
+:func:`hub.load`): the device, the precision (weights cast, or autocast; chosen per machine for
+``dtype="auto"``, see :mod:`hub.autodtype`), float32 islands, folded batch norms, a runtime,
+the channels_last memory format for CNNs, and ``torch.compile``. The execution attributes
+(:attr:`dtype`, :attr:`precision`, :attr:`islands`, ...) are read-only views of that plan.
 """
 
 from __future__ import annotations
@@ -27,18 +29,19 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import InputError
-from hub.execution import dtype_name
 from hub.features import POOLS, Features, RawOutput, StageSpec, merge, resolve_stages
 from hub.features import pool as pool_batch
 from hub.inputs import as_images, as_texts
+from hub.plan import ExecutionPlan, PlanViews
 from hub.progress import ItemProgress, counting
 
 if TYPE_CHECKING:
     import torch
 
     from hub.manifest import BackboneSpec
-    from hub.provider import WeightFiles
+    from hub.provider import Provider, WeightFiles
     from hub.runtimes import Runtime
+    from hub.twotower import TwoTowerBackbone
 
 __all__ = ["Backbone", "Features", "ImageBackbone", "RawOutput", "StageSpec", "TextBackbone"]
 
@@ -47,28 +50,18 @@ DEFAULT_BATCH = 32
 Progress = ItemProgress
 
 
-class Backbone(ABC):
+class Backbone(PlanViews, ABC):
     """A pretrained network that turns inputs into :class:`Features`.
 
     Built by :func:`hub.load`; providers subclass :class:`ImageBackbone` (and implement
-    :meth:`_forward`) or :class:`TextBackbone` (:meth:`_forward` and ``_tokenize``).
+    :meth:`forward`) or :class:`TextBackbone` (:meth:`forward` and ``tokenize``).
 
     :ivar device: where the weights live and the forward runs.
-    :ivar dtype: the precision features come out in (``None`` = float32).
-    :ivar weight_dtype: the dtype the weights are stored in (``None`` = float32).
-    :ivar autocast_dtype: the autocast precision of the forward, or ``None``.
-    :ivar auto: the precision was chosen by ``dtype="auto"`` (features come out in float32).
-    :ivar channels_last: weights and inputs use the channels_last memory format.
-    :ivar compiled: the forward runs through ``torch.compile``.
-    :ivar islands: modules kept in float32 inside a reduced-precision network (``hub.load(...,
-        islands=...)``, :mod:`hub.islands`); inputs then enter in float32. Empty otherwise.
-    :ivar folded: batch norms folded into the convolutions before them when the weights were
-        cast to a reduced precision (:mod:`hub.fold`); empty otherwise.
-    :ivar island_mode: the ``islands=`` option :func:`hub.load` was given (``"early"``,
-        ``"depthwise"``), even where the weights stayed float32 and nothing was kept; else
-        ``None``. Dataset jobs record it (:mod:`hub.dataset.job`).
-    :ivar runtime: the optional runtime that runs the forward instead of torch
-        (``hub.load(..., runtime="openvino")``; see :mod:`hub.runtimes`), else ``None``.
+    :ivar plan: how it runs (:class:`hub.plan.ExecutionPlan`); ``dtype``, ``precision``,
+        ``weight_dtype``, ``autocast_dtype``, ``auto``, ``channels_last``, ``compiled``,
+        ``islands``, ``folded``, ``island_mode`` read it (:class:`hub.plan.PlanViews`).
+    :ivar provider: the provider that built it (given by :func:`hub.load` through
+        :meth:`configure`; ``as_module`` rebuilds float32 weights through it), else ``None``.
     :ivar two_tower: the image-text backbone this is a tower of (:mod:`hub.twotower`), else
         ``None``.
     """
@@ -82,30 +75,20 @@ class Backbone(ABC):
         self.specs: dict[str, StageSpec] = {s.name: s for s in specs}
         self.weights = weights
         self.device = device
-        self.dtype = dtype
-        self.weight_dtype = dtype
-        self.autocast_dtype: torch.dtype | None = None
-        self.auto = False
-        self.channels_last = False
-        self.compiled = False
-        self.runtime: Runtime | None = None
-        self.two_tower: Backbone | None = None  # set on the towers of an image-text backbone
-        self.islands: tuple[str, ...] = ()
-        self.folded: tuple[str, ...] = ()
-        self.island_mode: str | None = None
+        self.plan = ExecutionPlan.built(device, self.modality, dtype)
+        self._runtime: Runtime | None = None
+        self.provider: Provider | None = None
+        self.two_tower: TwoTowerBackbone | None = None  # set on an image-text backbone's towers
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     @property
-    def precision(self) -> str:
-        """The precision the network computes in: ``"float32"``, ``"bfloat16"`` or ``"float16"``
-        (also :attr:`Features.precision` of what it extracts); with a runtime attached, the
-        runtime's precision."""
-        if self.runtime is not None:
-            return "bfloat16" if self.runtime.precision == "bf16" else "float32"
-        return dtype_name(self.autocast_dtype or self.weight_dtype)
+    def runtime(self) -> Runtime | None:
+        """The optional runtime that runs the forward instead of torch (``hub.load(...,
+        runtime="openvino")``; see :mod:`hub.runtimes`), else ``None``."""
+        return self._runtime
 
     @property
     def embedding_dim(self) -> int:
@@ -122,37 +105,35 @@ class Backbone(ABC):
             extra += f" runtime={self.runtime.name}({self.runtime.precision})"
         return (f"<{type(self).__name__} {self.name} ({self.spec.provider}:{self.spec.architecture}) "
                 f"weights={w} device={self.device} precision={self.precision}"
-                f"{f' ({how})' if how else ''} features={dtype_name(self.dtype)}{extra}>")
+                f"{f' ({how})' if how else ''} features={self.plan.features}{extra}>")
 
     # ---- execution options ---------------------------------------------------------------------
-    def configure(self, *, dtype: torch.dtype | None = None, autocast: torch.dtype | None = None,
-                  channels_last: bool = False, compile: bool | dict[str, Any] = False,
-                  auto: bool = False) -> Backbone:
-        """Set how the forward runs; called once by :func:`hub.load` after the provider built it.
+    def configure(self, plan: ExecutionPlan, *, runtime: Runtime | None = None,
+                  provider: Provider | None = None) -> Backbone:
+        """Run as ``plan`` says from now on: called by :func:`hub.execution.apply_plan` once the
+        weights are as the plan wants them (cast, folded, islands kept). Converts the memory
+        layout when ``plan.channels_last`` changes, compiles the forward when ``plan.compile``
+        asks for it (once), and keeps the plan (:attr:`plan`) and the ``runtime`` that runs the
+        forward instead of torch.
 
-        :param dtype: the precision features are returned in (``None`` = float32).
-        :param autocast: run the forward under ``torch.autocast`` with this dtype (weights stay
-            as they are).
-        :param channels_last: convert weights and inputs to the channels_last memory format.
-        :param compile: ``True`` or ``torch.compile`` keyword arguments to compile the forward.
-        :param auto: the precision was chosen by ``dtype="auto"``.
+        :param plan: how to run (:class:`hub.plan.ExecutionPlan`).
+        :param runtime: a prepared runtime (:func:`hub.runtimes.prepare`), or ``None``: torch.
+        :param provider: the provider that built it (kept when ``None``).
         """
         import torch
 
-        self.dtype = dtype
-        self.autocast_dtype = autocast
-        self.auto = auto
-        if channels_last != self.channels_last:
-            _convert_layout(self.module, torch.channels_last if channels_last
+        if plan.channels_last != self.plan.channels_last:
+            _convert_layout(self.module, torch.channels_last if plan.channels_last
                             else torch.contiguous_format)
-        self.channels_last = channels_last
-        if compile and not self.compiled:
-            opts = compile if isinstance(compile, dict) else {}
-            self._forward = torch.compile(self._forward, **opts)  # type: ignore[method-assign]
-            if type(self)._forward_pooled is not Backbone._forward_pooled:
-                self._forward_pooled = torch.compile(  # type: ignore[method-assign]
-                    self._forward_pooled, **opts)
-            self.compiled = True
+        if plan.compile and not self.plan.compile:
+            opts = dict(plan.compile_options)
+            self.forward = torch.compile(self.forward, **opts)  # type: ignore[method-assign]
+            if type(self).forward_pooled is not Backbone.forward_pooled:
+                self.forward_pooled = torch.compile(  # type: ignore[method-assign]
+                    self.forward_pooled, **opts)
+        self.plan = plan
+        self._runtime = runtime
+        self.provider = provider or self.provider
         return self
 
     # ---- training ------------------------------------------------------------------------------
@@ -169,52 +150,50 @@ class Backbone(ABC):
         :param output_stride: 8 or 16 by dilation where the architecture allows it.
         :param grad_checkpointing: recompute activations of repeated blocks in the backward.
         :param pyramid: add a simple feature pyramid (strides 4 to 32) to single-stride ViTs.
-        A backbone whose ``dtype="auto"`` cast its weights to a lower precision, or whose batch
-        norms were folded (:attr:`folded`: its convolutions carry folded copies), gives a
-        float32 module built again from its weight files: training starts from the exact
-        weights, without the folded copies.
+        A backbone whose ``dtype="auto"`` cast its weights to a lower precision, whose batch
+        norms were folded (:attr:`folded`: its convolutions carry folded copies), or which keeps
+        float32 islands (:attr:`islands`: its modules cast their inputs), gives a float32 module
+        built again from its weight files (:attr:`plan`'s float32 twin): training starts from the
+        exact weights, without the folded copies or the islands' casts.
 
         :raises InputError: on an unknown stage, a bad freeze/norm/output_stride value.
         """
         from hub.train.trunk import build_trunk
 
-        rebuild = self.weight_dtype is not None and (self.auto or bool(self.folded))
+        plan = self.plan  # cast by hub and not the provider's (or the islands' hooks would travel)
+        rebuild = plan.cast_by_hub and (plan.auto or bool(plan.folded) or bool(plan.kept))
         parent = self._float32_twin() if rebuild else self
         return build_trunk(parent, stages, freeze=freeze, norm=norm, output_stride=output_stride,
                            grad_checkpointing=grad_checkpointing, pyramid=pyramid)
 
     def _float32_twin(self) -> Backbone:
-        """This backbone in float32: rebuilt from its weight files by its provider (random
-        weights: a float32 copy of the module)."""
+        """This backbone in float32: rebuilt from its weight files by the provider that built it
+        (random weights: a float32 copy of the module)."""
         import copy
 
-        from hub.api import get_registry
-
         if self.two_tower is not None and self.weights is not None:  # a tower: rebuilt with both
-            pair: Any = self.two_tower._float32_twin()
-            return pair.tower(self.modality)  # type: ignore[no-any-return]
+            return self.two_tower.float32_twin().tower(self.modality)
         if self.weights is None:
             twin = copy.copy(self)
             twin.module = copy.deepcopy(self.module).float()
+        elif self.provider is None:
+            raise InputError(f"{self.name}: it was built without hub.load, so nothing rebuilds its "
+                             "float32 weights; load it with hub.load(..., dtype='float32') to train.")
         else:
-            provider = get_registry().provider(self.spec.provider)
-            if provider is None:
-                raise InputError(f"{self.name}: its provider {self.spec.provider!r} is no longer "
-                                 "registered; load it with dtype='float32' to train.")
-            twin = provider.build(self.spec, self.weights, device=self.device, dtype=None)
-        twin.weight_dtype = twin.dtype = twin.autocast_dtype = None
-        twin.auto = False
-        twin.islands = twin.folded = ()
-        twin.island_mode = None
-        return twin.configure(channels_last=self.channels_last)
+            built = self.provider.build(self.spec, self.weights, device=self.device, dtype=None)
+            if not isinstance(built, Backbone):
+                raise InputError(f"{self.name}: its provider {self.spec.provider!r} built a "
+                                 f"{type(built).__name__}, not a {self.modality} backbone.")
+            twin = built
+        return twin.configure(self.plan.float32(), provider=self.provider)
 
-    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+    def trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         """A new module (a copy of the weights, as the ``model`` attribute) mapping model inputs to
         the raw outputs of ``stages`` and owning nothing after the last; providers override it."""
         raise InputError(f"{self.name}: the {self.spec.provider} provider cannot build a trainable "
-                         "module (it does not implement Backbone._trunk).")
+                         "module (it does not implement Backbone.trunk).")
 
-    def _pool_head(self, stage: str) -> torch.nn.Module | None:
+    def pool_head(self, stage: str) -> torch.nn.Module | None:
         """A new module (its own copy of the weights) that pools ``stage``'s map (B, C, H, W) into
         the embedding exactly as ``extract()`` does, when that pooling has trained parameters
         (ConvNeXt's pre-logits norm); ``None`` when the pooling is parameter-free (the core's
@@ -253,7 +232,7 @@ class Backbone(ABC):
         """
         import torch
 
-        items = self._items(inputs)
+        items = self.check_inputs(inputs)
         names = resolve_stages(list(self.specs), stages, model=self.name)
         pool = self.spec.outputs.pool if pool is None else pool
         if pool not in POOLS:
@@ -263,21 +242,21 @@ class Backbone(ABC):
                                        or batch_size < 1):
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
         bs = batch_size or DEFAULT_BATCH
-        limit = self._check_max_length(max_length)
+        limit = self.token_limit(max_length)
         amp = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
                if self.autocast_dtype is not None else contextlib.nullcontext())
         chunks: list[tuple[list[int], Features]] = []
         total = len(items)
-        forward = self.runtime.forward if self.runtime is not None else self._forward
+        forward = self.runtime.forward if self.runtime is not None else self.forward
         # no stage asked, the trained pooling: the provider's embedding-only forward, if it has one
         embed_only = not names and pool == self.spec.outputs.pool and self.runtime is None
         with counting(progress, total, description=f"{self.name}: extracting", transient=True,
                       more_than=bs) as advance, torch.inference_mode(), amp:
-            for idx, batch, truncated in self._batches(items, bs, limit):
-                raw = self._forward_pooled(batch) if embed_only else None
+            for idx, batch, truncated in self.batches(items, bs, limit):
+                raw = self.forward_pooled(batch) if embed_only else None
                 if raw is None or raw.pooled is None:
                     raw = forward(batch, names)
-                feats = self._finish(raw, names, pool)
+                feats = self.finish(raw, names, pool)
                 feats.truncated = truncated
                 chunks.append((idx, feats))
                 advance(len(idx))
@@ -296,17 +275,17 @@ class Backbone(ABC):
 
     # ---- steps ---------------------------------------------------------------------------------
     @abstractmethod
-    def _items(self, inputs: Any) -> list[Any]:
+    def check_inputs(self, inputs: Any) -> list[Any]:
         """Validate inputs of this modality into a list of items."""
 
-    def _check_max_length(self, max_length: int | None) -> int | None:
+    def token_limit(self, max_length: int | None) -> int | None:
         """This call's token limit: only text backbones take one."""
         if max_length is not None:
             raise InputError(f"max_length applies to text backbones; {self.name} takes images.")
         return None
 
     @abstractmethod
-    def _batches(self, items: list[Any], bs: int,
+    def batches(self, items: list[Any], bs: int,
                  max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
         """Yield ``(input indices, model inputs on device, truncated indices)`` batch by batch.
 
@@ -315,23 +294,23 @@ class Backbone(ABC):
         """
 
     @abstractmethod
-    def _forward(self, batch: Any, stages: list[str]) -> RawOutput:
+    def forward(self, batch: Any, stages: list[str]) -> RawOutput:
         """Run the network; return at least ``stages`` and the last stage."""
 
-    def _forward_pooled(self, batch: Any) -> RawOutput | None:
+    def forward_pooled(self, batch: Any) -> RawOutput | None:
         """Run the network for the trained embedding only: a :class:`RawOutput` with ``pooled``
         (and ``mask`` for text) and no stages, or ``None`` (the default) when the provider has no
         such forward.
 
-        ``extract()`` calls it instead of :meth:`_forward` when no stage is asked
+        ``extract()`` calls it instead of :meth:`forward` when no stage is asked
         (``stages=[]``) and the pooling is the manifest's, so a provider whose library has an
         embedding-only forward (open_clip's ``encode_image``) skips returning (and the core
         skips laying out) a last stage nobody asked for. It must give the very ``pooled`` that
-        :meth:`_forward` gives; returning ``None``, or no ``pooled``, falls back to it.
+        :meth:`forward` gives; returning ``None``, or no ``pooled``, falls back to it.
         """
         return None
 
-    def _finish(self, raw: RawOutput, names: list[str], how: str) -> Features:
+    def finish(self, raw: RawOutput, names: list[str], how: str) -> Features:
         """Normalise one batch's layout, pool it, keep the requested stages.
 
         The last stage is laid out (and pooled) only when the embedding is not the provider's
@@ -341,7 +320,7 @@ class Backbone(ABC):
         own = raw.pooled is not None and how == self.spec.outputs.pool
         used = list(dict.fromkeys(names if own else [*names, last]))
         for n in used:
-            raw.stages[n], pre = _as_layout(raw.stages[n], self.specs[n], raw.num_prefix_tokens)
+            raw.stages[n], pre = as_layout(raw.stages[n], self.specs[n], raw.num_prefix_tokens)
             if pre is not None and n not in raw.prefix:
                 raw.prefix[n] = pre
         if self.precision != "float32":  # pooled in float32, then cast to self.dtype (if any)
@@ -356,11 +335,12 @@ class Backbone(ABC):
         pooled = raw.pooled if own else pool_batch(raw, last, how, model=self.name)
         feats = Features(pooled=pooled, stages={n: raw.stages[n] for n in names}, mask=raw.mask,
                          prefix={n: raw.prefix[n] for n in names if n in raw.prefix})
-        if self.dtype is not None:
+        want = self.dtype
+        if want is not None:
             def cast(t: Any) -> Any:
-                if t is None or t.dtype == self.dtype or not t.is_floating_point():
+                if t is None or t.dtype == want or not t.is_floating_point():
                     return t
-                return t.to(self.dtype)
+                return t.to(want)
 
             feats.pooled = cast(feats.pooled)
             feats.stages = {k: cast(v) for k, v in feats.stages.items()}
@@ -380,7 +360,7 @@ def _convert_layout(module: torch.nn.Module, fmt: torch.memory_format) -> None:
             t.data = t.data.clone(memory_format=fmt) if t.ndim == 4 else t.data.clone()
 
 
-def _as_layout(t: Any, spec: StageSpec, num_prefix: int) -> tuple[Any, Any]:
+def as_layout(t: Any, spec: StageSpec, num_prefix: int) -> tuple[Any, Any]:
     """Bring a provider's stage tensor to its spec's layout: NHWC maps become NCHW, and token
     sequences (B, N, D) of image stages become (B, D, H, W) grids plus their prefix tokens."""
     if spec.layout != "NCHW":
@@ -401,10 +381,10 @@ class ImageBackbone(Backbone):
 
     modality = "image"
 
-    def _items(self, inputs: Any) -> list[Any]:
+    def check_inputs(self, inputs: Any) -> list[Any]:
         return as_images(inputs, name=self.name)
 
-    def _batches(self, items: list[Any], bs: int,
+    def batches(self, items: list[Any], bs: int,
                  max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
         """Preprocess ``bs`` images at a time, in input order, into pixel batches on :attr:`device`."""
         from hub.preprocess import pixel_batch
@@ -420,7 +400,7 @@ class ImageBackbone(Backbone):
 
 
 class TextBackbone(Backbone):
-    """A backbone for text; subclasses provide :meth:`_tokenize`.
+    """A backbone for text; subclasses provide :meth:`tokenize`.
 
     Texts are tokenised a window at a time, sorted by token count (longest first,
     so batches carry little padding), batched, and returned in input order.
@@ -430,7 +410,7 @@ class TextBackbone(Backbone):
     #: Texts tokenised at once before sorting by length.
     window = 8192
 
-    def _items(self, inputs: Any) -> list[Any]:
+    def check_inputs(self, inputs: Any) -> list[Any]:
         return as_texts(inputs, name=self.name)
 
     @property
@@ -440,7 +420,7 @@ class TextBackbone(Backbone):
         pp = self.spec.preprocessing.text
         return pp.max_length if pp is not None else 512
 
-    def _check_max_length(self, max_length: int | None) -> int:
+    def token_limit(self, max_length: int | None) -> int:
         """This call's token limit: ``max_length`` when given and valid, else the manifest's."""
         top = self.max_length
         if max_length is None:
@@ -451,19 +431,19 @@ class TextBackbone(Backbone):
         return max_length
 
     @abstractmethod
-    def _tokenize(self, texts: list[str], max_length: int) -> dict[str, Any]:
+    def tokenize(self, texts: list[str], max_length: int) -> dict[str, Any]:
         """Tokenise to ``input_ids``/``attention_mask`` tensors, padded and truncated to
         ``max_length`` tokens (this call's limit); may add ``overflow``: one bool per text, True
         when it was truncated."""
 
-    def _batches(self, items: list[Any], bs: int,
+    def batches(self, items: list[Any], bs: int,
                  max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
         """Tokenise a window at a time, then batch by token count (see the class docstring)."""
         import torch
 
         limit = self.max_length if max_length is None else max_length
         for w0 in range(0, len(items), self.window):
-            enc = dict(self._tokenize(items[w0:w0 + self.window], limit))
+            enc = dict(self.tokenize(items[w0:w0 + self.window], limit))
             overflow = enc.pop("overflow", None)
             mask = enc["attention_mask"]
             lengths = mask.sum(1)
@@ -486,7 +466,7 @@ class TextBackbone(Backbone):
         order = sorted(window, key=lambda i: -len(items[i]))
         for b0 in range(0, len(order), bs):
             idx = order[b0:b0 + bs]
-            enc = dict(self._tokenize([items[i] for i in idx], max_length))
+            enc = dict(self.tokenize([items[i] for i in idx], max_length))
             overflow = enc.pop("overflow", None)
             cut = [i for j, i in enumerate(idx) if overflow is not None and overflow[j]]
             yield idx, {k: v.to(self.device) for k, v in enc.items()}, cut

@@ -121,7 +121,7 @@ def build_module(factory: Callable[[], torch.nn.Module], weights: Path | None, *
     else:
         with _parameters_on_meta():
             module = factory()
-        # CNNs go channels_last after the build (hub.execution.wants_channels_last): a
+        # CNNs go channels_last after the build (hub.plan, ExecutionPlan.channels_last): a
         # conversion follows
         converted = device.type != "cpu" or dtype is not None or conv_fraction(module) >= 0.5
         state = _read_safetensors(weights, converted=converted)

@@ -82,18 +82,17 @@ def _mirrors() -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs, key=lambda p: -len(p[0])))
 
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-           "float16": "float16", "fp16": "float16"}
-
-
 def _dtype() -> str | None:
     raw = os.environ.get("HUB_DTYPE", "").strip().lower()
     if raw in ("", "auto"):
         return None
-    if raw not in _DTYPES:
+    from hub.plan import canonical
+
+    name = canonical(raw)
+    if name is None:
         raise ConfigError(f"HUB_DTYPE={raw!r} is not a precision. Set it to float32, bfloat16, "
                           "float16 or auto (or unset it).")
-    return _DTYPES[raw]
+    return name
 
 
 #: Defaults of ``HUB_MAX_INPUT_SIZE`` and ``HUB_MAX_IMAGE_PIXELS``.

@@ -1,18 +1,16 @@
 """How a built backbone runs: its device, its precision and its memory layout.
 
-:func:`resolve_device` and :func:`resolve_dtype` turn ``hub.load``'s ``device`` and
-``dtype`` options into torch objects (``dtype="auto"`` is decided by
-:mod:`hub.autodtype`); :func:`precision_plan` chooses between casting the weights and
-autocast for a reduced precision (:class:`Precision`);
-:func:`wants_channels_last` decides the memory format from the share of the
-parameters in convolutions (:func:`conv_fraction`). Keeping part of a bf16 network in
-float32 is :mod:`hub.islands`' job. Building the module itself is
-:mod:`hub.build`'s job.
+:func:`resolve_device` turns ``hub.load``'s ``device`` option into a torch device;
+:func:`network_facts` reads what the plan needs from a built network (depthwise convolutions:
+:func:`keeps_float32`; the share of parameters in convolutions, :func:`conv_fraction`, for
+channels_last); :func:`apply_plan` carries out the
+:class:`hub.plan.ExecutionPlan` (:mod:`hub.plan` decides: dtype, autocast or cast, folding,
+islands, runtime, layout, compile) on a freshly built backbone. Keeping part of a bf16 network
+in float32 is :mod:`hub.islands`' job; building the module itself is :mod:`hub.build`'s job.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import InputError
@@ -20,8 +18,12 @@ from hub.errors import InputError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Precision", "conv_fraction", "dtype_name", "is_auto", "keeps_float32", "precision_plan",
-           "resolve_device", "resolve_dtype", "wants_channels_last"]
+    from hub.config import Settings
+    from hub.plan import ExecutionPlan, Facts
+    from hub.provider import Provider
+    from hub.twotower import AnyBackbone
+
+__all__ = ["apply_plan", "conv_fraction", "keeps_float32", "network_facts", "resolve_device"]
 
 
 def resolve_device(device: Any) -> torch.device:
@@ -48,82 +50,66 @@ def resolve_device(device: Any) -> torch.device:
     return dev
 
 
-def is_auto(dtype: Any) -> bool:
-    """Whether ``dtype`` asks hub to choose (``"auto"``; see :mod:`hub.autodtype`)."""
-    return isinstance(dtype, str) and dtype == "auto"
+def network_facts(facts: Facts, module: torch.nn.Module) -> Facts:
+    """``facts`` completed with the built network's own, which the plan reads: ``depthwise``
+    (:func:`keeps_float32`) and ``mostly_conv`` (:func:`conv_fraction` >= 0.5)."""
+    import dataclasses
+
+    return dataclasses.replace(facts, depthwise=keeps_float32(module),
+                               mostly_conv=conv_fraction(module) >= 0.5)
 
 
-def dtype_name(dtype: torch.dtype | None) -> str:
-    """``None`` -> ``"float32"``; a torch dtype -> its name (``"bfloat16"``)."""
-    return "float32" if dtype is None else str(dtype).replace("torch.", "")
+def apply_plan(bb: AnyBackbone, plan: ExecutionPlan, *, provider: Provider | None = None,
+               settings: Settings | None = None) -> AnyBackbone:
+    """Carry out ``plan`` on a backbone its provider just built (weights in ``plan.build``): the
+    one place :func:`hub.load` changes how a backbone runs.
 
+    * a runtime: export (or find in the cache) its forward (:func:`hub.runtimes.prepare`);
+    * weights hub casts itself: keep the float32 islands (:func:`hub.islands.keep_islands`), or
+      fold the batch norms of a pretrained image network in float32 (:mod:`hub.fold`) and cast
+      once;
+    * then :meth:`Backbone.configure` (memory layout, compile) with the plan, completed with the
+      islands kept and the norms folded.
 
-def resolve_dtype(dtype: Any) -> torch.dtype | None:
-    """``None``/``"float32"``/``"float16"``/``"bfloat16"`` (or torch dtypes) -> torch dtype
-    (``None`` for float32). ``"auto"`` is resolved by :func:`hub.autodtype.auto_dtype`."""
-    import torch
-
-    if dtype is None:
-        return None
-    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
-             "fp16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16}
-    if isinstance(dtype, torch.dtype) and dtype in table.values():
-        return None if dtype == torch.float32 else dtype
-    if isinstance(dtype, str) and dtype in table:
-        return None if table[dtype] == torch.float32 else table[dtype]
-    raise InputError(f"dtype={dtype!r} is not supported; use 'auto', float32, float16 or bfloat16.")
-
-
-@dataclass(frozen=True)
-class Precision:
-    """How a backbone runs in a given dtype.
-
-    :param dtype: what features come out in (``None`` = float32).
-    :param weights: what the weights are cast to when built (``None`` = kept float32).
-    :param autocast: the ``torch.autocast`` dtype of the forward, or ``None``.
-    :param auto: chosen by ``dtype="auto"`` (features then come out in float32 whatever the
-        network computes in).
+    :param provider: the provider that built it: its foldable norm subclasses
+        (``Provider.norm_layers``) fold too, and ``as_module`` rebuilds float32 weights through it.
+    :param settings: where a runtime's exports are cached (default: the environment's).
     """
+    import dataclasses
 
-    dtype: torch.dtype | None
-    weights: torch.dtype | None
-    autocast: torch.dtype | None
-    auto: bool = False
+    from hub.backbone import Backbone
+    from hub.plan import torch_dtype
 
-    @property
-    def compute(self) -> str:
-        """The precision the network computes in: ``"float32"``, ``"bfloat16"`` or ``"float16"``."""
-        return dtype_name(self.autocast or self.weights)
+    kept: tuple[str, ...] = ()
+    folded: tuple[str, ...] = ()
+    engine = None
+    if (plan.runtime is not None or plan.keep_islands) and not isinstance(bb, Backbone):
+        raise InputError(f"{bb.name}: runtimes and float32 islands apply to image and text "
+                         "backbones; leave runtime and islands out.")
+    if plan.runtime is not None and isinstance(bb, Backbone):
+        from hub.config import get_settings
+        from hub.runtimes import prepare
 
+        engine = prepare(bb, plan.runtime, precision=plan.compute,
+                         settings=settings or get_settings())
+    elif plan.cast_by_hub:  # the provider built float32 weights
+        low = torch_dtype(plan.weights)
+        if low is None:  # cast_by_hub: never float32
+            raise InputError(f"{bb.name}: the plan casts to {plan.weights}, not a reduced precision.")
+        if plan.keep_islands and plan.islands is not None and isinstance(bb, Backbone):
+            from hub.islands import keep_islands
 
-def precision_plan(device: torch.device, dtype: torch.dtype | None, *, auto: bool = False) -> Precision:
-    """Choose between casting the weights and autocast for a reduced precision.
+            kept = keep_islands(bb, plan.islands, low)  # all but the islands, exact float32
+        else:
+            if plan.fold:  # fold in float32, round once
+                from hub.fold import fold_batchnorms
 
-    * float32: nothing to do.
-    * bfloat16 (CPU and CUDA), float16 on CUDA: cast the weights once, as ``torch_dtype=``
-      does in transformers. Every op of these backbones has a bf16 kernel on CPU (oneDNN:
-      AMX / AVX512-BF16 where the CPU has them) and a half kernel on CUDA; norms, softmax and
-      pooling accumulate in float32 inside those kernels. Measured on a CPU with AMX
-      (docs/benchmarks.md): casting is 1.1-1.3x faster than autocast, whose per-op casts
-      of float32 weights cost more than they save, and keeping the norms' weights in float32
-      next to bf16 activations is slower still (mixed-dtype kernels).
-    * float16 on CPU: autocast, weights stay float32. Without native fp16 matrix units the
-      CPU's half kernels for norms, pooling and GELU are slow; only matmuls and convolutions
-      run in float16.
-
-    :param auto: the precision was chosen by ``dtype="auto"``: features are returned in
-        float32 (pooled in float32 from the low-precision stages), so code written for
-        float32 features keeps working.
-    """
-    import torch
-
-    if dtype is None:
-        return Precision(None, None, None, auto)
-    out = None if auto else dtype
-    if device.type == "cpu" and dtype == torch.float16:
-        return Precision(out, None, dtype, auto)
-    return Precision(out, dtype, None, auto)
+                folded = tuple(fold_batchnorms(
+                    bb.module, keep={st.module for st in bb.spec.outputs.stages if st.module},
+                    norms=provider.norm_layers() if provider is not None else {}))
+            bb.module.to(dtype=low)
+    return bb.configure(dataclasses.replace(plan, kept=kept, folded=folded), runtime=engine,
+                        provider=provider)
 
 
 def keeps_float32(module: torch.nn.Module) -> bool:
@@ -141,23 +127,6 @@ def keeps_float32(module: torch.nn.Module) -> bool:
 
     return any(isinstance(m, torch.nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
                for m in module.modules())
-
-
-def wants_channels_last(module: torch.nn.Module, modality: str, requested: bool | None) -> bool:
-    """Whether to run in the channels_last memory format.
-
-    ``requested`` wins when given. Automatic (``None``): on for image backbones whose
-    parameters are mostly in 2-D convolutions (CNNs), where oneDNN on CPU and cuDNN
-    on GPU run convolutions faster in NHWC; off for token models (ViT, Swin) and
-    text, whose compute is in matmuls.
-    """
-    if requested is not None:
-        if requested and modality != "image":
-            raise InputError("channels_last applies to image backbones.")
-        return bool(requested)
-    if modality != "image":
-        return False
-    return conv_fraction(module) >= 0.5
 
 
 def conv_fraction(module: torch.nn.Module) -> float:

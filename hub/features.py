@@ -103,7 +103,7 @@ def resolve_stages(available: list[str], stages: Sequence[int | str] | int | str
 
 @dataclass
 class RawOutput:
-    """What a provider's ``_forward`` returns for one batch.
+    """What a provider's ``forward`` returns for one batch.
 
     :param stages: tensors for (at least) the requested stages and the last stage: NCHW maps or
         patch grids for images (NHWC is converted by the core when the spec says NCHW), (B, L, D)

@@ -28,37 +28,44 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import InputError
+from hub.plan import ISLANDS
 
 if TYPE_CHECKING:
     import torch
 
     from hub.backbone import Backbone
 
-__all__ = ["EARLY_STRIDE", "ISLANDS", "apply_islands", "check_islands", "depthwise_modules",
-           "early_modules", "is_depthwise", "keep_islands"]
+__all__ = [
+    "EARLY_STRIDE",
+    "ISLANDS",
+    "apply_islands",
+    "cast_to_own_dtype",
+    "check_islands",
+    "depthwise_modules",
+    "early_modules",
+    "is_depthwise",
+    "keep_islands",
+]
 
-#: the modes :func:`keep_islands` (and ``hub.load(islands=...)``) accepts
-ISLANDS = ("early", "depthwise")
 #: ``"early"`` islands hold everything until the maps get coarser than 1/EARLY_STRIDE of the input
 EARLY_STRIDE = 4
 
 
 def check_islands(islands: str | None, *, modality: str, runtime: str | None = None) -> None:
     """Refuse an ``islands=`` option that :func:`hub.load` cannot honour: an unknown mode, a
-    backbone that is not an image backbone (text, image-text), or a ``runtime``.
+    backbone that is not an image backbone (text, image-text), or a ``runtime`` (the checks of
+    :func:`hub.plan.check_request`, for the doors that take the option before loading).
 
     :param modality: the backbone's modality (its manifest's).
     :raises InputError: with what to change.
     """
-    if islands is None:
-        return
-    if islands not in ISLANDS:
-        raise InputError(f"islands={islands!r}: choose one of {', '.join(ISLANDS)}, or leave it "
-                         "out.")
-    if modality != "image" or runtime is not None:
-        raise InputError(f"islands={islands!r} applies to image backbones run by torch"
-                         f"{'' if runtime is None else f', not with runtime={runtime!r}'}: leave "
-                         "it out.")
+    from hub.plan import Facts, Request, check_request
+
+    if islands is not None:
+        check_request(Request(islands=islands), Facts(modality=modality, pretrained=True))
+        if runtime is not None:
+            check_request(Request(islands=islands, runtime=runtime),
+                          Facts(modality=modality, pretrained=True))
 
 
 def is_depthwise(m: torch.nn.Module) -> bool:
@@ -120,20 +127,24 @@ def early_modules(module: torch.nn.Module, run: Callable[[torch.Tensor], Any], s
     return early
 
 
-def _caster(dtype: torch.dtype) -> Callable[..., Any]:
-    """A forward pre-hook (``with_kwargs=True``) casting floating tensor arguments to ``dtype``."""
+def cast_to_own_dtype(m: torch.nn.Module, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """A forward pre-hook (``with_kwargs=True``) casting a module's floating tensor arguments to
+    the dtype of its own weights, read at each call: a copy of the network cast back to float32
+    (``as_module``, ``module.float()``) keeps working, its hooks then cast nothing. A
+    module-level function, so hooked networks pickle."""
     import torch
+
+    dtype = next((t.dtype for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]
+                  if t.is_floating_point()), None)
 
     def off(a: Any) -> bool:
         return isinstance(a, torch.Tensor) and a.dtype != dtype and a.is_floating_point()
 
-    def cast(m: torch.nn.Module, args: tuple[Any, ...],
-             kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
-        if not any(off(a) for a in args) and not any(off(v) for v in kwargs.values()):
-            return None
-        return (tuple(a.to(dtype) if off(a) else a for a in args),
-                {k: v.to(dtype) if off(v) else v for k, v in kwargs.items()})
-    return cast
+    if dtype is None or (not any(off(a) for a in args) and not any(off(v) for v in kwargs.values())):
+        return None
+    return (tuple(a.to(dtype) if off(a) else a for a in args),
+            {k: v.to(dtype) if off(v) else v for k, v in kwargs.items()})
 
 
 def apply_islands(module: torch.nn.Module, names: list[str], dtype: torch.dtype) -> list[Any]:
@@ -156,20 +167,16 @@ def apply_islands(module: torch.nn.Module, names: list[str], dtype: torch.dtype)
     for key, t in [*module.named_parameters(), *module.named_buffers()]:
         if key in kept:
             t.data = kept[key]
-    hooks = []
-    for _, m in _weighted(module):
-        own = next(t.dtype for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]
-                   if t.is_floating_point())
-        hooks.append(m.register_forward_pre_hook(_caster(own), with_kwargs=True))
-    return hooks
+    return [m.register_forward_pre_hook(cast_to_own_dtype, with_kwargs=True)
+            for _, m in _weighted(module)]
 
 
 def keep_islands(bb: Backbone, mode: str, dtype: torch.dtype, *,
                  stride: int = EARLY_STRIDE) -> tuple[str, ...]:
-    """Cast a float32 image backbone (built, not yet configured) to ``dtype`` except its float32
-    islands: its early modules or its depthwise convolutions (see the module docstring). Sets
-    ``bb.weight_dtype`` and ``bb.islands`` and returns the latter; inputs then enter the network
-    in float32.
+    """Cast a float32 image backbone's network (built, not yet configured) to ``dtype`` except
+    its float32 islands: its early modules or its depthwise convolutions (see the module
+    docstring). Returns the islands' names; :func:`hub.execution.apply_plan` records them in the
+    backbone's plan (``bb.islands``), and inputs then enter the network in float32.
 
     :param stride: ``"early"``: the coarsest feature-map stride (relative to the input) kept.
     :raises InputError: an unknown mode, or a backbone that is not an image backbone.
@@ -183,9 +190,7 @@ def keep_islands(bb: Backbone, mode: str, dtype: torch.dtype, *,
         names = depthwise_modules(bb.module)
     else:
         last = list(bb.specs)[-1]
-        names = early_modules(bb.module, lambda x: bb._forward(x.to(bb.device), [last]), pp.size,
+        names = early_modules(bb.module, lambda x: bb.forward(x.to(bb.device), [last]), pp.size,
                               stride=stride)
     apply_islands(bb.module, names, dtype)
-    bb.weight_dtype = dtype
-    bb.islands = tuple(names)
-    return bb.islands
+    return tuple(names)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hub.backbone import Backbone
     from hub.manifest import BackboneSpec, WeightVariant
+    from hub.twotower import AnyBackbone
 
 __all__ = ["NormLayer", "Provider", "WeightFiles"]
 
@@ -79,14 +79,15 @@ class Provider(ABC):
 
     @abstractmethod
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
-              dtype: Any) -> Backbone:
+              dtype: Any) -> AnyBackbone:
         """Instantiate the backbone.
 
         :param spec: the validated manifest entry.
         :param weights: verified weights, or ``None`` for a randomly initialised network.
         :param device: a ``torch.device``.
         :param dtype: a ``torch.dtype`` or ``None`` (keep the weights' float32).
-        :returns: a ready, eval-mode :class:`hub.Backbone`.
+        :returns: a ready, eval-mode :class:`hub.Backbone` (an image or text backbone), or for an
+            image-text entry a :class:`hub.TwoTowerBackbone` holding one of each.
         :raises hub.errors.WeightMismatchError: when the weights do not fit the architecture.
         :raises hub.errors.DependencyError: when the provider's library is missing.
         """

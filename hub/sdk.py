@@ -25,24 +25,26 @@ Building:
 
 Running:
 
-* :class:`ImageBackbone`: subclass it for images and implement ``_forward(batch, stages)``;
+* :class:`ImageBackbone`: subclass it for images and implement ``forward(batch, stages)``;
   decoding, preprocessing and batching are done.
-* :class:`TextBackbone`: subclass it for text and implement ``_tokenize(texts, max_length)``
-  and ``_forward(batch, stages)``.
-* :class:`TwoTowerBackbone` (image-text, :mod:`hub.twotower`): built from an image tower (an
-  ``ImageBackbone``) and a text tower (a :class:`FixedLengthText`) over one network, with
+* :class:`TextBackbone`: subclass it for text and implement ``tokenize(texts, max_length)``
+  and ``forward(batch, stages)``.
+* :class:`TwoTowerBackbone` (image-text, :mod:`hub.twotower`): holds an image tower (an
+  ``ImageBackbone``) and a text tower (a :class:`FixedLengthText`) over one network (it is not
+  a ``Backbone`` itself); build the towers with
   :func:`tower_spec` (the manifest entry as each tower sees it) and :func:`resolve_scoring`
   (logit scale and bias from the manifest, checked against the weights' own).
-* :class:`Backbone`: their common base (``extract()``, the template method); a new modality
-  implements ``_items`` and ``_batches`` too.
+* :class:`Backbone`: the towers' and single-modality backbones' common base (``extract()``,
+  the template method); a new modality
+  implements ``check_inputs`` and ``batches`` too.
 * :class:`StageSpec`: one output stage (name, channels, stride, layout, layer index).
-* :class:`RawOutput`: what ``_forward`` returns for one batch (stage tensors, tokens, mask).
-  Optionally ``_forward_pooled(batch)`` returns one with only ``pooled`` (and ``mask``) from the
-  library's embedding-only forward; ``extract(..., stages=[])`` runs it instead of ``_forward``.
+* :class:`RawOutput`: what ``forward`` returns for one batch (stage tensors, tokens, mask).
+  Optionally ``forward_pooled(batch)`` returns one with only ``pooled`` (and ``mask``) from the
+  library's embedding-only forward; ``extract(..., stages=[])`` runs it instead of ``forward``.
 
 Training (optional; :meth:`Backbone.as_module` raises a clear error for providers without it):
 
-* ``_trunk(stages, output_stride)`` on a Backbone subclass returns a NEW ``torch.nn.Module``
+* ``trunk(stages, output_stride)`` on a Backbone subclass returns a NEW ``torch.nn.Module``
   (the weights copied) mapping model inputs to an ordered dict of raw stage outputs, owning
   nothing after the last requested stage; the core (:mod:`hub.train`) adds layouts, freezing,
   norm modes, checkpointing and parameter groups. See the built-in plugins' ``trunk.py``.

@@ -14,7 +14,7 @@ is ``activation(logit_scale * cos + logit_bias)`` with the manifest's ``scoring`
 the labels for CLIP, an independent sigmoid per label for SigLIP). Class embeddings are cached
 on the backbone per (labels, templates).
 
-Providers subclass the towers (implementing ``_forward``, and ``_tokenize`` for text) and build
+Providers subclass the towers (implementing ``forward``, and ``tokenize`` for text) and build
 the backbone with :func:`tower_spec` and :func:`resolve_scoring`.
 """
 
@@ -29,17 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.backbone import Backbone, Features, ImageBackbone, RawOutput, TextBackbone
-from hub.errors import InputError, ManifestError, ModalityError, WeightMismatchError
+from hub.backbone import Backbone, Features, ImageBackbone, StageSpec, TextBackbone
+from hub.errors import InputError, ManifestError, WeightMismatchError
 from hub.inputs import IMAGE_SUFFIXES, check_labels
+from hub.plan import ExecutionPlan, PlanViews
 
 if TYPE_CHECKING:
     import torch
 
     from hub.manifest import BackboneSpec
-    from hub.provider import WeightFiles
+    from hub.provider import Provider, WeightFiles
+    from hub.runtimes import Runtime
 
-__all__ = ["DEFAULT_TEMPLATES", "FixedLengthText", "TwoTowerBackbone", "ZeroShot",
+__all__ = ["DEFAULT_TEMPLATES", "AnyBackbone", "FixedLengthText", "TwoTowerBackbone", "ZeroShot",
            "resolve_scoring", "tower_spec"]
 
 #: The templates :meth:`TwoTowerBackbone.zero_shot` uses when none are given: the seven prompts
@@ -111,16 +113,16 @@ class FixedLengthText(TextBackbone):
     """A text tower whose every input is padded to the context length the weights were trained
     with (``preprocessing.text.max_length``): two-tower text encoders without an attention mask
     (SigLIP, MobileCLIP) attend to the padding, so it is part of the input. Texts are batched in
-    input order; ``_tokenize`` returns ``input_ids`` of shape (B, context length), an
+    input order; ``tokenize`` returns ``input_ids`` of shape (B, context length), an
     ``attention_mask`` marking the real tokens (what :attr:`Features.mask` reports) and
     ``overflow``."""
 
-    def _batches(self, items: list[Any], bs: int,
+    def batches(self, items: list[Any], bs: int,
                  max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
         limit = self.max_length if max_length is None else max_length
         for b0 in range(0, len(items), bs):
             idx = list(range(b0, min(b0 + bs, len(items))))
-            enc = dict(self._tokenize(items[b0:b0 + bs], limit))
+            enc = dict(self.tokenize(items[b0:b0 + bs], limit))
             overflow = enc.pop("overflow", None)
             cut = [i for j, i in enumerate(idx) if overflow is not None and overflow[j]]
             yield idx, {k: v.to(self.device) for k, v in enc.items()}, cut
@@ -145,11 +147,21 @@ class ZeroShot:
     best_index: list[int]
 
 
-class TwoTowerBackbone(Backbone):
-    """An image-text backbone: :attr:`image` and :attr:`text` towers over one network.
+class TwoTowerBackbone(PlanViews):
+    """An image-text backbone: it holds two ordinary backbones, :attr:`image` and :attr:`text`,
+    over one network, and scores one against the other. It is not a :class:`~hub.Backbone`
+    itself (it has no forward of its own): ``extract()`` hands the input to the matching tower.
 
+    :ivar spec: the manifest entry (modality ``image-text``).
+    :ivar module: the shared network both towers run parts of.
     :ivar image: the image tower (an :class:`~hub.backbone.ImageBackbone`).
     :ivar text: the text tower (a :class:`FixedLengthText`).
+    :ivar weights: the verified weight files, or ``None`` for random weights.
+    :ivar device: where the network lives.
+    :ivar plan: how both towers run (:class:`hub.plan.ExecutionPlan`; each tower holds its view,
+        :meth:`~hub.plan.ExecutionPlan.for_tower`); ``dtype``, ``precision``... read it.
+    :ivar provider: the provider that built it (``as_module`` rebuilds float32 weights through
+        it), else ``None``.
     :ivar logit_scale: the multiplier of cosine similarities (see :func:`resolve_scoring`).
     :ivar logit_bias: added after scaling, or ``None``.
     :ivar activation: ``"softmax"`` or ``"sigmoid"`` (the manifest's ``scoring.activation``).
@@ -161,7 +173,12 @@ class TwoTowerBackbone(Backbone):
                  text: TextBackbone, *, logit_scale: float, logit_bias: float | None,
                  weights: WeightFiles | None, device: torch.device,
                  dtype: torch.dtype | None) -> None:
-        super().__init__(spec, module, [], weights=weights, device=device, dtype=dtype)
+        self.spec = spec
+        self.module = module.eval()
+        self.weights = weights
+        self.device = device
+        self.plan = ExecutionPlan.built(device, self.modality, dtype)
+        self.provider: Provider | None = None
         self.image = image
         self.text = text
         image.two_tower = text.two_tower = self  # as_module rebuilds a tower through this
@@ -172,13 +189,25 @@ class TwoTowerBackbone(Backbone):
         self._classes_lock = threading.Lock()
 
     @property
-    def specs(self) -> dict[str, Any]:
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def embedding_dim(self) -> int:
+        """The width of the shared space both towers embed into."""
+        return self.spec.outputs.embedding_dim
+
+    @property
+    def specs(self) -> dict[str, StageSpec]:
         """The image tower's stages, then the text tower's."""
         return {**self.image.specs, **self.text.specs}
 
-    @specs.setter
-    def specs(self, value: dict[str, Any]) -> None:  # set (empty) by Backbone.__init__
-        pass
+    def __repr__(self) -> str:
+        w = self.weights.variant.name if self.weights else "random"
+        return (f"<{type(self).__name__} {self.name} ({self.spec.provider}:{self.spec.architecture}) "
+                f"weights={w} device={self.device} precision={self.precision}"
+                f"{' (auto)' if self.auto else ''} features={self.plan.features} "
+                f"towers=image,text>")
 
     def tower(self, modality: str) -> Backbone:
         """The ``"image"`` or ``"text"`` tower (a backbone of that modality in its own right:
@@ -189,20 +218,37 @@ class TwoTowerBackbone(Backbone):
             return self.text
         raise InputError(f"modality must be 'image' or 'text', got {modality!r}.")
 
-    def configure(self, *, dtype: torch.dtype | None = None, autocast: torch.dtype | None = None,
-                  channels_last: bool = False, compile: bool | dict[str, Any] = False,
-                  auto: bool = False) -> Backbone:
-        """Set how both towers run (see :meth:`Backbone.configure`); ``channels_last`` applies to
-        the image tower. The towers share this backbone's network, so they share the dtype its
-        weights were cast to (``weight_dtype``: ``dtype="auto"`` or ``"bfloat16"`` on a CPU)."""
-        self.dtype, self.autocast_dtype, self.auto = dtype, autocast, auto
-        for tower in (self.image, self.text):
-            tower.weight_dtype = self.weight_dtype
-        self.image.configure(dtype=dtype, autocast=autocast, channels_last=channels_last,
-                             compile=compile, auto=auto)
-        self.text.configure(dtype=dtype, autocast=autocast, compile=compile, auto=auto)
-        self.channels_last, self.compiled = self.image.channels_last, self.image.compiled
+    def configure(self, plan: ExecutionPlan, *, runtime: Runtime | None = None,
+                  provider: Provider | None = None) -> TwoTowerBackbone:
+        """Run both towers as ``plan`` says (see :meth:`Backbone.configure`); each tower gets its
+        view of it (:meth:`~hub.plan.ExecutionPlan.for_tower`: channels_last is the image
+        tower's). The towers share this backbone's network, so they share the precision its
+        weights were cast to.
+
+        :raises InputError: a ``runtime`` (image-text towers run with torch).
+        """
+        if runtime is not None:
+            raise InputError(f"{self.name}: image-text towers run with torch; leave runtime out.")
+        self.plan = plan
+        self.provider = provider or self.provider
+        self.image.configure(plan.for_tower("image"), provider=self.provider)
+        self.text.configure(plan.for_tower("text"), provider=self.provider)
         return self
+
+    def float32_twin(self) -> TwoTowerBackbone:
+        """Both towers in float32, rebuilt from the weight files by the provider that built them
+        (what ``as_module`` trains from when hub cast the weights).
+
+        :raises InputError: random weights, or built without :func:`hub.load` (no provider).
+        """
+        if self.weights is None or self.provider is None:
+            raise InputError(f"{self.name}: only pretrained weights loaded by hub.load are rebuilt "
+                             "in float32; load it with hub.load(..., dtype='float32') to train.")
+        twin = self.provider.build(self.spec, self.weights, device=self.device, dtype=None)
+        if not isinstance(twin, TwoTowerBackbone):
+            raise InputError(f"{self.name}: its provider {self.spec.provider!r} built a "
+                             f"{type(twin).__name__}, not an image-text backbone.")
+        return twin.configure(self.plan.float32(), provider=self.provider)
 
     # ---- extract -------------------------------------------------------------------------------
     def extract(self, inputs: Any, *, modality: str | None = None, **kwargs: Any) -> Features:
@@ -226,17 +272,6 @@ class TwoTowerBackbone(Backbone):
                 "\n" not in first)
             return "image" if looks_like_image or _is_file(first) else "text"
         return "image"
-
-    # the template method's steps: a two-tower backbone runs them through its towers
-    def _items(self, inputs: Any) -> list[Any]:
-        return self.tower(self._modality_of(inputs))._items(inputs)
-
-    def _batches(self, items: list[Any], bs: int,
-                 max_length: int | None) -> Iterator[tuple[list[int], Any, list[int]]]:
-        raise ModalityError(f"{self.name} has two towers; call extract() or a tower's methods.")
-
-    def _forward(self, batch: Any, stages: list[str]) -> RawOutput:
-        raise ModalityError(f"{self.name} has two towers; call extract() or a tower's methods.")
 
     # ---- training ------------------------------------------------------------------------------
     def as_module(self, stages: Sequence[int | str] | int | str | None = None, *,
@@ -327,3 +362,7 @@ def _is_file(text: str) -> bool:
 def _check_labels(labels: Sequence[str],
                   templates: Sequence[str] | None) -> tuple[list[str], list[str]]:
     return check_labels(labels, templates, DEFAULT_TEMPLATES)
+
+
+#: What :func:`hub.load` returns: a backbone of one modality, or an image-text backbone.
+AnyBackbone = Backbone | TwoTowerBackbone

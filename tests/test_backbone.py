@@ -8,6 +8,7 @@ structure and on agreement with the same module's own forward.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -205,7 +206,7 @@ def test_auto_returns_float32_features_and_trains_from_float32_weights(
 
 
 def embedding_only(bb: Backbone, calls: list[str]) -> Backbone:
-    """A copy of ``bb`` whose provider has an embedding-only forward (the ``_forward_pooled`` hook,
+    """A copy of ``bb`` whose provider has an embedding-only forward (the ``forward_pooled`` hook,
     as open_clip's towers implement it): it returns the trained avg pooling of its own forward's
     last map, and no stage at all."""
     import copy
@@ -217,21 +218,21 @@ def embedding_only(bb: Backbone, calls: list[str]) -> Backbone:
 
     def forward(batch: Any, stages: list[str]) -> Any:
         calls.append("forward")
-        return bb._forward(batch, stages)
+        return bb.forward(batch, stages)
 
     def forward_pooled(batch: Any) -> Any:
         calls.append("pooled")
-        return RawOutput(stages={}, pooled=bb._forward(batch, [])
+        return RawOutput(stages={}, pooled=bb.forward(batch, [])
                          .stages[last].float().mean(dim=(2, 3)).to(batch.dtype))
 
-    twin._forward = forward  # type: ignore[method-assign]
-    twin._forward_pooled = forward_pooled  # type: ignore[method-assign]
+    twin.forward = forward  # type: ignore[method-assign]
+    twin.forward_pooled = forward_pooled  # type: ignore[method-assign]
     return twin
 
 
 def test_embedding_only_forward_when_no_stage_is_asked(tiny: Backbone) -> None:
     """stages=[] with the manifest's pooling runs the provider's embedding-only forward, once per
-    batch, and uses its ``pooled`` without any last stage; everything else runs ``_forward``."""
+    batch, and uses its ``pooled`` without any last stage; everything else runs ``forward``."""
     calls: list[str] = []
     bb = embedding_only(tiny, calls)
     x = images(5)
@@ -251,7 +252,7 @@ def test_embedding_only_forward_when_no_stage_is_asked(tiny: Backbone) -> None:
 
 def test_embedding_only_forward_may_decline(tiny: Backbone) -> None:
     """A hook that returns None (the default, or a batch it cannot embed alone) falls back to
-    ``_forward``."""
+    ``forward``."""
     calls: list[str] = []
     bb = embedding_only(tiny, calls)
 
@@ -259,15 +260,15 @@ def test_embedding_only_forward_may_decline(tiny: Backbone) -> None:
         calls.append("declined")
         return None
 
-    bb._forward_pooled = decline  # type: ignore[method-assign]
+    bb.forward_pooled = decline  # type: ignore[method-assign]
     got = bb.extract(images(3), stages=[])
     assert calls == ["declined", "forward"]
     assert torch.equal(got.pooled, tiny.extract(images(3), stages=[]).pooled)
-    assert tiny._forward_pooled(torch.zeros(1, 3, 32, 32)) is None  # the base class has none
+    assert tiny.forward_pooled(torch.zeros(1, 3, 32, 32)) is None  # the base class has none
 
 
 def test_compile_covers_the_embedding_only_forward() -> None:
-    """A provider class with ``_forward_pooled`` gets it compiled along with ``_forward``;
+    """A provider class with ``forward_pooled`` gets it compiled along with ``forward``;
     ``stages=[]`` still runs it and gives the stages path's embedding."""
     from hub.backbone import RawOutput
 
@@ -276,14 +277,15 @@ def test_compile_covers_the_embedding_only_forward() -> None:
     last = list(eager.specs)[-1]
 
     class EmbeddingOnly(type(eager)):  # type: ignore[misc]
-        def _forward_pooled(self, batch: Any) -> Any:
+        def forward_pooled(self, batch: Any) -> Any:
             calls.append("pooled")
-            return RawOutput(stages={}, pooled=self._forward(batch, []).stages[last].mean(dim=(2, 3)))
+            return RawOutput(stages={}, pooled=self.forward(batch, []).stages[last].mean(dim=(2, 3)))
 
     bb = hub.load("example_tinynet", device="cpu", dtype="float32")
     bb.__class__ = EmbeddingOnly
-    bb.configure(compile={"backend": "eager"})
-    assert bb.compiled and "_forward_pooled" in vars(bb)  # the compiled wrapper, on the instance
+    bb.configure(dataclasses.replace(bb.plan, compile=True,
+                                     compile_options=(("backend", "eager"),)))
+    assert bb.compiled and "forward_pooled" in vars(bb)  # the compiled wrapper, on the instance
     x = images(3)
     got = bb.extract(x, stages=[])
     assert calls == ["pooled"]
@@ -400,23 +402,23 @@ def test_truncation_is_reported(minilm: Backbone) -> None:
 
 class Interleave:
     """Forces an interleaving of two threads' ``extract()`` calls on one text backbone, each
-    tokenising one text per window. Wraps the backbone's ``_tokenize``: thread A's first window
+    tokenising one text per window. Wraps the backbone's ``tokenize``: thread A's first window
     waits until thread B has set its own limit and reached its first window, so every window of
     A is tokenised after B set its limit; B waits until A has tokenised every window. Wraps its
     tokenizer to record the ``max_length`` each call really got, per thread."""
 
     def __init__(self, bb: Any, a_calls: int) -> None:
-        self.bb, self.tokenize, self.tok, self.a_calls = bb, bb._tokenize, bb.tokenizer, a_calls
+        self.bb, self.tokenize, self.tok, self.a_calls = bb, bb.tokenize, bb.tokenizer, a_calls
         self.a_in, self.b_in, self.a_done = threading.Event(), threading.Event(), threading.Event()
         self.windows: dict[str, int] = {"A": 0, "B": 0}
         self.seen: dict[str, list[int]] = {"A": [], "B": []}
 
     def __enter__(self) -> Self:
-        self.bb._tokenize, self.bb.tokenizer, self.bb.window = self.gated, self.recording, 1
+        self.bb.tokenize, self.bb.tokenizer, self.bb.window = self.gated, self.recording, 1
         return self
 
     def __exit__(self, *exc: object) -> None:
-        del self.bb._tokenize, self.bb.window  # back to the class's
+        del self.bb.tokenize, self.bb.window  # back to the class's
         self.bb.tokenizer = self.tok
 
     @staticmethod
@@ -487,6 +489,6 @@ def test_configure_switches_layout_both_ways() -> None:
     ref = bb.extract(x).pooled
     w = bb.module[0][0].weight
     assert bb.channels_last and w.is_contiguous(memory_format=torch.channels_last)
-    bb.configure(channels_last=False)
+    bb.configure(dataclasses.replace(bb.plan, channels_last=False))
     assert not bb.channels_last and bb.module[0][0].weight.is_contiguous()
     assert torch.allclose(bb.extract(x).pooled, ref, atol=1e-6)

@@ -1,4 +1,5 @@
-"""hub.execution: devices, dtypes, the precision plan and channels_last."""
+"""hub.execution: devices, the network facts the plan reads (depthwise convolutions, the share
+of parameters in convolutions). The plan itself is tests/test_plan.py's."""
 
 from __future__ import annotations
 
@@ -7,14 +8,8 @@ import torch
 from torch import nn
 
 from hub.errors import InputError
-from hub.execution import (
-    Precision,
-    conv_fraction,
-    precision_plan,
-    resolve_device,
-    resolve_dtype,
-    wants_channels_last,
-)
+from hub.execution import conv_fraction, network_facts, resolve_device
+from hub.plan import Facts
 
 CPU = torch.device("cpu")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA messages")
@@ -41,29 +36,6 @@ def test_bad_devices(bad: object) -> None:
         resolve_device(bad)
 
 
-def test_dtypes() -> None:
-    assert resolve_dtype(None) is None
-    assert resolve_dtype("float32") is None and resolve_dtype(torch.float32) is None
-    assert resolve_dtype("fp16") == torch.float16 and resolve_dtype("half") == torch.float16
-    assert resolve_dtype("bfloat16") == torch.bfloat16 and resolve_dtype(torch.bfloat16) == torch.bfloat16
-    for bad in ("int8", torch.float64, 16):
-        with pytest.raises(InputError, match="float32, float16 or bfloat16"):
-            resolve_dtype(bad)
-
-
-def test_precision_plan_casts_bf16_weights_and_autocasts_fp16_on_cpu() -> None:
-    assert precision_plan(CPU, None) == Precision(None, None, None)
-    assert precision_plan(CPU, torch.bfloat16) == Precision(torch.bfloat16, torch.bfloat16, None)
-    assert precision_plan(CPU, torch.float16) == Precision(torch.float16, None, torch.float16)
-    gpu = torch.device("cuda", 0)  # a device object needs no GPU
-    assert precision_plan(gpu, torch.float16) == Precision(torch.float16, torch.float16, None)
-    assert precision_plan(gpu, None) == Precision(None, None, None)
-    auto = precision_plan(CPU, torch.bfloat16, auto=True)  # float32 features out
-    assert auto == Precision(None, torch.bfloat16, None, True) and auto.compute == "bfloat16"
-    assert precision_plan(CPU, None, auto=True).compute == "float32"
-    assert precision_plan(CPU, torch.float16).compute == "float16"
-
-
 def test_auto_keeps_depthwise_networks_in_float32() -> None:
     from hub.execution import keeps_float32
 
@@ -82,13 +54,11 @@ def token_model() -> nn.Module:
                          nn.Linear(512, 512))
 
 
-def test_channels_last_is_automatic_for_cnns_only() -> None:
+def test_network_facts_read_convolutions_and_depthwise_layers() -> None:
     assert conv_fraction(cnn()) > 0.99 and conv_fraction(token_model()) < 0.2
     assert conv_fraction(nn.Linear(4, 4)) == 0.0 and conv_fraction(nn.ReLU()) == 0.0
-    assert wants_channels_last(cnn(), "image", None) is True
-    assert wants_channels_last(token_model(), "image", None) is False  # patch embed only
-    assert wants_channels_last(nn.Linear(4, 4), "text", None) is False
-    assert wants_channels_last(cnn(), "image", False) is False
-    assert wants_channels_last(token_model(), "image", True) is True
-    with pytest.raises(InputError, match="channels_last applies to image backbones"):
-        wants_channels_last(nn.Linear(4, 4), "text", True)
+    facts = Facts(modality="image", pretrained=True)
+    assert network_facts(facts, cnn()) == Facts("image", True, depthwise=False, mostly_conv=True)
+    depthwise = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Conv2d(16, 16, 3, groups=16))
+    assert network_facts(facts, depthwise).depthwise is True
+    assert network_facts(facts, token_model()).mostly_conv is False  # patch embed only

@@ -3,6 +3,8 @@ casts at their edges; exact float32 weights in the islands."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -106,10 +108,11 @@ def test_keep_islands_on_a_backbone_takes_float32_inputs() -> None:
     ref = bb.extract(torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1)))
     names = keep_islands(bb, "early", torch.bfloat16)
     assert names[0] == "conv_stem" and names[-1] == "blocks.2.0.bn1"  # stem, blocks 0 and 1
-    assert bb.islands == names and bb.weight_dtype == torch.bfloat16
     assert bb.module.conv_stem.weight.dtype == torch.float32
     assert bb.module.blocks[3][0].conv_dw.weight.dtype == torch.bfloat16
-    bb.configure(dtype=torch.bfloat16, channels_last=True)
+    bb.configure(dataclasses.replace(bb.plan, weights="bfloat16", compute="bfloat16",
+                                     features="bfloat16", kept=names, channels_last=True))
+    assert bb.islands == names and bb.weight_dtype == torch.bfloat16
     got = bb.extract(torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1)))
     assert got.precision == "bfloat16" and got.pooled.dtype == torch.bfloat16
     cos = torch.nn.functional.cosine_similarity(got.pooled.float(), ref.pooled, dim=-1)
@@ -123,3 +126,50 @@ def test_keep_islands_refuses_unknown_modes_and_text_backbones() -> None:
     text = hub.load("minilm_l6", device="cpu", dtype="float32")
     with pytest.raises(InputError, match="apply to image backbones"):
         keep_islands(text, "early", torch.bfloat16)
+
+
+def test_a_network_with_islands_cast_back_to_float32_runs_in_float32() -> None:
+    """The edge casts follow the weights' dtype at each call: a float32 copy (what training
+    makes) casts nothing, where hooks fixed at bf16 fed bf16 inputs to float32 weights."""
+    island = net()
+    apply_islands(island, early_modules(island, island, 32), torch.bfloat16)
+    island.float()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.inference_mode():
+        got = island(x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, net()(x), atol=0.05, rtol=0.05)  # bf16-rounded weights
+
+
+def test_as_module_of_a_backbone_with_islands_trains_from_the_exact_float32_weights() -> None:
+    """issue 20: hub.load(..., dtype="bfloat16", islands="early").as_module() then a forward
+    raised "Input type (CPUBFloat16Type) and weight type (torch.FloatTensor) should be the
+    same": the islands' casting hooks travelled into the float32 trunk. It is now rebuilt from
+    the weight files, as for "auto" and folded backbones: the float32 backbone's module."""
+    bb = hub.load("efficientnet_lite0", device="cpu", dtype="bfloat16", islands="early")
+    assert bb.islands and bb.plan.cast_by_hub
+    net = bb.as_module().eval()
+    ref = hub.load("efficientnet_lite0", device="cpu", dtype="float32").as_module().eval()
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        a, b = net(x), ref(x)
+    assert list(a) == list(b)
+    for k in b:
+        assert torch.equal(a[k], b[k]), k
+    net.train()
+    sum(v.float().mean() for v in net(x).values()).backward()  # type: ignore[union-attr]
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
+def test_as_module_with_islands_and_random_weights_runs_in_float32() -> None:
+    bb = hub.load("efficientnet_lite0", device="cpu", dtype="bfloat16", islands="early",
+                  pretrained=False)
+    assert bb.islands[0] == "conv_stem" and bb.weight_dtype == torch.bfloat16
+    net = bb.as_module(stages=[-1]).eval()
+    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        out = next(iter(net(x).values()))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert bb.module.conv_stem.weight.dtype == torch.float32  # the backbone is untouched
+    assert bb.module.blocks[3][0].conv_dw.weight.dtype == torch.bfloat16

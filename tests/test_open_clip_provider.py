@@ -153,7 +153,7 @@ def check_parity(name: str, bb: Any, model: Any, tokenizer: Any) -> None:
     for i in range(1, spec.outputs.num_layers + 1):
         close(tfeats.stages[f"layer{i}"], inter["text_intermediates"][i - 1], f"{name}.layer{i}")
     # the tokenizer: open_clip's ids, and the mask marks exactly the real tokens
-    enc = bb.text._tokenize(TEXTS, spec.preprocessing.text.max_length)
+    enc = bb.text.tokenize(TEXTS, spec.preprocessing.text.max_length)
     assert torch.equal(enc["input_ids"], ids)
     assert tfeats.mask.sum(1).tolist() == [len(tokenizer_len(tokenizer, t)) for t in TEXTS]
     # both embeddings are unit vectors in one space; scoring is the manifest's
@@ -219,7 +219,7 @@ def test_long_text_is_truncated_and_reported(pulled: Any) -> None:
         feats = bb.extract(["a cat", long])
     assert feats.truncated == [1]
     ids = tokenizer(["a cat", long])
-    assert torch.equal(bb.text._tokenize(["a cat", long], 77)["input_ids"], ids)
+    assert torch.equal(bb.text.tokenize(["a cat", long], 77)["input_ids"], ids)
     with torch.inference_mode():
         close(feats.pooled, model.encode_text(ids, normalize=True), "truncated text")
     # a lower limit for one call: cut as open_clip cuts at that context length, padded to 77

@@ -86,7 +86,7 @@ def test_graph_layout_rebuilds_the_torch_raw_output() -> None:
     keys, tensors, _ = batch_tensors(example)
     layout, outs = ForwardGraph(bb, keys, True).layout(example)
     with torch.no_grad():
-        raw = bb._forward(example, list(bb.specs))
+        raw = bb.forward(example, list(bb.specs))
     got = assemble(layout, dict(enumerate(outs)), tensors)
     assert list(got.stages) == list(raw.stages) == list(bb.specs)
     for n in raw.stages:

@@ -62,3 +62,27 @@ def test_importing_the_sdk_imports_no_heavy_library() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           check=True)
     assert proc.stdout.strip() == ""
+
+
+#: the provider-facing protocol: what a provider implements and what other hub modules call
+PROTOCOL = {"forward", "forward_pooled", "tokenize", "trunk", "pool_head", "check_inputs",
+            "batches", "token_limit", "finish"}
+
+
+def test_the_provider_protocol_is_public_and_no_module_calls_another_ones_private_steps() -> None:
+    """The Backbone methods a provider implements, and those other hub modules call, have public
+    names (issue 20): no module, plugin or the example plugin reaches a leading-underscore
+    Backbone step (``_forward``, ``_items``, ``_batches``, ``_finish``, ``_trunk``...) any more."""
+    from hub.backbone import Backbone, TextBackbone
+
+    assert PROTOCOL <= set(dir(Backbone)) | set(dir(TextBackbone))
+    old = {f"_{n}" for n in PROTOCOL} | {"_items", "_check_max_length", "_as_layout"}
+    found = []
+    for folder in (ROOT / "hub", ROOT / "plugins", ROOT / "examples"):
+        for path in sorted(folder.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+                name = node.attr if isinstance(node, ast.Attribute) else (
+                    node.name if isinstance(node, ast.FunctionDef) else None)
+                if name in old and path.name != "pin.py":  # hub/pin.py's own YAML helper
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    assert found == []

@@ -2,8 +2,8 @@
 
 Backbones are built by their providers with random weights (batch-norm statistics made
 non-trivial), no download. Parity: eval-mode outputs of ``as_module`` equal ``extract()``'s stage
-maps for the same normalised pixels (CNNs at 64x64 through the backbone's own ``_forward`` and
-``_finish``, the steps extract() runs after preprocessing; token models at their size).
+maps for the same normalised pixels (CNNs at 64x64 through the backbone's own ``forward`` and
+``finish``, the steps extract() runs after preprocessing; token models at their size).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def pixels(bb: Any, batch: int = 2) -> torch.Tensor:
 def reference(bb: Any, xn: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
     """extract()'s stage maps for already-normalised pixels (its steps after preprocessing)."""
     with torch.inference_mode():
-        return bb._finish(bb._forward(xn, names), names, bb.spec.outputs.pool).stages
+        return bb.finish(bb.forward(xn, names), names, bb.spec.outputs.pool).stages
 
 
 def check_parity_and_grads(name: str) -> None:
@@ -271,7 +271,7 @@ def test_eval_transforms_equal_extract_preprocessing() -> None:
     g = torch.Generator().manual_seed(3)
     img = Image.fromarray((torch.rand(300, 410, 3, generator=g) * 255).byte().numpy())
     got = net.transforms(train=False)(img)
-    ref = next(bb._batches([img], 1, None))[1][0]
+    ref = next(bb.batches([img], 1, None))[1][0]
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
     size = bb.spec.preprocessing.image.size
     t = net.transforms(train=True)(img)
@@ -445,7 +445,7 @@ def test_the_stage_mapping_forward_runs_at_the_bodys_trace_size() -> None:
     from hub.train.trunk import _example
 
     bb = image_backbone("resnet50")
-    body = bb._trunk(list(bb.specs), None)
+    body = bb.trunk(list(bb.specs), None)
     x, size = _example(bb, body)
     assert (size, tuple(x.shape)) == (64, (1, 3, 64, 64))
     body.trace_size = None

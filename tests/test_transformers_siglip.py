@@ -116,7 +116,7 @@ def test_siglip_in_transformers_format_equals_transformers(served: Any) -> None:
         assert st.name not in feats.prefix
     for i in range(13):
         close(tfeats.stages[f"layer{i}"], text_hidden[i], f"layer{i}")
-    assert torch.equal(bb.text._tokenize(TEXTS, 64)["input_ids"], ids)  # padded to 64 as trained
+    assert torch.equal(bb.text.tokenize(TEXTS, 64)["input_ids"], ids)  # padded to 64 as trained
     assert tfeats.mask.sum(1).tolist() == [len(tokenizer(t)["input_ids"]) for t in TEXTS]
 
 

@@ -96,15 +96,15 @@ def test_clip_in_transformers_format_equals_transformers(served: Any) -> None:
     # no stage asked: get_*_features alone (the towers' embedding-only forward), same embeddings
     calls: list[str] = []
     for tower in (bb.image, bb.text):
-        def spy(batch: Any, _real: Any = tower._forward_pooled) -> Any:
+        def spy(batch: Any, _real: Any = tower.forward_pooled) -> Any:
             calls.append("pooled")
             return _real(batch)
-        tower._forward_pooled = spy
+        tower.forward_pooled = spy
     only, text_only = bb.extract(x, stages=[]), bb.extract(TEXTS, stages=[])
     assert calls == ["pooled", "pooled"] and only.stages == {} and text_only.stages == {}
     close(only.pooled, feats.pooled, "image embedding only")
     close(text_only.pooled, tfeats.pooled, "text embedding only")
     assert torch.equal(text_only.mask, tfeats.mask)
-    del bb.image._forward_pooled, bb.text._forward_pooled
+    del bb.image.forward_pooled, bb.text.forward_pooled
     z = bb.zero_shot(x, ["cat", "dog"], ["a {}"])
     assert torch.allclose(z.probs.sum(-1), torch.ones(2))

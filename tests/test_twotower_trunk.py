@@ -38,7 +38,8 @@ def hf_backbone(name: str, tmp_path: Path, precision: str | None = None) -> Any:
     """A transformers image-text backbone (12 + 12 layers at width 64) built by the provider from
     local files, as a pull leaves them, configured as ``hub.load(dtype=precision)`` does
     (``"auto"``: bf16, as it picks on a CPU with AMX)."""
-    from hub.execution import precision_plan
+    from hub.execution import apply_plan, network_facts
+    from hub.plan import Facts, Request, plan_execution, torch_dtype
     from hub.provider import WeightFiles
 
     if name == "siglip_b16_hf":
@@ -64,13 +65,13 @@ def hf_backbone(name: str, tmp_path: Path, precision: str | None = None) -> Any:
     path = save_safetensors(model, tmp_path / "model.safetensors")
     wf = WeightFiles(variant=spec.default_variant, weights=path, sha256="0" * 64, files=local)
     provider = hub.get_registry().provider("transformers")
-    cpu, auto = torch.device("cpu"), precision == "auto"
-    plan = precision_plan(cpu, None if precision is None else torch.bfloat16, auto=auto)
-    bb = provider.build(spec, wf, device=cpu, dtype=None if auto else plan.weights)
-    if auto:  # as hub.load: built in float32, then cast
-        bb.module.to(dtype=plan.weights)
-        bb.weight_dtype = plan.weights
-    return bb.configure(dtype=plan.dtype, autocast=plan.autocast, auto=plan.auto)
+    request = Request.of(dtype=precision)  # as hub.load: planned, built, the plan applied
+    facts = Facts("image-text", True, name=spec.name,
+                  auto_choice="bfloat16" if precision == "auto" else None)
+    bb = provider.build(spec, wf, device=torch.device("cpu"),
+                        dtype=torch_dtype(plan_execution(request, facts).build))
+    return apply_plan(bb, plan_execution(request, network_facts(facts, bb.module)),
+                      provider=provider)
 
 
 def open_clip_backbone(name: str, tmp_path: Path) -> Any:

@@ -122,8 +122,8 @@ def test_image_figures_match_the_architecture(name: str) -> None:
     bb = meta_backbone(spec)
     names = [s.name for s in spec.outputs.stages]
     with torch.no_grad():  # the provider's forward, then the core's layout and pooling
-        raw = bb._forward(torch.empty(1, 3, size, size, device="meta"), names)
-        feats = bb._finish(raw, names, spec.outputs.pool)
+        raw = bb.forward(torch.empty(1, 3, size, size, device="meta"), names)
+        feats = bb.finish(raw, names, spec.outputs.pool)
     for st in spec.outputs.stages:
         t = feats.stages[st.name]
         assert st.layout == "NCHW" and t.ndim == 4, st.name
@@ -177,8 +177,8 @@ def test_image_text_figures_match_the_architecture(name: str) -> None:
     bb = meta_backbone(spec).image
     names = [s.name for s in spec.outputs.stages]
     with torch.no_grad():
-        raw = bb._forward(torch.empty(1, 3, size, size, device="meta"), names)
-        feats = bb._finish(raw, names, spec.outputs.pool)
+        raw = bb.forward(torch.empty(1, 3, size, size, device="meta"), names)
+        feats = bb.finish(raw, names, spec.outputs.pool)
     for st in spec.outputs.stages:
         t = feats.stages[st.name]
         assert t.shape[1] == st.channels and st.stride is not None, (st.name, tuple(t.shape))

@@ -219,8 +219,9 @@ def bench(names: Sequence[str] = (), *, modality: str | None = None, provider: s
     :raises MeasurementError: a backbone's measuring process failed.
     """
     from hub.backbone import DEFAULT_BATCH
-    from hub.execution import resolve_device, resolve_dtype
+    from hub.execution import resolve_device
     from hub.machine import machine_id, machine_info, write_record
+    from hub.plan import Request
 
     bs = DEFAULT_BATCH if batch_size is None else batch_size
     if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
@@ -228,7 +229,7 @@ def bench(names: Sequence[str] = (), *, modality: str | None = None, provider: s
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise InputError(f"--repeats must be a positive integer, got {repeats!r}.")
     if dtype is not None:
-        resolve_dtype(dtype)  # the same check hub.load makes, before any process starts
+        Request.of(dtype=dtype)  # the same check hub.load makes, before any process starts
     if device is not None:
         resolve_device(device)
     specs = select(names, modality=modality, provider=provider, task=task, max_params=max_params,

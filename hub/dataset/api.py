@@ -14,6 +14,7 @@ from hub.features import resolve_stages
 
 if TYPE_CHECKING:
     from hub.backbone import Backbone
+    from hub.twotower import AnyBackbone
 
 __all__ = ["extract_dataset", "iter_features"]
 
@@ -26,13 +27,14 @@ def _check_batch_size(batch_size: Any) -> int:
     return batch_size
 
 
-def _backbone(backbone: str | os.PathLike[str] | Backbone, weights: str | None, device: Any,
+def _backbone(backbone: str | os.PathLike[str] | AnyBackbone, weights: str | None, device: Any,
               dtype: Any, runtime: str | None = None, modality: str | None = None,
               source: Any = None, islands: str | None = None) -> Backbone:
     from hub.api import load
     from hub.backbone import Backbone
+    from hub.twotower import TwoTowerBackbone
 
-    if isinstance(backbone, Backbone):
+    if isinstance(backbone, Backbone | TwoTowerBackbone):
         if weights is not None or device != "auto" or dtype not in (None, "auto") or \
                 runtime is not None or islands is not None:
             raise InputError("weights, device, dtype, runtime and islands apply when the backbone "
@@ -60,18 +62,23 @@ def check_tower(name: str, backbone_modality: str, modality: str | None) -> None
                          f"{name} is a {backbone_modality} backbone: leave it out.")
 
 
-def select_tower(bb: Backbone, modality: str | None, source: Any = None) -> Backbone:
+def select_tower(bb: AnyBackbone, modality: str | None, source: Any = None) -> Backbone:
     """The backbone that runs: an image-text backbone's tower (``modality``, or a given
     :class:`Reader`'s), a tower as given, else the backbone itself."""
+    from hub.twotower import TwoTowerBackbone
+
+    if isinstance(bb, TwoTowerBackbone):
+        if modality is None and isinstance(source, Reader):
+            modality = source.modality
+        check_tower(bb.name, bb.modality, modality)
+        return bb.tower(modality or "")  # check_tower: an image-text backbone needs modality
     if bb.two_tower is not None:  # already one tower
         if modality not in (None, bb.modality):
             raise InputError(f"modality={modality!r} but the backbone given is {bb.name}'s "
                              f"{bb.modality} tower.")
         return bb
-    if modality is None and bb.modality == "image-text" and isinstance(source, Reader):
-        modality = source.modality
     check_tower(bb.name, bb.modality, modality)
-    return bb if modality is None else bb.tower(modality)  # type: ignore[attr-defined]
+    return bb
 
 
 def _job(bb: Backbone, reader: Reader, stages: Sequence[int | str] | None, pool: str | None,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from hub.backbone import Backbone
     from hub.dataset.readers import Reader
     from hub.manifest import BackboneSpec
+    from hub.plan import PlanViews
 
 __all__ = ["FeatureBatch", "Job", "make_job", "run_model"]
 
@@ -140,7 +141,7 @@ def run_model(bb: Backbone, prepared: Prepared, *, stages: list[str | int], pool
                         list(prepared.errors))
 
 
-def backbone_dtype(bb: Backbone) -> str:
+def backbone_dtype(bb: PlanViews) -> str:
     """The job's ``dtype`` of a loaded backbone: ``"auto"`` when ``dtype="auto"`` chose its
     precision (each machine decides; ``embedding.precision`` in the output manifest says what
     ran), else the precision it computes in."""

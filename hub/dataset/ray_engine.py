@@ -216,15 +216,15 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
     ray = _ray()
     from hub.api import resolve
     from hub.dataset.api import check_tower
-    from hub.execution import dtype_name, is_auto, resolve_dtype
     from hub.islands import check_islands
+    from hub.plan import Request
 
     spec, files, target = resolve(name, weights=weights)  # a saved directory: its absolute path
     check_tower(spec.name, spec.modality, modality)
     check_islands(islands, modality=spec.modality, runtime=runtime)
     runs = modality or spec.modality  # the modality of the rows (an image-text backbone's tower)
     src = source if isinstance(source, Reader) else open_reader(source, runs, column=column)
-    job_dtype = "auto" if is_auto(dtype) else dtype_name(resolve_dtype(dtype))
+    job_dtype = Request.of(dtype=dtype).dtype  # "auto" or the canonical name
     precision = None
     if runtime is not None:
         from hub.api import load

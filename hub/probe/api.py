@@ -103,20 +103,13 @@ class _Candidate:
     features: FeatureSet | None = None
 
 
-#: dtype spellings of hub.load, by the precision they name (read without importing torch, so
-#: that a cache hit imports no model library).
-_PRECISIONS = {None: "float32", "float32": "float32", "fp32": "float32", "float16": "float16",
-               "fp16": "float16", "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
-
-
 def _precision(dtype: Any) -> str:
-    """The precision features are computed in: a key of the features cache."""
-    if dtype is None or (isinstance(dtype, str) and dtype in _PRECISIONS):
-        return _PRECISIONS[dtype]
-    from hub.execution import resolve_dtype
+    """The precision features are computed in: a key of the features cache (read from
+    :data:`hub.plan.DTYPES` without importing torch, so that a cache hit imports no model
+    library)."""
+    from hub.plan import dtype_name
 
-    resolved = resolve_dtype(dtype)  # torch dtypes; raises InputError for anything else
-    return "float32" if resolved is None else str(resolved).replace("torch.", "")
+    return dtype_name(dtype)  # raises InputError for anything else
 
 
 def evaluate(names: Sequence[str], data: str | os.PathLike[str], *, folds: int = 5, seed: int = 0,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from hub.errors import InputError, ModalityError, SearchIndexError, UnknownBackboneError
 
 if TYPE_CHECKING:
-    from hub.backbone import Backbone
+    from hub.twotower import AnyBackbone
 
 __all__ = ["backbone_for", "check_modality", "embed_query", "query_modality", "stored_modality",
            "towers"]
@@ -101,8 +101,8 @@ def check_modality(manifest: dict[str, Any], modality: str) -> None:
         f"backbone that embeds {both} into one space ({hint}).")
 
 
-def backbone_for(manifest: dict[str, Any], backbone: str | os.PathLike[str] | Backbone | None, *,
-                 device: Any = "auto", dtype: Any = None) -> Backbone:
+def backbone_for(manifest: dict[str, Any], backbone: str | os.PathLike[str] | AnyBackbone | None, *,
+                 device: Any = "auto", dtype: Any = None) -> AnyBackbone:
     """The backbone the index was extracted with: loaded by the manifest's name and variant,
     or the one given (a name, a saved directory or a loaded Backbone), checked against the
     manifest's name and weights sha256.
@@ -112,10 +112,11 @@ def backbone_for(manifest: dict[str, Any], backbone: str | os.PathLike[str] | Ba
     """
     from hub.api import load
     from hub.backbone import Backbone
+    from hub.twotower import TwoTowerBackbone
 
     rec = manifest.get("backbone") or {}
     dtype = dtype if dtype is not None else (manifest.get("job") or {}).get("dtype")
-    if isinstance(backbone, Backbone):
+    if isinstance(backbone, Backbone | TwoTowerBackbone):
         bb = backbone
     elif backbone is not None:
         bb = load(backbone, weights=rec.get("weights"), device=device, dtype=dtype)
@@ -136,7 +137,7 @@ def backbone_for(manifest: dict[str, Any], backbone: str | os.PathLike[str] | Ba
     return bb
 
 
-def embed_query(bb: Backbone, query: Any, modality: str, manifest: dict[str, Any]) -> Any:
+def embed_query(bb: AnyBackbone, query: Any, modality: str, manifest: dict[str, Any]) -> Any:
     """The query's (D,) float32 embedding: pooled and normalised as the stored rows were when
     the query has their modality; through the other tower's own pooling otherwise."""
     emb = manifest.get("embedding") or {}

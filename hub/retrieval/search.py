@@ -29,7 +29,7 @@ from hub.retrieval.rows import RowValues
 from hub.retrieval.store import Store, open_store
 
 if TYPE_CHECKING:
-    from hub.backbone import Backbone
+    from hub.twotower import AnyBackbone
 
 __all__ = ["METRICS", "Hit", "Index", "SearchResult", "best_rows", "open_index", "search"]
 
@@ -120,7 +120,7 @@ class Index:
     """
 
     def __init__(self, index_dir: str | os.PathLike[str], *,
-                 backbone: str | os.PathLike[str] | Backbone | None = None, device: Any = "auto",
+                 backbone: str | os.PathLike[str] | AnyBackbone | None = None, device: Any = "auto",
                  dtype: Any = None) -> None:
         t0 = time.perf_counter()
         self.store: Store = open_store(index_dir)
@@ -128,7 +128,7 @@ class Index:
         self.manifest = self.store.manifest
         self._backbone_arg = backbone
         self._device, self._dtype = device, dtype
-        self._bb: Backbone | None = None
+        self._bb: AnyBackbone | None = None
         self._norms: Any = None
         self.values = RowValues(self.manifest, stored_modality(self.manifest))
 
@@ -138,7 +138,7 @@ class Index:
         return bool((self.manifest.get("embedding") or {}).get("normalize"))
 
     @property
-    def backbone(self) -> Backbone:
+    def backbone(self) -> AnyBackbone:
         """The index's backbone (loaded on first use)."""
         if self._bb is None:
             self._bb = backbone_for(self.manifest, self._backbone_arg, device=self._device,
@@ -219,14 +219,14 @@ class Index:
 
 
 def open_index(index_dir: str | os.PathLike[str], *,
-               backbone: str | os.PathLike[str] | Backbone | None = None, device: Any = "auto",
+               backbone: str | os.PathLike[str] | AnyBackbone | None = None, device: Any = "auto",
                dtype: Any = None) -> Index:
     """Open a dataset output for repeated searches (see :class:`Index`)."""
     return Index(index_dir, backbone=backbone, device=device, dtype=dtype)
 
 
 def search(index_dir: str | os.PathLike[str], query: Any, *, top_k: int = 10, image: bool = False,
-           metric: str = "auto", backbone: str | os.PathLike[str] | Backbone | None = None,
+           metric: str = "auto", backbone: str | os.PathLike[str] | AnyBackbone | None = None,
            device: Any = "auto", dtype: Any = None) -> SearchResult:
     """Rank the rows of a dataset output (``hub extract ... --out DIR``) by a text or an image.
 

@@ -1,6 +1,6 @@
 """A backbone's forward step as a graph a runtime can export, whatever the family.
 
-:class:`ForwardGraph` wraps :meth:`hub.Backbone._forward` (every stage at once) in a
+:class:`ForwardGraph` wraps :meth:`hub.Backbone.forward` (every stage at once) in a
 ``torch.nn.Module`` whose inputs are the batch's tensors (the pixel tensor, or a text
 batch's ``input_ids`` and ``attention_mask``) and whose outputs are the distinct tensors
 of the :class:`~hub.features.RawOutput` it returns. :class:`Layout` records which output
@@ -113,7 +113,7 @@ def _flatten(raw: RawOutput, inputs: Sequence[torch.Tensor]) -> tuple[list[Slot]
 
 
 class ForwardGraph(torch.nn.Module):
-    """``bb._forward`` over every stage, as a module of the batch's tensors (for tracing)."""
+    """``bb.forward`` over every stage, as a module of the batch's tensors (for tracing)."""
 
     def __init__(self, bb: Backbone, keys: tuple[str, ...], tensor_batch: bool) -> None:
         super().__init__()
@@ -126,7 +126,7 @@ class ForwardGraph(torch.nn.Module):
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         batch: Any = tensors[0] if self._tensor_batch else dict(zip(self._keys, tensors, strict=True))
-        raw = self._bb._forward(batch, list(self._bb.specs))
+        raw = self._bb.forward(batch, list(self._bb.specs))
         self.slots, outs = _flatten(raw, tensors)
         self.num_prefix_tokens = raw.num_prefix_tokens
         return tuple(outs)
@@ -175,8 +175,8 @@ def sample_batch(bb: Backbone, n: int = 3, seed: int = 0) -> Any:
             else:
                 coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
                 items.append(np.asarray(coarse.resize(size, Image.Resampling.BICUBIC)))
-    checked = bb._items(items)
-    _, batch, _ = next(iter(bb._batches(checked, n, bb._check_max_length(None)
+    checked = bb.check_inputs(items)
+    _, batch, _ = next(iter(bb.batches(checked, n, bb.token_limit(None)
                                         if bb.modality == "text" else None)))
     return batch
 

@@ -159,7 +159,7 @@ class OpenVINORuntime:
         names, pool = list(bb.specs), bb.spec.outputs.pool
 
         def features(outs: dict[int, torch.Tensor]) -> Any:
-            return bb._finish(assemble(self.layout, outs, tensors), names, pool)
+            return bb.finish(assemble(self.layout, outs, tensors), names, pool)
 
         want, have = features(dict(enumerate(reference))), features(got)
         low = features(dict(enumerate(peer))) if peer is not None else None
@@ -185,7 +185,7 @@ class OpenVINORuntime:
 
     # ---- running ---------------------------------------------------------------------------------
     def forward(self, batch: Any, stages: list[str]) -> RawOutput:
-        """Run one batch of model inputs (CPU tensors); the RawOutput of ``Backbone._forward``."""
+        """Run one batch of model inputs (CPU tensors); the RawOutput of ``Backbone.forward``."""
         _, tensors, _ = batch_tensors(batch)
         fixed = self._input_shape[1:]
         if -1 not in fixed and list(tensors[0].shape[1:]) != fixed:

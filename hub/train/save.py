@@ -33,7 +33,7 @@ from hub.errors import HubError, InputError, OutputError
 if TYPE_CHECKING:
     import torch
 
-    from hub.backbone import Backbone
+    from hub.twotower import AnyBackbone
 
 __all__ = ["VARIANT_NAME", "WEIGHTS_FILE", "save_finetuned"]
 
@@ -43,7 +43,7 @@ WEIGHTS_FILE = "model.safetensors"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
-def save_finetuned(backbone: Backbone, state_dict: Mapping[str, torch.Tensor],
+def save_finetuned(backbone: AnyBackbone, state_dict: Mapping[str, torch.Tensor],
                    directory: str | Path, name: str | None, *, stages: list[str] | None = None,
                    note: str | None = None, overwrite: bool = False) -> Path:
     """Write fine-tuned weights and a manifest naming their parent; returns the directory.
@@ -107,7 +107,7 @@ def _check_target(target: Path, overwrite: bool) -> None:
                          "overwrite=True to replace it.")
 
 
-def _tensors(backbone: Backbone, state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+def _tensors(backbone: AnyBackbone, state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Contiguous CPU tensors, each with its own storage (safetensors refuses shared ones),
     checked against the parent module's keys and shapes."""
     import torch
@@ -131,7 +131,7 @@ def _tensors(backbone: Backbone, state_dict: Mapping[str, Any]) -> dict[str, tor
     return out
 
 
-def _write(stage: Path, backbone: Backbone, tensors: dict[str, torch.Tensor],
+def _write(stage: Path, backbone: AnyBackbone, tensors: dict[str, torch.Tensor],
            companions: dict[str, Path], name: str, stages: list[str] | None,
            note: str | None) -> str:
     """Write the weights and companion files into ``stage``; returns the manifest text."""
@@ -193,7 +193,7 @@ def _scoring(scoring: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[
     return {**scoring, "logit_scale": "weights"}
 
 
-def _parent_sha256(backbone: Backbone) -> str | None:
+def _parent_sha256(backbone: AnyBackbone) -> str | None:
     """The parent's weights as its manifest pins them, else as its first pull recorded them,
     else the safetensors it was built from (the same bytes for a safetensors variant)."""
     files = backbone.weights

@@ -1,6 +1,6 @@
 """The trainable trunk: :meth:`hub.Backbone.as_module` returns a :class:`Trunk`.
 
-A provider builds the *body* (``Backbone._trunk``): a new ``nn.Module`` holding a copy of the
+A provider builds the *body* (``Backbone.trunk``): a new ``nn.Module`` holding a copy of the
 weights as its ``model`` attribute (same key names as the parent backbone's module), owning
 nothing after the last stage asked for, and mapping model inputs to the raw outputs of every
 manifest stage up to that one (tensors, or ``(grid, prefix tokens)`` pairs). :class:`Trunk`
@@ -107,7 +107,7 @@ class Trunk(torch.nn.Module):
 
     # ---- forward -------------------------------------------------------------------------------
     def _all(self, inputs: Any) -> dict[str, Any]:
-        from hub.backbone import _as_layout
+        from hub.backbone import as_layout
 
         raw = self.body(inputs)
         out: dict[str, Any] = {}
@@ -116,7 +116,7 @@ class Trunk(torch.nn.Module):
             if isinstance(t, tuple):
                 out[n] = t
             else:
-                grid, pre = _as_layout(t, self._layout[n], self._num_prefix)
+                grid, pre = as_layout(t, self._layout[n], self._num_prefix)
                 out[n] = (grid, pre) if pre is not None else grid
         return out
 
@@ -228,8 +228,8 @@ class Trunk(torch.nn.Module):
         parent = self._parent
         if not isinstance(parent, TextBackbone):
             raise InputError(f"{self.spec.name} takes images; tokenize() is for text backbones.")
-        items = parent._items(texts)
-        enc = dict(parent._tokenize(items, parent._check_max_length(max_length)))
+        items = parent.check_inputs(texts)
+        enc = dict(parent.tokenize(items, parent.token_limit(max_length)))
         enc.pop("overflow", None)
         device = next(self.parameters(), torch.empty(0)).device
         return {k: v.to(device) for k, v in enc.items()}
@@ -274,7 +274,7 @@ class _Pool(torch.nn.Module):
 
 
 class _TrainedPool(torch.nn.Module):
-    """The provider's trained pooling (``Backbone._pool_head``) of the last returned stage."""
+    """The provider's trained pooling (``Backbone.pool_head``) of the last returned stage."""
 
     def __init__(self, head: torch.nn.Module, stage: str, *, text: bool = False) -> None:
         super().__init__()
@@ -336,7 +336,7 @@ def _example(backbone: Backbone, body: torch.nn.Module) -> tuple[Any, int | None
         text = backbone if isinstance(backbone, TextBackbone) else None
         if text is None:
             raise InputError(f"{backbone.name}: a text trunk needs a TextBackbone.")
-        enc = dict(text._tokenize(["a short text to probe the trunk", "hi"], text.max_length))
+        enc = dict(text.tokenize(["a short text to probe the trunk", "hi"], text.max_length))
         enc.pop("overflow", None)
         return {k: v.to(backbone.device) for k, v in enc.items()}, None
     size = (getattr(body, "trace_size", None) or getattr(body, "probe_size", None)
@@ -362,7 +362,7 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     all_names = list(backbone.specs)
     built = all_names[:all_names.index(requested[-1]) + 1]
     count = fz.freeze_count(freeze, built, what=backbone.name)
-    body = backbone._trunk(built, output_stride)
+    body = backbone.trunk(built, output_stride)
     # training keeps float32 master weights, whatever precision the backbone runs extract() in
     # (dtype="bfloat16"/"auto" casts its weights): autocast the forward for reduced precision
     if any(t.is_floating_point() and t.dtype != torch.float32
@@ -394,7 +394,7 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     if grad_checkpointing and checkpoint_blocks(body) == 0:
         raise InputError(f"{backbone.name}: grad_checkpointing found no repeated blocks to "
                          "checkpoint in this architecture; use grad_checkpointing=False.")
-    net._pooling = [backbone._pool_head(requested[-1])]
+    net._pooling = [backbone.pool_head(requested[-1])]
     net._parent, net._parent_rest = _light_parent(backbone, body)
     if pyramid:
         from hub.train.pyramid import PyramidNet
@@ -406,9 +406,7 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
 def _norm_layers(backbone: Backbone) -> dict[type, NormLayer]:
     """The library batch-norm subclasses the backbone's provider declares
     (:meth:`hub.provider.Provider.norm_layers`), for ``norm="frozen"``."""
-    from hub.api import get_registry
-
-    provider = get_registry().provider(backbone.spec.provider)
+    provider = backbone.provider
     return provider.norm_layers() if provider is not None else {}
 
 

@@ -11,7 +11,7 @@ Stages: an image stage's ``module`` is the index of the output of open_clip's
 ``layer1`` .. ``layerN``, the outputs of the text transformer's blocks. Both come from one
 ``forward_intermediates`` pass, whose final embedding is what ``encode_image`` /
 ``encode_text`` return. When no stage is asked (``extract(..., stages=[])``, zero-shot), the
-towers call ``encode_image`` / ``encode_text`` themselves (``_forward_pooled``).
+towers call ``encode_image`` / ``encode_text`` themselves (``forward_pooled``).
 
 Tokenizers: open_clip's own, from its config: the CLIP BPE tokenizer shipped in the open_clip
 package, or (``hf_tokenizer_name``, SigLIP) its Hugging Face tokenizer from the variant's
@@ -58,7 +58,7 @@ class OpenClipImage(ImageBackbone):
         self._indices = indices
         self._prefix = prefix  # open_clip's own ViT: class token returned as the stage prefix
 
-    def _forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
+    def forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
         last = list(self.specs)[-1]
         wanted = list(dict.fromkeys([*stages, last]))
         take = sorted({self._indices[n] for n in wanted})
@@ -72,12 +72,12 @@ class OpenClipImage(ImageBackbone):
         return RawOutput(stages=result, prefix=prefix, pooled=out["image_features"],
                          num_prefix_tokens=1 if self._prefix else 0)
 
-    def _forward_pooled(self, batch: torch.Tensor) -> RawOutput:
+    def forward_pooled(self, batch: torch.Tensor) -> RawOutput:
         """``encode_image`` (unnormalised; the core normalises): no intermediates kept."""
         m: Any = self.module
         return RawOutput(stages={}, pooled=m.encode_image(batch))
 
-    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+    def trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         from hub_open_clip.trunk import image_trunk
 
         return image_trunk(self, stages, output_stride)
@@ -92,7 +92,7 @@ class OpenClipText(FixedLengthText):
         self.tokenizer = tokenizer
         self.context_length = context_length
 
-    def _tokenize(self, texts: list[str], max_length: int) -> dict[str, Any]:
+    def tokenize(self, texts: list[str], max_length: int) -> dict[str, Any]:
         import torch
 
         tok = self.tokenizer
@@ -126,7 +126,7 @@ class OpenClipText(FixedLengthText):
                 else [False] * len(texts)
         return {"input_ids": ids, "attention_mask": mask, "overflow": overflow}
 
-    def _forward(self, batch: dict[str, Any], stages: list[str]) -> RawOutput:
+    def forward(self, batch: dict[str, Any], stages: list[str]) -> RawOutput:
         last = list(self.specs)[-1]
         wanted = list(dict.fromkeys([*stages, last]))
         take = sorted({int(self.specs[n].index or 0) - 1 for n in wanted})
@@ -136,18 +136,18 @@ class OpenClipText(FixedLengthText):
         result = {n: by_index[int(self.specs[n].index or 0) - 1] for n in wanted}
         return RawOutput(stages=result, mask=batch["attention_mask"], pooled=out["text_features"])
 
-    def _forward_pooled(self, batch: dict[str, Any]) -> RawOutput:
+    def forward_pooled(self, batch: dict[str, Any]) -> RawOutput:
         """``encode_text`` (unnormalised; the core normalises): no intermediates kept."""
         m: Any = self.module
         return RawOutput(stages={}, mask=batch["attention_mask"],
                          pooled=m.encode_text(batch["input_ids"]))
 
-    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+    def trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         from hub_open_clip.trunk import text_trunk
 
         return text_trunk(self, stages)
 
-    def _pool_head(self, stage: str) -> torch.nn.Module | None:
+    def pool_head(self, stage: str) -> torch.nn.Module | None:
         """The final norm, end-of-text pooling and projection, after the last layer only (the
         embedding is computed from the last layer)."""
         from hub_open_clip.trunk import text_pool

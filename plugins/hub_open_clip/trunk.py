@@ -1,11 +1,11 @@
-"""The trainable trunk of an open_clip image tower (``OpenClipImage._trunk``).
+"""The trainable trunk of an open_clip image tower (``OpenClipImage.trunk``).
 
 A copy of the image tower with everything after the last requested stage removed by the
 library's own ``prune_intermediate_layers`` (later blocks, the final norm, the pooling head and
 the projection into the shared space): open_clip's ViT keeps its class token as each stage's
 prefix; timm towers (SigLIP's ViT, MobileCLIP's FastViT) give their maps.
 
-The text tower's trunk (``OpenClipText._trunk``) is a copy of the token embedding, positional
+The text tower's trunk (``OpenClipText.trunk``) is a copy of the token embedding, positional
 embedding and the text blocks up to the last requested layer (``CLIP``: the model's own
 attributes; ``CustomTextCLIP``, e.g. SigLIP: its ``text`` module pruned by the library's
 ``prune_intermediate_layers``), mapping ``input_ids`` to the blocks' outputs ``layer1`` ..

@@ -64,7 +64,7 @@ class TimmBackbone(ImageBackbone):
         width = getattr(module, "head_hidden_size", None) or getattr(module, "num_features", None)
         self._own_pool = width == spec.outputs.embedding_dim
 
-    def _forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
+    def forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
         last = list(self.specs)[-1]
         wanted = [*stages, last]
         hooked = [n for n in dict.fromkeys(wanted) if n in self._hooks]
@@ -112,12 +112,12 @@ class TimmBackbone(ImageBackbone):
                          pooled=pooled)
 
 
-    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+    def trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         from hub_timm.trunk import timm_trunk
 
         return timm_trunk(self, stages, output_stride)
 
-    def _pool_head(self, stage: str) -> torch.nn.Module | None:
+    def pool_head(self, stage: str) -> torch.nn.Module | None:
         from hub_timm.trunk import timm_pool_head
 
         if not self._own_pool or stage != list(self.specs)[-1] or stage not in self._indices:

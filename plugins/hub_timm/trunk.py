@@ -1,4 +1,4 @@
-"""The trainable trunk of a timm backbone (``TimmBackbone._trunk``).
+"""The trainable trunk of a timm backbone (``TimmBackbone.trunk``).
 
 A copy of the model (or, for ``output_stride``, the same architecture built with timm's
 ``output_stride=`` and the same weights) pruned by timm's ``prune_intermediate_layers``: the

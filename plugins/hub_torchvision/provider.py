@@ -47,7 +47,7 @@ class TorchvisionBackbone(ImageBackbone):
         super().__init__(spec, module, specs, **kw)
         self.extractor = extractor.eval()
 
-    def _forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
+    def forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
         outs = self.extractor(batch)
         result: dict[str, Any] = {}
         tokens = None
@@ -58,7 +58,7 @@ class TorchvisionBackbone(ImageBackbone):
         return RawOutput(stages=result, tokens=tokens, num_prefix_tokens=1 if tokens is not None else 0)
 
 
-    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+    def trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         from hub_torchvision.trunk import torchvision_trunk
 
         return torchvision_trunk(self, stages, output_stride)

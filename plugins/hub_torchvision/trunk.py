@@ -1,4 +1,4 @@
-"""The trainable trunk of a torchvision backbone (``TorchvisionBackbone._trunk``).
+"""The trainable trunk of a torchvision backbone (``TorchvisionBackbone.trunk``).
 
 ``create_feature_extractor`` on a copy of the model, returning the manifest's nodes up to the last
 requested one: the traced GraphModule keeps only the submodules its graph uses, so nothing after

@@ -29,7 +29,7 @@ from hub.sdk import (
 if TYPE_CHECKING:
     import torch
 
-    from hub.sdk import BackboneSpec
+    from hub.sdk import BackboneSpec, TwoTowerBackbone
 
 __all__ = ["TransformersBackbone", "TransformersProvider"]
 
@@ -45,7 +45,7 @@ class TransformersBackbone(TextBackbone):
         # concurrent extract() calls with different max_length take turns to tokenise
         self._tokenizing = threading.Lock()
 
-    def _tokenize(self, texts: list[str], max_length: int) -> dict[str, Any]:
+    def tokenize(self, texts: list[str], max_length: int) -> dict[str, Any]:
         import torch
 
         with self._tokenizing:
@@ -57,7 +57,7 @@ class TransformersBackbone(TextBackbone):
             out["overflow"] = [bool(e.overflowing) for e in enc.encodings]
         return out
 
-    def _forward(self, batch: dict[str, Any], stages: list[str]) -> RawOutput:
+    def forward(self, batch: dict[str, Any], stages: list[str]) -> RawOutput:
         last = list(self.specs)[-1]
         need_all = any(s != last for s in stages)
         out = self.module(**batch, output_hidden_states=need_all, return_dict=True)
@@ -71,7 +71,7 @@ class TransformersBackbone(TextBackbone):
         return RawOutput(stages=result, tokens=tokens, mask=batch["attention_mask"])
 
 
-    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+    def trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         from hub_transformers.trunk import transformers_trunk
 
         return transformers_trunk(self, stages)
@@ -107,7 +107,7 @@ class TransformersProvider(Provider):
     extra = "transformers"
 
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
-              dtype: Any) -> Backbone:
+              dtype: Any) -> Backbone | TwoTowerBackbone:
         # transformers imports without torch; the build needs both
         require("torch", package="transformers", extra="transformers",
                 purpose=f"the {spec.name} backbone")

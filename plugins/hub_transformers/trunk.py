@@ -1,4 +1,4 @@
-"""The trainable trunk of a transformers text backbone (``TransformersBackbone._trunk``).
+"""The trainable trunk of a transformers text backbone (``TransformersBackbone.trunk``).
 
 A copy of the ``AutoModel`` with the layers after the last requested hidden state removed (the
 ``nn.ModuleList`` of ``num_hidden_layers`` blocks is cut, ``num_hidden_layers`` lowered: ALBERT

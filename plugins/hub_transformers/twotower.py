@@ -5,7 +5,7 @@ returns an output object whose ``pooler_output`` is the embedding, transformers 
 itself; both are handled), stages their ``hidden_states``: an image stage's ``module`` is the
 index into the vision tower's hidden states (0 = embeddings, N = after block N), text stages
 are ``layer0`` .. ``layerN``. With no stage asked (``stages=[]``, zero-shot) the towers call
-``get_*_features`` alone, keeping no hidden states (``_forward_pooled``). Texts are padded
+``get_*_features`` alone, keeping no hidden states (``forward_pooled``). Texts are padded
 to the context length (``max_length``), as both models were trained; CLIP gets its attention
 mask, SigLIP (trained without one) none.
 """
@@ -55,7 +55,7 @@ class TransformersImage(ImageBackbone):
         self._indices = indices
         self._prefix = prefix
 
-    def _forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
+    def forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
         m: Any = self.module
         pooled, hidden = _embedding_and_hidden(
             m.get_image_features(pixel_values=batch, output_hidden_states=True))
@@ -65,12 +65,12 @@ class TransformersImage(ImageBackbone):
         result = {n: hidden[self._indices[n]] for n in dict.fromkeys([*stages, last])}
         return RawOutput(stages=result, num_prefix_tokens=self._prefix, pooled=pooled)
 
-    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+    def trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         from hub_transformers.twotower_trunk import image_trunk
 
         return image_trunk(self, stages, output_stride)
 
-    def _forward_pooled(self, batch: torch.Tensor) -> RawOutput:
+    def forward_pooled(self, batch: torch.Tensor) -> RawOutput:
         """``get_image_features`` alone: no hidden states kept (nor, on transformers 4, a
         second pass of the vision tower for them)."""
         m: Any = self.module
@@ -87,7 +87,7 @@ class TransformersText(FixedLengthText):
         self.tokenizer = tokenizer
         self._use_mask = use_mask
 
-    def _tokenize(self, texts: list[str], max_length: int) -> dict[str, Any]:
+    def tokenize(self, texts: list[str], max_length: int) -> dict[str, Any]:
         import torch
 
         enc = self.tokenizer(texts, padding="max_length", max_length=max_length, truncation=True,
@@ -104,7 +104,7 @@ class TransformersText(FixedLengthText):
             overflow = [len(f) > max_length for f in full]
         return {"input_ids": ids, "attention_mask": mask, "overflow": overflow}
 
-    def _forward(self, batch: dict[str, Any], stages: list[str]) -> RawOutput:
+    def forward(self, batch: dict[str, Any], stages: list[str]) -> RawOutput:
         m: Any = self.module
         kw = {"attention_mask": batch["attention_mask"]} if self._use_mask else {}
         pooled, hidden = _embedding_and_hidden(
@@ -116,18 +116,18 @@ class TransformersText(FixedLengthText):
         result = {n: hidden[self.specs[n].index or 0] for n in dict.fromkeys([*stages, last])}
         return RawOutput(stages=result, mask=batch["attention_mask"], pooled=pooled)
 
-    def _trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
+    def trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
         from hub_transformers.twotower_trunk import text_trunk
 
         return text_trunk(self, stages)
 
-    def _pool_head(self, stage: str) -> torch.nn.Module | None:
+    def pool_head(self, stage: str) -> torch.nn.Module | None:
         """The final norm, pooling and projection, after the last layer only."""
         from hub_transformers.twotower_trunk import text_pool
 
         return text_pool(self) if stage == list(self.specs)[-1] else None
 
-    def _forward_pooled(self, batch: dict[str, Any]) -> RawOutput:
+    def forward_pooled(self, batch: dict[str, Any]) -> RawOutput:
         """``get_text_features`` alone: no hidden states kept."""
         m: Any = self.module
         kw = {"attention_mask": batch["attention_mask"]} if self._use_mask else {}

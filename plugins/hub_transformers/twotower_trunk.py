@@ -1,5 +1,5 @@
-"""Trainable trunks of the towers of ``CLIPModel`` / ``SiglipModel`` (``TransformersImage._trunk``,
-``TransformersText._trunk``) and the text tower's trained pooling.
+"""Trainable trunks of the towers of ``CLIPModel`` / ``SiglipModel`` (``TransformersImage.trunk``,
+``TransformersText.trunk``) and the text tower's trained pooling.
 
 A trunk is a copy of one tower (``vision_model`` or ``text_model``, under the same attribute
 name, so its keys are the parent's) whose encoder keeps the layers up to the last requested

@@ -24,7 +24,7 @@ def make_tinynet() -> Any:
 
 
 class TinyNetBackbone(ImageBackbone):
-    def _forward(self, batch: Any, stages: list[str]) -> RawOutput:
+    def forward(self, batch: Any, stages: list[str]) -> RawOutput:
         out, x = {}, batch
         for spec, layer in zip(self.specs.values(), self.module):
             x = layer(x)
