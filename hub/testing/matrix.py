@@ -160,20 +160,11 @@ ANCHOR_BY_ENTRY: dict[str, str] = {
 #: cells that fail today because of known, open defects (issue 20): xfail(strict=True); remove a
 #: line when its fix lands (the cell then passes and the strict xfail fails). The entry "*" stands
 #: for every entry whose cell runs the check.
-_ISLANDS = ("issue 20: the islands' casting hooks travel into the float32 trunk (RuntimeError: "
-            "Input type (CPUBFloat16Type) and weight type (torch.FloatTensor) should be the same)")
 PENDING: dict[tuple[str, str], str] = {
     ("mobileclip_s2", "extract[bfloat16]"): "new (found by this matrix, not investigated): "
     "mobileclip_s2's image tower wholly in bf16 reaches a min cosine of only 0.79 against float32 "
     "on the matrix's seeded weights (docs/extraction.md documents 0.997 for a depthwise network "
     "on real weights; auto keeps such networks in float32)",
-    # every image entry but swin_t (whose early modules are the patch embedding alone)
-    **{(name, "as_module[islands=early]"): _ISLANDS for name in (
-        "convnext_tiny", "densenet121", "densenet121_tv", "dinov2_s14", "efficientnet_b0",
-        "efficientnet_lite0", "efficientnetv2_s", "hrnet_w18", "mobilenet_v2", "mobilenet_v2_tv",
-        "mobilenet_v3_large", "mobilenet_v3_large_tv", "mobilenet_v3_small",
-        "mobilenet_v3_small_tv", "regnety_032", "resnet50", "resnet50_tv", "vgg16", "vgg16_bn",
-        "vgg16_bn_tv", "vit_b16_tv", "vit_s16")},
 }
 
 
