@@ -22,13 +22,14 @@ lint: install
 	$(BIN)/ruff check hub plugins
 	$(BIN)/mypy
 
-# The suite in parallel: JOBS pytest-xdist worker processes. Each test module runs on one worker
-# (its module fixtures are built once; tests/conftest.py groups them, spreads the zoo parity test by
-# test and starts the longest groups first); workers share the zoo's random-weight builds on disk.
-# Two workers peak at about 13 GiB together; more need more memory. (A whole-suite crash, SIGSEGV
-# with no traceback, was traced to OpenVINO: each openvino.Core swaps in its own signal stack and
-# restores a stale one when Cores die out of order; hub.runtimes.openvino keeps one Core per
-# process, and each worker is a process.) JOBS=0 runs everything in this one process.
+# The suite in parallel: JOBS pytest-xdist worker processes (a worker runs torch on one thread).
+# Tests that share a module fixture run on one worker, the others spread test by test, the longest
+# units first (tests/conftest.py); the workers share the zoo's random-weight builds on disk. Two
+# workers and their child processes peaked at 10 GiB together (sampled); more workers need more
+# memory. (A whole-suite crash, SIGSEGV with no traceback, was traced to OpenVINO: each
+# openvino.Core swaps in its own signal stack and restores a stale one when Cores die out of order;
+# hub.runtimes.openvino keeps one Core per process, and each worker is a process.) JOBS=0 runs
+# everything in one process.
 JOBS   ?= 2
 PARALLEL := $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadgroup --no-loadscope-reorder)
 

@@ -69,3 +69,42 @@ def test_two_processes_asking_at_once_share_one_build(tmp_path: Path) -> None:
     # random_model calls the factory once on the meta device: once in all, not once per process
     assert log.read_text() == "built\n"
     assert not [p for p in (tmp_path / "builds").iterdir() if p.name.startswith(".stage-")]
+
+
+UNITS = """
+import json, sys
+import pytest
+
+class Units:
+    def pytest_collection_finish(self, session):
+        marks = {i.nodeid: [m.args[0] for m in i.iter_markers("xdist_group")] for i in session.items}
+        print("UNITS=" + json.dumps({"order": [i.nodeid for i in session.items], "groups": marks}))
+
+pytest.main(["--co", "-q", "-p", "no:cacheprovider", *sys.argv[1:]], plugins=[Units()])
+"""
+
+
+def test_xdist_units_keep_module_fixtures_and_ray_on_one_worker() -> None:
+    """tests/conftest.py's scheduling: a module's tests that share a module fixture are one group,
+    the Ray module is one group, a test with function fixtures only is a unit of its own, and the
+    longest units come first."""
+    files = ["tests/test_zoo_parity.py", "tests/test_dataset_ray.py", "tests/test_runtimes.py",
+             "tests/test_train_trunk.py"]
+    proc = subprocess.run([sys.executable, "-c", UNITS, *files], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("UNITS=")), None)
+    assert line is not None, proc.stdout[-2000:] + proc.stderr[-2000:]
+    units = json.loads(line.removeprefix("UNITS="))
+    groups = units["groups"]
+    ray = [g for n, g in groups.items() if n.startswith("tests/test_dataset_ray.py")]
+    assert len(ray) == 11 and all(g == ["test_dataset_ray"] for g in ray)
+    assert all(not g for n, g in groups.items() if n.startswith("tests/test_zoo_parity.py"))
+    # test_runtimes: tests on the module's ov_cache grouped, the option checks spread
+    runtimes = {n.split("::")[1]: g for n, g in groups.items() if n.startswith("tests/test_runtimes.py")}
+    assert runtimes["test_freeing_runtimes_in_any_order_leaves_signal_handling_intact"] == ["test_runtimes"]
+    assert any(not g for g in runtimes.values())
+    assert units["order"][0] == "tests/test_train_trunk.py::test_graph_tools_in_a_fresh_interpreter"
+    # named first on the command line, the zoo parity still runs after the listed long units
+    first = {f: next(i for i, n in enumerate(units["order"]) if n.startswith(f)) for f in files}
+    assert first["tests/test_dataset_ray.py"] < first["tests/test_runtimes.py"] < \
+        first["tests/test_zoo_parity.py"]
