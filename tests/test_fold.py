@@ -64,7 +64,8 @@ def test_folding_keeps_every_stage(name: str) -> None:
     for s in stages:
         scale = ref.stages[s].abs().max()
         assert (got.stages[s] - ref.stages[s]).abs().max() <= 2e-5 * scale, s
-    assert torch.allclose(got.pooled, ref.pooled, rtol=1e-4, atol=1e-5)
+    # folding reassociates float32 sums: compare to the pooled features' scale, as the stages are
+    assert (got.pooled - ref.pooled).abs().max() <= 2e-5 * ref.pooled.abs().max()
     if name.startswith("resnet") or name == "mobilenet_v3_small":  # all follow a convolution
         assert len(done) == len(norms)
 

@@ -60,7 +60,8 @@ def built(name: str) -> tuple[Any, torch.Tensor, dict[str, torch.Tensor]]:
         spec = small(CATALOG[name])
         torch.manual_seed(0)
         provider = hub.get_registry().provider(spec.provider)
-        bb = provider.build(spec, None, device=torch.device("cpu"), dtype=None).configure()
+        bb = provider.build(spec, None, device=torch.device("cpu"), dtype=None)
+        bb.configure(bb.plan, provider=provider)  # the provider comes with the build, as hub.load gives it
         randomize_norm_stats(bb.module)
         size = spec.preprocessing.image.size
         x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))

@@ -3,7 +3,7 @@
 Run with ``pytest tests/`` from this folder (backbone-hub and this plugin installed). Each entry is
 built once with seeded random weights and saved as a directory; every mode that applies runs:
 extract at float32 / auto / bfloat16, save and load, islands, the OpenVINO runtime, compile and
-the CLI doors. TinyNet implements no ``Backbone._trunk``, so the training modes are declared to
+the CLI doors. TinyNet implements no ``Backbone.trunk``, so the training modes are declared to
 raise ``InputError`` (and the suite checks that they do).
 """
 
@@ -19,7 +19,7 @@ pytest_plugins = ["hub.testing.plugin"]
 HUB_CONFORMANCE = "example"
 #: modes this provider does not support, and why: the suite asserts they raise InputError
 HUB_CONFORMANCE_RAISES = {
-    mode: "TinyNet implements no Backbone._trunk, so it has no trainable module"
+    mode: "TinyNet implements no Backbone.trunk, so it has no trainable module"
     for mode in ("as_module", "freeze", "output_stride", "grad_checkpointing", "pyramid", "save")}
 
 
