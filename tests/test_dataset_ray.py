@@ -73,6 +73,7 @@ def _embedder_pids() -> list[int]:
     return pids
 
 
+@pytest.mark.slow  # 14-30 s each; make test runs it, make test-fast stays under 3 min
 def test_a_killed_actor_still_gives_a_complete_output_without_duplicates(
         cluster: None, images: Path, tmp_path: Path) -> None:
     out, gate = tmp_path / "out", tmp_path / "gate"
@@ -129,6 +130,7 @@ def test_cli_engine_ray(cluster: None, images: Path, tmp_path: Path,
     assert "2 already complete" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # 14-30 s each; make test runs it, make test-fast stays under 3 min
 def test_embedder_plugs_into_your_own_ray_dataset(cluster: None) -> None:
     import hub
     from hub.dataset.ray_engine import Embedder
@@ -186,6 +188,7 @@ def siglip_hf(tmp_path: Path) -> str:
     return str(tmp_path / "siglip_tiny")
 
 
+@pytest.mark.slow  # 14-30 s each; make test runs it, make test-fast stays under 3 min
 def test_ray_engine_runs_either_tower_of_an_image_text_backbone(
         cluster: None, images: Path, tmp_path: Path, siglip_hf: str) -> None:
     """modality= picks the tower the actors run: the same job (output manifest) and embeddings as
