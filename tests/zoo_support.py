@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
+from hub.testing.builds import fill_parameters
+
 if TYPE_CHECKING:
     import torch
 
@@ -184,15 +186,7 @@ def random_model(factory: Any) -> torch.nn.Module:
         for b in module.buffers():
             b.zero_()
     module = module.eval()
-    g = torch.Generator().manual_seed(SEED)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) / max(1, p[0].numel()) ** 0.5)
-            elif name.endswith("bias"):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
-            else:
-                p.copy_(1 + torch.randn(p.shape, generator=g) * 0.1)
+    fill_parameters(module, SEED)
     randomize_norm_stats(module)
     return module
 

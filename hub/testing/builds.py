@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from hub.manifest import BackboneSpec
     from hub.twotower import AnyBackbone
 
-__all__ = ["SAMPLE_TEXTS", "SEED", "Build", "Builds", "Companions", "build_saved", "sample_images"]
+__all__ = ["SAMPLE_TEXTS", "SEED", "Build", "Builds", "Companions", "build_saved", "fill_parameters",
+           "sample_images"]
 
 SEED = 0
 #: what text checks extract (mixed lengths: padding and masks matter)
@@ -59,6 +60,25 @@ def sample_images(n: int = 2) -> list[Any]:
             for i in range(n)]
 
 
+def fill_parameters(module: torch.nn.Module, seed: int) -> torch.Generator:
+    """Fill every parameter from a generator seeded with ``seed``: matrices and kernels
+    N(0, 1/fan_in), biases N(0, 0.02), other vectors (norm scales, layer-scale gammas) N(1, 0.1).
+    Returns the generator, for whatever the caller draws next (the zoo's parity builds in the test
+    suite fill the same way)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) / max(1, p[0].numel()) ** 0.5)
+            elif name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+            else:
+                p.copy_(1 + torch.randn(p.shape, generator=g) * 0.1)
+    return g
+
+
 def _randomize(module: torch.nn.Module, spec: BackboneSpec) -> None:
     """Seeded weights that keep activations of order one through deep networks (a comparison at
     1e-4 then means something; libraries' own initialisations blow some up, e.g. EfficientNetV2
@@ -68,15 +88,8 @@ def _randomize(module: torch.nn.Module, spec: BackboneSpec) -> None:
     another)."""
     import torch
 
-    g = torch.Generator().manual_seed(SEED)
+    g = fill_parameters(module, SEED)
     with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) / max(1, p[0].numel()) ** 0.5)
-            elif name.endswith("bias"):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
-            else:
-                p.copy_(1 + torch.randn(p.shape, generator=g) * 0.1)
         for m in module.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and \
                     m.running_mean is not None and m.running_var is not None:
