@@ -29,7 +29,9 @@ Exit status 1 if any check fails, 2 if CUDA is missing.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -111,7 +113,10 @@ def main() -> int:
     ap.add_argument("--random", action="store_true", help="random weights for every backbone")
     args = ap.parse_args()
     dev = args.device
-    os.environ.setdefault("HUB_CACHE", tempfile.mkdtemp(prefix="hub-gpu-check-"))
+    if "HUB_CACHE" not in os.environ:  # a scratch cache, removed when the check ends
+        scratch = tempfile.mkdtemp(prefix="hub-gpu-check-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        os.environ["HUB_CACHE"] = scratch
     os.environ.setdefault("HUB_OFFLINE", "1")
     import torch
 

@@ -12,13 +12,18 @@ tests are grouped and ordered across workers: :func:`pytest_collection_modifyite
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ.pop("HF_ENDPOINT", None)
 _SESSION_CACHE = tempfile.mkdtemp(prefix="hub-test-cache-")
+# removed when this process exits (each xdist worker has its own): a suite that leaves hundreds of
+# megabytes per run behind fills a CI machine's disk
+atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
 os.environ["HUB_CACHE"] = _SESSION_CACHE  # never the user's cache, even for a stray call
 os.environ["HUB_OFFLINE"] = "1"
 os.environ.pop("HUB_PLUGINS", None)
