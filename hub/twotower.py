@@ -313,7 +313,7 @@ class TwoTowerBackbone(PlanViews):
         """
         import torch.nn.functional as F
 
-        labels, templates = _check_labels(labels, templates)
+        labels, templates = check_labels(labels, templates, DEFAULT_TEMPLATES)
         key = (tuple(labels), tuple(templates))
         with self._classes_lock:
             hit = self._classes.get(key)
@@ -357,11 +357,6 @@ def _is_file(text: str) -> bool:
         return len(text) < 4096 and os.path.isfile(text)
     except (OSError, ValueError):
         return False
-
-
-def _check_labels(labels: Sequence[str],
-                  templates: Sequence[str] | None) -> tuple[list[str], list[str]]:
-    return check_labels(labels, templates, DEFAULT_TEMPLATES)
 
 
 #: What :func:`hub.load` returns: a backbone of one modality, or an image-text backbone.

@@ -133,6 +133,19 @@ def test_cache_entries_are_keyed_by_precision_weights_and_versions(tmp_path: Pat
     store.install(staged, folder, {"key": f32})
     assert not staged.exists() and store.read_record(folder, f32) == {"key": f32}
     assert store.read_record(folder, others[0]) is None
+    # another process's finished export of the same key is kept, ours dropped
+    late = store.staging_dir(tmp_path)
+    (late / "model.xml").write_text("<late/>")
+    store.install(late, folder, {"key": f32, "late": True})
+    assert not late.exists() and (folder / "model.xml").read_text() == "<net/>"
+    # a damaged entry (no readable record) is replaced whole, and nothing is left beside it
+    (folder / "record.json").write_text("{not json")
+    fresh = store.staging_dir(tmp_path)
+    (fresh / "model.xml").write_text("<fresh/>")
+    store.install(fresh, folder, {"key": f32})
+    assert (folder / "model.xml").read_text() == "<fresh/>" and store.read_record(folder, f32)
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 # ---- exports (slow) --------------------------------------------------------------------------------

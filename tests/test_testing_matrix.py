@@ -23,10 +23,11 @@ def test_every_catalogue_entry_has_one_cell_per_mode() -> None:
     assert {c.entry.modality for c in table} == {"image", "text", "image-text"}
     by_id = {c.id: c for c in table}
     assert by_id["efficientnet_b0-as_module[norm=frozen]"].outcome == "works"
-    assert by_id["bert_base-output_stride[16]"].text == \
-        "n/a: text backbones return token sequences, not strided maps"
+    assert by_id["bert_base-output_stride[16]"].describe() == \
+        "n/a (text backbones return token sequences, not strided maps)"
     assert by_id["vit_s16-output_stride[16]"].outcome == "raises"
-    assert by_id["vit_l16-save"].text == "checked on vit_s16 (same code path)"
+    assert by_id["vit_l16-save"].describe() == "on vit_s16 (same code path)"
+    assert by_id["vit_l16-save"].describe(lambda why: "R1") == "on vit_s16 (R1)"
 
 
 def test_cells_checked_elsewhere_name_an_entry_whose_own_cell_runs() -> None:
@@ -38,20 +39,27 @@ def test_cells_checked_elsewhere_name_an_entry_whose_own_cell_runs() -> None:
     assert set(SAME_CODE.values()) <= {c.entry.name for c in table}
 
 
-def test_pending_names_real_cells_that_run() -> None:
+def test_pending_names_real_cells_that_run(monkeypatch: pytest.MonkeyPatch) -> None:
     table = cells(select("manifests"))
     names = {c.entry.name for c in table} | {"*"}
     modes = {m.id for m in MODES}
     for entry, mode in PENDING:
         assert entry in names and mode in modes, (entry, mode)
-    pending = [c for c in table if c.pending]
-    assert pending and all(c.outcome == "works" for c in pending)
+    assert all(c.outcome == "works" for c in table if c.pending)
+    # a defect named for an entry marks that cell only; "*" every cell of the mode that runs here
+    monkeypatch.setitem(PENDING, ("resnet50", "extract[bfloat16]"), "a defect")
+    monkeypatch.setitem(PENDING, ("*", "save"), "another")
+    by_id = {c.id: c for c in cells(select("manifests"))}
+    assert by_id["resnet50-extract[bfloat16]"].pending == "a defect"
+    assert by_id["resnet50-extract[bfloat16]"].describe() == "works; defect (a defect)"
+    assert not by_id["efficientnet_b0-extract[bfloat16]"].pending
+    assert by_id["efficientnet_b0-save"].pending == "another" and not by_id["vit_l16-save"].pending
 
 
 def test_a_provider_declares_the_modes_it_refuses() -> None:
     table = cells(select("example"), declared={"as_module": "no trunk"})
     by_id = {c.id: c for c in table}
-    assert by_id["example_tinynet-as_module[norm=eval]"].text == "InputError: no trunk"
+    assert by_id["example_tinynet-as_module[norm=eval]"].describe() == "InputError (no trunk)"
     assert by_id["example_tinynet-as_module[tower=text]"].outcome == "n/a"  # one tower first
     assert by_id["example_tinynet-openvino"].outcome == "works"  # its provider's only entry
 

@@ -162,14 +162,19 @@ class Undeclared(torch.nn.BatchNorm2d):
         return torch.tanh(super().forward(x))
 
 
-def test_frozen_batchnorm_replaces_by_name_and_keeps_what_it_cannot_freeze() -> None:
-    from torchvision.ops.misc import FrozenBatchNorm2d
-
+def _named_in_eval() -> tuple[Named, torch.Tensor, torch.Tensor]:
+    """The test network with non-trivial norm statistics, an input and its output before freezing."""
     net = Named()
     randomize_norm_stats(net)
     net.eval()
     x = torch.rand(2, 3, 8, 8)
-    ref = net(x)
+    return net, x, net(x)
+
+
+def test_frozen_batchnorm_replaces_by_name_and_keeps_what_it_cannot_freeze() -> None:
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    net, x, ref = _named_in_eval()
     kept = frozen_batchnorm(net)
     assert kept == ["blocks.1", "stats_free"]
     assert isinstance(net.features.norm0, FrozenBatchNorm2d) and isinstance(net.blocks[0], FrozenBatchNorm2d)
@@ -179,11 +184,7 @@ def test_frozen_batchnorm_replaces_by_name_and_keeps_what_it_cannot_freeze() -> 
 
 
 def test_a_declared_subclass_becomes_a_frozen_norm_running_its_after() -> None:
-    net = Named()
-    randomize_norm_stats(net)
-    net.eval()
-    x = torch.rand(2, 3, 8, 8)
-    ref = net(x)
+    net, x, ref = _named_in_eval()
     kept = frozen_batchnorm(net, {Undeclared: hub.sdk.NormLayer(after=_tanh)})
     assert kept == ["stats_free"] and isinstance(net.blocks[1], FrozenNorm)
     torch.testing.assert_close(net(x), ref)

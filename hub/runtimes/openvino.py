@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from hub.errors import InputError, RuntimeEngineError
+from hub.plan import short_name
 from hub.runtimes import store
 from hub.runtimes.graph import ForwardGraph, Layout, assemble, batch_tensors, min_cosine, sample_batch
 
@@ -41,8 +42,8 @@ __all__ = ["MIN_COSINE", "OpenVINORuntime", "import_openvino", "process_core"]
 
 #: the smallest cosine to float32 torch, per sample, an export must reach: for the pooled
 #: embedding, and for every stage map or hidden state
-MIN_COSINE = {"f32": {"pooled": 0.99999, "stages": 0.9999},
-              "bf16": {"pooled": 0.999, "stages": 0.999}}
+MIN_COSINE = {short_name("float32"): {"pooled": 0.99999, "stages": 0.9999},
+              short_name("bfloat16"): {"pooled": 0.999, "stages": 0.999}}
 #: bf16 only: where torch's own bf16 (autocast) is further than :data:`MIN_COSINE` from float32
 #: on the sample, the runtime may be this much below torch's bf16 cosine, no more
 BF16_SLACK = 0.001
@@ -113,7 +114,7 @@ class OpenVINORuntime:
             torch than :data:`MIN_COSINE` allows.
         """
         ov = import_openvino()
-        precision = "bf16" if dtype == torch.bfloat16 else "f32"
+        precision = short_name("bfloat16" if dtype == torch.bfloat16 else "float32")
         example = sample_batch(bb)
         keys, tensors, tensor_batch = batch_tensors(example)
         dynamic = [-1] + ([-1] if bb.modality == "text" else list(tensors[0].shape[1:]))
@@ -129,7 +130,7 @@ class OpenVINORuntime:
         graph = ForwardGraph(bb, keys, tensor_batch).eval()
         layout, reference = graph.layout(example)
         peer = None
-        if precision == "bf16":
+        if precision == short_name("bfloat16"):
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
                 peer = tuple(t.float() for t in graph(*tensors))
         model = _convert(ov, graph, bb, tensors, keys, dynamic, layout)
@@ -177,7 +178,7 @@ class OpenVINORuntime:
                 bar = min(bar, min_cosine(a, c) - BF16_SLACK)
             if score < bar:
                 fix = ("Load it with dtype='float32' (OpenVINO in float32) or without runtime=."
-                       if self.precision == "bf16" else "Load it without runtime= (torch).")
+                       if self.precision == short_name("bfloat16") else "Load it without runtime= (torch).")
                 raise RuntimeEngineError(
                     f"{bb.name}: OpenVINO in {self.precision} gives {what} with a cosine of "
                     f"{score:.6f} to float32 torch, below the {bar:.6f} it must reach. {fix}")

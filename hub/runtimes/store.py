@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.errors import CacheError
+from hub.atomic import replace_dir, write_atomic
+from hub.errors import CacheError, OutputError
 from hub.leftovers import owned_name
 
 if TYPE_CHECKING:
@@ -87,19 +87,26 @@ def staging_dir(root: Path) -> Path:
 
 
 def install(staged: Path, folder: Path, record: dict[str, Any]) -> None:
-    """Write ``record`` into ``staged`` and rename it to ``folder`` in one step. When another
-    process finished the same export first, its entry is kept and ``staged`` removed."""
+    """Write ``record`` into ``staged`` and move it to ``folder`` by one rename
+    (:func:`hub.atomic.replace_dir`). When another process finished the same export first (a
+    readable record of the same key is in place), its entry is kept and ``staged`` removed; a
+    damaged or stale entry of the same key is replaced.
+
+    :raises CacheError: the entry cannot be written; the cache is as it was.
+    """
     try:
-        (staged / RECORD).write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
+        write_atomic(staged / RECORD, json.dumps(record, indent=1, sort_keys=True))
         folder.parent.mkdir(parents=True, exist_ok=True)
-        if folder.exists():
-            shutil.rmtree(folder)  # an unreadable or stale-record entry of the same key
-        os.rename(staged, folder)
-    except OSError as exc:
+        if read_record(folder, record.get("key", {})) is not None:
+            shutil.rmtree(staged, ignore_errors=True)  # a concurrent export of the same key won
+            return
+        replace_dir(staged, folder, staged.with_name(owned_name("runtime-replaced")))
+    except (OSError, OutputError) as exc:
         shutil.rmtree(staged, ignore_errors=True)
-        if folder.is_dir() and (folder / RECORD).is_file():
+        if read_record(folder, record.get("key", {})) is not None:
             return  # a concurrent export of the same key won the rename
-        raise CacheError(f"Cannot store the runtime export at {folder} ({exc.strerror}). Point "
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CacheError(f"Cannot store the runtime export at {folder} ({why}). Point "
                          "HUB_CACHE at a writable folder.") from exc
 
 

@@ -9,9 +9,10 @@ backbone loaded from it and its reference features on :func:`sample_images` /
 How an entry gets its weights:
 
 * the provider's architecture (``provider.build(spec, None)``), its weights then filled with seeded
-  values that keep activations of order one (:func:`_randomize`, as tests/zoo_support.py does
-  for the parity tests), and an image-text network's ``logit_scale`` / ``logit_bias`` set to the
-  manifest's numbers;
+  values (:func:`_randomize`, as tests/zoo_support.py does for the parity tests), and an
+  image-text network's ``logit_scale`` / ``logit_bias`` set to the manifest's numbers; then each
+  linear and convolution layer rescaled on one forward of the sample inputs so that activations
+  stay of order one in every architecture (:func:`_calibrate`);
 * a provider that needs companion files to build (transformers: config.json and a tokenizer) gets
   them from the ``companions(spec)`` callable given to :class:`Builds` (tests bring small test
   tokenizers; a provider's author brings its own), and ``transformers.AutoModel.from_config``
@@ -105,6 +106,43 @@ def _randomize(module: torch.nn.Module, spec: BackboneSpec) -> None:
                     p.fill_(float(scoring.logit_bias))
 
 
+def _calibrate(bb: AnyBackbone) -> None:
+    """Rescale each linear and convolution layer, in the order one forward meets them, so that its
+    output on the sample inputs has unit standard deviation (data-dependent initialisation, as
+    LSUV: Mishkin & Matas, 2016). Weights drawn N(0, 1/fan_in) keep most networks of order one,
+    but not those whose blocks add several branches per stage (MobileCLIP's image tower grew to
+    2e15 after four stages, so bfloat16 rounding alone, not hub, decided its cells). One forward
+    per modality does it: a hook divides the layer's weight and bias by the standard deviation of
+    its output and hands the rescaled output on, so the layers after it see what they will see
+    with the new weights. A layer called twice (shared weights) is rescaled on its first call."""
+    import torch
+
+    done: set[int] = set()
+
+    def rescale(module: torch.nn.Module, _inputs: Any, output: Any) -> Any:
+        if id(module) in done or not isinstance(output, torch.Tensor) or not output.is_floating_point():
+            return None
+        done.add(id(module))
+        std = float(output.float().std())
+        if not math.isfinite(std) or std < 1e-6:
+            return None
+        with torch.no_grad():
+            for p in (module.weight, getattr(module, "bias", None)):
+                if isinstance(p, torch.Tensor):
+                    p.div_(std)
+        return output / std
+
+    layers = (torch.nn.Linear, torch.nn.modules.conv._ConvNd)
+    handles = [m.register_forward_hook(rescale) for m in bb.module.modules() if isinstance(m, layers)]
+    try:
+        with torch.no_grad():
+            for modality in modalities(bb):
+                extract_all(bb, modality)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _with_companions(spec: BackboneSpec, files: dict[str, bytes], folder: Path) -> AnyBackbone:
     """Build a transformers entry from companion files and ``AutoModel.from_config`` weights."""
     import torch
@@ -168,6 +206,7 @@ def build_saved(name: str, directory: Path, *, companions: Companions | None = N
                              "give the conformance builds a `companions(spec)` callable that "
                              "returns them (docs/plugins.md).") from exc
     _randomize(bb.module, spec)
+    _calibrate(bb)
     image = spec.preprocessing.image
     if size is not None and image is not None:
         pp = spec.preprocessing.model_copy(update={"image": image.model_copy(update={"size": size})})

@@ -160,13 +160,7 @@ ANCHOR_BY_ENTRY: dict[str, str] = {
 #: cells that fail today because of known, open defects (issue 20): xfail(strict=True); remove a
 #: line when its fix lands (the cell then passes and the strict xfail fails). The entry "*" stands
 #: for every entry whose cell runs the check.
-PENDING: dict[tuple[str, str], str] = {
-    ("mobileclip_s2", "extract[bfloat16]"): "the seeded weights blow MobileCLIP's image tower up "
-    "(its largest activation: 106 after stage 1, 1.5e6 after stage 2, 2e15 after stage 4; nothing "
-    "is folded), so bf16 rounding decides the cell (min cosine 0.79 against float32, stage 1 "
-    "still 0.9998): a weight fill that keeps this tower's activations of order one is needed "
-    "before the cell says anything about hub (auto keeps depthwise networks in float32)",
-}
+PENDING: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -219,18 +213,24 @@ class Cell:
         """A test is generated: the check (``works``) or the asserted error (``raises``)."""
         return self.outcome in ("works", "raises")
 
-    @property
-    def text(self) -> str:
-        """The support page's cell."""
-        if self.outcome == "works":
-            out = "works" + (f" (anchor: {self.where})" if self.where else "")
-        elif self.outcome == "raises":
-            out = f"InputError: {self.reason}"
-        elif self.outcome == "n/a":
-            out = f"n/a: {self.reason}"
-        else:
-            out = f"checked on {self.on} ({self.reason})"
-        return out + (f"; KNOWN DEFECT: {self.pending}" if self.pending else "")
+    def describe(self, cite: Callable[[str], str] | None = None,
+                 cite_defect: Callable[[str], str] | None = None) -> str:
+        """The cell in words: ``works``, ``InputError (why)``, ``n/a (why)``, ``on ENTRY (why)``,
+        then ``; defect (what)`` for a pending one.
+
+        :param cite: turns a reason into what the cell shows (the support page: a reference
+            ``R3``); the reason itself when not given.
+        :param cite_defect: the same for the pending defect (``D1``).
+        """
+        def verbatim(text: str) -> str:
+            return text
+
+        why = (cite or verbatim)(self.reason) if self.outcome != "works" else ""
+        out = {"works": "works", "raises": f"InputError ({why})", "n/a": f"n/a ({why})"}.get(
+            self.outcome, f"on {self.on} ({why})")
+        if self.pending:
+            out += f"; defect ({(cite_defect or verbatim)(self.pending)})"
+        return out
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ comparison). No torch is imported: the page is the table, not a test run.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from hub.testing.matrix import FAST_ENTRIES, MODES, SMALL_SIZE, Cell, cells, select
@@ -59,22 +60,14 @@ Regenerate after changing the table: `python -m hub.testing.support` (or `make d
 
 
 def _short(cell: Cell, reasons: dict[str, str], defects: dict[str, str]) -> str:
-    def ref(text: str, table: dict[str, str], prefix: str) -> str:
-        if text not in table:
-            table[text] = f"{prefix}{len(table) + 1}"
-        return table[text]
+    def ref(table: dict[str, str], prefix: str) -> Callable[[str], str]:
+        def cite(text: str) -> str:
+            if text not in table:
+                table[text] = f"{prefix}{len(table) + 1}"
+            return table[text]
+        return cite
 
-    if cell.outcome == "works":
-        out = "works"
-    elif cell.outcome == "raises":
-        out = f"InputError ({ref(cell.reason, reasons, 'R')})"
-    elif cell.outcome == "n/a":
-        out = f"n/a ({ref(cell.reason, reasons, 'R')})"
-    else:
-        out = f"on {cell.on} ({ref(cell.reason, reasons, 'R')})"
-    if cell.pending:
-        out += f"; defect ({ref(cell.pending, defects, 'D')})"
-    return out
+    return cell.describe(ref(reasons, "R"), ref(defects, "D"))
 
 
 def render() -> str:
