@@ -10,9 +10,10 @@ How an entry gets its weights:
 
 * the provider's architecture (``provider.build(spec, None)``), its weights then filled with seeded
   values (:func:`_randomize`, as tests/zoo_support.py does for the parity tests), and an
-  image-text network's ``logit_scale`` / ``logit_bias`` set to the manifest's numbers; then each
-  linear and convolution layer rescaled on one forward of the sample inputs so that activations
-  stay of order one in every architecture (:func:`_calibrate`);
+  image-text network's ``logit_scale`` / ``logit_bias`` set to the manifest's numbers; a network
+  whose activations still grow past :data:`GROWTH_LIMIT` on the sample inputs then has each linear
+  and convolution layer rescaled on one forward so that they stay of order one
+  (:func:`_calibrate`);
 * a provider that needs companion files to build (transformers: config.json and a tokenizer) gets
   them from the ``companions(spec)`` callable given to :class:`Builds` (tests bring small test
   tokenizers; a provider's author brings its own), and ``transformers.AutoModel.from_config``
@@ -106,16 +107,32 @@ def _randomize(module: torch.nn.Module, spec: BackboneSpec) -> None:
                     p.fill_(float(scoring.logit_bias))
 
 
-def _calibrate(bb: AnyBackbone) -> None:
-    """Rescale each linear and convolution layer, in the order one forward meets them, so that its
-    output on the sample inputs has unit standard deviation (data-dependent initialisation, as
-    LSUV: Mishkin & Matas, 2016). Weights drawn N(0, 1/fan_in) keep most networks of order one,
-    but not those whose blocks add several branches per stage (MobileCLIP's image tower grew to
-    2e15 after four stages, so bfloat16 rounding alone, not hub, decided its cells). One forward
-    per modality does it: a hook divides the layer's weight and bias by the standard deviation of
-    its output and hands the rescaled output on, so the layers after it see what they will see
-    with the new weights. A layer called twice (shared weights) is rescaled on its first call."""
+#: a seeded network whose layers output more than this (in absolute value) on the sample inputs is
+#: calibrated (:func:`_calibrate`); the others keep their fill as it is
+GROWTH_LIMIT = 1e3
+
+
+def _calibrate(bb: AnyBackbone) -> bool:
+    """Where the seeded fill lets activations grow past :data:`GROWTH_LIMIT`, rescale each linear
+    and convolution layer, in the order one forward meets them, so that its output on the sample
+    inputs has unit standard deviation (data-dependent initialisation, as LSUV: Mishkin & Matas,
+    2016). Weights drawn N(0, 1/fan_in) keep most networks of order one, but not those whose blocks
+    add several branches per stage: MobileCLIP's image tower grew to 2e15 after four stages, so
+    bfloat16 rounding alone, not hub, decided its cells. Networks that stay below the limit are
+    left as filled (their cells were measured on that fill). One forward per modality measures,
+    one more rescales: a hook divides the layer's weight and bias by the standard deviation of its
+    output and hands the rescaled output on, so the layers after it see what they will see with
+    the new weights. A layer called twice (shared weights) is rescaled on its first call.
+    Returns whether it rescaled."""
     import torch
+
+    layers = [m for m in bb.module.modules()
+              if isinstance(m, (torch.nn.Linear, torch.nn.modules.conv._ConvNd))]
+    largest = [0.0]
+
+    def measure(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor) and output.is_floating_point() and output.numel():
+            largest[0] = max(largest[0], float(output.detach().abs().max()))
 
     done: set[int] = set()
 
@@ -132,15 +149,21 @@ def _calibrate(bb: AnyBackbone) -> None:
                     p.div_(std)
         return output / std
 
-    layers = (torch.nn.Linear, torch.nn.modules.conv._ConvNd)
-    handles = [m.register_forward_hook(rescale) for m in bb.module.modules() if isinstance(m, layers)]
-    try:
-        with torch.no_grad():
-            for modality in modalities(bb):
-                extract_all(bb, modality)
-    finally:
-        for h in handles:
-            h.remove()
+    def run(hook: Callable[..., Any]) -> None:
+        handles = [m.register_forward_hook(hook) for m in layers]
+        try:
+            with torch.no_grad():
+                for modality in modalities(bb):
+                    extract_all(bb, modality)
+        finally:
+            for h in handles:
+                h.remove()
+
+    run(measure)
+    if largest[0] <= GROWTH_LIMIT:
+        return False
+    run(rescale)
+    return True
 
 
 def _with_companions(spec: BackboneSpec, files: dict[str, bytes], folder: Path) -> AnyBackbone:
