@@ -474,7 +474,9 @@ def _pick_column(path: str, column: str | None, names: list[str], modality: str)
 
 
 def open_reader(source: str | os.PathLike[str], modality: str, *, column: str | None = None) -> Reader:
-    """Open a folder, glob, text, JSONL, CSV or Parquet file as a :class:`Reader` of its rows.
+    """Open a folder, glob, text, JSONL, CSV or Parquet file, or WebDataset tar shards (a
+    ``.tar`` file, a brace pattern ``{00000..00099}.tar`` or a glob of them;
+    :mod:`hub.dataset.tars`), local or by URI, as a :class:`Reader` of its rows.
 
     :param modality: the backbone's modality (``"image"`` or ``"text"``).
     :param column: the field holding the item, for JSONL, CSV and Parquet (guessed when the
@@ -482,6 +484,10 @@ def open_reader(source: str | os.PathLike[str], modality: str, *, column: str | 
     :raises InputError: when the source is missing, empty, or the column does not exist.
     """
     text = os.fspath(source)
+    from hub.dataset.tars import WebDatasetReader, is_webdataset
+
+    if is_webdataset(text):
+        return WebDatasetReader(text, modality, column)
     if store.is_uri(text):
         return _open_uri(text, modality, column)
     p = Path(text)
