@@ -45,11 +45,18 @@ __all__ = ["LEASE_DIR", "Lease"]
 
 LEASE_DIR = "_lease"
 
+#: tokens of the leases this process held and gave up (a release the store did not take, while
+#: it was down, still ends the lease for a rerun in this process)
+_ENDED: set[str] = set()
+
 
 def _alive_here(holder: dict[str, Any]) -> bool:
-    """False when the holder is a process of this host that no longer runs."""
+    """False when the holder is a process of this host that no longer runs, or a lease this
+    process ended."""
     if holder.get("host") != socket.gethostname():
         return True
+    if holder.get("token") in _ENDED:
+        return False
     try:
         os.kill(int(holder.get("pid", 0)), 0)
     except ProcessLookupError:
@@ -151,12 +158,28 @@ class Lease:
                              f"{gens[-1]} after this job's {self.generation}): this job was paused "
                              "longer than HUB_LEASE_SECONDS. Let the other job finish.", uri=self.uri)
 
-    def release(self) -> None:
-        """End the lease (the next job may start at once)."""
+    def release(self, *, failing: bool = False) -> None:
+        """End the lease (the next job may start at once).
+
+        :param failing: the job is stopping on an error; a store that cannot take the release
+            then gives a warning, not a second error that would hide the first (the lease
+            ends by itself after ``HUB_LEASE_SECONDS``, at once for a rerun on this host).
+        """
+        import warnings
+
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if self.generation:
+        if not self.generation:
+            return
+        _ENDED.add(self.token)
+        try:
             self._write(released=True)
+        except StoreError as exc:
+            if not failing:
+                raise
+            warnings.warn(f"{self.uri}: the lease could not be released ({exc}); it ends by "
+                          f"itself within {self.seconds:g} s.", stacklevel=2)
+        finally:
             self.generation = 0

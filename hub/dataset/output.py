@@ -41,8 +41,8 @@ class Output(ABC):
         """Create the folder, take the writer's lock or lease; the names in it (not hidden)."""
 
     @abstractmethod
-    def release(self) -> None:
-        """Give up the lock or lease."""
+    def release(self, *, failing: bool = False) -> None:
+        """Give up the lock or lease (``failing``: the job is stopping on an error)."""
 
     @abstractmethod
     def exists(self, name: str) -> bool:
@@ -110,7 +110,7 @@ class LocalOutput(Output):
             stale.unlink()
         return names
 
-    def release(self) -> None:
+    def release(self, *, failing: bool = False) -> None:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -174,8 +174,8 @@ class StoreOutput(Output):
         self.lease.acquire()
         return names
 
-    def release(self) -> None:
-        self.lease.release()
+    def release(self, *, failing: bool = False) -> None:
+        self.lease.release(failing=failing)
 
     def exists(self, name: str) -> bool:
         key = self._key(name)

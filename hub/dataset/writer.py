@@ -143,11 +143,11 @@ class ShardWriter:
     def __enter__(self) -> ShardWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         """Release the folder's lock (or the store's lease), whether the job finished or not."""
         if self._opened:
             self._opened = False
-            self.output.release()
+            self.output.release(failing=exc_type is not None)
 
     # ---- opening and resuming ------------------------------------------------------------------
     def open(self) -> list[tuple[int, int, int]]:
