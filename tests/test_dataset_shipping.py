@@ -1,0 +1,139 @@
+"""Weights without a shared cache (hub.dataset.shipping): the driver's verified entry installed
+into a node's empty cache, a tampered file refused; and a two-node Ray cluster on loopback (two
+raylets, each with its own empty HUB_CACHE, workers offline) running a job that matches the local
+engine."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hub
+from hub.dataset import extract_dataset
+from hub.dataset.shipping import ShippedEntry, install, pack
+from hub.errors import IntegrityError
+from tests.test_dataset_local_engine import TINY, make_images, read_output
+
+
+def _entry() -> ShippedEntry:
+    hub.load(TINY, device="cpu", dtype="float32")  # in the driver's (the session's) cache
+    entry = pack(TINY, "seeded", put=lambda data: data)  # references are the bytes themselves
+    assert entry is not None and set(entry.files) == {"weights.safetensors"}
+    return entry
+
+
+def test_an_empty_node_cache_gets_the_verified_entry(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = _entry()
+    monkeypatch.setenv("HUB_CACHE", str(tmp_path / "node"))
+    assert install(entry, get=lambda ref: ref) is True
+    assert install(entry, get=lambda ref: ref) is False  # already there: nothing moves
+    bb = hub.load(TINY, device="cpu", dtype="float32")  # offline, from the node's cache
+    assert bb.weights.sha256 == entry.files["weights.safetensors"][1]
+    record = json.loads((tmp_path / "node" / "models" / TINY / "seeded" / "lock.json").read_text())
+    assert record["source"] == f"ray-object-store: shipped by the driver, from {entry.record['source']}"
+    assert record["weights"]["sha256"] == entry.record["weights"]["sha256"]
+
+
+def test_a_shipped_file_with_another_sha256_is_refused(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = _entry()
+    data, sha = entry.files["weights.safetensors"]
+    tampered = ShippedEntry(entry.model, entry.variant, entry.record,
+                            {"weights.safetensors": (data[:-1] + bytes([data[-1] ^ 1]), sha)})
+    monkeypatch.setenv("HUB_CACHE", str(tmp_path / "node"))
+    with pytest.raises(IntegrityError, match=rf"{TINY}: the weight file weights\.safetensors "
+                                             rf"shipped to this node has sha256 [0-9a-f]{{64}}, but "
+                                             rf"the driver verified {sha}; refused"):
+        install(tampered, get=lambda ref: ref)
+    assert not (tmp_path / "node" / "models" / TINY).exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[Path]]]:
+    """A head and a worker raylet on 127.0.0.1, one CPU each, each with its own empty cache."""
+    ray = pytest.importorskip("ray")
+    root = tmp_path_factory.mktemp("rc")
+    port = _free_port()
+    caches = [root / "cache-head", root / "cache-worker"]
+    # a cluster of its own, on loopback: no token (another cluster's ~/.ray/auth_token is not ours)
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    base = {**os.environ, "HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--num-cpus=1",
+           "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    procs = [subprocess.Popen([*cmd, "--head", f"--port={port}", "--include-dashboard=false",
+                               f"--temp-dir={root / 'ray'}"],
+                              env={**base, "HUB_CACHE": str(caches[0])}, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and procs[0].poll() is None, "head did not start"
+                time.sleep(0.5)
+        procs.append(subprocess.Popen([*cmd, f"--address={address}"],
+                                      env={**base, "HUB_CACHE": str(caches[1])},
+                                      start_new_session=True, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        ray.init(address=address, log_to_driver=False)
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+            assert time.monotonic() < deadline, "the worker raylet did not join"
+            time.sleep(0.5)
+        yield address, caches
+    finally:
+        ray.shutdown()
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
+        for p in reversed(procs):  # only the process groups started here
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # killed below in any case
+                p.wait(5)
+            os.killpg(p.pid, signal.SIGKILL)  # what `ray start` left running in its group
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("test_dataset_ray")  # one Ray cluster at a time on the 2-core machine
+def test_two_nodes_with_empty_caches_run_the_job_of_the_local_engine(
+        two_nodes: tuple[str, list[Path]], tmp_path: Path) -> None:
+    _, caches = two_nodes
+    make_images(tmp_path / "imgs", 24, seed=3, corrupt=("broken.jpg",))
+    hub.load(TINY, device="cpu", dtype="float32")  # the driver's verified weights
+    extract_dataset(TINY, tmp_path / "imgs", tmp_path / "local", batch_size=4, shard_size=8,
+                    workers=0, device="cpu", dtype="float32")
+    result = extract_dataset(TINY, tmp_path / "imgs", tmp_path / "ray", engine="ray",
+                             batch_size=4, shard_size=8, workers=2, device="cpu", dtype="float32")
+    assert (result.rows, result.errors) == (24, 1)
+    local, remote = read_output(tmp_path / "local"), read_output(tmp_path / "ray")
+    assert local[0] == remote[0]
+    np.testing.assert_allclose(remote[1], local[1], rtol=1e-5, atol=1e-6)
+    # each node installed the shipped entry into its own cache, verified (the nodes could have
+    # read example_tinynet's weights from its installed distribution: the record says they did not)
+    for cache in caches:
+        record = json.loads((cache / "models" / TINY / "seeded" / "lock.json").read_text())
+        assert record["source"].startswith("ray-object-store: shipped by the driver"), cache
