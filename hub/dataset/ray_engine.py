@@ -215,11 +215,13 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
     The weights are pulled here, on the driver, before any actor starts. ``address``: a
     cluster (``"auto"``, ``"ray://head:10001"``); ``None`` joins the Ray session already
     started in this process, else ``RAY_ADDRESS``, else starts a local one (shut down after).
-    On a cluster of several machines, ``HUB_CACHE`` and the source must be on storage every
-    node can read (or ``hub pull`` run on every node); so must a saved directory given as
-    ``name`` (actors load it by its absolute path). ``modality``: an image-text backbone's
-    tower (``"image"`` / ``"text"``), required for those; the job is the local engine's for
-    the same tower.
+    On a cluster of several machines nothing needs to be shared: the driver's verified
+    weights travel to each node's own cache through Ray's object store
+    (:mod:`hub.dataset.shipping`), and a source or ``out`` given as a URI (``s3://...``) is
+    read and written through the store. A local source path, and a saved directory given as
+    ``name`` (actors load it by its absolute path), must be readable on every node.
+    ``modality``: an image-text backbone's tower (``"image"`` / ``"text"``), required for
+    those; the job is the local engine's for the same tower.
 
     ``runtime``: the driver loads the backbone once with it, which checks the options (CPU
     only) and exports and verifies the network into the cache; the actors, on the CPU, read
