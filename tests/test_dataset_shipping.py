@@ -23,6 +23,7 @@ import hub
 from hub.dataset import extract_dataset
 from hub.dataset.shipping import ShippedEntry, install, pack
 from hub.errors import IntegrityError
+from tests.support.s3 import LoopbackS3
 from tests.test_dataset_local_engine import TINY, make_images, read_output
 
 
@@ -67,8 +68,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[Path]]]:
-    """A head and a worker raylet on 127.0.0.1, one CPU each, each with its own empty cache."""
+def s3() -> Iterator[LoopbackS3]:
+    pytest.importorskip("moto")
+    pytest.importorskip("s3fs")
+    server = LoopbackS3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory,
+              s3: LoopbackS3) -> Iterator[tuple[str, list[Path]]]:
+    """A head and a worker raylet on 127.0.0.1, one CPU each, each with its own empty cache;
+    the loopback S3 store's credentials in their environment, as a cloud node has its own."""
     ray = pytest.importorskip("ray")
     root = tmp_path_factory.mktemp("rc")
     port = _free_port()
@@ -76,7 +88,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, l
     # a cluster of its own, on loopback: no token (another cluster's ~/.ray/auth_token is not ours)
     saved = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    base = {**os.environ, "HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
+    base = {**os.environ, **s3.env, "HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
             "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--num-cpus=1",
            "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
@@ -110,28 +122,36 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, l
         else:
             os.environ["RAY_AUTH_MODE"] = saved
         for p in reversed(procs):  # only the process groups started here
-            os.killpg(p.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # the group has ended already
+                os.killpg(p.pid, signal.SIGTERM)
         for p in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):  # killed below in any case
                 p.wait(5)
-            os.killpg(p.pid, signal.SIGKILL)  # what `ray start` left running in its group
+            with contextlib.suppress(ProcessLookupError):  # what `ray start` left in its group
+                os.killpg(p.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("test_dataset_ray")  # one Ray cluster at a time on the 2-core machine
 def test_two_nodes_with_empty_caches_run_the_job_of_the_local_engine(
-        two_nodes: tuple[str, list[Path]], tmp_path: Path) -> None:
+        two_nodes: tuple[str, list[Path]], s3: LoopbackS3, tmp_path: Path) -> None:
+    from tests.test_dataset_remote import store_output
+
     _, caches = two_nodes
     make_images(tmp_path / "imgs", 24, seed=3, corrupt=("broken.jpg",))
     hub.load(TINY, device="cpu", dtype="float32")  # the driver's verified weights
     extract_dataset(TINY, tmp_path / "imgs", tmp_path / "local", batch_size=4, shard_size=8,
                     workers=0, device="cpu", dtype="float32")
-    result = extract_dataset(TINY, tmp_path / "imgs", tmp_path / "ray", engine="ray",
-                             batch_size=4, shard_size=8, workers=2, device="cpu", dtype="float32")
-    assert (result.rows, result.errors) == (24, 1)
-    local, remote = read_output(tmp_path / "local"), read_output(tmp_path / "ray")
-    assert local[0] == remote[0]
-    np.testing.assert_allclose(remote[1], local[1], rtol=1e-5, atol=1e-6)
+    local = read_output(tmp_path / "local")
+    with s3.environment():  # source and output in the store: no shared filesystem at all
+        src = s3.upload(tmp_path / "imgs", "s3://ray-in/imgs")
+        s3.bucket("ray-out")
+        result = extract_dataset(TINY, src, "s3://ray-out/feats", engine="ray", batch_size=4,
+                                 shard_size=8, workers=2, device="cpu", dtype="float32")
+        ids, emb, manifest, _ = store_output(s3, "s3://ray-out/feats")
+    assert (result.rows, result.errors) == (24, 1) and manifest["engine"] == "ray"
+    assert ids == local[0]
+    np.testing.assert_allclose(emb, local[1], rtol=1e-5, atol=1e-6)
     # each node installed the shipped entry into its own cache, verified (the nodes could have
     # read example_tinynet's weights from its installed distribution: the record says they did not)
     for cache in caches:
