@@ -174,3 +174,25 @@ def test_hub_extract_reads_and_writes_uris(s3: LoopbackS3, images: Path, tiny: h
     lids, lemb, _ = read_output(tmp_path / "local")
     assert ids == lids
     np.testing.assert_array_equal(emb, lemb)
+
+
+def test_search_reads_an_output_by_uri(s3: LoopbackS3, images: Path, tiny: hub.Backbone,
+                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.retrieval import search
+
+    monkeypatch.setenv("HUB_CACHE", str(tmp_path / "cache"))  # where the local copy goes
+    src = s3.upload(images, "s3://data/search-photos")
+    extract_dataset(tiny, src, "s3://feats/search", shard_size=5, workers=0)
+    query = images / "img002.jpg"
+    result = search("s3://feats/search/", str(query), top_k=3, backbone=tiny)
+    assert result.rows == 13 and result.hits[0].id == "img002.jpg"
+    assert result.hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert result.hits[0].path == "s3://data/search-photos/img002.jpg"
+    copies = list((tmp_path / "cache" / "search").iterdir())
+    assert len(copies) == 1 and len(list(copies[0].glob("part-*.parquet"))) == 3
+    # a second search reuses the copy; a bad URI says what it is not
+    assert search("s3://feats/search", str(query), top_k=1, backbone=tiny).cache == "reused"
+    from hub.errors import SearchIndexError
+
+    with pytest.raises(SearchIndexError, match=r"'s3://feats/nothing' is not a dataset output"):
+        search("s3://feats/nothing", str(query), backbone=tiny)
