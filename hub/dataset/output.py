@@ -45,10 +45,6 @@ class Output(ABC):
         """Give up the lock or lease (``failing``: the job is stopping on an error)."""
 
     @abstractmethod
-    def exists(self, name: str) -> bool:
-        """Whether ``name`` is in the output."""
-
-    @abstractmethod
     def read_text(self, name: str) -> str:
         """``name`` as text."""
 
@@ -115,9 +111,6 @@ class LocalOutput(Output):
             self._lock.release()
             self._lock = None
 
-    def exists(self, name: str) -> bool:
-        return (self.folder / name).exists()
-
     def read_text(self, name: str) -> str:
         return (self.folder / name).read_text()
 
@@ -176,10 +169,6 @@ class StoreOutput(Output):
 
     def release(self, *, failing: bool = False) -> None:
         self.lease.release(failing=failing)
-
-    def exists(self, name: str) -> bool:
-        key = self._key(name)
-        return bool(store.retried(self.path(name), lambda: self.fs.exists(key)))
 
     def read_text(self, name: str) -> str:
         key = self._key(name)

@@ -41,6 +41,7 @@ from typing import Any
 from hub.dataset.items import ItemError
 from hub.dataset.job import FeatureBatch, Job
 from hub.dataset.output import open_output
+from hub.dataset.store import is_uri
 from hub.deps import require
 from hub.errors import InputError
 
@@ -124,7 +125,7 @@ class ShardWriter:
                  embedding_dim: int | None = None, precision: str | None = None,
                  islands: str | None = None) -> None:
         self.output = open_output(out)
-        self.out: Path | str = out if isinstance(out, str) and "://" in out else Path(out)
+        self.out: Path | str = os.fspath(out) if is_uri(out) else Path(out)
         self.precision = precision or job.dtype
         self.islands = islands
         self.job = job
