@@ -124,9 +124,10 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory,
         for p in reversed(procs):  # only the process groups started here
             with contextlib.suppress(ProcessLookupError):  # the group has ended already
                 os.killpg(p.pid, signal.SIGTERM)
+        stop_by = time.monotonic() + 3
         for p in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):  # killed below in any case
-                p.wait(5)
+                p.wait(max(0.1, stop_by - time.monotonic()))
             with contextlib.suppress(ProcessLookupError):  # what `ray start` left in its group
                 os.killpg(p.pid, signal.SIGKILL)
 
