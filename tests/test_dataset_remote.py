@@ -196,3 +196,21 @@ def test_search_reads_an_output_by_uri(s3: LoopbackS3, images: Path, tiny: hub.B
 
     with pytest.raises(SearchIndexError, match=r"'s3://feats/nothing' is not a dataset output"):
         search("s3://feats/nothing", str(query), backbone=tiny)
+
+
+def test_a_missing_bucket_is_a_store_error_and_probe_reads_a_table_by_uri(
+        s3: LoopbackS3, images: Path, tiny: hub.Backbone, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"Cannot write s3://no-such-bucket/feats: its bucket "
+                                         r"does not exist"):
+        extract_dataset(tiny, images, "s3://no-such-bucket/feats/", workers=0)
+    from hub.probe.data import open_labelled
+
+    s3.upload(images, "s3://data/probe-imgs")
+    names = sorted(p.name for p in images.glob("*.jpg"))
+    (tmp_path / "l.csv").write_text("image,label\n" + "".join(
+        f"s3://data/probe-imgs/{n},{'ab'[i % 2]}\n" for i, n in enumerate(names)))
+    s3.upload(tmp_path / "l.csv", "s3://data/labelled.csv")
+    data = open_labelled("s3://data/labelled.csv", "image")
+    assert data.layout == "csv" and data.counts() == {"a": (len(names) + 1) // 2,
+                                                      "b": len(names) // 2}
+    assert isinstance(data.reader.read(0, 1)[0].value, bytes)  # fetched from the store

@@ -164,7 +164,15 @@ class StoreOutput(Output):
         names = [n for n in store.retried(self.label + "/", listing)
                  if n and not n.startswith(".") and n != LEASE_DIR]
         _check_dataset_folder(self.label, names)
-        self.lease.acquire()
+        try:
+            self.lease.acquire()
+        except FileNotFoundError as exc:  # the bucket (container) does not exist
+            raise StoreError(f"Cannot write {self.label}: its bucket does not exist ({exc}). "
+                             "Create the bucket first, or fix the URI.", uri=self.label) from exc
+        except PermissionError as exc:
+            raise StoreError(f"Cannot write {self.label}: permission denied ({exc}). Check the "
+                             "credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...) and their rights "
+                             "on the bucket.", uri=self.label) from exc
         return names
 
     def release(self, *, failing: bool = False) -> None:
