@@ -99,9 +99,9 @@ def test_a_committed_shard_is_never_replaced(s3: LoopbackS3) -> None:
     out = StoreOutput("s3://feats/create-only")
     out.prepare()
     try:
-        out.write_shard("part-00000.parquet", b"first")
+        out.put_shard("part-00000.parquet", b"first")
         with pytest.raises(StoreError, match=r"part-00000\.parquet was committed by another job"):
-            out.write_shard("part-00000.parquet", b"second")
+            out.put_shard("part-00000.parquet", b"second")
         assert out.read_bytes("part-00000.parquet") == b"first"
     finally:
         out.release()

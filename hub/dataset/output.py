@@ -21,13 +21,16 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from hub.atomic import write_atomic
 from hub.dataset import store
 from hub.errors import InputError, OutputError, StoreError
 
-__all__ = ["LocalOutput", "Output", "StoreOutput", "open_output"]
+__all__ = ["COMPRESSION", "LocalOutput", "Output", "StoreOutput", "open_output"]
+
+#: the shards' Parquet compression
+COMPRESSION: Final = "zstd"
 
 
 class Output(ABC):
@@ -61,8 +64,9 @@ class Output(ABC):
         """All bytes of ``name``."""
 
     @abstractmethod
-    def write_shard(self, name: str, data: bytes) -> None:
-        """Commit a complete shard under ``name``."""
+    def write_shard(self, name: str, table: Any) -> tuple[int, str]:
+        """Commit a complete shard (a ``pyarrow.Table``, zstd Parquet) under ``name``; its size
+        in bytes and sha256."""
 
     @abstractmethod
     def write_text(self, name: str, text: str) -> None:
@@ -125,8 +129,15 @@ class LocalOutput(Output):
     def read_bytes(self, name: str) -> bytes:
         return (self.folder / name).read_bytes()
 
-    def write_shard(self, name: str, data: bytes) -> None:
-        write_atomic(self.folder / name, data, make_parent=False)
+    def write_shard(self, name: str, table: Any) -> tuple[int, str]:
+        import pyarrow.parquet as pq
+
+        from hub.cache import sha256_file
+
+        path = self.folder / name  # written straight to the temporary file: no copy in memory
+        write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression=COMPRESSION),
+                     make_parent=False)
+        return path.stat().st_size, sha256_file(path)
 
     def write_text(self, name: str, text: str) -> None:
         write_atomic(self.folder / name, text, make_parent=False)
@@ -199,7 +210,24 @@ class StoreOutput(Output):
         key = self._key(name)
         return int(store.retried(self.path(name), lambda: self.fs.size(key)))
 
-    def write_shard(self, name: str, data: bytes) -> None:
+    def write_shard(self, name: str, table: Any) -> tuple[int, str]:
+        import hashlib
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        sink = pa.BufferOutputStream()  # one PUT of the whole shard: serialised in memory
+        pq.write_table(table, sink, compression=COMPRESSION)
+        data = sink.getvalue().to_pybytes()
+        self.put_shard(name, data)
+        return len(data), hashlib.sha256(data).hexdigest()
+
+    def put_shard(self, name: str, data: bytes) -> None:
+        """Create the object ``name`` with a conditional create, once the lease is checked.
+
+        :raises StoreError: the object exists (another job committed it), or the job lost its
+            lease.
+        """
         self.lease.check()
         key = self._key(name)
         try:

@@ -290,21 +290,14 @@ class ShardWriter:
         return names + [n for n in self.stage_info if n not in names]
 
     def _commit(self, k: int, buf: _Buffer) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         errors = [e.to_json() for _, e in sorted(buf.errors.items())]
         meta = {"job": self.job.key, "index": k, "start": buf.start, "stop": buf.stop,
                 "errors": errors}
         table = self._table(buf, meta)
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        data = sink.getvalue().to_pybytes()
         name = shard_name(k)
-        self.output.write_shard(name, data)
+        size, sha = self.output.write_shard(name, table)
         self.done[k] = {"file": name, "start": buf.start, "stop": buf.stop,
-                        "rows": len(buf.rows), "errors": len(errors),
-                        "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                        "rows": len(buf.rows), "errors": len(errors), "bytes": size, "sha256": sha}
         self.errors[k] = errors
         if errors:
             text = "".join(json.dumps({**e, "shard": name}) + "\n" for e in errors)
