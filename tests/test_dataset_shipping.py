@@ -26,6 +26,8 @@ from hub.errors import IntegrityError
 from tests.support.s3 import LoopbackS3
 from tests.test_dataset_local_engine import TINY, make_images, read_output
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def _entry() -> ShippedEntry:
     hub.load(TINY, device="cpu", dtype="float32")  # in the driver's (the session's) cache
@@ -81,7 +83,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory,
               s3: LoopbackS3) -> Iterator[tuple[str, list[Path]]]:
     """A head and a worker raylet on 127.0.0.1, one CPU each, each with its own empty cache;
     the loopback S3 store's credentials in their environment, as a cloud node has its own."""
-    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray")
     root = tmp_path_factory.mktemp("rc")
     port = _free_port()
     caches = [root / "cache-head", root / "cache-worker"]
@@ -89,7 +91,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory,
     saved = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
     base = {**os.environ, **s3.env, "HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
-            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+            "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--num-cpus=1",
            "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     procs = [subprocess.Popen([*cmd, "--head", f"--port={port}", "--include-dashboard=false",
@@ -110,13 +112,8 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory,
                                       env={**base, "HUB_CACHE": str(caches[1])},
                                       start_new_session=True, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
-        ray.init(address=address, log_to_driver=False)
-        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
-            assert time.monotonic() < deadline, "the worker raylet did not join"
-            time.sleep(0.5)
         yield address, caches
     finally:
-        ray.shutdown()
         if saved is None:
             os.environ.pop("RAY_AUTH_MODE", None)
         else:
@@ -138,7 +135,7 @@ def test_two_nodes_with_empty_caches_run_the_job_of_the_local_engine(
         two_nodes: tuple[str, list[Path]], s3: LoopbackS3, tmp_path: Path) -> None:
     from tests.test_dataset_remote import store_output
 
-    _, caches = two_nodes
+    address, caches = two_nodes
     make_images(tmp_path / "imgs", 24, seed=3, corrupt=("broken.jpg",))
     hub.load(TINY, device="cpu", dtype="float32")  # the driver's verified weights
     extract_dataset(TINY, tmp_path / "imgs", tmp_path / "local", batch_size=4, shard_size=8,
@@ -147,10 +144,16 @@ def test_two_nodes_with_empty_caches_run_the_job_of_the_local_engine(
     with s3.environment():  # source and output in the store: no shared filesystem at all
         src = s3.upload(tmp_path / "imgs", "s3://ray-in/imgs")
         s3.bucket("ray-out")
-        result = extract_dataset(TINY, src, "s3://ray-out/feats", engine="ray", batch_size=4,
-                                 shard_size=8, workers=2, device="cpu", dtype="float32")
+        # the driver in its own process (the driver's cache is this session's, with the weights)
+        child = subprocess.run([sys.executable, "-m", "tests.support.child_ray_driver", address,
+                                src, "s3://ray-out/feats"], cwd=REPO, capture_output=True,
+                               text=True, timeout=300,
+                               env={**os.environ, "RAY_AUTH_MODE": "disabled",
+                                    "PYTHONPATH": str(REPO)})
+        assert child.returncode == 0, child.stderr[-3000:]
+        result = json.loads(child.stdout.strip().splitlines()[-1])
         ids, emb, manifest, _ = store_output(s3, "s3://ray-out/feats")
-    assert (result.rows, result.errors) == (24, 1) and manifest["engine"] == "ray"
+    assert result == {"rows": 24, "errors": 1, "engine": "ray"} and manifest["complete"]
     assert ids == local[0]
     np.testing.assert_allclose(emb, local[1], rtol=1e-5, atol=1e-6)
     # each node installed the shipped entry into its own cache, verified (the nodes could have
