@@ -179,20 +179,39 @@ def test_store_stopped_mid_job_then_restarted_the_rerun_completes(
     np.testing.assert_array_equal(emb, local[1])
 
 
-def test_dropped_connections_are_retried(s3: LoopbackS3, images: Path,
-                                         local: tuple[list[object], np.ndarray],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("throttle", [False, True], ids=["dropped", "throttled"])
+def test_dropped_connections_and_throttling_are_retried(
+        s3: LoopbackS3, images: Path, local: tuple[list[object], np.ndarray],
+        monkeypatch: pytest.MonkeyPatch, throttle: bool) -> None:
     import s3fs
 
-    src = s3.upload(images, "s3://data/flaky")
-    proxy = FlakyProxy(s3.port, drops=3)
+    src = s3.upload(images, f"s3://data/flaky-{throttle}")
+    proxy = FlakyProxy(s3.port, drops=3, throttle=throttle)
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore gives up at once: hub retries
         s3fs.S3FileSystem.clear_instance_cache()
-        result = extract_dataset(TINY, src, "s3://feats/flaky", batch_size=2, shard_size=4,
-                                 workers=0, device="cpu", dtype="float32")
+        result = extract_dataset(TINY, src, f"s3://feats/flaky-{throttle}", batch_size=2,
+                                 shard_size=4, workers=0, device="cpu", dtype="float32")
         assert proxy.dropped == 3 and result.rows == 13
     finally:
         proxy.close()
-    assert store_output(s3, "s3://feats/flaky")[0] == local[0]
+    assert store_output(s3, f"s3://feats/flaky-{throttle}")[0] == local[0]
+
+
+def test_a_store_that_keeps_throttling_fails_naming_the_object(
+        s3: LoopbackS3, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import s3fs
+
+    src = s3.upload(images, "s3://data/throttled")
+    proxy = FlakyProxy(s3.port, drops=10**6, throttle=True)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        monkeypatch.setenv("HUB_STORE_RETRIES", "3")
+        s3fs.S3FileSystem.clear_instance_cache()
+        with pytest.raises(StoreError, match=r"Cannot read s3://data/throttled: the store failed "
+                                             r"3 times \(.*(SlowDown|reduce your request rate)"):
+            extract_dataset(TINY, src, tmp_path / "o", workers=0, device="cpu", dtype="float32")
+    finally:
+        proxy.close()
