@@ -169,7 +169,12 @@ def report(args: argparse.Namespace) -> str:
                    "s3:// (loopback moto)": [commit_rate(f"s3://out/commit-{r}", args.commit_rows)
                                              for r in range(args.rounds)]}
     server.stop()
-    ray_times = ray_first_batch(tmp / "imgs", tmp, args.rounds) if args.ray else {}
+    try:
+        ray_times = ray_first_batch(tmp / "imgs", tmp, args.rounds) if args.ray else {}
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)  # images, tars, outputs: hundreds of MB
     base = statistics.median(rates["local folder -> local"])
     lines = [
         START,
