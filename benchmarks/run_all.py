@@ -34,6 +34,7 @@ BENCHMARKS: list[tuple[str, list[str], str]] = [
     ("bench_engines.py", [], "CPU engines: hub f32/bf16/OpenVINO runtime vs torch bf16, torch.compile, OpenVINO, ONNX Runtime"),
     ("bench_islands.py", [], "float32 islands in bf16 depthwise nets: fidelity and speed"),
     ("bench_dataset.py", [], "dataset engines: local (0/1/2 workers) and Ray"),
+    ("bench_remote.py", [], "no shared filesystem: local vs loopback S3 vs tars, shipping, commits"),
     ("bench_train.py", [], "training steps: as_module + hub.heads vs timm features_only, torchvision detection"),
     ("gpu_check.py", ["--quick"], "CUDA parity and throughput per dtype (skipped without CUDA)"),
 ]

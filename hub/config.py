@@ -28,6 +28,11 @@ Variable               Meaning
                        (the shorter side to the input size, so a 20000 x 1 strip
                        would become 5,120,000 x 256); larger ones are refused,
                        naming the item (default 89,478,485: Pillow's own limit).
+``HUB_STORE_RETRIES``  Tries of one object-store request (``s3://``...) before it
+                       fails naming the object (default 5; :mod:`hub.dataset.store`).
+``HUB_STORE_BACKOFF``  Seconds before the first retry, doubled each time (default 0.5).
+``HUB_LEASE_SECONDS``  How long a dataset job's lease on an output in an object store
+                       lasts without renewal (default 60; :mod:`hub.dataset.lease`).
 =====================  ===========================================================
 
 :func:`get_settings` reads the environment each time it is called, so a test or a
@@ -45,7 +50,8 @@ from pathlib import Path
 from hub.errors import ConfigError
 
 __all__ = ["DEFAULT_MAX_IMAGE_PIXELS", "DEFAULT_MAX_INPUT_SIZE", "Settings", "get_settings",
-           "max_image_pixels", "max_input_size", "settings_with_endpoint"]
+           "lease_seconds", "max_image_pixels", "max_input_size", "settings_with_endpoint",
+           "store_backoff", "store_retries"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -118,6 +124,35 @@ def max_input_size() -> int:
 def max_image_pixels() -> int:
     """``HUB_MAX_IMAGE_PIXELS`` now: the most pixels of an input image, decoded or resized."""
     return _positive("HUB_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds. Set it to one (e.g. "
+                          f"{default}) or unset it for the default {default}.")
+    return value
+
+
+def store_retries() -> int:
+    """``HUB_STORE_RETRIES`` now: tries of one object-store request (default 5)."""
+    return _positive("HUB_STORE_RETRIES", 5)
+
+
+def store_backoff() -> float:
+    """``HUB_STORE_BACKOFF`` now: seconds before the first retry, doubled each time (default 0.5)."""
+    return _seconds("HUB_STORE_BACKOFF", 0.5)
+
+
+def lease_seconds() -> float:
+    """``HUB_LEASE_SECONDS`` now: how long an output lease lasts without renewal (default 60)."""
+    return _seconds("HUB_LEASE_SECONDS", 60.0)
 
 
 def _default_cache() -> Path:

@@ -22,6 +22,8 @@ built-in exception it most resembles, so callers can catch the usual type::
     │   ├── WeightMismatchError (ValueError)      keys or shapes do not fit the architecture
     │   └── CacheError (OSError)                  the cache cannot be written or read
     ├── OutputError (OSError)                     a file or folder cannot be written: names the path
+    ├── StoreError (OSError)                      an object store (s3://, gs://...) kept failing after
+    │                                             retries, or another job holds the output: names the object
     ├── DependencyError (ImportError)             an optional package is missing: says which pip install
     ├── MeasurementError (RuntimeError)           a `hub bench` measuring process failed (its error attached)
     ├── RuntimeEngineError (RuntimeError)         an optional runtime (OpenVINO) cannot export or match torch
@@ -57,6 +59,7 @@ __all__ = [
     "RuntimeEngineError",
     "SearchIndexError",
     "SourceUnavailableError",
+    "StoreError",
     "UnknownBackboneError",
     "UnknownVariantError",
     "UnsafeWeightsError",
@@ -188,6 +191,16 @@ class OutputError(HubError, OSError):
                   "must exist or be creatable, be writable and have room).", path=str(path))
         err.errno, err.strerror, err.filename = exc.errno, exc.strerror, str(path)
         return err
+
+
+class StoreError(HubError, OSError):
+    """An object store (``s3://``, ``gs://``, ``az://``, ``hf://``) kept failing after the retries
+    (throttled, connection dropped or refused), or another job holds the output's lease: the
+    message names the object (``uri``) and says what to do."""
+
+    def __init__(self, message: str, *, uri: str | None = None) -> None:
+        super().__init__(message)
+        self.uri = uri
 
 
 class DependencyError(HubError, ImportError):

@@ -48,3 +48,19 @@ def test_plugin_selection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUB_DISABLE_PLUGINS", "example")
     s = get_settings()
     assert s.only_plugins == {"timm", "manifests"} and s.disabled_plugins == {"example"}
+
+
+def test_store_retry_and_lease_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.config import lease_seconds, store_backoff, store_retries
+
+    assert (store_retries(), store_backoff(), lease_seconds()) == (5, 0.5, 60.0)
+    monkeypatch.setenv("HUB_STORE_RETRIES", "3")
+    monkeypatch.setenv("HUB_STORE_BACKOFF", "0.25")
+    monkeypatch.setenv("HUB_LEASE_SECONDS", "30")
+    assert (store_retries(), store_backoff(), lease_seconds()) == (3, 0.25, 30.0)
+    monkeypatch.setenv("HUB_STORE_BACKOFF", "soon")
+    with pytest.raises(ConfigError, match=r"HUB_STORE_BACKOFF='soon' is not a number of seconds"):
+        store_backoff()
+    monkeypatch.setenv("HUB_STORE_RETRIES", "0")
+    with pytest.raises(ConfigError, match="HUB_STORE_RETRIES"):
+        store_retries()

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,18 @@ DATASET_DEFAULTS: dict[str, Any] = {"engine": "local", "address": None, "workers
                                     "shard_size": 4096, "strict": False, "column": None}
 
 
-def is_dataset_out(out: Path, file_suffixes: tuple[str, ...]) -> bool:
-    """True when ``--out`` is a folder: an existing one, or a path without a suffix.
+def is_dataset_out(out_arg: str | Path, file_suffixes: tuple[str, ...]) -> bool:
+    """True when ``--out`` is a folder (an existing one, or a path without a suffix) or a store
+    URI (``s3://bucket/feats/``).
 
     :raises InputError: for a path with another suffix (``feats.pt``), which is neither.
     """
+    from hub.dataset.store import is_uri
     from hub.errors import InputError
 
+    if is_uri(os.fspath(out_arg)):
+        return True
+    out = Path(out_arg)
     if out.suffix in file_suffixes:
         return False
     if out.is_dir() or not out.suffix:
@@ -45,7 +51,7 @@ def reject_dataset_options(**given: Any) -> None:
                          "(dataset mode), not to a .safetensors/.npy file.")
 
 
-def run_dataset(name: str, inputs: list[str], out: Path, *, stages: Any, pool: str | None,
+def run_dataset(name: str, inputs: list[str], out: str | Path, *, stages: Any, pool: str | None,
                 normalize: bool | None, batch_size: int, max_length: int | None, device: str,
                 dtype: str, weights: str | None, progress: bool, engine: str,
                 runtime: str | None,
@@ -80,6 +86,9 @@ def run_dataset(name: str, inputs: list[str], out: Path, *, stages: Any, pool: s
                              dtype=dtype, shard_size=shard_size, strict=strict, progress=progress,
                              runtime=runtime, modality=modality, islands=islands)
     resumed = f", {result.skipped} already complete" if result.skipped else ""
-    errors = f", {result.errors} bad items in {out / '_errors.jsonl'}" if result.errors else ""
+    from hub.dataset.store import join
+
+    errors = f", {result.errors} bad items in {join(os.fspath(out), '_errors.jsonl')}" \
+        if result.errors else ""
     console().print(f"[green]wrote[/] {result.rows} rows in {result.shards} shards{resumed} to "
                     f"{out}{errors}", highlight=False)

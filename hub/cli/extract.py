@@ -157,8 +157,9 @@ def extract_cmd(
     name: str = typer.Argument(..., help="Backbone name or alias."),
     inputs: list[str] = typer.Argument(..., help="Image files/folders, or text files (one text "
                                        "per line), folders of .txt, or - for stdin."),
-    out: Path = typer.Option(..., "--out", "-o", help="FEATURES.safetensors or FEATURES.npy, or a "
-                             "folder for a dataset (Parquet shards)."),
+    out_arg: str = typer.Option(..., "--out", "-o", help="FEATURES.safetensors or FEATURES.npy, "
+                                "or a folder or store URI (s3://bucket/feats/) for a dataset "
+                                "(Parquet shards)."),
     stages: str = typer.Option(None, "--stages", help="Comma-separated stage indices or names, "
                                "or 'all' (default: none; the last one with --pool none)."),
     pool: str = typer.Option(None, "--pool", help="avg, max, cls, mean or none (default: the "
@@ -205,12 +206,13 @@ def extract_cmd(
 
     dataset_opts: dict[str, Any] = {"engine": engine, "address": address, "workers": workers,
                     "shard_size": shard_size, "strict": strict, "column": column}
-    if is_dataset_out(out, OUTPUT_SUFFIXES):
-        return run_dataset(name, inputs, out, stages=_parse_stages(stages), pool=pool,
+    if is_dataset_out(out_arg, OUTPUT_SUFFIXES):
+        return run_dataset(name, inputs, out_arg, stages=_parse_stages(stages), pool=pool,
                            normalize=normalize, batch_size=batch_size, max_length=max_length,
                            device=device, dtype=dtype, weights=weights, progress=progress,
                            runtime=runtime, modality=modality, islands=islands, **dataset_opts)
     reject_dataset_options(**dataset_opts)
+    out = Path(out_arg)
     from hub.errors import InputError
 
     chosen = _parse_stages(stages)

@@ -7,8 +7,6 @@ Exit code 0 with hits, 1 on any error (one line on stderr).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from hub.cli._common import console, print_json
@@ -17,7 +15,8 @@ __all__ = ["register"]
 
 
 def search_cmd(
-    index: Path = typer.Argument(..., help="A dataset output folder (hub extract ... --out DIR)."),
+    index: str = typer.Argument(..., help="A dataset output folder (hub extract ... --out DIR), "
+                                "or its store URI (s3://bucket/feats/)."),
     query: str = typer.Argument(..., help="A text, or the path of an image file."),
     top_k: int = typer.Option(10, "--top-k", "-k", help="How many rows to show."),
     image: bool = typer.Option(False, "--image", help="Read QUERY as an image path whatever its "

@@ -143,8 +143,10 @@ def extract_dataset(backbone: str | Backbone, source: str | os.PathLike[str] | R
     """Extract features for a whole dataset into a folder of Parquet shards; resumable.
 
     ``source`` is a folder of images (recursive), a glob, a text file (one text, or one
-    image path, per line), or a JSONL, CSV or Parquet file whose ``column`` holds image
-    paths, image bytes or text. ``out`` receives ``part-NNNNN.parquet`` shards of
+    image path, per line), a JSONL, CSV or Parquet file whose ``column`` holds image
+    paths, URLs, image bytes or text, or WebDataset tar shards (``{00000..00099}.tar``);
+    local, or a store URI (``s3://``, ``gs://``, ``az://``, ``hf://``; :mod:`hub.dataset.store`).
+    ``out`` (a folder, or a store URI: :mod:`hub.dataset.output`) receives ``part-NNNNN.parquet`` shards of
     ``shard_size`` source rows (columns ``id``, ``embedding`` and ``stage_<name>``), a
     ``_manifest.json`` and an ``_errors.jsonl`` (see :mod:`hub.dataset.writer`). Running
     the same job again skips the complete shards; an interrupted shard is redone.

@@ -8,7 +8,9 @@ Install with ``pip install 'backbone-hub[ray]'``. Two pieces plug into
   an ``item`` column, with an ``error`` column for bad rows.
 * :class:`Embedder` (a callable class, run by an actor pool): loads one backbone
   per actor, once, from its node's hub cache (it never downloads: pull before the
-  job), and adds an ``embedding`` column (and ``stage_<name>`` columns).
+  job, or let :func:`run_ray` ship the driver's verified weights through Ray's object
+  store, :mod:`hub.dataset.shipping`), and adds an ``embedding`` column (and
+  ``stage_<name>`` columns).
 
 For example, on a dataset you built yourself::
 
@@ -33,6 +35,7 @@ from hub.dataset.items import ItemError, Prepared, chw_pixels, prepare_range
 from hub.dataset.job import FeatureBatch, make_job, run_model
 from hub.dataset.local_engine import plan_ranges, strict_error
 from hub.dataset.readers import Reader, open_reader
+from hub.dataset.shipping import ShippedEntry, install, pack
 from hub.dataset.writer import DatasetResult, ShardWriter
 from hub.deps import require
 from hub.errors import InputError
@@ -43,8 +46,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Embedder", "decode_batch", "plan_actors", "run_ray"]
 
-#: HUB_* settings the driver hands to its actors, so they read the same cache and plugins.
+#: HUB_* settings the driver hands to its actors, so they read the same plugins (and the
+#: driver's cache path, where a node's own environment names none).
 _FORWARDED_ENV = ("HUB_CACHE", "HUB_PLUGINS", "HUB_DISABLE_PLUGINS")
+#: what a node's own environment decides, over the driver's
+_NODE_ENV = ("HUB_CACHE",)
 
 
 def _ray() -> Any:
@@ -96,7 +102,10 @@ class Embedder:
     :param column: the input column: images (uint8 arrays from :func:`decode_batch`, or paths,
         bytes, arrays) or text.
     :param stages: stage names or indices to return as ``stage_<name>`` columns.
-    :param env: ``HUB_*`` variables to set in the actor before loading (e.g. ``HUB_CACHE``).
+    :param env: ``HUB_*`` variables to set in the actor before loading (``HUB_CACHE`` only
+        where the node's environment has none: each node keeps its own cache).
+    :param shipped: the driver's weights in Ray's object store (:func:`hub.dataset.shipping.pack`),
+        installed into this node's cache, sha256-checked, when it lacks them.
     :param modality: an image-text backbone's tower that runs, ``"image"`` or ``"text"``
         (required for those; others take none).
     :param runtime: run the network with this runtime (``hub.load(runtime=...)``; CPU only).
@@ -110,11 +119,19 @@ class Embedder:
                  dtype: Any = "auto", stages: list[str | int] | None = None, pool: str | None = None,
                  normalize: bool | None = None, column: str = "item",
                  env: dict[str, str] | None = None, modality: str | None = None,
-                 runtime: str | None = None, islands: str | None = None) -> None:
-        os.environ.update(env or {})
+                 runtime: str | None = None, islands: str | None = None,
+                 shipped: ShippedEntry | None = None) -> None:
+        for key, value in (env or {}).items():
+            if key not in _NODE_ENV or key not in os.environ:
+                os.environ[key] = value
         os.environ["HUB_OFFLINE"] = "1"  # load from the pulled cache, never download here
         from hub.api import load
         from hub.dataset.api import select_tower
+
+        if shipped is not None:
+            import ray
+
+            install(shipped, ray.get)
 
         self.bb = select_tower(load(name, weights=weights, device=device, dtype=dtype,
                                     runtime=runtime, islands=islands), modality)
@@ -198,11 +215,13 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
     The weights are pulled here, on the driver, before any actor starts. ``address``: a
     cluster (``"auto"``, ``"ray://head:10001"``); ``None`` joins the Ray session already
     started in this process, else ``RAY_ADDRESS``, else starts a local one (shut down after).
-    On a cluster of several machines, ``HUB_CACHE`` and the source must be on storage every
-    node can read (or ``hub pull`` run on every node); so must a saved directory given as
-    ``name`` (actors load it by its absolute path). ``modality``: an image-text backbone's
-    tower (``"image"`` / ``"text"``), required for those; the job is the local engine's for
-    the same tower.
+    On a cluster of several machines nothing needs to be shared: the driver's verified
+    weights travel to each node's own cache through Ray's object store
+    (:mod:`hub.dataset.shipping`), and a source or ``out`` given as a URI (``s3://...``) is
+    read and written through the store. A local source path, and a saved directory given as
+    ``name`` (actors load it by its absolute path), must be readable on every node.
+    ``modality``: an image-text backbone's tower (``"image"`` / ``"text"``), required for
+    those; the job is the local engine's for the same tower.
 
     ``runtime``: the driver loads the backbone once with it, which checks the options (CPU
     only) and exports and verifies the network into the cache; the actors, on the CPU, read
@@ -274,12 +293,14 @@ def _stream(ray: Any, writer: ShardWriter, src: Reader, ranges: list[tuple[int, 
         plan = plan_actors(ray.cluster_resources(), actors, device)
         pp = spec.preprocessing.image if (modality or spec.modality) == "image" else None
         env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
+        # a catalogue entry travels through the object store once; a saved directory is read in place
+        shipped = pack(spec.name, variant, ray.put) if target == spec.name else None
         ds = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges])
         ds = ds.map_batches(decode_batch, fn_kwargs={"reader": src, "pp": pp}, batch_size=1)
         ds = ds.map_batches(Embedder, batch_size=batch_size, fn_constructor_kwargs={
             "name": target, "weights": variant, "device": device, "dtype": dtype,
             "stages": job.stages, "pool": job.pool, "normalize": job.normalize, "env": env,
-            "modality": modality, "runtime": runtime, "islands": islands},
+            "modality": modality, "runtime": runtime, "islands": islands, "shipped": shipped},
             compute=ray.data.ActorPoolStrategy(size=plan["size"]), num_gpus=plan["num_gpus"],
             num_cpus=plan["num_cpus"])
         total = sum(b - a for a, b in ranges)

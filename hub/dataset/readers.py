@@ -11,6 +11,12 @@ Ids: a folder or glob item is named by its path relative to the folder (or to
 the glob's fixed prefix); a row of a text, JSONL, CSV or Parquet file by its
 0-based row number (line ``id + 1`` of a text file).
 
+Any of these may be a store URI (``s3://bucket/photos/``, ``gs://.../captions.parquet``,
+``hf://datasets/...``; :mod:`hub.dataset.store`): a folder or glob is listed once through
+fsspec, a file is read with ranged requests, and an image is fetched as bytes in the worker
+that decodes it. Image values that are URIs (an ``s3://`` or ``https://`` column) are fetched
+the same way; relative paths in a file held in a store are taken from the file's prefix.
+
 What a value means depends on the backbone's modality. For images a string is
 a file path (relative paths are taken from the file's folder), ``bytes`` are an
 encoded image, and a ``{"bytes", "path"}`` struct (the Hugging Face datasets
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hub.dataset import store
 from hub.deps import require
 from hub.errors import InputError
 from hub.inputs import IMAGE_SUFFIXES, image_files
@@ -127,6 +134,10 @@ class Reader(ABC):
             value = value.strip()
             if not value:
                 return Failure("the image path is empty")
+            if store.is_uri(value):
+                return _fetch(value)
+            if store.is_uri(self.path):
+                return _fetch(store.join(store.parent(self.path), value))
             p = Path(value)
             return p if p.is_absolute() else Path(self.path).parent / p
         return Failure(f"expected an image path or image bytes, got {type(value).__name__}")
@@ -157,7 +168,19 @@ class _PathList(Reader):
         return len(self.files)
 
     def read(self, start: int, stop: int) -> list[Record]:
-        return [Record(i, self.ids[i], Path(self.files[i])) for i in range(start, min(stop, len(self)))]
+        return [Record(i, self.ids[i], _fetch(f) if store.is_uri(f) else Path(f))
+                for i, f in ((i, self.files[i]) for i in range(start, min(stop, len(self))))]
+
+
+class _StorePathList(_PathList):
+    """Image objects under a store prefix, listed once; ids are keys relative to ``root``."""
+
+    def __init__(self, path: str, modality: str, keys: list[str], root: str) -> None:
+        protocol = path.partition("://")[0]
+        files = [Path(k) for k in keys if Path(k).suffix.lower() in IMAGE_SUFFIXES
+                 and not any(part.startswith(".") for part in Path(k).relative_to(root).parts)]
+        super().__init__(path, modality, Path(root), files)
+        self.files = [f"{protocol}://{f}" for f in self.files]
 
 
 class FolderReader(_PathList):
@@ -168,6 +191,32 @@ class FolderReader(_PathList):
     def __init__(self, path: str, modality: str) -> None:
         root = Path(path)
         super().__init__(str(root.resolve()), modality, root, image_files(root))
+
+
+class StoreFolderReader(_StorePathList):
+    """Every image object under a store prefix (``s3://bucket/photos/``), recursively."""
+
+    kind = "folder"
+
+    def __init__(self, uri: str, modality: str) -> None:
+        fs, inner = store.filesystem(uri)
+        root = inner.rstrip("/")
+        keys = store.retried(uri, lambda: fs.find(root))
+        super().__init__(uri.rstrip("/"), modality, [str(k) for k in keys], root)
+
+
+class StoreGlobReader(_StorePathList):
+    """The objects a glob over a store matches (``s3://bucket/photos/**/*.jpg``)."""
+
+    kind = "glob"
+
+    def __init__(self, pattern: str, modality: str) -> None:
+        fs, inner = store.filesystem(pattern)
+        fixed = list(itertools.takewhile(lambda s: not (_GLOB_MAGIC & set(s)), inner.split("/")))
+        keys = [str(k) for k in store.retried(pattern, lambda: fs.glob(inner))]
+        if not keys:
+            raise InputError(f"The pattern {pattern!r} matches no objects.")
+        super().__init__(pattern, modality, keys, "/".join(fixed))
 
 
 class GlobReader(_PathList):
@@ -188,11 +237,11 @@ class _Lines(Reader):
     """A file read line by line through an index of line offsets (built in one pass)."""
 
     def __init__(self, path: str, modality: str, column: str | None = None) -> None:
-        super().__init__(str(Path(path).resolve()), modality, column)
+        super().__init__(_absolute(path), modality, column)
         import numpy as np
 
         starts, digest, pos, last = [np.zeros(1, dtype=np.int64)], hashlib.sha256(), 0, b"\n"
-        with open(self.path, "rb") as f:
+        with _chunks(self.path) as f:
             while chunk := f.read(_CHUNK):
                 digest.update(chunk)
                 nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
@@ -215,9 +264,7 @@ class _Lines(Reader):
         if start >= stop:
             return []
         lo, hi = int(self.offsets[start]), int(self.offsets[stop])
-        with open(self.path, "rb") as f:
-            f.seek(lo)
-            data = f.read(hi - lo)
+        data = store.read_range(self.path, lo, hi)
         lines = []
         for i in range(start, stop):
             a, b = int(self.offsets[i]) - lo, int(self.offsets[i + 1]) - lo - 1
@@ -288,8 +335,8 @@ class CsvReader(Reader):
     kind = "csv"
 
     def __init__(self, path: str, modality: str, column: str | None) -> None:
-        super().__init__(str(Path(path).resolve()), modality, column)
-        raw = Path(path).read_bytes()
+        super().__init__(_absolute(path), modality, column)
+        raw = store.read_bytes(self.path)
         self.digest = hashlib.sha256(raw).hexdigest()
         self.header, rows = _csv_rows(path, raw)
         self.column = _pick_column(path, column, self.header, modality)
@@ -301,7 +348,7 @@ class CsvReader(Reader):
     def column_values(self, name: str) -> list[Any]:
         _pick_column(self.path, name, self.header, self.modality)
         k = self.header.index(name)
-        rows = _csv_rows(self.path, Path(self.path).read_bytes())[1]
+        rows = _csv_rows(self.path, store.read_bytes(self.path))[1]
         return [row[k] if k < len(row) else None for row in rows]
 
     def __len__(self) -> int:
@@ -317,12 +364,12 @@ class ParquetReader(Reader):
     kind = "parquet"
 
     def __init__(self, path: str, modality: str, column: str | None) -> None:
-        super().__init__(str(Path(path).resolve()), modality, column)
+        super().__init__(_absolute(path), modality, column)
         pf = _parquet_file(self.path)
         meta = pf.metadata
         self.column = _pick_column(path, column, pf.schema_arrow.names, modality)
         self.group_rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-        self.digest = f"size={os.path.getsize(self.path)} rows={meta.num_rows}"
+        self.digest = f"size={store.size(self.path)} rows={meta.num_rows}"
         self._cache: tuple[int, list[Any]] | None = None
         if meta.num_rows == 0:
             raise InputError(f"{path!r} has no rows.")
@@ -340,7 +387,8 @@ class ParquetReader(Reader):
 
     def _group(self, g: int) -> list[Any]:
         if self._cache is None or self._cache[0] != g:
-            table = _parquet_file(self.path).read_row_group(g, columns=[self.column])
+            table = store.retried(self.path, lambda: _parquet_file(self.path).read_row_group(
+                g, columns=[self.column]))
             self._cache = (g, table.column(0).to_pylist())
         return self._cache[1]
 
@@ -371,8 +419,36 @@ def _csv_rows(path: str, raw: bytes) -> tuple[list[str], Iterator[list[str]]]:
     return header, reader
 
 
+def _absolute(path: str) -> str:
+    """A local path made absolute; a URI as given."""
+    return path if store.is_uri(path) else str(Path(path).resolve())
+
+
+def _chunks(path: str) -> Any:
+    """A binary file to read in chunks: a local file, or a store object's bytes in memory."""
+    if store.is_uri(path):
+        return io.BytesIO(store.read_bytes(path))
+    return open(path, "rb")
+
+
+def _fetch(uri: str) -> bytes | Failure:
+    """An image object's bytes (read in the worker that decodes it); a missing one is a bad item."""
+    try:
+        return store.read_bytes(uri)
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        return Failure(f"no object {uri!r} ({type(exc).__name__})")
+    except PermissionError as exc:
+        return Failure(f"no permission to read {uri!r} ({exc})")
+
+
 def _parquet_file(path: str) -> Any:
     pq = require("pyarrow.parquet", extra="dataset", purpose="Parquet sources and outputs")
+    if store.is_uri(path):
+        fs, inner = store.filesystem(path)
+        try:
+            return store.retried(path, lambda: pq.ParquetFile(fs.open(inner, "rb")))
+        except FileNotFoundError as exc:
+            raise InputError(f"{path!r} does not exist.") from exc
     try:
         return pq.ParquetFile(path)
     except OSError as exc:  # pyarrow.ArrowInvalid is an OSError/ValueError subclass
@@ -398,7 +474,9 @@ def _pick_column(path: str, column: str | None, names: list[str], modality: str)
 
 
 def open_reader(source: str | os.PathLike[str], modality: str, *, column: str | None = None) -> Reader:
-    """Open a folder, glob, text, JSONL, CSV or Parquet file as a :class:`Reader` of its rows.
+    """Open a folder, glob, text, JSONL, CSV or Parquet file, or WebDataset tar shards (a
+    ``.tar`` file, a brace pattern ``{00000..00099}.tar`` or a glob of them;
+    :mod:`hub.dataset.tars`), local or by URI, as a :class:`Reader` of its rows.
 
     :param modality: the backbone's modality (``"image"`` or ``"text"``).
     :param column: the field holding the item, for JSONL, CSV and Parquet (guessed when the
@@ -406,24 +484,59 @@ def open_reader(source: str | os.PathLike[str], modality: str, *, column: str | 
     :raises InputError: when the source is missing, empty, or the column does not exist.
     """
     text = os.fspath(source)
+    from hub.dataset.tars import WebDatasetReader, is_webdataset
+
+    if is_webdataset(text):
+        return WebDatasetReader(text, modality, column)
+    if store.is_uri(text):
+        return _open_uri(text, modality, column)
     p = Path(text)
     if p.is_dir():
         reader: Reader = FolderReader(text, modality)
     elif p.is_file():
-        suffix = p.suffix.lower()
-        if suffix in (".jsonl", ".ndjson"):
-            return JsonlReader(text, modality, column)
-        if suffix in (".csv", ".tsv"):
-            return CsvReader(text, modality, column)
-        if suffix in (".parquet", ".pq"):
-            return ParquetReader(text, modality, column)
+        file_reader = _file_reader(text, modality, column)
+        if file_reader is not None:
+            return file_reader
         reader = TextReader(text, modality)
     elif _GLOB_MAGIC & set(text):
         reader = GlobReader(text, modality)
     else:
         raise InputError(f"The source {text!r} does not exist. Pass a folder, a glob, a text file, "
                          "or a JSONL, CSV or Parquet file.")
+    return _no_column(reader, column)
+
+
+def _file_reader(path: str, modality: str, column: str | None) -> Reader | None:
+    """The reader of a JSONL, CSV or Parquet file by its suffix; ``None`` for a text file."""
+    suffix = Path(path.partition("://")[2] or path).suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return JsonlReader(path, modality, column)
+    if suffix in (".csv", ".tsv"):
+        return CsvReader(path, modality, column)
+    if suffix in (".parquet", ".pq"):
+        return ParquetReader(path, modality, column)
+    return None
+
+
+def _no_column(reader: Reader, column: str | None) -> Reader:
     if column is not None:
         raise InputError(f"column={column!r} applies to JSONL, CSV and Parquet sources, not to a "
                          f"{reader.kind}.")
     return reader
+
+
+def _open_uri(uri: str, modality: str, column: str | None) -> Reader:
+    """A source in a store: a prefix (folder), a glob, or one object."""
+    fs, inner = store.filesystem(uri)
+    if _GLOB_MAGIC & set(inner):
+        return _no_column(StoreGlobReader(uri, modality), column)
+    if store.retried(uri, lambda: fs.isdir(inner)):
+        return _no_column(StoreFolderReader(uri, modality), column)
+    if not store.retried(uri, lambda: fs.isfile(inner)):
+        raise InputError(f"The source {uri!r} does not exist in the store (no object, no prefix). "
+                         "Check the bucket and key, and the credentials and endpoint "
+                         "(AWS_ENDPOINT_URL, ...).")
+    file_reader = _file_reader(uri, modality, column)
+    if file_reader is not None:
+        return file_reader
+    return _no_column(TextReader(uri, modality), column)

@@ -18,15 +18,19 @@ requested stage (image maps flattened, shape in the manifest; text hidden
 states as a list of L x D floats), sorted by source row. Its Parquet footer
 records the job's key, its row range and its bad items.
 
-A shard is written to a temporary name and renamed into place once every row
-of its range is accounted for (a row or an error), so a shard file on disk is
-always complete. A rerun checks each shard's footer against the job and only
+A shard is committed once every row of its range is accounted for (a row or an
+error), in one step (:mod:`hub.dataset.output`: a local folder writes a temporary
+name and renames it; an object store creates the object in one conditional PUT),
+so a shard in the output is always complete. ``OUT`` may be a store URI
+(``s3://bucket/feats/``); one job writes it at a time (a lock file, or
+:mod:`hub.dataset.lease` in a store). A rerun checks each shard's footer against the job and only
 computes the missing shards: no row is ever written twice. The manifest and
 the errors file are summaries, rewritten from the shards on each run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -34,12 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.atomic import write_atomic
-from hub.cache import sha256_file
 from hub.dataset.items import ItemError
 from hub.dataset.job import FeatureBatch, Job
+from hub.dataset.output import open_output
+from hub.dataset.store import is_uri
 from hub.deps import require
-from hub.errors import InputError, OutputError
+from hub.errors import InputError
 
 __all__ = ["DatasetResult", "ShardWriter", "shard_ranges"]
 
@@ -62,7 +66,7 @@ def shard_name(index: int) -> str:
 class DatasetResult:
     """What :func:`hub.extract_dataset` did.
 
-    :param out: the output folder.
+    :param out: the output folder (a ``Path``), or its store URI (a ``str``).
     :param rows: rows with features in the whole output.
     :param errors: bad items in the whole output.
     :param shards: shards in the output.
@@ -70,7 +74,7 @@ class DatasetResult:
     :param manifest: the final ``_manifest.json``.
     """
 
-    out: Path
+    out: Path | str
     rows: int
     errors: int
     shards: int
@@ -99,15 +103,15 @@ def _pa() -> Any:
     return require("pyarrow", extra="dataset")
 
 
-def _write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n", make_parent=False)
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str) + "\n"
 
 
 class ShardWriter:
     """Writes one job's shards into ``out``, resuming what an earlier run finished.
 
-    Use it as a context manager: :meth:`open` takes a lock on the folder (one job writes it at a
-    time), leaving the ``with`` block releases it.
+    Use it as a context manager: :meth:`open` takes a lock on the folder, or a lease on a store
+    prefix (one job writes it at a time), leaving the ``with`` block releases it.
 
     :param rows: rows in the source.
     :param engine: recorded in the manifest (``"local"`` or ``"ray"``).
@@ -120,7 +124,8 @@ class ShardWriter:
     def __init__(self, out: str | os.PathLike[str], job: Job, rows: int, *, engine: str,
                  embedding_dim: int | None = None, precision: str | None = None,
                  islands: str | None = None) -> None:
-        self.out = Path(out)
+        self.output = open_output(out)
+        self.out: Path | str = os.fspath(out) if is_uri(out) else Path(out)
         self.precision = precision or job.dtype
         self.islands = islands
         self.job = job
@@ -133,51 +138,31 @@ class ShardWriter:
         self.embedding_dim = embedding_dim
         self.skipped = 0
         self._buffers: dict[int, _Buffer] = {}
-        self._lock: Any = None
+        self._opened = False
         self._created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
     def __enter__(self) -> ShardWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        """Release the folder's lock, whether the job finished or not."""
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        """Release the folder's lock (or the store's lease), whether the job finished or not."""
+        if self._opened:
+            self._opened = False
+            self.output.release(failing=exc_type is not None)
 
     # ---- opening and resuming ------------------------------------------------------------------
     def open(self) -> list[tuple[int, int, int]]:
         """Check the folder, take stock of complete shards; returns the pending (shard, start, stop)."""
-        from filelock import FileLock, Timeout
-
         _pa()
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # a file in the path, a read-only parent, a full disk
-            raise OutputError.from_os(self.out, exc) from exc
-        others = [p.name for p in self.out.iterdir() if not p.name.startswith(".")]
-        if others and not (self.out / MANIFEST).exists():
-            raise InputError(f"{self.out} is not empty ({', '.join(sorted(others)[:3])}...) and is "
-                             "not a dataset output (no _manifest.json). Use an empty or new output "
-                             "folder.")
-        self._lock = FileLock(str(self.out / ".lock"))
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout as exc:
-            raise InputError(f"{self.out} is being written by another job right now; wait for it "
-                             "to finish, or use another output folder.") from exc
-        except OSError as exc:  # the lock file cannot be created: a read-only folder
-            raise OutputError.from_os(self.out, exc) from exc
-        for stale in self.out.glob(".*.tmp*"):  # hub.atomic's temporary names
-            stale.unlink()
-        old = self._read_manifest()
+        names = set(self.output.prepare())
+        self._opened = True
+        old = self._read_manifest() if MANIFEST in names else None
         entries = {e["file"]: e for e in (old or {}).get("shards", [])}
         for k, (start, stop) in enumerate(self.ranges):
-            path = self.out / shard_name(k)
-            if path.exists():
-                self._adopt(k, start, stop, path, entries.get(path.name))
-        extra = sorted(p.name for p in self.out.glob("part-*.parquet")
-                       if p.name not in {shard_name(k) for k in range(len(self.ranges))})
+            if shard_name(k) in names:
+                self._adopt(k, start, stop, shard_name(k), entries.get(shard_name(k)))
+        extra = sorted(n for n in names if n.startswith("part-") and n.endswith(".parquet")
+                       and n not in {shard_name(k) for k in range(len(self.ranges))})
         if extra:
             raise InputError(f"{self.out} holds shards this job does not have ({', '.join(extra[:3])}"
                              "); it is the output of another job. Use another output folder.")
@@ -191,11 +176,9 @@ class ShardWriter:
         return [(k, a, b) for k, (a, b) in enumerate(self.ranges) if k not in self.done]
 
     def _read_manifest(self) -> dict[str, Any] | None:
-        path = self.out / MANIFEST
-        if not path.exists():
-            return None
+        path = self.output.path(MANIFEST)
         try:
-            data: dict[str, Any] = json.loads(path.read_text())
+            data: dict[str, Any] = json.loads(self.output.read_text(MANIFEST))
         except ValueError as exc:
             raise InputError(f"{path} is not valid JSON ({exc}); delete the output folder to "
                              "start again.") from exc
@@ -208,11 +191,10 @@ class ShardWriter:
                              "this one to start again.")
         return data
 
-    def _adopt(self, k: int, start: int, stop: int, path: Path, entry: dict[str, Any] | None) -> None:
-        import pyarrow.parquet as pq
-
+    def _adopt(self, k: int, start: int, stop: int, name: str, entry: dict[str, Any] | None) -> None:
+        path = self.output.path(name)
         try:
-            pf = pq.ParquetFile(path)
+            pf = self.output.parquet_file(name)
             meta = json.loads((pf.schema_arrow.metadata or {})[_META_KEY])
             rows = pf.metadata.num_rows
         except (OSError, ValueError, KeyError) as exc:
@@ -225,9 +207,10 @@ class ShardWriter:
         if rows + len(errors) != stop - start:
             raise InputError(f"{path} accounts for {rows + len(errors)} of its {stop - start} rows; "
                              "delete it and run again to recompute it.")
-        size = path.stat().st_size
-        sha = entry["sha256"] if entry and entry.get("bytes") == size else sha256_file(path)
-        self.done[k] = {"file": path.name, "start": start, "stop": stop, "rows": rows,
+        size = self.output.size(name)
+        sha = entry["sha256"] if entry and entry.get("bytes") == size else \
+            hashlib.sha256(self.output.read_bytes(name)).hexdigest()
+        self.done[k] = {"file": name, "start": start, "stop": stop, "rows": rows,
                         "errors": len(errors), "bytes": size, "sha256": sha}
         self.errors[k] = errors
 
@@ -268,8 +251,9 @@ class ShardWriter:
 
     def record_failure(self, error: ItemError) -> None:
         """Log a bad item that stops the job (``strict``) before its shard is complete."""
-        with open(self.out / ERRORS, "a") as f:
-            f.write(json.dumps({**error.to_json(), "shard": None}) + "\n")
+        line = json.dumps({**error.to_json(), "shard": None}) + "\n"
+        if not self.output.append_text(ERRORS, line):
+            self._write_errors(extra=line)
         self._write_manifest()
 
     # ---- writing -------------------------------------------------------------------------------
@@ -306,30 +290,25 @@ class ShardWriter:
         return names + [n for n in self.stage_info if n not in names]
 
     def _commit(self, k: int, buf: _Buffer) -> None:
-        import pyarrow.parquet as pq
-
         errors = [e.to_json() for _, e in sorted(buf.errors.items())]
         meta = {"job": self.job.key, "index": k, "start": buf.start, "stop": buf.stop,
                 "errors": errors}
         table = self._table(buf, meta)
-        path = self.out / shard_name(k)
-        write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"),
-                     make_parent=False)
-        sha = sha256_file(path)
-        self.done[k] = {"file": path.name, "start": buf.start, "stop": buf.stop,
-                        "rows": len(buf.rows), "errors": len(errors),
-                        "bytes": path.stat().st_size, "sha256": sha}
+        name = shard_name(k)
+        size, sha = self.output.write_shard(name, table)
+        self.done[k] = {"file": name, "start": buf.start, "stop": buf.stop,
+                        "rows": len(buf.rows), "errors": len(errors), "bytes": size, "sha256": sha}
         self.errors[k] = errors
         if errors:
-            with open(self.out / ERRORS, "a") as f:
-                for e in errors:
-                    f.write(json.dumps({**e, "shard": path.name}) + "\n")
+            text = "".join(json.dumps({**e, "shard": name}) + "\n" for e in errors)
+            if not self.output.append_text(ERRORS, text):
+                self._write_errors()
         self._write_manifest()
 
-    def _write_errors(self) -> None:
+    def _write_errors(self, extra: str = "") -> None:
         lines = [json.dumps({**e, "shard": shard_name(k)})
                  for k in sorted(self.errors) for e in self.errors[k]]
-        write_atomic(self.out / ERRORS, "".join(line + "\n" for line in lines), make_parent=False)
+        self.output.write_text(ERRORS, "".join(line + "\n" for line in lines) + extra)
 
     def manifest(self) -> dict[str, Any]:
         """The manifest as it stands."""
@@ -361,14 +340,14 @@ class ShardWriter:
         }
 
     def _write_manifest(self) -> None:
-        _write_json(self.out / MANIFEST, self.manifest())
+        self.output.write_text(MANIFEST, _json(self.manifest()))
 
     def close(self) -> DatasetResult:
         """Write held-back shards, then the errors file in row order and the final manifest."""
         self.flush()
         self._write_errors()
         manifest = self.manifest()
-        _write_json(self.out / MANIFEST, manifest)
+        self.output.write_text(MANIFEST, _json(manifest))
         return DatasetResult(out=self.out, rows=manifest["rows"], errors=manifest["errors"],
                              shards=len(self.done), skipped=self.skipped, manifest=manifest)
 

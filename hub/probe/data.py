@@ -5,7 +5,11 @@ Two layouts are read:
 * a folder with one subfolder per class (the ImageFolder layout): every image under
   ``DATA/<class>/`` (recursively; hidden files skipped) is a row of that class;
 * a JSONL, CSV or Parquet file: ``column`` holds the item (a text, an image path relative
-  to the file, or image bytes) and ``label`` its class.
+  to the file, or image bytes) and ``label`` its class;
+* WebDataset tar shards (``shards/{00000..00009}.tar``, :mod:`hub.dataset.tars`): ``label``
+  names a field (``cls``, ``txt``) or a key of each sample's ``json`` member.
+
+Tables and tar shards may be store URIs (``s3://bucket/labelled.csv``; :mod:`hub.dataset.store`).
 
 The items are read by :mod:`hub.dataset.readers`, the readers of ``hub extract``: a row
 means the same item there and here. A row whose label is missing is kept in the reader
@@ -64,7 +68,15 @@ def open_labelled(data: str | os.PathLike[str], modality: str, *, column: str | 
     :raises InputError: a missing source, a missing column, a layout that is not one of the two.
     :raises DatasetError: a class subfolder without images.
     """
+    from hub.dataset.store import is_uri
+    from hub.dataset.tars import is_webdataset
+
     path = Path(data)
+    text = os.fspath(data)
+    if is_webdataset(text) or (is_uri(text) and text.lower().endswith(TABLE_SUFFIXES)):
+        reader = open_reader(text, modality, column=column)
+        labels = [_label(v) for v in reader.column_values(label)]
+        return Labelled(reader, labels, reader.path, reader.kind)
     if path.is_dir():
         if column is not None:
             raise InputError(f"--column (column=) applies to a JSONL, CSV or Parquet file, not to "

@@ -38,6 +38,10 @@ class RowValues:
         """``{"path": ...}`` or ``{"text": ...}`` for one row id; ``{}`` when unknown."""
         kind = self.source.get("kind")
         if kind == "folder":
+            from hub.dataset.store import is_uri, join
+
+            if is_uri(self.source["path"]):
+                return {"path": join(self.source["path"], str(row_id))}
             return {"path": str(Path(self.source["path"]) / str(row_id))}
         if kind == "glob":
             parts = Path(self.source["path"]).parts

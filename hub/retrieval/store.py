@@ -214,7 +214,14 @@ def open_store(index_dir: str | os.PathLike[str]) -> Store:
 
     :raises SearchIndexError: not a dataset output, no rows, or shards that do not fit the manifest.
     """
-    path = Path(index_dir)
+    from hub.dataset.store import is_uri
+
+    if is_uri(index_dir):
+        from hub.retrieval.remote import local_copy
+
+        path = local_copy(os.fspath(index_dir))
+    else:
+        path = Path(index_dir)
     manifest = read_manifest(path)
     if not manifest.get("shards") or not manifest.get("rows"):
         errors = manifest.get("errors") or 0

@@ -343,9 +343,46 @@ def _cli_door(cell: Cell, build: Build, tmp: Path) -> None:
         assert [r["label"] for r in results] == want.best, f"{cell.id}: {results}"
 
 
+def _remote(cell: Cell, build: Build, tmp: Path) -> None:
+    """A dataset job read from and written to a loopback S3 store equals extract()."""
+    import io
+
+    import numpy as np
+    import pyarrow.parquet as pq
+    import torch
+
+    from hub.dataset import extract_dataset
+    from hub.testing.store import LoopbackS3
+    from hub.twotower import TwoTowerBackbone
+
+    modality = modalities(build.backbone)[0]
+    paths = _inputs_on_disk(modality, tmp / "in")
+    key = Path(tmp).name  # moto keeps every server's buckets in this process: a prefix per check
+    server = LoopbackS3()
+    try:
+        with server.environment():
+            server.upload(tmp / "in", f"s3://conformance/{key}/in")
+            source = f"s3://conformance/{key}/in" + ("/texts.txt" if modality == "text" else "/")
+            out = f"s3://conformance/{key}/feats"
+            tower = modality if isinstance(build.backbone, TwoTowerBackbone) else None
+            extract_dataset(str(build.directory), source, out, device="cpu", dtype="float32",
+                            workers=0, modality=tower)
+            manifest = json.loads(server.read(f"{out}/_manifest.json"))
+            tables = [pq.read_table(io.BytesIO(server.read(f"{out}/{s['file']}")))
+                      for s in manifest["shards"]]
+    finally:
+        server.stop()
+    got = torch.tensor(np.array([r for t in tables for r in t.column("embedding").to_pylist()],
+                                dtype=np.float32))
+    ref = build.reference[modality].pooled
+    assert len(got) == len(ref) == len(paths if modality == "image" else ref), \
+        f"{cell.id}: {len(got)} rows for {len(ref)} items"
+    _close(got, ref, f"{cell.id} embeddings", 1e-4)
+
+
 _CHECKS: dict[str, Callable[[Cell, Build, Path], None]] = {
     "extract": _extract, "as_module": _as_module, "freeze": _training,
     "output_stride": _training, "grad_checkpointing": _training, "pyramid": _training,
     "save": _save, "islands": _islands, "openvino": _openvino, "compile": _compile,
-    "cli": _cli_door,
+    "cli": _cli_door, "remote": _remote,
 }
