@@ -7,6 +7,7 @@ unknown backbone, a missing ``serve`` extra, a bad limit); 2 a usage error.
 from __future__ import annotations
 
 import os
+import signal
 
 import typer
 
@@ -71,8 +72,15 @@ def serve_cmd(
         access.addHandler(handler)
         access.setLevel(logging.INFO)
         access.propagate = False
+    # uvicorn drains on SIGTERM (stops accepting, answers what it accepted, runs the lifespan's
+    # end), then raises the signal again under the handler it found: exit 0, not -15
+    signal.signal(signal.SIGTERM, _exit_0)
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=None)
+
+
+def _exit_0(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def register(app: typer.Typer) -> None:
