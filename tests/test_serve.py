@@ -8,6 +8,7 @@ requests share forwards; a client that leaves loses its place and nobody else's.
 from __future__ import annotations
 
 import base64
+import os
 import struct
 import threading
 import time
@@ -121,7 +122,7 @@ def test_models_list_the_weights_identity(client: httpx.Client, minilm: Any) -> 
 
 
 def test_health_ready_and_the_default_bind(client: httpx.Client) -> None:
-    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/health").json() == {"status": "ok", "pid": os.getpid()}
     assert client.get("/ready").json() == {"status": "ready",
                                            "models": ["efficientnet_lite0", "minilm_l6"]}
     import inspect

@@ -19,6 +19,7 @@ before the batchers stop. The routes:
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -105,7 +106,7 @@ def create_app(models: Sequence[Any] | Mapping[str, Any], *, config: ServeConfig
 
     @api.get("/health")
     async def health() -> Any:
-        return {"status": "ok"}
+        return {"status": "ok", "pid": os.getpid()}
 
     @api.get("/ready")
     async def ready() -> Any:
