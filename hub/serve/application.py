@@ -19,8 +19,8 @@ before the batchers stop. The routes:
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 

@@ -107,12 +107,16 @@ MODES: tuple[Mode, ...] = (
          "item, the embeddings of extract()"),
     Mode("cli", "classify", "`hub classify DIR IMAGE --labels a,b --json`: probabilities of "
          "zero_shot()"),
+    Mode("serve", "", "`hub.serve.app(DIR)` over HTTP: POST /v1/embeddings of texts and data-URI "
+         "images (both towers of an image-text entry, in one request): the pooled features of "
+         "extract()"),
 )
 MODE_BY_ID = {m.id: m for m in MODES}
 
-#: modes checked on one entry per provider (runtime, compile) or per modality (CLI doors), not
-#: per entry: the code they exercise does not depend on the architecture
-ELSEWHERE_MODES = {"openvino": "provider", "compile": "provider", "cli": "modality"}
+#: modes checked on one entry per provider (runtime, compile) or per modality (CLI doors, the
+#: HTTP service), not per entry: the code they exercise does not depend on the architecture
+ELSEWHERE_MODES = {"openvino": "provider", "compile": "provider", "cli": "modality",
+                   "serve": "modality"}
 
 #: large catalogue entries whose code is a smaller entry's (same class, same provider code, more
 #: or wider blocks): every cell is checked on the smaller one (as tests/test_zoo_parity.py does)
