@@ -368,3 +368,16 @@ def test_clip_answers_text_and_images_in_one_space(zoo_builds: Any, online: Any,
         e = error_of(httpx.post(s.url + "/v1/classify", json={"model": "clip_vit_b32", "input": images,
                                                               "labels": ["red", "red"]}), 422)
         assert "red" in e["message"]
+
+
+def test_the_served_default_precision_is_hub_loads(minilm: Any) -> None:
+    from hub.testing.matrix import FIDELITY
+
+    auto = hub.load("minilm_l6", device="cpu")  # what this machine's dtype="auto" picks
+    with Served(hub.serve.app(["minilm_l6"], device="cpu", warm=False)) as s:
+        card = httpx.get(s.url + "/v1/models").json()["data"][0]
+        got = openai_client(s.url).embeddings.create(model="minilm_l6", input=TEXTS)
+    assert card["weights"]["precision"] == auto.precision
+    vec = torch.tensor([d.embedding for d in got.data])
+    cos = torch.nn.functional.cosine_similarity(vec, minilm.extract(TEXTS).pooled).min().item()
+    assert cos >= FIDELITY["auto"], (auto.precision, cos)
