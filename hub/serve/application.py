@@ -135,7 +135,7 @@ async def _embeddings(service: Service, body: EmbeddingsRequest, request: Any) -
     items = service.check_items(model, body.input)
     request.state.items = len(items)
     prep = await service.prepare(model, items, None, body.truncate)
-    feats = await service.run(model, prep, Options(), request.is_disconnected)
+    feats = await service.run(model, prep, Options(), _until_gone(request))
     data = [{"object": "embedding", "index": i,
              "embedding": encode_vector(f.pooled[j], body.encoding_format)}
             for i, _, f, j in service.rows(prep, feats)]
@@ -143,6 +143,15 @@ async def _embeddings(service: Service, body: EmbeddingsRequest, request: Any) -
     return {"object": "list", "data": data, "model": model.name,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             "hub": {**service.answer_meta(model), "truncated": prep.truncated}}
+
+
+def _until_gone(request: Request) -> Any:
+    """A waiter that returns when the client disconnects (the body was read already, so the next
+    ASGI message is ``http.disconnect``)."""
+    async def wait() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    return wait
 
 
 def _stages(value: list[int | str] | str) -> tuple[int | str, ...] | str:
@@ -156,7 +165,7 @@ async def _features(service: Service, body: FeaturesRequest, request: Any) -> An
     request.state.items = len(items)
     prep = await service.prepare(model, items, body.max_length, body.truncate)
     options = Options(_stages(body.stages), body.pool, body.normalize, body.max_length)
-    feats = await service.run(model, prep, options, request.is_disconnected)
+    feats = await service.run(model, prep, options, _until_gone(request))
     fmt = body.encoding_format
     data = []
     for i, kind, f, j in service.rows(prep, feats):
@@ -192,7 +201,7 @@ async def _classify(service: Service, body: ClassifyRequest, request: Any) -> An
     prep = await service.prepare(model, items, None, True)
     loop = asyncio.get_running_loop()
     classes = await loop.run_in_executor(model.forward, bb.class_embeddings, labels, templates)
-    feats = await service.run(model, prep, Options(normalize=True), request.is_disconnected)
+    feats = await service.run(model, prep, Options(normalize=True), _until_gone(request))
     probs = bb.probabilities(bb.scores(feats["image"].pooled, classes)).float()
     data = [{"index": i, "label": labels[int(row.argmax())],
              "scores": dict(zip(labels, row.tolist(), strict=True))} for i, row in enumerate(probs)]
