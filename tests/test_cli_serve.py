@@ -85,3 +85,16 @@ def test_sigterm_drains_accepted_requests(tmp_path: Any) -> None:
     assert all(r[2] in (200, "refused") for r in records if r[0] < term - 0.05), records
     access = (tmp_path / "server.log").read_text()
     assert '"path": "/v1/embeddings", "status": 200, "model": "minilm_l6", "items": 48' in access
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--engine", "bogus"], "error: --engine must be 'local' or 'ray', got 'bogus'."),
+    (["--max-batch", "0"], "error: ServeConfig.max_batch must be a positive integer, got 0."),
+])
+def test_bad_options_exit_1_before_loading(args: list[str], message: str) -> None:
+    code = ("import sys, hub.cli\ntry:\n    hub.cli.main(%r)\nexcept SystemExit as e:\n"
+            "    print('EXIT', e.code)\nprint('LOADED', 'torch' in sys.modules, 'fastapi' in sys.modules)\n"
+            ) % (["serve", "minilm_l6", *args],)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert message in proc.stderr
+    assert proc.stdout.split() == ["EXIT", "1", "LOADED", "False", "False"]
