@@ -45,6 +45,11 @@ def serve_cmd(
     /v1/models, /health, /ready, /metrics (docs/serve.md)."""
     import logging
 
+    # before torch is imported (libgomp reads it when it loads): the server's threads (event loop,
+    # decoding, the forward) share the cores, and OpenMP workers that spin after each parallel
+    # region steal them (measured on a busy 2-core machine: 6-10x the latency at one client,
+    # half the throughput at 64; docs/serve.md). OMP_WAIT_POLICY=ACTIVE in the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from hub.errors import InputError
     from hub.serve import ServeConfig
 
