@@ -92,10 +92,10 @@ def test_sigterm_drains_accepted_requests(tmp_path: Any) -> None:
     (["--max-batch", "0"], "error: ServeConfig.max_batch must be a positive integer, got 0."),
 ])
 def test_bad_options_exit_1_before_loading(args: list[str], message: str) -> None:
-    code = ("import sys, hub.cli\ntry:\n    hub.cli.main(%r)\nexcept SystemExit as e:\n"
+    code = ("import sys, hub.cli\ntry:\n    hub.cli.main({!r})\nexcept SystemExit as e:\n"
             "    print('EXIT', e.code)\nprint('LOADED', 'torch' in sys.modules, 'fastapi' in sys.modules)\n"
             "import os\nprint('OMP', os.environ.get('OMP_WAIT_POLICY'))\n"
-            ) % (["serve", "minilm_l6", *args],)
+            ).format(["serve", "minilm_l6", *args])
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert message in proc.stderr
     # OpenMP's workers told not to spin, before torch loads (docs/serve.md: measured)
