@@ -9,7 +9,8 @@ built-in exception it most resembles, so callers can catch the usual type::
     ├── CatalogError
     │   ├── UnknownBackboneError (KeyError)       no manifest has that name or alias
     │   ├── DuplicateBackboneError (ValueError)   two manifests (or plugins) claim one name
-    │   └── UnknownVariantError (KeyError)        the backbone has no such weight variant
+    │   ├── UnknownVariantError (KeyError)        the backbone has no such weight variant
+    │   └── ModelNotServedError (KeyError)        `hub serve`: no served model has that id (HTTP 404)
     ├── PluginError
     │   ├── PluginLoadError (ImportError)         a plugin failed to import or raised in a hook
     │   └── ProviderNotFoundError (LookupError)   no loaded plugin provides the manifest's provider
@@ -27,8 +28,10 @@ built-in exception it most resembles, so callers can catch the usual type::
     ├── DependencyError (ImportError)             an optional package is missing: says which pip install
     ├── MeasurementError (RuntimeError)           a `hub bench` measuring process failed (its error attached)
     ├── RuntimeEngineError (RuntimeError)         an optional runtime (OpenVINO) cannot export or match torch
+    ├── ServiceBusyError (RuntimeError)           `hub serve`: a model's queue is full (HTTP 429, retry_after)
     ├── InputError (ValueError)                   bad input to extract(): names the item
     │   ├── ModalityError (TypeError)             text given to an image backbone, or the reverse
+    │   ├── PayloadTooLargeError                  `hub serve`: a request body or item count over its limit
     │   └── SearchIndexError                      a folder is not a searchable dataset output, or
     │                                             its stored embeddings do not fit the query
     └── DatasetError (ValueError)                 a labelled dataset cannot be probed: one class, an
@@ -51,13 +54,16 @@ __all__ = [
     "ManifestError",
     "MeasurementError",
     "ModalityError",
+    "ModelNotServedError",
     "OfflineError",
     "OutputError",
+    "PayloadTooLargeError",
     "PluginError",
     "PluginLoadError",
     "ProviderNotFoundError",
     "RuntimeEngineError",
     "SearchIndexError",
+    "ServiceBusyError",
     "SourceUnavailableError",
     "StoreError",
     "UnknownBackboneError",
@@ -114,6 +120,11 @@ class DuplicateBackboneError(CatalogError, ValueError):
 
 class UnknownVariantError(CatalogError, KeyError):
     """The backbone has no weight variant of that name."""
+
+
+class ModelNotServedError(CatalogError, KeyError):
+    """``hub serve``: a request names a model the server does not serve; the message lists the
+    served ones."""
 
 
 class PluginError(HubError):
@@ -235,6 +246,20 @@ class InputError(HubError, ValueError):
 
 class ModalityError(InputError, TypeError):
     """Text was given to an image backbone, or an image to a text backbone."""
+
+
+class PayloadTooLargeError(InputError):
+    """``hub serve``: a request body, or its number of items, is over the server's limit (HTTP 413);
+    the message names the limit and its option."""
+
+
+class ServiceBusyError(HubError, RuntimeError):
+    """``hub serve``: a model's queue holds as many items as it may (HTTP 429); retry after
+    ``retry_after`` seconds, or start the server with a larger ``--max-queue``."""
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class SearchIndexError(InputError):

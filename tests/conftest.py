@@ -113,9 +113,9 @@ def one_torch_thread() -> Iterator[None]:
 
 
 # ---- parallel runs (pytest-xdist) ----------------------------------------------------------------
-#: Modules kept on one worker whatever their fixtures: the Ray tests start a local 2-CPU Ray cluster,
-#: and two at once on two cores would fight over them.
-TOGETHER = frozenset({"test_dataset_ray.py"})
+#: Modules kept on one worker whatever their fixtures: the Ray tests (Ray Data, Ray Serve) start a
+#: local 2-CPU Ray cluster, and two at once on two cores would fight over them.
+TOGETHER = frozenset({"test_dataset_ray.py", "test_serve_ray.py"})
 #: The longest scheduling units, started first so that none is left for the end (the scheduler
 #: hands units out in collection order: ``--no-loadscope-reorder``): a module name stands for its
 #: group, ``module::test`` for one test. Measured with ``--durations`` on the 2-core machine.

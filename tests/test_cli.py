@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "timm", "transformers", "torchvision", "sklearn")
+HEAVY = ("torch", "timm", "transformers", "torchvision", "sklearn", "fastapi", "uvicorn", "prometheus_client")
 
 
 def run(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:

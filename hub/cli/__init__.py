@@ -7,7 +7,7 @@ group: :mod:`hub.cli.catalog` (list, info), :mod:`hub.cli.weights` (pull),
 (cache ls/rm/prune/path), :mod:`hub.cli.extract` (extract), :mod:`hub.cli.classify` (classify),
 :mod:`hub.cli.bench` (bench),
 :mod:`hub.cli.probe` (probe), :mod:`hub.cli.search` (search), :mod:`hub.cli.plugins` (plugins),
-:mod:`hub.cli.browse` (browse).
+:mod:`hub.cli.browse` (browse), :mod:`hub.cli.serve` (serve).
 Of the CLI, a command module imports only :mod:`hub.cli._common` (:mod:`hub.cli.dataset` is
 the dataset mode of ``hub extract``), never another command's module.
 """
@@ -29,6 +29,7 @@ from hub.cli import (
     plugins,
     probe,
     search,
+    serve,
     verify,
     weights,
 )
@@ -58,7 +59,7 @@ def _app() -> typer.Typer:
             raise typer.Exit()
 
     for module in (catalog, weights, verify, pin, cache, extract, classify, bench, probe, search, plugins,
-                   browse):
+                   browse, serve):
         module.register(app)
     return app
 

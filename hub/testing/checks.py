@@ -3,7 +3,8 @@
 :func:`run_cell` runs a cell: a ``works`` cell runs its mode's check, a ``raises`` cell asserts
 the mode's call raises :class:`hub.errors.InputError`. Failures raise ``AssertionError`` naming
 the cell and the numbers. Only the public API is used: ``hub.load`` (of the saved directory),
-``extract``, ``as_module``, ``net.transforms`` / ``net.tokenize``, ``net.save`` and the CLI.
+``extract``, ``as_module``, ``net.transforms`` / ``net.tokenize``, ``net.save``, the CLI and
+``hub.serve.app``.
 """
 
 from __future__ import annotations
@@ -380,9 +381,40 @@ def _remote(cell: Cell, build: Build, tmp: Path) -> None:
     _close(got, ref, f"{cell.id} embeddings", 1e-4)
 
 
+def _serve(cell: Cell, build: Build, tmp: Path) -> None:
+    """``hub.serve.app(DIR)`` over HTTP (in process, lifespan run): ``/v1/embeddings`` of every
+    modality the entry takes, in one request, equal to extract()'s pooled features."""
+    import base64
+    import io
+
+    import torch
+    from fastapi.testclient import TestClient
+
+    import hub.serve
+
+    inputs: list[str] = []
+    refs = []
+    for modality in modalities(build.backbone):
+        if modality == "text":
+            inputs += list(SAMPLE_TEXTS)
+        else:
+            for image in sample_images():
+                buf = io.BytesIO()
+                image.save(buf, "PNG")  # lossless: the pixels extract() saw
+                inputs.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
+        refs.append(build.reference[modality].pooled)
+    app = hub.serve.app([str(build.directory)], device="cpu", dtype="float32", warm=False)
+    with TestClient(app) as client:
+        name = client.get("/v1/models").json()["data"][0]["id"]
+        r = client.post("/v1/embeddings", json={"model": name, "input": inputs})
+    assert r.status_code == 200, f"{cell.id}: HTTP {r.status_code}: {r.text[:800]}"
+    got = torch.tensor([d["embedding"] for d in r.json()["data"]])
+    _close(got, torch.cat([x.float() for x in refs]), f"{cell.id} embeddings", 1e-4)
+
+
 _CHECKS: dict[str, Callable[[Cell, Build, Path], None]] = {
     "extract": _extract, "as_module": _as_module, "freeze": _training,
     "output_stride": _training, "grad_checkpointing": _training, "pyramid": _training,
     "save": _save, "islands": _islands, "openvino": _openvino, "compile": _compile,
-    "cli": _cli_door, "remote": _remote,
+    "cli": _cli_door, "remote": _remote, "serve": _serve,
 }

@@ -109,13 +109,17 @@ MODES: tuple[Mode, ...] = (
          "zero_shot()"),
     Mode("remote", "s3", "hub.extract_dataset from s3:// to s3:// on a loopback S3 server (moto): "
          "one row per item, the embeddings of extract()"),
+    Mode("serve", "", "`hub.serve.app(DIR)` over HTTP: POST /v1/embeddings of texts and data-URI "
+         "images (both towers of an image-text entry, in one request): the pooled features of "
+         "extract()"),
 )
 MODE_BY_ID = {m.id: m for m in MODES}
 
-#: modes checked on one entry per provider (runtime, compile) or per modality (CLI doors), not
-#: per entry: the code they exercise does not depend on the architecture
+#: modes checked on one entry per provider (runtime, compile) or per modality (CLI doors, remote
+#: stores, the HTTP service), not per entry: the code they exercise does not depend on the
+#: architecture
 ELSEWHERE_MODES = {"openvino": "provider", "compile": "provider", "cli": "modality",
-                   "remote": "modality"}
+                   "remote": "modality", "serve": "modality"}
 
 #: large catalogue entries whose code is a smaller entry's (same class, same provider code, more
 #: or wider blocks): every cell is checked on the smaller one (as tests/test_zoo_parity.py does)
