@@ -6,12 +6,14 @@ engine."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +87,9 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory,
     the loopback S3 store's credentials in their environment, as a cloud node has its own."""
     pytest.importorskip("ray")
     root = tmp_path_factory.mktemp("rc")
+    # Ray's session folder holds unix sockets, whose paths must stay under 108 bytes: pytest's
+    # folders under xdist (/tmp/pytest-of-USER/pytest-N/popen-gwN/...) are too deep for them
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     port = _free_port()
     caches = [root / "cache-head", root / "cache-worker"]
     # a cluster of its own, on loopback: no token (another cluster's ~/.ray/auth_token is not ours)
@@ -95,9 +100,9 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory,
     cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--num-cpus=1",
            "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     procs = [subprocess.Popen([*cmd, "--head", f"--port={port}", "--include-dashboard=false",
-                               f"--temp-dir={root / 'ray'}"],
+                               f"--temp-dir={ray_tmp}"],
                               env={**base, "HUB_CACHE": str(caches[0])}, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                              stdout=subprocess.DEVNULL, stderr=(root / "head.log").open("wb"))]
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -106,7 +111,8 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory,
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                assert time.monotonic() < deadline and procs[0].poll() is None, "head did not start"
+                assert time.monotonic() < deadline and procs[0].poll() is None, \
+                    "head did not start: " + (root / "head.log").read_text(errors="replace")[-2000:]
                 time.sleep(0.5)
         procs.append(subprocess.Popen([*cmd, f"--address={address}"],
                                       env={**base, "HUB_CACHE": str(caches[1])},
@@ -127,6 +133,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory,
                 p.wait(max(0.1, stop_by - time.monotonic()))
             with contextlib.suppress(ProcessLookupError):  # what `ray start` left in its group
                 os.killpg(p.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 @pytest.mark.slow
