@@ -8,7 +8,8 @@ The sets:
   ``nn.MultiheadAttention``, which peft adapts as its fused in-projection and its out-projection);
 * ``"mlp"`` (only as part of ``"attention+mlp"``): the linear layers of every MLP / feed-forward
   block;
-* ``"all-linear"``: every ``nn.Linear`` the module holds (and every ``nn.MultiheadAttention``);
+* ``"all-linear"``: every ``nn.Linear`` the module holds (and every ``nn.MultiheadAttention``,
+  and transformers' ``Conv1D``: GPT-2's linear layers);
 * ``"conv"``: every ungrouped convolution (peft cannot merge grouped ones, and needs the rank
   divisible by the groups).
 
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GROUPS", "SETS", "TargetRules", "find_targets"]
+__all__ = ["GROUPS", "SETS", "TargetRules", "find_targets", "is_conv1d"]
 
 #: the target set names ``as_module(targets=...)`` takes
 SETS = ("attention", "attention+mlp", "all-linear", "conv")
@@ -63,9 +64,18 @@ class TargetRules:
 
 
 def _adaptable(module: torch.nn.Module) -> bool:
+    """A linear layer peft adapts: ``nn.Linear`` (subclasses included), transformers' ``Conv1D``
+    (GPT-2's transposed linear; peft sets ``fan_in_fan_out`` for it), ``nn.MultiheadAttention``."""
     import torch
 
-    return isinstance(module, (torch.nn.Linear, torch.nn.MultiheadAttention))
+    return isinstance(module, (torch.nn.Linear, torch.nn.MultiheadAttention)) or is_conv1d(module)
+
+
+def is_conv1d(module: object) -> bool:
+    """transformers' ``Conv1D`` (a linear layer with a transposed weight), known by its class
+    and module names so that nothing imports transformers."""
+    kind = type(module)
+    return kind.__name__ == "Conv1D" and kind.__module__.startswith("transformers.")
 
 
 def find_targets(module: torch.nn.Module, rules: TargetRules, group: str) -> list[str]:

@@ -192,6 +192,21 @@ def test_norm_modes_keep_batch_norms_as_asked_with_conv_adapters(one_torch_threa
     assert stats and all(torch.equal(v, net.state_dict()[k]) for k, v in stats.items())
 
 
+def test_batch_norm_statistics_stay_the_bases_with_an_adapter(one_torch_thread: None) -> None:
+    """The saved adapter carries no statistics: norm="train" with an adapter keeps them too, so
+    a training step changes only adapter tensors (buffers included)."""
+    bb = built("mobilenet_v3_small_tv")
+    net = bb.as_module(stages=[0, 1, 2], adapter="lora", targets="conv").train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        net(pixels(bb)[:, :, :64, :64])["stage3"].square().mean().backward()
+        opt.step()
+    changed = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(".lora_" in k for k in changed)
+
+
 def test_grad_checkpointing_gives_the_same_adapter_gradients(one_torch_thread: None) -> None:
     bb = built("vit_s16")
     x = pixels(bb)
@@ -225,3 +240,22 @@ def test_text_trunk_with_adapters_and_a_text_classifier(one_torch_thread: None) 
     logits = model(batch)
     torch.nn.functional.cross_entropy(logits, torch.tensor([1, 0])).backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_gpt2_conv1d_layers_are_linear_targets() -> None:
+    """transformers' Conv1D (GPT-2's transposed linear layers) counts as linear; peft adapts it
+    with fan_in_fan_out, and the adapted layer starts as the base."""
+    import transformers
+
+    from hub.train.adapters import AdapterConfig, inject
+
+    torch.manual_seed(0)
+    model = transformers.GPT2Model(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2,
+                                                           vocab_size=50, n_positions=16)).eval()
+    rules = hub.get_registry().provider("transformers").adapter_rules()
+    assert find_targets(model, rules, "attention") == ["h.0.attn.c_attn", "h.0.attn.c_proj"]
+    assert find_targets(model, rules, "mlp") == ["h.0.mlp.c_fc", "h.0.mlp.c_proj"]
+    ids = torch.tensor([[1, 2, 3, 4]])
+    ref = model(ids).last_hidden_state
+    config = inject(model, AdapterConfig("lora", 4, 8.0, 0.0, ("h.0.attn.c_attn",)), ["h.0.attn.c_attn"])
+    assert config.fan_in_fan_out and torch.equal(model(ids).last_hidden_state, ref)

@@ -93,6 +93,10 @@ MODES: tuple[Mode, ...] = (
          slow=False),
     Mode("save", "tower=text", "the text tower's net.save(dir) -> hub.load(dir).extract(texts) "
          "equal to the parent's text features"),
+    Mode("adapter", "lora", "as_module(adapter='lora', rank=4, targets='attention', else 'conv', "
+         f"else 'all-linear'): before training {_EXACT}; one Adam step (lr 1e-3) changes only adapter "
+         "tensors; net.save(dir) writes the adapter alone (< 1/4 of the parent's weights) and "
+         "hub.load(dir).extract() equals the trained module's stages at 1e-4 of each map's scale"),
     Mode("islands", "early", "hub.load(dtype='bfloat16', islands='early'): min cosine of the "
          f"pooled features against float32 >= {FIDELITY['islands']}"),
     Mode("islands", "depthwise", "as islands[early], with islands='depthwise'"),
@@ -166,6 +170,10 @@ PENDING: dict[tuple[str, str], str] = {
     "is folded), so bf16 rounding decides the cell (min cosine 0.79 against float32, stage 1 "
     "still 0.9998): a weight fill that keeps this tower's activations of order one is needed "
     "before the cell says anything about hub (auto keeps depthwise networks in float32)",
+    ("mobileclip_s2", "adapter[lora]"): "the same seeded weights: stage 4's activations reach 5e15, "
+    "so the training step's loss (their mean square) has gradients that are not finite (measured: "
+    "inf in the adapters' gradients), the Adam step writes NaN and peft refuses to merge NaN "
+    "weights; the adapter cell needs the same weight fill as extract[bfloat16]",
 }
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from hub.errors import InputError
-from hub.targets import SETS, TargetRules, find_targets
+from hub.targets import SETS, TargetRules, find_targets, is_conv1d
 
 if TYPE_CHECKING:
     from hub.provider import Provider
@@ -88,7 +88,7 @@ def _kind(module: torch.nn.Module) -> str | None:
     peft cannot merge them)."""
     if isinstance(module, torch.nn.MultiheadAttention):
         return "attention"
-    if isinstance(module, torch.nn.Linear):
+    if isinstance(module, torch.nn.Linear) or is_conv1d(module):
         return "linear"
     if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
         return "conv" if module.groups == 1 else None
@@ -156,7 +156,7 @@ def inject(model: torch.nn.Module, config: AdapterConfig, names: Sequence[str]) 
 
     peft = require("peft", extra="adapters", purpose="LoRA adapters")
     lc = lora_config(config, names)
-    with warnings.catch_warnings():  # peft warns about grouped convolutions: never targeted
+    with warnings.catch_warnings():  # peft warns when it sets fan_in_fan_out for GPT-2's Conv1D
         warnings.simplefilter("ignore", UserWarning)
         peft.inject_adapter_in_model(lc, model)
     for name, p in model.named_parameters():

@@ -441,7 +441,9 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
 
 def _adapt(net: Trunk, backbone: Backbone, config: AdapterConfig, frozen: set[str]) -> None:
     """Put the adapter on the trunk (:mod:`hub.train.adapters`): targets in frozen stages are
-    left out; afterwards only adapter parameters train, each at its module's layer depth."""
+    left out; afterwards only adapter parameters train, each at its module's layer depth, and
+    every batch norm runs in eval mode (``norm="train"`` included): its running statistics are
+    the base's, which the saved adapter does not carry."""
     from hub.train import adapters as ad
 
     if backbone.spec.adapter is not None:
@@ -467,6 +469,8 @@ def _adapt(net: Trunk, backbone: Backbone, config: AdapterConfig, frozen: set[st
         if d is not None:
             depth[name] = d
     net._depth = depth
+    # the saved adapter carries no batch-norm statistics: they stay the base's (eval mode)
+    net._eval_norms = fz.norms_in_eval(net, set(), all_norms=True)
     net.adapter = config
     net.adapter_targets = names
 
