@@ -11,7 +11,9 @@ The directory (written by :mod:`hub.train.save_adapter`) holds the adapter alone
    merges them into the weights (peft's ``merge``) and removes the LoRA layers, then casts to the
    precision ``hub.load`` asked for. What comes out is an ordinary backbone (``extract``,
    ``serve``, ``as_module``); it keeps the provider, so ``as_module`` rebuilds the same merged
-   float32 weights.
+   float32 weights. Its ``weights`` record names the adapter's variant and sha256 (the key of
+   runtime exports and search indexes: two adapters on one base never share one) with the
+   base's companion files (a text backbone's tokenizer).
 
 torch and peft are imported inside the functions.
 """
@@ -52,10 +54,19 @@ class AdaptedProvider(Provider):
               dtype: Any) -> AnyBackbone:
         """The base built from its weights (``weights``, the adapter's files, are this provider's
         own), the adapter merged in float32, then cast to ``dtype``."""
+        from hub.twotower import TwoTowerBackbone
+
         bb = self.inner.build(spec, self.base, device=device, dtype=None)
         merge_adapter(bb.module, self.adapter, self.record, what=spec.name)
         if dtype is not None:
             bb.module.to(dtype)
+        # what the weights are known by (runtime exports, search indexes, a further save): the
+        # adapter's variant and sha256 (which pins its base), with the base's companion files
+        known = WeightFiles(variant=self.adapter.variant, weights=self.base.weights,
+                            sha256=self.adapter.sha256, files=dict(self.base.files))
+        parts: list[Any] = [bb, bb.image, bb.text] if isinstance(bb, TwoTowerBackbone) else [bb]
+        for part in parts:
+            part.weights = known
         return bb
 
     def norm_layers(self) -> dict[type, NormLayer]:

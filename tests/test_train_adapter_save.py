@@ -74,6 +74,9 @@ def test_adapter_saves_small_and_loads_to_the_same_features(vit_b16: Any, tmp_pa
 
     loaded = hub.load(out, device="cpu", dtype="float32")
     assert isinstance(loaded, hub.ImageBackbone) and loaded.name == "vit_b16_pets"
+    # known by the adapter's variant and sha256 (runtime exports, search indexes key on it)
+    assert loaded.weights.variant.name == "adapter"
+    assert loaded.weights.sha256 == entry["weights"][0]["sha256"] != vit_b16.weights.sha256
     merged_dir = net.save(tmp_path / "merged", name="vit_b16_pets_full", merge=True)
     assert "adapter" not in yaml.safe_load((merged_dir / "manifest.yaml").read_text())["backbones"][0]
     merged = hub.load(merged_dir, device="cpu", dtype="float32")

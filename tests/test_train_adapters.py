@@ -259,3 +259,28 @@ def test_gpt2_conv1d_layers_are_linear_targets() -> None:
     ref = model(ids).last_hidden_state
     config = inject(model, AdapterConfig("lora", 4, 8.0, 0.0, ("h.0.attn.c_attn",)), ["h.0.attn.c_attn"])
     assert config.fan_in_fan_out and torch.equal(model(ids).last_hidden_state, ref)
+
+
+def test_ddp_without_unused_parameter_search_trains_adapters(tmp_path: Any,
+                                                             one_torch_thread: None) -> None:
+    """Every adapter is in the graph: DistributedDataParallel(find_unused_parameters=False) runs
+    repeated steps (its reducer fails on the second step if a trainable parameter got no
+    gradient), here in a one-process gloo group."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    bb = built("vit_s16")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0,
+                            world_size=1)
+    try:
+        net = bb.as_module(stages=[0], adapter="lora", targets="attention+mlp")
+        model = DistributedDataParallel(hub.heads.classifier(net, 3), find_unused_parameters=False)
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+        for _ in range(3):
+            loss = torch.nn.functional.cross_entropy(model(pixels(bb)), torch.tensor([0, 1]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    finally:
+        dist.destroy_process_group()

@@ -33,7 +33,7 @@ from hub.targets import SETS, TargetRules, find_targets, is_conv1d
 if TYPE_CHECKING:
     from hub.provider import Provider
 
-__all__ = ["ADAPTERS", "AdapterConfig", "adapter_config", "adapter_state", "base_key", "inject",
+__all__ = ["ADAPTERS", "AdapterConfig", "adapter_config", "adapter_state", "attach", "base_key", "inject",
            "is_adapter_key", "lora_config", "merged_copy", "resolve_targets"]
 
 #: the adapter kinds ``as_module(adapter=...)`` takes
@@ -202,6 +202,35 @@ def merged_copy(model: torch.nn.Module, *, inplace: bool = False) -> torch.nn.Mo
         name, sub = found
         parent_name, _, leaf = name.rpartition(".")
         setattr(out.get_submodule(parent_name), leaf, sub.get_base_layer())
+
+
+def attach(net: torch.nn.Module, model: torch.nn.Module, rules: TargetRules, config: AdapterConfig,
+           *, frozen: set[str], depth: dict[str, int], prefix: str,
+           what: str) -> tuple[list[str], Any, dict[str, int]]:
+    """Put the adapter on ``model`` (the network inside ``net``, at ``prefix`` in its parameter
+    names): targets whose parameters are in ``frozen`` are left out; afterwards only adapter
+    parameters of ``net`` train. Returns the targets, peft's ``LoraConfig`` and the layer depth
+    of each parameter of ``net`` (an adapter at its module's depth, from ``depth``).
+
+    :raises InputError: bad targets, or every target frozen.
+    """
+    names = resolve_targets(model, rules, config.targets, what=what)
+    names = [n for n in names if not any(p.startswith(f"{prefix}{n}.") for p in frozen)]
+    if not names:
+        raise InputError(f"{what}: every adapter target lies in a frozen stage; freeze fewer "
+                         "stages or target later modules.")
+    lora = inject(model, config, names)
+    for name, p in net.named_parameters():  # the net's other modules (pool heads) too
+        if not is_adapter_key(name):
+            p.requires_grad_(False)
+    by_module = module_depths(depth)
+    out = {}
+    for name, _ in net.named_parameters():
+        base = base_key(name)
+        d = by_module.get(base.split(".lora_")[0]) if is_adapter_key(name) else depth.get(base)
+        if d is not None:
+            out[name] = d
+    return names, lora, out
 
 
 def module_depths(depth: dict[str, int]) -> dict[str, int]:

@@ -440,39 +440,20 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
 
 
 def _adapt(net: Trunk, backbone: Backbone, config: AdapterConfig, frozen: set[str]) -> None:
-    """Put the adapter on the trunk (:mod:`hub.train.adapters`): targets in frozen stages are
-    left out; afterwards only adapter parameters train, each at its module's layer depth, and
-    every batch norm runs in eval mode (``norm="train"`` included): its running statistics are
-    the base's, which the saved adapter does not carry."""
+    """Put the adapter on the trunk (:func:`hub.train.adapters.attach`); every batch norm then
+    runs in eval mode (``norm="train"`` included): its running statistics are the base's, which
+    the saved adapter does not carry."""
     from hub.train import adapters as ad
 
     if backbone.spec.adapter is not None:
         raise InputError(f"{backbone.name} is a saved adapter already applied to "
                          f"{backbone.spec.adapter.base}; adapters do not stack. Train it without "
                          "adapter=, or load the parent and train a new adapter.")
-    model = net.network
-    names = ad.resolve_targets(model, ad.provider_rules(backbone.provider), config.targets,
-                               what=backbone.name)
-    names = [n for n in names if not any(p.startswith(f"{BODY}{n}.") for p in frozen)]
-    if not names:
-        raise InputError(f"{backbone.name}: every adapter target lies in a frozen stage; freeze "
-                         "fewer stages or target later modules.")
-    net.peft_config = ad.inject(model, config, names)
-    for name, p in net.named_parameters():  # the body's other modules (pool heads) too
-        if not ad.is_adapter_key(name):
-            p.requires_grad_(False)
-    by_module = ad.module_depths(net._depth)
-    depth = {}
-    for name, _ in net.named_parameters():
-        base = ad.base_key(name)
-        d = by_module.get(base.split(".lora_")[0]) if ad.is_adapter_key(name) else net._depth.get(base)
-        if d is not None:
-            depth[name] = d
-    net._depth = depth
-    # the saved adapter carries no batch-norm statistics: they stay the base's (eval mode)
+    names, net.peft_config, net._depth = ad.attach(
+        net, net.network, ad.provider_rules(backbone.provider), config, frozen=frozen,
+        depth=net._depth, prefix=BODY, what=backbone.name)
     net._eval_norms = fz.norms_in_eval(net, set(), all_norms=True)
-    net.adapter = config
-    net.adapter_targets = names
+    net.adapter, net.adapter_targets = config, names
 
 
 def _norm_layers(backbone: Backbone) -> dict[type, NormLayer]:
