@@ -36,6 +36,7 @@ BENCHMARKS: list[tuple[str, list[str], str]] = [
     ("bench_dataset.py", [], "dataset engines: local (0/1/2 workers) and Ray"),
     ("bench_remote.py", [], "no shared filesystem: local vs loopback S3 vs tars, shipping, commits"),
     ("bench_train.py", [], "training steps: as_module + hub.heads vs timm features_only, torchvision detection"),
+    ("bench_lora.py", [], "training steps: LoRA adapters vs full fine-tuning (vit_b16, CLIP image tower)"),
     ("gpu_check.py", ["--quick"], "CUDA parity and throughput per dtype (skipped without CUDA)"),
 ]
 

@@ -263,6 +263,10 @@ def load(name: str | os.PathLike[str], *, weights: str | None = None, pretrained
         files = None
     elif local is not None:
         files = saved_weights(local, _variant(spec, weights))
+        if spec.adapter is not None:  # the base loaded, the adapter merged in (hub.adapted)
+            from hub.adapted import adapted
+
+            provider = adapted(spec.adapter, provider, files, resolve)
     else:
         files = pull(spec.name, weights=weights)
     bb = provider.build(spec, files, device=dev, dtype=torch_dtype(build))

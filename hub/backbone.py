@@ -140,7 +140,9 @@ class Backbone(PlanViews, ABC):
     def as_module(self, stages: Sequence[int | str] | int | str | None = None, *,
                   freeze: str | int | None = None, norm: str = "train",
                   output_stride: int | None = None, grad_checkpointing: bool = False,
-                  pyramid: bool = False) -> torch.nn.Module:
+                  pyramid: bool = False, adapter: str | None = None, rank: int = 8,
+                  alpha: float = 16, dropout: float = 0.0,
+                  targets: str | Sequence[str] = "attention") -> torch.nn.Module:
         """A new trainable ``torch.nn.Module`` of this backbone (a copy of the weights; this
         backbone and ``extract()`` are unaffected); see :mod:`hub.train` and docs/training.md.
 
@@ -150,6 +152,14 @@ class Backbone(PlanViews, ABC):
         :param output_stride: 8 or 16 by dilation where the architecture allows it.
         :param grad_checkpointing: recompute activations of repeated blocks in the backward.
         :param pyramid: add a simple feature pyramid (strides 4 to 32) to single-stride ViTs.
+        :param adapter: ``"lora"`` trains low-rank adapters (peft's LoRA, the ``adapters`` extra)
+            on ``targets`` instead of the weights: only the adapters train; ``net.save`` writes
+            the adapter alone (see :mod:`hub.train.adapters`, docs/training.md).
+        :param rank: the adapters' rank.
+        :param alpha: the LoRA scale's numerator (the update is ``alpha / rank * B @ A``).
+        :param dropout: dropout on the adapters' input.
+        :param targets: ``"attention"``, ``"attention+mlp"``, ``"all-linear"``, ``"conv"``
+            (ungrouped convolutions) or a list of module names (:mod:`hub.targets`).
         A backbone whose ``dtype="auto"`` cast its weights to a lower precision, whose batch
         norms were folded (:attr:`folded`: its convolutions carry folded copies), or which keeps
         float32 islands (:attr:`islands`: its modules cast their inputs), gives a float32 module
@@ -158,13 +168,15 @@ class Backbone(PlanViews, ABC):
 
         :raises InputError: on an unknown stage, a bad freeze/norm/output_stride value.
         """
+        from hub.train.adapters import adapter_config
         from hub.train.trunk import build_trunk
 
+        config = adapter_config(adapter, rank=rank, alpha=alpha, dropout=dropout, targets=targets)
         plan = self.plan  # cast by hub and not the provider's (or the islands' hooks would travel)
         rebuild = plan.cast_by_hub and (plan.auto or bool(plan.folded) or bool(plan.kept))
         parent = self._float32_twin() if rebuild else self
         return build_trunk(parent, stages, freeze=freeze, norm=norm, output_stride=output_stride,
-                           grad_checkpointing=grad_checkpointing, pyramid=pyramid)
+                           grad_checkpointing=grad_checkpointing, pyramid=pyramid, adapter=config)
 
     def _float32_twin(self) -> Backbone:
         """This backbone in float32: rebuilt from its weight files by the provider that built it

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "Adapter",
     "BackboneSpec",
     "DistributionSource",
     "HuggingFaceSource",
@@ -349,6 +350,24 @@ class Parent(_Strict):
                               "returned (as_module(stages=...)); empty when not recorded")
 
 
+class Adapter(_Strict):
+    """A saved adapter (``net.save`` of ``as_module(adapter=...)``): the weights file holds only
+    the adapter; ``hub.load`` builds the base backbone and merges it in."""
+
+    kind: Literal["lora"] = Field(description="the adapter kind")
+    rank: int = Field(gt=0, description="the low-rank updates' rank")
+    alpha: float = Field(gt=0, description="the scale's numerator (update = alpha / rank * B @ A)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input in training")
+    targets: list[str] = Field(min_length=1, description="the adapted modules, by name in the "
+                               "base backbone module's key space")
+    base: str = Field(min_length=1, description="what hub.load loads the base by: a catalogue "
+                      "name, or the absolute path of a saved directory's manifest")
+    base_weights: str | None = Field(default=None, pattern=_NAME, description="the base's weight "
+                                     "variant (null: its default)")
+    base_sha256: Sha256 = Field(description="sha256 of the base's safetensors the adapter was "
+                                "trained on; hub.load refuses other weights")
+
+
 class BackboneSpec(_Strict):
     """Everything the hub knows about one backbone."""
 
@@ -377,6 +396,9 @@ class BackboneSpec(_Strict):
                                          "variants.")
     parent: Parent | None = Field(default=None, description="For fine-tuned weights: what they "
                                   "were trained from (written by `net.save`).")
+    adapter: Adapter | None = Field(default=None, description="For a saved adapter: its "
+                                    "configuration and the base it applies to (written by "
+                                    "`net.save` of an adapted module).")
 
     @model_validator(mode="after")
     def _consistent(self) -> BackboneSpec:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hub.manifest import BackboneSpec, WeightVariant
+    from hub.targets import TargetRules
     from hub.twotower import AnyBackbone
 
 __all__ = ["NormLayer", "Provider", "WeightFiles"]
@@ -103,6 +104,21 @@ class Provider(ABC):
         Called after :meth:`build` (importing the library here is fine). Default: none.
         """
         return {}
+
+    def adapter_rules(self) -> TargetRules:
+        """What ``as_module(adapter=..., targets="attention" | "attention+mlp")`` adapts in this
+        library's networks: the modules that own attention and MLP blocks, by class name and by
+        attribute name (:class:`hub.targets.TargetRules`). Every ``nn.Linear`` and
+        ``nn.MultiheadAttention`` inside an owner becomes a LoRA target (:mod:`hub.targets`).
+
+        Called on ``as_module``, after :meth:`build`; read by nothing else. Default: the generic
+        rules (classes named ``*Attention*``, ``*Mlp``/``*MLP``/``*Intermediate``/``*Output``;
+        attributes ``attn``, ``attention``, ``mlp``, ...), which fit most libraries; override it
+        where a family names its blocks otherwise.
+        """
+        from hub.targets import TargetRules
+
+        return TargetRules()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

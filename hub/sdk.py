@@ -16,6 +16,9 @@ Building:
 * :class:`NormLayer`: a library's batch-norm subclass that does more than normalise (timm's
   ``BatchNormAct2d``), listed by ``Provider.norm_layers()`` with what it does after normalising,
   so batch-norm folding and ``as_module(norm="frozen")`` keep it.
+* :class:`TargetRules`: what owns attention and MLP blocks in a library's networks, returned
+  by ``Provider.adapter_rules()``, so ``as_module(adapter="lora", targets="attention")`` finds
+  the layers to adapt (:mod:`hub.targets`).
 * :class:`BackboneSpec`: the validated manifest entry ``build`` receives (architecture,
   preprocessing, outputs and their stages).
 * :class:`WeightFiles`: the verified weights ``build`` receives (``None`` for random init):
@@ -73,6 +76,7 @@ from hub.features import RawOutput, StageSpec
 from hub.hookspecs import hookimpl
 from hub.manifest import BackboneSpec
 from hub.provider import NormLayer, Provider, WeightFiles
+from hub.targets import TargetRules
 from hub.twotower import FixedLengthText, TwoTowerBackbone, resolve_scoring, tower_spec
 
 __all__ = [
@@ -87,6 +91,7 @@ __all__ = [
     "Provider",
     "RawOutput",
     "StageSpec",
+    "TargetRules",
     "TextBackbone",
     "TwoTowerBackbone",
     "UnsafeWeightsError",

@@ -277,7 +277,9 @@ class TwoTowerBackbone(PlanViews):
     def as_module(self, stages: Sequence[int | str] | int | str | None = None, *,
                   freeze: str | int | None = None, norm: str = "train",
                   output_stride: int | None = None, grad_checkpointing: bool = False,
-                  pyramid: bool = False, modality: str = "image") -> torch.nn.Module:
+                  pyramid: bool = False, modality: str = "image", adapter: str | None = None,
+                  rank: int = 8, alpha: float = 16, dropout: float = 0.0,
+                  targets: str | Sequence[str] = "attention") -> torch.nn.Module:
         """A trainable module of one tower (default the image tower); see
         :meth:`Backbone.as_module` for the options. ``modality="text"`` gives the text tower's
         trunk: its layers' hidden states (B, L, D) from the tokenised batch ``net.tokenize(texts)``
@@ -286,7 +288,8 @@ class TwoTowerBackbone(PlanViews):
         The module trains in float32 whatever precision this backbone runs in."""
         return self.tower(modality).as_module(
             stages, freeze=freeze, norm=norm, output_stride=output_stride,
-            grad_checkpointing=grad_checkpointing, pyramid=pyramid)
+            grad_checkpointing=grad_checkpointing, pyramid=pyramid, adapter=adapter, rank=rank,
+            alpha=alpha, dropout=dropout, targets=targets)
 
     # ---- scoring -------------------------------------------------------------------------------
     def scores(self, image_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:

@@ -46,7 +46,8 @@ def test_the_check_sees_other_hub_imports(tmp_path: Path) -> None:
 def test_sdk_exports_are_explicit_and_resolve() -> None:
     assert sorted(hub.sdk.__all__) == [
         "Backbone", "BackboneSpec", "DependencyError", "FixedLengthText", "ImageBackbone", "InputError",
-        "ManifestError", "NormLayer", "Provider", "RawOutput", "StageSpec", "TextBackbone",
+        "ManifestError", "NormLayer", "Provider", "RawOutput", "StageSpec", "TargetRules",
+        "TextBackbone",
         "TwoTowerBackbone", "UnsafeWeightsError", "WeightFiles", "WeightMismatchError", "build_module",
         "hookimpl", "require", "resolve_scoring", "tower_spec"]
     for name in hub.sdk.__all__:

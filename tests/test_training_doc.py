@@ -24,7 +24,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "training.md"
-GROUPS = {"classifier", "text", "detector", "segmenter", "ddp"}
+GROUPS = {"classifier", "text", "adapter", "detector", "segmenter", "ddp"}
 _MARK = re.compile(r"^<!-- test: (\w+) -->$", re.M)
 _BLOCK = re.compile(r"^<!-- test: (\w+) -->\n```python\n(.*?)^```", re.S | re.M)
 
@@ -32,6 +32,7 @@ _BLOCK = re.compile(r"^<!-- test: (\w+) -->\n```python\n(.*?)^```", re.S | re.M)
 SMALL: dict[str, dict[str, str]] = {
     "classifier": {"epochs = 10": "epochs = 2", "num_workers=2": "num_workers=0"},
     "text": {},
+    "adapter": {},
     "detector": {'hub.load("resnet50")': 'hub.load("resnet50", pretrained=False, device="cpu")',
                  "heads.detector(net, num_classes=3)":
                      "heads.detector(net, num_classes=3, min_size=256, max_size=320)"},
@@ -112,6 +113,24 @@ def test_classifier_save_and_load(workdir: Path) -> None:
 def test_text_classifier(workdir: Path) -> None:
     ns = run_group("text")
     assert torch.isfinite(ns["loss"]) and ns["model"](ns["batch"]).shape == (4, 2)
+
+
+def test_adapter_text_classifier_saves_small_and_loads(workdir: Path) -> None:
+    pytest.importorskip("peft")
+    ns = run_group("adapter")
+    assert ns["trainable"] == 332_546  # the figure the doc prints
+    adapter = (workdir / "runs" / "minilm_reviews" / "adapter_model.safetensors").stat().st_size
+    full = (workdir / "runs" / "minilm_reviews_full" / "model.safetensors").stat().st_size
+    assert adapter < 0.05 * full
+    with torch.no_grad():
+        ns["net"].eval()
+        batch = ns["net"].tokenize(ns["texts"])
+        ref = ns["net"].pool(ns["net"](batch), batch["attention_mask"])
+    if ns["bb"].spec.outputs.normalize:  # minilm_l6's embeddings are L2-normalised
+        ref = torch.nn.functional.normalize(ref, dim=-1)
+    exact = ns["hub"].load("runs/minilm_reviews", dtype="float32").extract(ns["texts"]).pooled
+    torch.testing.assert_close(exact, ref, rtol=0, atol=1e-5)
+    assert ns["features"].shape == ref.shape  # (the doc's load runs in dtype="auto")
 
 
 @pytest.mark.slow

@@ -240,6 +240,59 @@ def _save(cell: Cell, build: Build, tmp: Path) -> None:
         _close(got.stages[name], t, f"{cell.id} {name}", 1e-5)
 
 
+# ---- adapters -----------------------------------------------------------------------------------
+#: the target sets the adapter cell tries, in order (the first this network has)
+ADAPTER_SETS = ("attention", "conv", "all-linear")
+
+
+def _adapter_targets(bb: AnyBackbone) -> str:
+    """The first of :data:`ADAPTER_SETS` that finds modules in ``bb``'s network (its provider's
+    rules); the last one when none does (``as_module`` then raises the InputError)."""
+    from hub.targets import TargetRules, find_targets
+
+    provider = bb.provider
+    rules = provider.adapter_rules() if provider is not None else TargetRules()
+    for targets in ADAPTER_SETS:
+        if all(find_targets(bb.module, rules, g) for g in targets.split("+")):
+            return targets
+    return ADAPTER_SETS[-1]
+
+
+def _adapter(cell: Cell, build: Build, tmp: Path) -> None:
+    import torch
+
+    import hub
+
+    bb: Any = build.backbone
+    modality = modalities(bb)[0]
+    torch.manual_seed(0)
+    net = bb.as_module(adapter=cell.mode.param, rank=4, targets=_adapter_targets(bb))
+    _equals_extract(net, build, modality, f"{cell.id} before training")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
+    opt.zero_grad()
+    _backward(net, build, modality, cell.id)
+    opt.step()
+    changed = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(".lora_" in k for k in changed), \
+        f"{cell.id}: one step changed {sorted(k for k in changed if '.lora_' not in k)[:5]}"
+    directory = net.save(tmp / "adapter", name=f"{build.name}_lora")
+    weights = build.backbone.weights
+    parent_size = weights.weights.stat().st_size if weights is not None else 0
+    size = sum(p.stat().st_size for p in directory.iterdir() if p.name != "manifest.yaml")
+    assert size < parent_size / 4, f"{cell.id}: the adapter takes {size} bytes, the parent {parent_size}"
+    again = hub.load(directory, device="cpu", dtype="float32")
+    got = extract_all(again, modality)
+    net.eval()
+    with torch.no_grad():
+        out = net(_net_inputs(net, modality))
+    for name, t in out.items():
+        if modality == "text":
+            _same_tokens(got.stages[name], t, got.mask, f"{cell.id} reloaded {name}")
+        else:
+            _close(got.stages[name], t, f"{cell.id} reloaded {name}")
+
+
 # ---- precision islands, runtimes, compile -------------------------------------------------------
 def _islands(cell: Cell, build: Build, tmp: Path) -> None:
     bb = _load(build, dtype="bfloat16", islands=cell.mode.param)
@@ -415,6 +468,6 @@ def _serve(cell: Cell, build: Build, tmp: Path) -> None:
 _CHECKS: dict[str, Callable[[Cell, Build, Path], None]] = {
     "extract": _extract, "as_module": _as_module, "freeze": _training,
     "output_stride": _training, "grad_checkpointing": _training, "pyramid": _training,
-    "save": _save, "islands": _islands, "openvino": _openvino, "compile": _compile,
-    "cli": _cli_door, "remote": _remote, "serve": _serve,
+    "save": _save, "adapter": _adapter, "islands": _islands, "openvino": _openvino,
+    "compile": _compile, "cli": _cli_door, "remote": _remote, "serve": _serve,
 }

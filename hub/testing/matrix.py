@@ -93,6 +93,10 @@ MODES: tuple[Mode, ...] = (
          slow=False),
     Mode("save", "tower=text", "the text tower's net.save(dir) -> hub.load(dir).extract(texts) "
          "equal to the parent's text features"),
+    Mode("adapter", "lora", "as_module(adapter='lora', rank=4, targets='attention', else 'conv', "
+         f"else 'all-linear'): before training {_EXACT}; one Adam step (lr 1e-3) changes only adapter "
+         "tensors; net.save(dir) writes the adapter alone (< 1/4 of the parent's weights) and "
+         "hub.load(dir).extract() equals the trained module's stages at 1e-4 of each map's scale"),
     Mode("islands", "early", "hub.load(dtype='bfloat16', islands='early'): min cosine of the "
          f"pooled features against float32 >= {FIDELITY['islands']}"),
     Mode("islands", "depthwise", "as islands[early], with islands='depthwise'"),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from hub.twotower import AnyBackbone
 
-__all__ = ["VARIANT_NAME", "WEIGHTS_FILE", "save_finetuned"]
+__all__ = ["VARIANT_NAME", "WEIGHTS_FILE", "commit", "parent_sha256", "save_finetuned", "target_dir"]
 
 #: the weight variant of a saved directory, and its weights file (beside the manifest)
 VARIANT_NAME = "finetuned"
@@ -63,17 +63,28 @@ def save_finetuned(backbone: AnyBackbone, state_dict: Mapping[str, torch.Tensor]
     """
     from hub.saved import MANIFEST_NAME
 
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InputError(f"name={name!r}: a backbone name is lowercase letters, digits and '_', "
-                         "starting with a letter or digit (e.g. 'resnet50_pets').")
-    target = Path(directory).expanduser().absolute()
-    _check_target(target, overwrite)
+    target = target_dir(name, directory, overwrite)
     tensors = _tensors(backbone, state_dict)
     companions = dict(backbone.weights.files) if backbone.weights is not None else {}
     clash = {WEIGHTS_FILE, MANIFEST_NAME} & set(companions)
     if clash:
         raise InputError(f"{backbone.name}: a companion file is named {sorted(clash)}, which a saved "
                          "directory uses for itself.")
+    label = str(name)
+
+    def write(stage: Path) -> str:
+        return _write(stage, backbone, tensors, companions, label, stages, note)
+
+    commit(target, overwrite, write)
+    return target
+
+
+def commit(target: Path, overwrite: bool, write: Callable[[Path], str]) -> None:
+    """Run ``write(stage)`` into a fresh folder beside ``target`` (it returns the manifest text),
+    check the manifest with the loader ``hub.load`` uses, then rename the folder into place."""
+    from hub.manifest_loader import parse_manifest
+    from hub.saved import MANIFEST_NAME
+
     token = uuid.uuid4().hex[:12]
     stage = target.parent / f".{target.name}.{token}.saving"
     try:
@@ -82,9 +93,7 @@ def save_finetuned(backbone: AnyBackbone, state_dict: Mapping[str, torch.Tensor]
     except OSError as exc:
         raise OutputError.from_os(target, exc) from exc
     try:
-        text = _write(stage, backbone, tensors, companions, name, stages, note)
-        from hub.manifest_loader import parse_manifest
-
+        text = write(stage)
         parse_manifest(text, origin=str(target / MANIFEST_NAME))  # what hub.load will read
         (stage / MANIFEST_NAME).write_text(text, encoding="utf-8")
         _replace(stage, target, token, overwrite)
@@ -96,6 +105,14 @@ def save_finetuned(backbone: AnyBackbone, state_dict: Mapping[str, torch.Tensor]
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def target_dir(name: str | None, directory: str | Path, overwrite: bool) -> Path:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InputError(f"name={name!r}: a backbone name is lowercase letters, digits and '_', "
+                         "starting with a letter or digit (e.g. 'resnet50_pets').")
+    target = Path(directory).expanduser().absolute()
+    _check_target(target, overwrite)
     return target
 
 
@@ -165,7 +182,7 @@ def _write(stage: Path, backbone: AnyBackbone, tensors: dict[str, torch.Tensor],
     entry.update(name=name, description=note or f"Fine-tuned from {parent.name}.",
                  default_weights=VARIANT_NAME, weights=[variant],
                  parent={"name": parent.name, "variant": pv.name if pv else None,
-                         "sha256": _parent_sha256(backbone), "stages": list(stages or [])})
+                         "sha256": parent_sha256(backbone), "stages": list(stages or [])})
     if not stats:
         entry.pop("stats", None)
     if entry.get("scoring"):
@@ -193,7 +210,7 @@ def _scoring(scoring: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[
     return {**scoring, "logit_scale": "weights"}
 
 
-def _parent_sha256(backbone: AnyBackbone) -> str | None:
+def parent_sha256(backbone: AnyBackbone) -> str | None:
     """The parent's weights as its manifest pins them, else as its first pull recorded them,
     else the safetensors it was built from (the same bytes for a safetensors variant)."""
     files = backbone.weights

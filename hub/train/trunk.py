@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from hub.backbone import Backbone
     from hub.manifest import BackboneSpec
     from hub.provider import NormLayer
+    from hub.train.adapters import AdapterConfig
 
 __all__ = ["Stages", "Trunk", "build_trunk"]
 
@@ -104,6 +105,12 @@ class Trunk(torch.nn.Module):
         self._parent = backbone  # until build_trunk has mapped the stages: then _light_parent's view
         self._parent_rest: dict[str, torch.Tensor] = {}
         self.specs: list[StageSpec] = [backbone.specs[n] for n in requested]
+        #: the adapter asked for (``as_module(adapter=...)``), ``None`` for full fine-tuning
+        self.adapter: AdapterConfig | None = None
+        #: the modules (names in the backbone module's key space) the adapter is on
+        self.adapter_targets: list[str] = []
+        #: peft's ``LoraConfig`` of the adapter (``None`` without)
+        self.peft_config: Any = None
 
     # ---- forward -------------------------------------------------------------------------------
     def _all(self, inputs: Any) -> dict[str, Any]:
@@ -149,6 +156,12 @@ class Trunk(torch.nn.Module):
         for name in self._eval_norms:
             self.get_submodule(name).eval()
         return self
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The provider's network inside the trunk (``body.model``): its keys are the parent
+        backbone module's (with an adapter: peft's layers on the targets)."""
+        return self.get_submodule("body.model")
 
     # ---- metadata ------------------------------------------------------------------------------
     @property
@@ -234,10 +247,21 @@ class Trunk(torch.nn.Module):
         device = next(self.parameters(), torch.empty(0)).device
         return {k: v.to(device) for k, v in enc.items()}
 
-    def parent_state_dict(self) -> dict[str, torch.Tensor]:
-        """The parent backbone module's state dict with this trunk's weights written over it."""
+    def parent_state_dict(self, *, merge: bool = False) -> dict[str, torch.Tensor]:
+        """The parent backbone module's state dict with this trunk's weights written over it.
+
+        :param merge: with an adapter, its low-rank updates merged into the weights (without,
+            the base weights as they were: the adapter is left out).
+        """
         skeleton = self._parent.module.state_dict()  # keys, shapes and dtypes only (meta)
-        own = {k[len(BODY):]: v for k, v in self.state_dict().items() if k.startswith(BODY)}
+        if self.adapter is not None:
+            from hub.train.adapters import base_key, is_adapter_key, merged_copy
+
+            model = self.network
+            source = merged_copy(model).state_dict() if merge else model.state_dict()
+            own = {base_key(k): v for k, v in source.items() if not is_adapter_key(k)}
+        else:
+            own = {k[len(BODY):]: v for k, v in self.state_dict().items() if k.startswith(BODY)}
         device = self._parent.device
         state = {}
         for key, ref in skeleton.items():
@@ -248,16 +272,25 @@ class Trunk(torch.nn.Module):
             state[key] = v.detach().to(device=device, dtype=dtype)
         return state
 
-    def save(self, directory: Any, name: str | None = None, *, overwrite: bool = False) -> Any:
+    def save(self, directory: Any, name: str | None = None, *, overwrite: bool = False,
+             merge: bool = False) -> Any:
         """Write the fine-tuned weights and a manifest naming the parent and the stages this
-        module returns (see :func:`hub.train.save.save_finetuned`).
+        module returns (see :func:`hub.train.save.save_finetuned`). With an adapter, only the
+        adapter is written (:func:`hub.train.save.save_adapter`: megabytes, the parent named
+        by its weights' sha256), unless ``merge``.
 
-        :param name: the saved backbone's name; default ``<parent>_finetuned``.
+        :param name: the saved backbone's name; default ``<parent>_finetuned`` (an adapter:
+            ``<parent>_lora``).
         :param overwrite: replace a non-empty ``directory``.
+        :param merge: an adapter merged into full weights, saved as a fine-tuned backbone.
         """
         from hub.train.save import save_finetuned
+        from hub.train.save_adapter import save_adapter
 
-        return save_finetuned(self._parent, self.parent_state_dict(), directory,
+        if self.adapter is not None and not merge:
+            return save_adapter(self._parent, self, directory, name or f"{self._parent.name}_lora",
+                                stages=list(self.stage_names), overwrite=overwrite)
+        return save_finetuned(self._parent, self.parent_state_dict(merge=merge), directory,
                               name or f"{self._parent.name}_finetuned", stages=list(self.stage_names),
                               overwrite=overwrite)
 
@@ -349,8 +382,9 @@ def _example(backbone: Backbone, body: torch.nn.Module) -> tuple[Any, int | None
 def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | None = None, *,
                 freeze: str | int | None = None, norm: str = "train",
                 output_stride: int | None = None, grad_checkpointing: bool = False,
-                pyramid: bool = False) -> torch.nn.Module:
-    """Build the trainable module of ``backbone`` (arguments: :meth:`hub.Backbone.as_module`)."""
+                pyramid: bool = False, adapter: AdapterConfig | None = None) -> torch.nn.Module:
+    """Build the trainable module of ``backbone`` (arguments: :meth:`hub.Backbone.as_module`;
+    ``adapter``: :func:`hub.train.adapters.adapter_config`'s checked options)."""
     fz.check_norm(norm)
     if output_stride is not None and (isinstance(output_stride, bool) or output_stride not in (8, 16, 32)):
         raise InputError(f"output_stride must be 8, 16, 32 or None, got {output_stride!r}.")
@@ -396,11 +430,30 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
                          "checkpoint in this architecture; use grad_checkpointing=False.")
     net._pooling = [backbone.pool_head(requested[-1])]
     net._parent, net._parent_rest = _light_parent(backbone, body)
+    if adapter is not None:
+        _adapt(net, backbone, adapter, frozen)
     if pyramid:
         from hub.train.pyramid import PyramidNet
 
         return PyramidNet(net.train()).train()
     return net.train()
+
+
+def _adapt(net: Trunk, backbone: Backbone, config: AdapterConfig, frozen: set[str]) -> None:
+    """Put the adapter on the trunk (:func:`hub.train.adapters.attach`); every batch norm then
+    runs in eval mode (``norm="train"`` included): its running statistics are the base's, which
+    the saved adapter does not carry."""
+    from hub.train import adapters as ad
+
+    if backbone.spec.adapter is not None:
+        raise InputError(f"{backbone.name} is a saved adapter already applied to "
+                         f"{backbone.spec.adapter.base}; adapters do not stack. Train it without "
+                         "adapter=, or load the parent and train a new adapter.")
+    names, net.peft_config, net._depth = ad.attach(
+        net, net.network, ad.provider_rules(backbone.provider), config, frozen=frozen,
+        depth=net._depth, prefix=BODY, what=backbone.name)
+    net._eval_norms = fz.norms_in_eval(net, set(), all_norms=True)
+    net.adapter, net.adapter_targets = config, names
 
 
 def _norm_layers(backbone: Backbone) -> dict[type, NormLayer]:

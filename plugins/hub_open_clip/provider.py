@@ -31,6 +31,7 @@ from hub.sdk import (
     Provider,
     RawOutput,
     StageSpec,
+    TargetRules,
     TwoTowerBackbone,
     WeightFiles,
     build_module,
@@ -160,6 +161,12 @@ class OpenClipProvider(Provider):
 
     name = "open_clip"
     extra = "open_clip"
+
+    def adapter_rules(self) -> TargetRules:
+        """open_clip: each residual block's ``attn`` (an ``nn.MultiheadAttention``, or timm's
+        ``Attention`` in timm towers) and its ``mlp`` (``c_fc``, ``c_proj``)."""
+        return TargetRules(attention_classes=r"(MultiheadAttention|Attention)$", attention_names=("attn",),
+                           mlp_classes=r"(Mlp|MLP)$", mlp_names=("mlp",))
 
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
               dtype: Any) -> TwoTowerBackbone:

@@ -29,6 +29,7 @@ from hub.sdk import (
     Provider,
     RawOutput,
     StageSpec,
+    TargetRules,
     WeightFiles,
     build_module,
     require,
@@ -154,6 +155,12 @@ class TimmProvider(Provider):
 
     name = "timm"
     extra = "timm"
+
+    def adapter_rules(self) -> TargetRules:
+        """timm: ``Attention`` modules (ViT's fused ``qkv`` and ``proj``; Swin's ``WindowAttention``) and
+        ``Mlp``/``GluMlp``/``SwiGLU`` blocks (``fc1``, ``fc2``)."""
+        return TargetRules(attention_classes=r"Attention", attention_names=("attn",),
+                           mlp_classes=r"(Mlp|SwiGLU)", mlp_names=("mlp",))
 
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
               dtype: Any) -> TimmBackbone:

@@ -23,6 +23,7 @@ from hub.sdk import (
     Provider,
     RawOutput,
     StageSpec,
+    TargetRules,
     WeightFiles,
     build_module,
     require,
@@ -85,6 +86,13 @@ class TorchvisionProvider(Provider):
 
     name = "torchvision"
     extra = "torchvision"
+
+    def adapter_rules(self) -> TargetRules:
+        """torchvision: ViT's ``self_attention`` (an ``nn.MultiheadAttention``), Swin's
+        ``ShiftedWindowAttention``; ``MLPBlock``/``MLP`` blocks."""
+        return TargetRules(attention_classes=r"(MultiheadAttention|ShiftedWindowAttention(V2)?)$",
+                           attention_names=("self_attention", "attn"),
+                           mlp_classes=r"(MLPBlock|MLP)$", mlp_names=("mlp",))
 
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
               dtype: Any) -> TorchvisionBackbone:

@@ -19,6 +19,7 @@ from hub.sdk import (
     Provider,
     RawOutput,
     StageSpec,
+    TargetRules,
     TextBackbone,
     UnsafeWeightsError,
     WeightFiles,
@@ -105,6 +106,15 @@ class TransformersProvider(Provider):
 
     name = "transformers"
     extra = "transformers"
+
+    def adapter_rules(self) -> TargetRules:
+        """transformers: the outermost ``*Attention`` module of each layer (BERT's ``query``, ``key``,
+        ``value`` and attention output; CLIP's ``q/k/v/out_proj``); ``*MLP``, ``*Intermediate``
+        and the layer's ``*Output``."""
+        return TargetRules(attention_classes=r"Attention$",
+                           attention_names=("attention", "self_attn", "attn"),
+                           mlp_classes=r"(MLP|Mlp|Intermediate|FeedForward|FFN|(?<!Self)Output)$",
+                           mlp_names=("mlp", "ffn", "intermediate"))
 
     def build(self, spec: BackboneSpec, weights: WeightFiles | None, *, device: Any,
               dtype: Any) -> Backbone | TwoTowerBackbone:
