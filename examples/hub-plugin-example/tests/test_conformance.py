@@ -20,7 +20,8 @@ HUB_CONFORMANCE = "example"
 #: modes this provider does not support, and why: the suite asserts they raise InputError
 HUB_CONFORMANCE_RAISES = {
     mode: "TinyNet implements no Backbone.trunk, so it has no trainable module"
-    for mode in ("as_module", "freeze", "output_stride", "grad_checkpointing", "pyramid", "save")}
+    for mode in ("as_module", "freeze", "output_stride", "grad_checkpointing", "pyramid", "save",
+                 "adapter")}
 
 
 def test_conformance(hub_cell: Cell, hub_builds: Builds) -> None:
