@@ -149,3 +149,16 @@ def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
             f"threads), load average {load:.1f} at start")
+
+
+def write_section(path: Path, section: str, start: str, end: str, heading: str = "") -> None:
+    """Put ``section`` (which carries its own ``start`` and ``end`` markers) into the Markdown file
+    ``path`` in place of the text between those markers; where they are absent, append it, under
+    ``## heading`` when one is given."""
+    text = path.read_text() if path.exists() else ""
+    if start in text and end in text:
+        text = text[:text.index(start)] + section.rstrip("\n") + text[text.index(end) + len(end):]
+    else:
+        lead = f"\n\n## {heading}\n\n" if heading else ("\n\n" if text.strip() else "")
+        text = text.rstrip("\n") + lead + section.rstrip("\n") + "\n"
+    path.write_text(text)

@@ -29,6 +29,7 @@ import argparse
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -281,16 +282,6 @@ def precision_gain(args: argparse.Namespace) -> str:
     ]) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + section
-    path.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=512)
@@ -308,7 +299,10 @@ def main() -> None:
     section = report(args)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _common import write_section
+
+        write_section(args.write, section, START, END)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_section
 from bench_dataset import make_jpegs
 
 START = "<!-- bench_remote:start -->"
@@ -208,16 +209,6 @@ def report(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text()
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n## Datasets without a shared filesystem\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=256)
@@ -229,7 +220,7 @@ def main() -> None:
     section = report(args)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, section, START, END, "Datasets without a shared filesystem")
 
 
 if __name__ == "__main__":

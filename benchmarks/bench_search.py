@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, interleave, machine, use_cache
+from _common import ROOT, interleave, machine, use_cache, write_section
 
 START = "<!-- bench_search:start -->"
 END = "<!-- bench_search:end -->"
@@ -237,12 +237,7 @@ def main() -> None:
     report = run(args.root, args.rounds, args.top_k, args.sizes)
     print(report)
     if args.write:
-        text = args.write.read_text() if args.write.exists() else ""
-        if START in text and END in text:
-            text = text[:text.index(START)] + report + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip("\n") + "\n\n## hub search\n\n" + report + "\n"
-        args.write.write_text(text)
+        write_section(args.write, report, START, END, "hub search")
 
 
 if __name__ == "__main__":

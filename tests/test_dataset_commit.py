@@ -22,7 +22,7 @@ from hub.dataset.output import StoreOutput
 from hub.dataset.readers import Reader, Record
 from hub.errors import StoreError
 from tests.support.flaky_proxy import FlakyProxy
-from tests.support.s3 import LoopbackS3
+from tests.support.s3 import LoopbackS3, aws_env, images, s3  # noqa: F401 (fixtures)
 from tests.test_dataset_local_engine import TINY, make_images, read_output
 from tests.test_dataset_remote import store_output
 
@@ -30,32 +30,6 @@ pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[LoopbackS3]:
-    server = LoopbackS3()
-    server.bucket("feats")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _aws_env(s3: LoopbackS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    import s3fs
-
-    for k, v in s3.env.items():
-        monkeypatch.setenv(k, v)
-    s3fs.S3FileSystem.clear_instance_cache()
-    yield
-    s3fs.S3FileSystem.clear_instance_cache()
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("images")
-    make_images(folder, 13, corrupt=("broken.jpg",))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -18,37 +18,11 @@ import pytest
 import hub
 from hub.dataset import extract_dataset
 from hub.errors import InputError, StoreError
-from tests.support.s3 import LoopbackS3
+from tests.support.s3 import LoopbackS3, aws_env, images, s3  # noqa: F401 (fixtures)
 from tests.test_dataset_local_engine import TINY, make_images, read_output
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[LoopbackS3]:
-    server = LoopbackS3()
-    server.bucket("feats")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _aws_env(s3: LoopbackS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    import s3fs
-
-    for k, v in s3.env.items():
-        monkeypatch.setenv(k, v)
-    s3fs.S3FileSystem.clear_instance_cache()
-    yield
-    s3fs.S3FileSystem.clear_instance_cache()
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("images")
-    make_images(folder, 13, corrupt=("broken.jpg",))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -27,16 +27,6 @@ TEXTS = ["a cat sleeps on the sofa", "the stock market fell sharply today",
          "the train to Paris leaves at noon", "a dog plays fetch in the park"]
 
 
-@pytest.fixture(scope="module")
-def lite0() -> hub.Backbone:
-    return hub.load("efficientnet_lite0", device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def minilm() -> hub.Backbone:
-    return hub.load("minilm_l6", device="cpu", dtype="float32")
-
-
 def _photos(folder: Path) -> Path:
     """Five real photos, a near-duplicate of the cat (resized, recompressed) and random images."""
     import skimage.data

@@ -44,16 +44,6 @@ def png_header_only(width: int, height: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def minilm() -> Any:
-    return hub.load("minilm_l6", device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def lite0() -> Any:
-    return hub.load("efficientnet_lite0", device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
 def photos() -> list[str]:
     from skimage import data
 

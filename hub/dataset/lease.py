@@ -86,16 +86,8 @@ class Lease:
         return f"{self.dir}/{generation:08d}.json"
 
     def _generations(self) -> list[int]:
-        def listing() -> list[str]:
-            self.fs.invalidate_cache(self.dir)
-            try:
-                return [str(p) for p in self.fs.ls(self.dir, detail=False)]
-            except FileNotFoundError:
-                return []
-
-        names = store.retried(f"{self.uri}/{LEASE_DIR}/", listing)
-        return sorted(int(n.rsplit("/", 1)[-1][:-5]) for n in names
-                      if n.endswith(".json") and n.rsplit("/", 1)[-1][:-5].isdigit())
+        names = store.list_names(self.fs, self.dir, f"{self.uri}/{LEASE_DIR}/")
+        return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
     def _record(self, released: bool = False) -> bytes:
         return json.dumps({"token": self.token, "host": socket.gethostname(), "pid": os.getpid(),

@@ -165,14 +165,7 @@ class StoreOutput(Output):
     def prepare(self) -> list[str]:
         from hub.dataset.lease import LEASE_DIR
 
-        def listing() -> list[str]:
-            self.fs.invalidate_cache(self.root)
-            try:
-                return [str(p).rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)]
-            except FileNotFoundError:
-                return []
-
-        names = [n for n in store.retried(self.label + "/", listing)
+        names = [n for n in store.list_names(self.fs, self.root, self.label + "/")
                  if n and not n.startswith(".") and n != LEASE_DIR]
         _check_dataset_folder(self.label, names)
         try:

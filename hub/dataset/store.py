@@ -142,6 +142,20 @@ def size(path: str) -> int:
     return int(retried(path, lambda: fs.size(inner)))
 
 
+def list_names(fs: Any, folder: str, what: str) -> list[str]:
+    """The names (last path part) of what ``fs`` holds directly under ``folder``, listed afresh
+    (the filesystem's listing cache dropped first: another process may have written since), with
+    retries (:func:`retried`; ``what`` names the folder in errors); ``[]`` when there is none."""
+    def listing() -> list[str]:
+        fs.invalidate_cache(folder)
+        try:
+            return [str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)]
+        except FileNotFoundError:
+            return []
+
+    return retried(what, listing)
+
+
 def join(base: str, *parts: str) -> str:
     """``base`` joined with relative ``parts`` (``/`` for URIs, the OS's rule for paths)."""
     if is_uri(base):
