@@ -371,3 +371,24 @@ def test_the_served_default_precision_is_hub_loads(minilm: Any) -> None:
     vec = torch.tensor([d.embedding for d in got.data])
     cos = torch.nn.functional.cosine_similarity(vec, minilm.extract(TEXTS).pooled).min().item()
     assert cos >= FIDELITY["auto"], (auto.precision, cos)
+
+
+def test_a_saved_lora_adapter_is_served_like_any_backbone(minilm: Any, tmp_path: Any) -> None:
+    """issue 23: hub.load(adapter directory) gives an ordinary backbone, so `hub serve DIR` serves
+    it (the base found by name, the adapter merged): the adapted vectors, not the base's."""
+    pytest.importorskip("peft")
+    net = minilm.as_module(adapter="lora", rank=2, alpha=4)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # as training would leave them (lora_B starts at zero)
+        for n, p in net.named_parameters():
+            if "lora_B" in n:
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    out = net.save(tmp_path / "minilm_tuned", name="minilm_tuned")
+    assert not any("lora_" in n for n, _ in minilm.module.named_parameters())  # the parent untouched
+    texts = ["a served adapter", "hello"]
+    want = hub.load(out, device="cpu", dtype="float32").extract(texts).pooled
+    with Served(hub.serve.app([str(out)], config=ServeConfig(), dtype="float32", warm=False)) as s:
+        got = openai_client(s.url).embeddings.create(model="minilm_tuned", input=texts)
+    vecs = torch.tensor([d.embedding for d in got.data])
+    torch.testing.assert_close(vecs, want.float(), rtol=0, atol=1e-5)
+    assert (vecs - minilm.extract(texts).pooled).abs().max() > 1e-3
