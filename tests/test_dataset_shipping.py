@@ -6,9 +6,9 @@ engine."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +23,7 @@ import pytest
 
 import hub
 from hub.dataset import extract_dataset
-from hub.dataset.shipping import ShippedEntry, install, pack
+from hub.dataset.shipping import ShippedEntry, ShippedExport, install, install_export, pack, pack_export
 from hub.errors import IntegrityError
 from tests.support.s3 import LoopbackS3
 from tests.test_dataset_local_engine import TINY, make_images, read_output
@@ -63,6 +63,48 @@ def test_a_shipped_file_with_another_sha256_is_refused(tmp_path: Path,
                                              rf"the driver verified {sha}; refused"):
         install(tampered, get=lambda ref: ref)
     assert not (tmp_path / "node" / "models" / TINY).exists()
+
+
+def _export() -> ShippedExport:
+    pytest.importorskip("openvino", reason="pip install 'backbone-hub[openvino]'")
+    bb = hub.load(TINY, device="cpu", dtype="float32", runtime="openvino")  # the driver's export
+    assert bb.runtime is not None
+    folder = bb.runtime.folder  # type: ignore[attr-defined]
+    return pack_export(TINY, folder, put=lambda data: data)
+
+
+def test_an_empty_node_cache_gets_the_drivers_runtime_export(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    export = _export()
+    assert export.path.startswith(f"runtimes/openvino/{TINY}/seeded/f32-")
+    assert set(export.files) == {"model.xml", "model.bin"}
+    monkeypatch.setenv("HUB_CACHE", str(tmp_path / "node"))
+    install(_entry(), get=lambda ref: ref)
+    assert install_export(export, get=lambda ref: ref) is True
+    assert install_export(export, get=lambda ref: ref) is False  # already there: nothing moves
+    bb = hub.load(TINY, device="cpu", dtype="float32", runtime="openvino")
+    rt = bb.runtime
+    # read from the shipped entry, not exported again on this node
+    assert rt.folder == tmp_path / "node" / export.path and rt.exported is False  # type: ignore[union-attr]
+    record = json.loads((tmp_path / "node" / export.path / "record.json").read_text())
+    assert record["source"] == "ray-object-store: shipped by the driver"
+    assert record["key"] == export.record["key"]
+    for name, (data, _sha) in export.files.items():
+        assert (tmp_path / "node" / export.path / name).read_bytes() == data
+
+
+def test_a_shipped_export_file_with_another_sha256_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    export = _export()
+    data, sha = export.files["model.bin"]
+    files = {**export.files, "model.bin": (data[:-1] + bytes([data[-1] ^ 1]), sha)}
+    monkeypatch.setenv("HUB_CACHE", str(tmp_path / "node"))
+    with pytest.raises(IntegrityError, match=rf"{TINY}: the runtime export file model\.bin shipped "
+                                             rf"to this node has sha256 [0-9a-f]{{64}}, but the "
+                                             rf"driver's is {sha}; refused"):
+        install_export(ShippedExport(TINY, export.path, export.record, files), get=lambda r: r)
+    assert not (tmp_path / "node" / "runtimes").exists()
+    assert list((tmp_path / "node" / "tmp").iterdir()) == []  # the staging folder is removed
 
 
 def _free_port() -> int:
@@ -168,3 +210,31 @@ def test_two_nodes_with_empty_caches_run_the_job_of_the_local_engine(
     for cache in caches:
         record = json.loads((cache / "models" / TINY / "seeded" / "lock.json").read_text())
         assert record["source"].startswith("ray-object-store: shipped by the driver"), cache
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("test_dataset_ray")
+def test_two_nodes_with_empty_caches_run_the_drivers_openvino_export(
+        two_nodes: tuple[str, list[Path]], tmp_path: Path) -> None:
+    pytest.importorskip("openvino", reason="pip install 'backbone-hub[openvino]'")
+    address, caches = two_nodes
+    make_images(tmp_path / "imgs", 16, seed=5)
+    extract_dataset(TINY, tmp_path / "imgs", tmp_path / "local", batch_size=4, shard_size=8,
+                    workers=0, device="cpu", dtype="float32", runtime="openvino")
+    local = read_output(tmp_path / "local")
+    child = subprocess.run([sys.executable, "-m", "tests.support.child_ray_driver", address,
+                            str(tmp_path / "imgs"), str(tmp_path / "ray"), "openvino"], cwd=REPO,
+                           capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)})
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert json.loads(child.stdout.strip().splitlines()[-1]) == {"rows": 16, "errors": 0,
+                                                                "engine": "ray"}
+    ids, emb, _ = read_output(tmp_path / "ray")
+    assert ids == local[0]
+    np.testing.assert_allclose(emb, local[1], rtol=1e-5, atol=1e-6)
+    # each node read the driver's export, shipped into its own empty cache (not exported there)
+    for cache in caches:
+        records = list((cache / "runtimes" / "openvino" / TINY).glob("*/*/record.json"))
+        assert len(records) == 1, cache
+        assert json.loads(records[0].read_text())["source"] == \
+            "ray-object-store: shipped by the driver", cache

@@ -29,13 +29,14 @@ never writes a shard twice.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.dataset.items import ItemError, Prepared, chw_pixels, prepare_range
 from hub.dataset.job import FeatureBatch, make_job, run_model
 from hub.dataset.local_engine import plan_ranges, strict_error
 from hub.dataset.readers import Reader, open_reader
-from hub.dataset.shipping import ShippedEntry, install, pack
+from hub.dataset.shipping import ShippedEntry, ShippedExport, install, install_export, pack, pack_export
 from hub.dataset.writer import DatasetResult, ShardWriter
 from hub.deps import require
 from hub.errors import InputError
@@ -106,6 +107,8 @@ class Embedder:
         where the node's environment has none: each node keeps its own cache).
     :param shipped: the driver's weights in Ray's object store (:func:`hub.dataset.shipping.pack`),
         installed into this node's cache, sha256-checked, when it lacks them.
+    :param shipped_export: the driver's runtime export in Ray's object store
+        (:func:`hub.dataset.shipping.pack_export`), installed the same way.
     :param modality: an image-text backbone's tower that runs, ``"image"`` or ``"text"``
         (required for those; others take none).
     :param runtime: run the network with this runtime (``hub.load(runtime=...)``; CPU only).
@@ -120,7 +123,8 @@ class Embedder:
                  normalize: bool | None = None, column: str = "item",
                  env: dict[str, str] | None = None, modality: str | None = None,
                  runtime: str | None = None, islands: str | None = None,
-                 shipped: ShippedEntry | None = None) -> None:
+                 shipped: ShippedEntry | None = None,
+                 shipped_export: ShippedExport | None = None) -> None:
         for key, value in (env or {}).items():
             if key not in _NODE_ENV or key not in os.environ:
                 os.environ[key] = value
@@ -132,6 +136,10 @@ class Embedder:
             import ray
 
             install(shipped, ray.get)
+        if shipped_export is not None:
+            import ray
+
+            install_export(shipped_export, ray.get)
 
         self.bb = select_tower(load(name, weights=weights, device=device, dtype=dtype,
                                     runtime=runtime, islands=islands), modality)
@@ -225,7 +233,7 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
 
     ``runtime``: the driver loads the backbone once with it, which checks the options (CPU
     only) and exports and verifies the network into the cache; the actors, on the CPU, read
-    that export (on several machines the cache must be shared, as for the weights).
+    that export, shipped to each node's own cache like the weights (no shared cache).
 
     ``islands``: checked here (as ``hub.load`` checks it) before anything starts; every actor
     loads with it. The manifest's ``embedding.islands`` records it as asked (``None`` with
@@ -245,6 +253,7 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
     src = source if isinstance(source, Reader) else open_reader(source, runs, column=column)
     job_dtype = Request.of(dtype=dtype).dtype  # "auto" or the canonical name
     precision = None
+    export_dir = None
     if runtime is not None:
         from hub.api import load
         from hub.dataset.job import backbone_dtype
@@ -252,6 +261,8 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
         bb = load(target, weights=files.variant.name, device=device, dtype=dtype, runtime=runtime)
         # recorded as the local engine does; the actors run exactly the driver's export
         job_dtype, precision, dtype, device = backbone_dtype(bb), bb.precision, bb.precision, "cpu"
+        # the export folder in the driver's cache (None for random weights: never cached)
+        export_dir = getattr(getattr(bb, "runtime", None), "folder", None)
         del bb
     job = make_job(spec, variant=files.variant.name, sha256=files.sha256, reader=src,
                    stages=list(stages or []), pool=pool, normalize=normalize, dtype=job_dtype,
@@ -272,7 +283,7 @@ def run_ray(name: str, source: str | os.PathLike[str] | Reader, out: str | os.Pa
                 _stream(ray, writer, src, ranges, spec, target, files.variant.name, job,
                         device=device, dtype=dtype, actors=actors, batch_size=batch_size,
                         strict=strict, progress=progress, modality=modality,
-                        runtime=runtime, islands=islands)
+                        runtime=runtime, islands=islands, export_dir=export_dir)
             finally:
                 if started:
                     ray.shutdown()
@@ -283,7 +294,7 @@ def _stream(ray: Any, writer: ShardWriter, src: Reader, ranges: list[tuple[int, 
             spec: Any, target: str, variant: str, job: Any, *, device: Any, dtype: Any,
             actors: int | None, batch_size: int, strict: bool, progress: bool,
             modality: str | None = None, runtime: str | None = None,
-            islands: str | None = None) -> None:
+            islands: str | None = None, export_dir: Path | None = None) -> None:
     """Build the Ray Data pipeline over ``ranges`` and feed its output to ``writer``."""
     from ray.data import DataContext
 
@@ -295,12 +306,14 @@ def _stream(ray: Any, writer: ShardWriter, src: Reader, ranges: list[tuple[int, 
         env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
         # a catalogue entry travels through the object store once; a saved directory is read in place
         shipped = pack(spec.name, variant, ray.put) if target == spec.name else None
+        shipped_export = pack_export(spec.name, export_dir, ray.put) if export_dir else None
         ds = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges])
         ds = ds.map_batches(decode_batch, fn_kwargs={"reader": src, "pp": pp}, batch_size=1)
         ds = ds.map_batches(Embedder, batch_size=batch_size, fn_constructor_kwargs={
             "name": target, "weights": variant, "device": device, "dtype": dtype,
             "stages": job.stages, "pool": job.pool, "normalize": job.normalize, "env": env,
-            "modality": modality, "runtime": runtime, "islands": islands, "shipped": shipped},
+            "modality": modality, "runtime": runtime, "islands": islands, "shipped": shipped,
+            "shipped_export": shipped_export},
             compute=ray.data.ActorPoolStrategy(size=plan["size"]), num_gpus=plan["num_gpus"],
             num_cpus=plan["num_cpus"])
         total = sum(b - a for a, b in ranges)

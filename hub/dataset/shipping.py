@@ -18,18 +18,26 @@ actor. An actor calls :func:`install` before it loads:
 Then ``hub.load`` runs offline as before and checks the entry against its record again. A
 saved directory (``net.save()``) is read in place and is not shipped: it must be on every
 node at the same path.
+
+A job with a runtime (``runtime="openvino"``) ships the driver's finished export the same way
+(:func:`pack_export`, :func:`install_export`): its graph files with their sha256, its record,
+into the same keyed folder of the node's cache (:mod:`hub.runtimes.store`); the actors then read
+it instead of exporting again, and run exactly the driver's verified graph. A node whose key
+differs (another torch or runtime version) finds no entry under its own key and exports itself.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hub.errors import IntegrityError
 
-__all__ = ["ShippedEntry", "install", "pack"]
+__all__ = ["ShippedEntry", "ShippedExport", "install", "install_export", "pack", "pack_export"]
 
 
 @dataclass(frozen=True)
@@ -116,4 +124,84 @@ def install(entry: ShippedEntry, get: Callable[[Any], bytes]) -> bool:
             record = LockRecord.from_json(entry.record)
             record.source = f"ray-object-store: shipped by the driver, from {record.source}"
             cache.commit(stage, record)
+    return True
+
+
+@dataclass(frozen=True)
+class ShippedExport:
+    """One runtime export (:mod:`hub.runtimes.store`) in transit, shipped like the weights.
+
+    :param model: the catalogue name (for messages).
+    :param path: the export's folder relative to the cache root
+        (``runtimes/<runtime>/<model>/<variant>/<precision>-<key>``: the key names it, so a
+        node whose torch or runtime version differs looks elsewhere and exports itself).
+    :param record: the export's ``record.json`` as JSON data.
+    :param files: file name inside the folder -> (object reference, sha256 of its bytes).
+    """
+
+    model: str
+    path: str
+    record: dict[str, Any]
+    files: dict[str, tuple[Any, str]] = field(default_factory=dict)
+
+
+def pack_export(model: str, folder: Path, put: Callable[[bytes], Any]) -> ShippedExport:
+    """The driver's finished export in ``folder`` (under its cache root), each graph file passed
+    to ``put`` (``ray.put``) with its sha256.
+
+    :raises IntegrityError: the folder is not a finished export under the driver's cache.
+    """
+    from hub.config import get_settings
+    from hub.runtimes.store import RECORD
+
+    root = get_settings().cache_dir
+    try:
+        record: dict[str, Any] = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+        rel = folder.relative_to(root).as_posix()
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(f"{model}: the runtime export at {folder} has no readable {RECORD} "
+                             f"under the cache {root} ({exc}); run the job again, which exports "
+                             "it anew.") from exc
+    files: dict[str, tuple[Any, str]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name != RECORD and path.is_file():
+            data = path.read_bytes()
+            files[path.name] = (put(data), hashlib.sha256(data).hexdigest())
+    return ShippedExport(model, rel, record, files)
+
+
+def install_export(export: ShippedExport, get: Callable[[Any], bytes]) -> bool:
+    """Put a shipped export into this node's cache unless a finished one of the same key is
+    there; True when it was installed. Each file is checked against the driver's sha256 in a
+    staging folder, then the folder enters the cache by one rename
+    (:func:`hub.runtimes.store.install`); its record's ``source`` says it was shipped.
+
+    :raises IntegrityError: a fetched file's sha256 is not the driver's (nothing is installed).
+    """
+    import shutil
+
+    from hub.config import get_settings
+    from hub.runtimes import store
+
+    root = get_settings().cache_dir
+    folder = root / export.path
+    key = export.record.get("key", {})
+    if store.read_record(folder, key) is not None:
+        return False
+    staged = store.staging_dir(root)
+    try:
+        for name, (ref, sha) in export.files.items():
+            data = get(ref)
+            got = hashlib.sha256(data).hexdigest()
+            if got != sha:
+                raise IntegrityError(
+                    f"{export.model}: the runtime export file {name} shipped to this node has "
+                    f"sha256 {got}, but the driver's is {sha}; refused. Delete the driver's export "
+                    f"(`hub cache rm`, {export.path}) and restart the job.")
+            (staged / name).write_bytes(data)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    record = {**export.record, "source": "ray-object-store: shipped by the driver"}
+    store.install(staged, folder, record)
     return True
