@@ -29,6 +29,8 @@ from tests.support.s3 import LoopbackS3
 from tests.test_dataset_local_engine import TINY, make_images, read_output
 
 REPO = Path(__file__).resolve().parent.parent
+#: the two-node cluster: its address, the head's and the worker's caches, their `ray start`s
+Nodes = tuple[str, list[Path], list["subprocess.Popen[bytes]"]]
 
 
 def _entry() -> ShippedEntry:
@@ -124,9 +126,11 @@ def s3() -> Iterator[LoopbackS3]:
 
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory: pytest.TempPathFactory,
-              s3: LoopbackS3) -> Iterator[tuple[str, list[Path]]]:
+              s3: LoopbackS3) -> Iterator[Nodes]:
     """A head and a worker raylet on 127.0.0.1, one CPU each, each with its own empty cache;
-    the loopback S3 store's credentials in their environment, as a cloud node has its own."""
+    the loopback S3 store's credentials in their environment, as a cloud node has its own.
+    Yields the address, the two caches and the two ``ray start`` processes (head, worker), each
+    the leader of its own process group."""
     pytest.importorskip("ray")
     root = tmp_path_factory.mktemp("rc")
     # Ray's session folder holds unix sockets, whose paths must stay under 108 bytes: pytest's
@@ -160,7 +164,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory,
                                       env={**base, "HUB_CACHE": str(caches[1])},
                                       start_new_session=True, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
-        yield address, caches
+        yield address, caches, procs
     finally:
         if saved is None:
             os.environ.pop("RAY_AUTH_MODE", None)
@@ -181,10 +185,10 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory,
 @pytest.mark.slow
 @pytest.mark.xdist_group("test_dataset_ray")  # one Ray cluster at a time on the 2-core machine
 def test_two_nodes_with_empty_caches_run_the_job_of_the_local_engine(
-        two_nodes: tuple[str, list[Path]], s3: LoopbackS3, tmp_path: Path) -> None:
+        two_nodes: Nodes, s3: LoopbackS3, tmp_path: Path) -> None:
     from tests.test_dataset_remote import store_output
 
-    address, caches = two_nodes
+    address, caches, _ = two_nodes
     make_images(tmp_path / "imgs", 24, seed=3, corrupt=("broken.jpg",))
     hub.load(TINY, device="cpu", dtype="float32")  # the driver's verified weights
     extract_dataset(TINY, tmp_path / "imgs", tmp_path / "local", batch_size=4, shard_size=8,
@@ -215,9 +219,9 @@ def test_two_nodes_with_empty_caches_run_the_job_of_the_local_engine(
 @pytest.mark.slow
 @pytest.mark.xdist_group("test_dataset_ray")
 def test_two_nodes_with_empty_caches_run_the_drivers_openvino_export(
-        two_nodes: tuple[str, list[Path]], tmp_path: Path) -> None:
+        two_nodes: Nodes, tmp_path: Path) -> None:
     pytest.importorskip("openvino", reason="pip install 'backbone-hub[openvino]'")
-    address, caches = two_nodes
+    address, caches, _ = two_nodes
     make_images(tmp_path / "imgs", 16, seed=5)
     extract_dataset(TINY, tmp_path / "imgs", tmp_path / "local", batch_size=4, shard_size=8,
                     workers=0, device="cpu", dtype="float32", runtime="openvino")
@@ -238,3 +242,42 @@ def test_two_nodes_with_empty_caches_run_the_drivers_openvino_export(
         assert len(records) == 1, cache
         assert json.loads(records[0].read_text())["source"] == \
             "ray-object-store: shipped by the driver", cache
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("test_dataset_ray")
+def test_a_worker_node_lost_mid_job_is_absorbed_rows_once(
+        two_nodes: Nodes, tmp_path: Path) -> None:
+    """The last test of the module: it kills the worker node (its raylet's whole process
+    group) while the job holds rows 16 on at a gate; the head node finishes it, every row once."""
+    address, caches, procs = two_nodes
+    make_images(tmp_path / "imgs", 32, seed=7)
+    extract_dataset(TINY, tmp_path / "imgs", tmp_path / "local", batch_size=4, shard_size=8,
+                    workers=0, device="cpu", dtype="float32")
+    local = read_output(tmp_path / "local")
+    gate = tmp_path / "gate"
+    child = subprocess.Popen([sys.executable, "-m", "tests.support.child_ray_driver", address,
+                              str(tmp_path / "imgs"), str(tmp_path / "ray"), "", str(gate)],
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "RAY_AUTH_MODE": "disabled",
+                                  "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 120
+        worker_actor = caches[1] / "models" / TINY / "seeded" / "lock.json"
+        while not (Path(str(gate) + ".waiting").exists() and worker_actor.exists()):
+            assert time.monotonic() < deadline and child.poll() is None, \
+                "the job never reached the gate with an actor on the worker node"
+            time.sleep(0.1)
+        os.killpg(procs[1].pid, signal.SIGKILL)  # the worker node is lost mid-job
+        procs[1].wait(10)
+        gate.touch()
+        out, err = child.communicate(timeout=240)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err[-3000:]
+    assert json.loads(out.strip().splitlines()[-1]) == {"rows": 32, "errors": 0, "engine": "ray"}
+    ids, emb, _ = read_output(tmp_path / "ray")
+    assert ids == local[0] and len(set(ids)) == 32  # every row once
+    np.testing.assert_allclose(emb, local[1], rtol=1e-5, atol=1e-6)
