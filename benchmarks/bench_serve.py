@@ -37,9 +37,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine
+from _common import machine  # noqa: E402
 
-WORDS = ["the", "a", "of", "to", "and", "in", "is", "it", "that", "for", "on", "with", "as", "was", "at", "by", "cat", "dog", "feature", "image", "model", "vector", "backbone", "network", "layer", "token", "sentence", "river", "city", "weather", "bright", "quickly", "under", "between", "research", "language", "extraction", "results", "measure", "careful", "embedding", "Edinburgh", "Paris"]
+WORDS = ("the a of to and in is it that for on with as was at by cat dog feature image model vector "
+         "backbone network layer token sentence river city weather bright quickly under between "
+         "research language extraction results measure careful embedding Edinburgh Paris").split()
 
 
 def sentences(n: int) -> list[str]:
