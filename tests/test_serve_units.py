@@ -3,8 +3,10 @@ batch split (fast: no model, no socket)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+from collections import deque
 
 import pytest
 import torch
@@ -20,7 +22,7 @@ from hub.errors import (
 )
 from hub.features import Features
 from hub.serve import ServeConfig
-from hub.serve.batching import split_features
+from hub.serve.batching import Job, Options, split_features, take_jobs
 from hub.serve.decode import decode_image, is_image_ref
 from hub.serve.http import status_of
 
@@ -70,3 +72,39 @@ def test_split_features_keeps_rows_and_makes_truncation_relative() -> None:
     assert torch.equal(part.pooled, f.pooled[2:5])
     assert torch.equal(part.stages["s"], torch.tensor([2.0, 3, 4]))
     assert part.truncated == [1, 2] and part.precision == "bfloat16" and part.mask.shape == (3, 3)
+
+
+def _jobs(loop: asyncio.AbstractEventLoop, tokens: list[int]) -> deque[Job]:
+    return deque(Job([f"text {i}"], Options(), n, loop.create_future()) for i, n in enumerate(tokens))
+
+
+def test_a_forward_takes_the_oldest_text_and_those_of_similar_length() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        queued = _jobs(loop, [10, 2, 9, 3, 12, 11])
+        taken: list[Job] = []
+        assert take_jobs(queued, taken, max_batch=3, max_batch_tokens=8192)
+        # the oldest (10 tokens) leads; the nearest join: 9 and 11 (one away; the shorter first)
+        assert [j.tokens for j in taken] == [10, 9, 11]
+        rest = deque(j for j in queued if j not in taken)
+        taken = []
+        assert take_jobs(rest, taken, max_batch=2, max_batch_tokens=8192)
+        assert [j.tokens for j in taken] == [2, 3]  # the short ones share a forward, 12 waits
+        # everything fits: every live job joins, in queue order; a cancelled one stays out
+        queued = _jobs(loop, [5, 40, 1])
+        queued[1].future.cancel()
+        taken = []
+        assert not take_jobs(queued, taken, max_batch=32, max_batch_tokens=8192)
+        assert [j.tokens for j in taken] == [5, 1]
+        # the token budget: a job over it is skipped, a smaller one behind it still joins
+        queued = _jobs(loop, [10, 9, 2, 1])
+        taken = []
+        assert take_jobs(queued, taken, max_batch=3, max_batch_tokens=14)
+        assert [j.tokens for j in taken] == [10, 2, 1]  # 9 is nearer but over the budget
+        # images (no tokens) keep their queue order
+        queued = _jobs(loop, [0, 0, 0, 0])
+        taken = []
+        assert take_jobs(queued, taken, max_batch=2, max_batch_tokens=8192)
+        assert taken == [queued[0], queued[1]]
+    finally:
+        loop.close()
