@@ -104,6 +104,7 @@ def test_models_list_the_weights_identity(client: httpx.Client, minilm: Any) -> 
     m = cards["minilm_l6"]
     assert m["dim"] == 384 and m["modality"] == "text" and m["inputs"] == ["text"]
     assert m["weights"]["variant"] == "st_v2" and m["weights"]["sha256"] == minilm.weights.sha256
+    assert m["weights"]["runtime"] is None  # torch
     assert m["weights"]["revision"] and len(m["weights"]["revision"]) == 40
     assert m["weights"]["precision"] == "float32"
     assert cards["efficientnet_lite0"]["dim"] == 1280
@@ -392,3 +393,22 @@ def test_a_saved_lora_adapter_is_served_like_any_backbone(minilm: Any, tmp_path:
     vecs = torch.tensor([d.embedding for d in got.data])
     torch.testing.assert_close(vecs, want.float(), rtol=0, atol=1e-5)
     assert (vecs - minilm.extract(texts).pooled).abs().max() > 1e-3
+
+
+def test_the_openvino_runtime_serves_its_own_extract(minilm: Any) -> None:
+    """`hub serve --runtime openvino` (hub.serve.app(runtime=)): the network run by OpenVINO in
+    float32 answers what the same runtime's extract() gives, and says so in /v1/models; it stays
+    within the runtime's float32 floor of torch's vectors."""
+    pytest.importorskip("openvino")
+    from hub.runtimes.openvino import MIN_COSINE
+
+    ov = hub.load("minilm_l6", device="cpu", dtype="float32", runtime="openvino")
+    with Served(hub.serve.app(["minilm_l6"], device="cpu", dtype="float32", runtime="openvino",
+                              warm=False)) as s:
+        card = httpx.get(s.url + "/v1/models").json()["data"][0]
+        got = openai_client(s.url).embeddings.create(model="minilm_l6", input=TEXTS)
+    assert card["weights"]["runtime"] == "openvino" and card["weights"]["precision"] == "float32"
+    vec = torch.tensor([d.embedding for d in got.data])
+    torch.testing.assert_close(vec, ov.extract(TEXTS).pooled.float(), rtol=0, atol=1e-5)
+    cos = torch.nn.functional.cosine_similarity(vec, minilm.extract(TEXTS).pooled).min().item()
+    assert cos >= MIN_COSINE["f32"]["pooled"], cos

@@ -39,6 +39,9 @@ def serve_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (hub.load's choice for this machine), "
                               "float32, bfloat16 or float16."),
+    runtime: str = typer.Option(None, "--runtime", help="openvino: run the models with OpenVINO on "
+                                "the CPU (exported once and cached; pip install "
+                                "'backbone-hub[openvino]'). Default: torch."),
     engine: str = typer.Option("local", "--engine", help="local (uvicorn, this process) or ray "
                                "(Ray Serve)."),
     replicas: int = typer.Option(1, "--replicas", help="--engine ray: replicas of the application."),
@@ -61,17 +64,21 @@ def serve_cmd(
     # docs/serve.md). This process only: a mounted hub.serve.app leaves the interval alone.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     from hub.errors import InputError
+    from hub.plan import RUNTIMES
     from hub.serve import ServeConfig
 
     key = api_key if api_key is not None else (os.environ.get("HUB_API_KEY") or None)
     config = ServeConfig(max_batch=max_batch, max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
                          max_queue=max_queue, max_items=max_items, max_body_bytes=max_body_bytes,
                          allow_remote_images=allow_remote_images, api_key=key)
+    if runtime is not None and runtime not in RUNTIMES:
+        raise InputError(f"--runtime must be one of {', '.join(RUNTIMES)} (default: torch), got "
+                         f"{runtime!r}.")
     if engine == "ray":
         from hub.serve.ray_engine import run_ray
 
         run_ray(models, config=config, host=host, port=port, replicas=replicas, device=device,
-                dtype=dtype)
+                dtype=dtype, runtime=runtime)
         return
     if engine != "local":
         raise InputError(f"--engine must be 'local' or 'ray', got {engine!r}.")
@@ -79,7 +86,7 @@ def serve_cmd(
     from hub.deps import require
 
     uvicorn = require("uvicorn", extra="serve", purpose="hub serve")
-    application = hub.serve.app(models, config=config, device=device, dtype=dtype)
+    application = hub.serve.app(models, config=config, device=device, dtype=dtype, runtime=runtime)
     access = logging.getLogger("hub.serve.access")
     if not access.handlers:
         handler = logging.StreamHandler()

@@ -26,13 +26,16 @@ __all__ = ["ServeConfig", "app"]
 
 
 def app(models: Sequence[Any] | Mapping[str, Any], *, config: ServeConfig | None = None,
-        device: Any = "auto", dtype: Any = "auto", warm: bool = True) -> Any:
+        device: Any = "auto", dtype: Any = "auto", runtime: str | None = None,
+        warm: bool = True) -> Any:
     """The ASGI application (FastAPI) serving ``models``, to run with any ASGI server or mount in
     your own.
 
     :param models: backbone names or saved directories (loaded here with ``hub.load(name,
-        device=device, dtype=dtype)``: the precision is what hub.load picks), loaded backbones,
-        or a mapping of served name -> either.
+        device=device, dtype=dtype, runtime=runtime)``: the precision is what hub.load picks),
+        loaded backbones, or a mapping of served name -> either.
+    :param runtime: ``"openvino"`` runs the named models with OpenVINO on the CPU (exported once
+        and cached, as ``hub.load(runtime=...)``); default: torch.
     :param config: limits and batching (:class:`ServeConfig`); default: its defaults.
     :param warm: one small forward per model at startup, before ``/ready`` answers 200.
     :raises DependencyError: FastAPI is not installed.
@@ -42,6 +45,7 @@ def app(models: Sequence[Any] | Mapping[str, Any], *, config: ServeConfig | None
     require("fastapi", extra="serve", purpose="hub serve")
     require("uvicorn", extra="serve", purpose="hub serve")
     require("prometheus_client", extra="serve", purpose="hub serve", package="prometheus-client")
+    require("orjson", extra="serve", purpose="hub serve")
     from hub.serve.application import create_app
 
-    return create_app(models, config=config, device=device, dtype=dtype, warm=warm)
+    return create_app(models, config=config, device=device, dtype=dtype, runtime=runtime, warm=warm)

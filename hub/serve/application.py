@@ -29,7 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from hub.serve.batching import Options
-from hub.serve.http import Gate, error_body, status_of
+from hub.serve.http import Gate, error_body, json_response, status_of
 from hub.serve.limits import ServeConfig
 from hub.serve.metrics import Metrics
 from hub.serve.models import served_models
@@ -40,11 +40,12 @@ __all__ = ["create_app"]
 
 
 def create_app(models: Sequence[Any] | Mapping[str, Any], *, config: ServeConfig | None = None,
-               device: Any = "auto", dtype: Any = "auto", warm: bool = True) -> Any:
+               device: Any = "auto", dtype: Any = "auto", runtime: str | None = None,
+               warm: bool = True) -> Any:
     """The application serving ``models`` (see :func:`hub.serve.app`)."""
     cfg = config or ServeConfig()
     metrics = Metrics()
-    service = Service(served_models(models, device=device, dtype=dtype), cfg, metrics)
+    service = Service(served_models(models, device=device, dtype=dtype, runtime=runtime), cfg, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -140,9 +141,9 @@ async def _embeddings(service: Service, body: EmbeddingsRequest, request: Any) -
              "embedding": encode_vector(f.pooled[j], body.encoding_format)}
             for i, _, f, j in service.rows(prep, feats)]
     tokens = sum(prep.tokens.values())
-    return {"object": "list", "data": data, "model": model.name,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            "hub": {**service.answer_meta(model), "truncated": prep.truncated}}
+    return json_response({"object": "list", "data": data, "model": model.name,
+                          "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                          "hub": {**service.answer_meta(model), "truncated": prep.truncated}})
 
 
 def _until_gone(request: Request) -> Any:
@@ -180,8 +181,8 @@ async def _features(service: Service, body: FeaturesRequest, request: Any) -> An
         row["stages"] = stages
         data.append(row)
     precision = next(iter(feats.values())).precision
-    return {"object": "list", "data": data, **service.answer_meta(model), "precision": precision,
-            "truncated": prep.truncated, "encoding_format": fmt}
+    return json_response({"object": "list", "data": data, **service.answer_meta(model),
+                          "precision": precision, "truncated": prep.truncated, "encoding_format": fmt})
 
 
 async def _classify(service: Service, body: ClassifyRequest, request: Any) -> Any:

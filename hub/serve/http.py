@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from hub.serve.limits import ServeConfig
     from hub.serve.metrics import Metrics
 
-__all__ = ["ACCESS_LOG", "Gate", "error_body", "status_of"]
+__all__ = ["ACCESS_LOG", "Gate", "error_body", "json_bytes", "json_response", "status_of"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,6 +60,22 @@ def error_body(message: str, *, kind: str = "invalid_request_error", param: str 
                code: str | None = None) -> dict[str, Any]:
     """OpenAI's error shape."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def json_bytes(body: Any) -> bytes:
+    """``body`` as JSON (orjson): numpy float32 arrays become lists of the shortest numbers that
+    read back as the same float32 (half the bytes of Python's 17-digit floats, and no per-number
+    Python work on the event loop)."""
+    import orjson
+
+    return bytes(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def json_response(body: Any, status: int = 200) -> Any:
+    """A JSON response of ``body`` (:func:`json_bytes`), past FastAPI's per-value encoder."""
+    from starlette.responses import Response
+
+    return Response(json_bytes(body), status_code=status, media_type="application/json")
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any],

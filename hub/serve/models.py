@@ -19,14 +19,15 @@ __all__ = ["ServedModel", "count_tokens", "find", "identity", "served_models"]
 
 def identity(bb: AnyBackbone) -> dict[str, Any]:
     """Which weights made an embedding: variant, revision and sha256 (``None`` for random
-    weights), and how they run (precision, device)."""
+    weights), and how they run (precision, device, runtime: ``None`` for torch, or ``"openvino"``)."""
     w = bb.weights
     revision = None
     if w is not None:
         revision = next((r for s in w.variant.sources if (r := getattr(s, "revision", None))), None)
     return {"variant": w.variant.name if w is not None else None, "revision": revision,
             "sha256": w.sha256 if w is not None else None, "pretrained": w is not None,
-            "precision": bb.precision, "device": str(bb.device)}
+            "precision": bb.precision, "device": str(bb.device),
+            "runtime": bb.plan.runtime}
 
 
 @dataclass
@@ -76,10 +77,10 @@ def _towers(bb: AnyBackbone) -> dict[str, Backbone]:
 
 
 def served_models(models: Sequence[Any] | Mapping[str, Any], *, device: Any = "auto",
-                  dtype: Any = "auto") -> dict[str, ServedModel]:
+                  dtype: Any = "auto", runtime: str | None = None) -> dict[str, ServedModel]:
     """Load (names, saved directories) or take (loaded backbones) what to serve, by served name.
 
-    :param models: names or directories (loaded with ``hub.load(device=, dtype=)``), loaded
+    :param models: names or directories (loaded with ``hub.load(device=, dtype=, runtime=)``), loaded
         backbones, or a mapping of served name -> either.
     :raises InputError: two models under one name, or nothing to serve.
     """
@@ -90,7 +91,7 @@ def served_models(models: Sequence[Any] | Mapping[str, Any], *, device: Any = "a
         raise InputError("Nothing to serve: give at least one backbone name or directory.")
     out: dict[str, ServedModel] = {}
     for given, m in pairs:
-        bb: AnyBackbone = load(m, device=device, dtype=dtype) if isinstance(m, str) or hasattr(
+        bb: AnyBackbone = load(m, device=device, dtype=dtype, runtime=runtime) if isinstance(m, str) or hasattr(
             m, "__fspath__") else m
         name = given or bb.name
         if name in out:

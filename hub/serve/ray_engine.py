@@ -20,20 +20,24 @@ __all__ = ["HubReplica", "deployment", "run_ray"]
 class HubReplica:
     """One Ray Serve replica's state: what to serve; the application is built on the replica."""
 
-    def __init__(self, models: list[str], config: ServeConfig, device: Any, dtype: Any) -> None:
+    def __init__(self, models: list[str], config: ServeConfig, device: Any, dtype: Any,
+                 runtime: str | None = None) -> None:
         self.models = models
         self.config = config
         self.device = device
         self.dtype = dtype
+        self.runtime = runtime
 
     def __serve_build_asgi_app__(self) -> Any:
         import hub.serve
 
-        return hub.serve.app(self.models, config=self.config, device=self.device, dtype=self.dtype)
+        return hub.serve.app(self.models, config=self.config, device=self.device, dtype=self.dtype,
+                             runtime=self.runtime)
 
 
 def deployment(models: Sequence[str], *, config: ServeConfig | None = None, replicas: int = 1,
-               device: Any = "auto", dtype: Any = "auto", num_cpus: float = 1.0) -> Any:
+               device: Any = "auto", dtype: Any = "auto", runtime: str | None = None,
+               num_cpus: float = 1.0) -> Any:
     """A Ray Serve application (``serve.run(...)`` it) of ``replicas`` copies of the server.
 
     :param models: backbone names or saved directories (each replica loads them).
@@ -49,11 +53,11 @@ def deployment(models: Sequence[str], *, config: ServeConfig | None = None, repl
     wrapped = serve.ingress()(HubReplica)
     dep = serve.deployment(name="hub", num_replicas=replicas,
                            ray_actor_options={"num_cpus": num_cpus})(wrapped)
-    return dep.bind([str(m) for m in models], config or ServeConfig(), device, dtype)
+    return dep.bind([str(m) for m in models], config or ServeConfig(), device, dtype, runtime)
 
 
 def run_ray(models: Sequence[str], *, config: ServeConfig, host: str, port: int, replicas: int,
-            device: Any, dtype: Any) -> None:
+            device: Any, dtype: Any, runtime: str | None = None) -> None:
     """Start Ray Serve on this machine's Ray cluster (a local one when none is running) and serve
     until interrupted."""
     from hub.deps import require
@@ -62,5 +66,6 @@ def run_ray(models: Sequence[str], *, config: ServeConfig, host: str, port: int,
     serve = require("ray.serve", extra=None, purpose="hub serve --engine ray", package="ray[serve]")
     ray.init(ignore_reinit_error=True)
     serve.start(http_options={"host": host, "port": port})
-    serve.run(deployment(models, config=config, replicas=replicas, device=device, dtype=dtype),
+    serve.run(deployment(models, config=config, replicas=replicas, device=device, dtype=dtype,
+                         runtime=runtime),
               name="hub", route_prefix="/", blocking=True)

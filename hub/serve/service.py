@@ -36,13 +36,15 @@ class ClientGone(Exception):
 
 
 def encode_vector(values: Any, fmt: str) -> Any:
-    """A float32 tensor as a list of floats, or OpenAI's base64 of little-endian float32 bytes."""
+    """A float32 tensor as a float32 numpy array (written as a JSON list of numbers by
+    :func:`hub.serve.http.json_response`, each the shortest text that reads back as the same
+    float32), or OpenAI's base64 of little-endian float32 bytes."""
     import numpy as np
 
     arr = np.ascontiguousarray(values.float().numpy(), dtype="<f4")
     if fmt == "base64":
         return base64.b64encode(arr.tobytes()).decode("ascii")
-    return arr.tolist()
+    return arr
 
 
 class Prepared:

@@ -13,7 +13,8 @@ Enable it with ``pytest_plugins = ["hub.testing.plugin"]`` in a ``conftest.py`` 
 
 ``--hub-conformance=PLUGIN[,PLUGIN]`` on the command line overrides the module's selection.
 Every cell of :mod:`hub.testing.matrix` that runs becomes one test with the id
-``ENTRY-MODE[PARAM]``; slow modes carry ``pytest.mark.slow``, known defects
+``ENTRY-MODE[PARAM]``; an entry's cells share one ``xdist_group`` (under ``pytest -n N --dist
+loadgroup`` each entry is built on one worker); slow modes carry ``pytest.mark.slow``, known defects
 (:data:`~hub.testing.matrix.PENDING`) ``pytest.mark.xfail(strict=True)``. A provider whose
 entries need companion files to build (a config, a tokenizer) overrides the session fixture
 ``hub_conformance_companions`` with a ``companions(spec) -> {path: bytes}`` callable.
@@ -40,6 +41,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance: a cell of the hub conformance matrix")
     config.addinivalue_line("markers", "slow: builds real models or a venv (still offline)")
+    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist --dist loadgroup runs a "
+                            "group's tests on one worker")
 
 
 def cell_params(plugins: str | list[str], *, names: list[str] | None = None,
@@ -49,7 +52,9 @@ def cell_params(plugins: str | list[str], *, names: list[str] | None = None,
     for cell in cells(select(plugins, names=names), declared=raises):
         if not cell.runs:
             continue
-        marks: list[Any] = [pytest.mark.conformance]
+        # one entry's cells on one pytest-xdist worker (``--dist loadgroup``): its build, saved
+        # directory and reference features are made once, not once per worker
+        marks: list[Any] = [pytest.mark.conformance, pytest.mark.xdist_group(f"hub-conformance-{cell.on}")]
         if cell.slow:
             marks.append(pytest.mark.slow)
         if cell.pending:
