@@ -76,7 +76,7 @@ def split_features(feats: Features, lo: int, hi: int) -> Features:
         return None if t is None else t[lo:hi]
 
     return Features(pooled=rows(feats.pooled), stages={k: rows(v) for k, v in feats.stages.items()},
-                    specs=dict(feats.specs), mask=rows(feats.mask),
+                    stage_specs=dict(feats.stage_specs), mask=rows(feats.mask),
                     prefix={k: rows(v) for k, v in feats.prefix.items()},
                     truncated=[i - lo for i in feats.truncated if lo <= i < hi],
                     precision=feats.precision)
