@@ -84,7 +84,7 @@ def test_features_specs_warns_and_is_stage_specs(tiny: Backbone) -> None:
 def test_writing_an_old_name_writes_the_new_one_and_warns() -> None:
     f = Features(pooled=None)
     with pytest.deprecated_call(match="use stage_specs"):
-        f.specs = {"x": None}  # type: ignore[dict-item]
+        f.specs = {"x": None}
     assert f.stage_specs == {"x": None}
 
 
