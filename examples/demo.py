@@ -46,7 +46,7 @@ def main() -> None:
     dt = time.perf_counter() - t
     print(f"extract: {len(photos)} photos in {dt * 1000:.0f} ms -> pooled {tuple(f.pooled.shape)}")
     for stage, tensor in f.stages.items():
-        spec = f.specs[stage]
+        spec = f.stage_specs[stage]
         print(f"  stage {stage:<7} {str(tuple(tensor.shape)):<22} stride {spec.stride}")
 
     t = time.perf_counter()

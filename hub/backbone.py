@@ -18,7 +18,10 @@ How it runs is one frozen :class:`hub.plan.ExecutionPlan` (:attr:`Backbone.plan`
 :func:`hub.load`): the device, the precision (weights cast, or autocast; chosen per machine for
 ``dtype="auto"``, see :mod:`hub.autodtype`), float32 islands, folded batch norms, a runtime,
 the channels_last memory format for CNNs, and ``torch.compile``. The execution attributes
-(:attr:`dtype`, :attr:`precision`, :attr:`islands`, ...) are read-only views of that plan.
+(:attr:`feature_dtype`, :attr:`precision`, :attr:`islands`, ...) are read-only views of that plan.
+
+Names retired (``specs``, ``dtype``, the protocol's underscore methods) keep working with a
+``DeprecationWarning`` for now: :mod:`hub.compat`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hub.compat import adopt_old_methods, renamed
 from hub.errors import InputError
 from hub.features import POOLS, Features, RawOutput, StageSpec, merge, resolve_stages
 from hub.features import pool as pool_batch
@@ -57,7 +61,9 @@ class Backbone(PlanViews, ABC):
     :meth:`forward`) or :class:`TextBackbone` (:meth:`forward` and ``tokenize``).
 
     :ivar device: where the weights live and the forward runs.
-    :ivar plan: how it runs (:class:`hub.plan.ExecutionPlan`); ``dtype``, ``precision``,
+    :ivar stage_specs: stage name -> :class:`StageSpec`, every stage the network gives, in order
+        (``extract(stages=...)`` selects among them).
+    :ivar plan: how it runs (:class:`hub.plan.ExecutionPlan`); ``feature_dtype``, ``precision``,
         ``weight_dtype``, ``autocast_dtype``, ``auto``, ``channels_last``, ``compiled``,
         ``islands``, ``folded``, ``island_mode`` read it (:class:`hub.plan.PlanViews`).
     :ivar provider: the provider that built it (given by :func:`hub.load` through
@@ -67,12 +73,24 @@ class Backbone(PlanViews, ABC):
     """
 
     modality: str = ""
+    #: Deprecated: the old name of :attr:`stage_specs` (warns).
+    specs = renamed("specs", "stage_specs")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Bind a provider's old protocol method names (``_forward``...) to the new ones, with a
+        warning (:func:`hub.compat.adopt_old_methods`).
+
+        :raises ProtocolError: the subclass defines a method under both names.
+        """
+        super().__init_subclass__(**kwargs)
+        # the warning points at the class statement: past this method and ABCMeta.__new__
+        adopt_old_methods(cls, stacklevel=3)
 
     def __init__(self, spec: BackboneSpec, module: torch.nn.Module, specs: Sequence[StageSpec], *,
                  weights: WeightFiles | None, device: torch.device, dtype: torch.dtype | None) -> None:
         self.spec = spec
         self.module = module.eval()
-        self.specs: dict[str, StageSpec] = {s.name: s for s in specs}
+        self.stage_specs: dict[str, StageSpec] = {s.name: s for s in specs}
         self.weights = weights
         self.device = device
         self.plan = ExecutionPlan.built(device, self.modality, dtype)
@@ -224,7 +242,7 @@ class Backbone(PlanViews, ABC):
         :param inputs: one input or a list. Images: PIL images (any mode), numpy arrays (HW, HWC,
             BHWC; uint8 or float in [0, 1]), tensors (CHW, BCHW), paths, encoded bytes, of any
             sizes. Text: a str or a list of str (UTF-8 bytes are decoded).
-        :param stages: stage indices (negative from the end) or names from :attr:`specs`;
+        :param stages: stage indices (negative from the end) or names from :attr:`stage_specs`;
             ``None`` (default) returns the last stage only, as timm's ``forward_features`` and
             transformers' ``last_hidden_state`` do; ``"all"`` every stage; ``[]`` none (only
             ``pooled``). Every returned stage is kept for every input: ask only for what you
@@ -245,7 +263,7 @@ class Backbone(PlanViews, ABC):
         import torch
 
         items = self.check_inputs(inputs)
-        names = resolve_stages(list(self.specs), stages, model=self.name)
+        names = resolve_stages(list(self.stage_specs), stages, model=self.name)
         pool = self.spec.outputs.pool if pool is None else pool
         if pool not in POOLS:
             raise InputError(f"pool={pool!r} is not one of {', '.join(POOLS)}.")
@@ -276,7 +294,7 @@ class Backbone(PlanViews, ABC):
         out.precision = self.precision
         if normalize and out.pooled is not None:
             out.pooled = torch.nn.functional.normalize(out.pooled.float(), dim=-1).to(out.pooled.dtype)
-        out.specs = {n: self.specs[n] for n in names}
+        out.stage_specs = {n: self.stage_specs[n] for n in names}
         if out.truncated:
             import warnings
 
@@ -328,14 +346,14 @@ class Backbone(PlanViews, ABC):
         The last stage is laid out (and pooled) only when the embedding is not the provider's
         own ``pooled`` for the trained pooling; stages nobody asked for are left untouched.
         """
-        last = list(self.specs)[-1]
+        last = list(self.stage_specs)[-1]
         own = raw.pooled is not None and how == self.spec.outputs.pool
         used = list(dict.fromkeys(names if own else [*names, last]))
         for n in used:
-            raw.stages[n], pre = as_layout(raw.stages[n], self.specs[n], raw.num_prefix_tokens)
+            raw.stages[n], pre = as_layout(raw.stages[n], self.stage_specs[n], raw.num_prefix_tokens)
             if pre is not None and n not in raw.prefix:
                 raw.prefix[n] = pre
-        if self.precision != "float32":  # pooled in float32, then cast to self.dtype (if any)
+        if self.precision != "float32":  # pooled in float32, then cast to feature_dtype (if any)
             def up(t: Any) -> Any:
                 return t.float() if t is not None and t.is_floating_point() else t
 
@@ -347,7 +365,7 @@ class Backbone(PlanViews, ABC):
         pooled = raw.pooled if own else pool_batch(raw, last, how, model=self.name)
         feats = Features(pooled=pooled, stages={n: raw.stages[n] for n in names}, mask=raw.mask,
                          prefix={n: raw.prefix[n] for n in names if n in raw.prefix})
-        want = self.dtype
+        want = self.feature_dtype
         if want is not None:
             def cast(t: Any) -> Any:
                 if t is None or t.dtype == want or not t.is_floating_point():

@@ -13,7 +13,9 @@ built-in exception it most resembles, so callers can catch the usual type::
     │   └── ModelNotServedError (KeyError)        `hub serve`: no served model has that id (HTTP 404)
     ├── PluginError
     │   ├── PluginLoadError (ImportError)         a plugin failed to import or raised in a hook
-    │   └── ProviderNotFoundError (LookupError)   no loaded plugin provides the manifest's provider
+    │   ├── ProviderNotFoundError (LookupError)   no loaded plugin provides the manifest's provider
+    │   └── ProtocolError (TypeError)             a provider's Backbone subclass defines a method
+    │                                             under both its old and its new name
     ├── WeightsError
     │   ├── SourceUnavailableError (OSError)      a source could not give the bytes (network, missing dist)
     │   │   └── OfflineError                      offline mode and the weights are not in the cache
@@ -60,6 +62,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PluginError",
     "PluginLoadError",
+    "ProtocolError",
     "ProviderNotFoundError",
     "RuntimeEngineError",
     "SearchIndexError",
@@ -137,6 +140,12 @@ class PluginLoadError(PluginError, ImportError):
 
 class ProviderNotFoundError(PluginError, LookupError):
     """No loaded plugin registers the provider a manifest names."""
+
+
+class ProtocolError(PluginError, TypeError):
+    """A provider's ``Backbone`` subclass breaks the provider protocol: it defines a method
+    under both its old name and its new one (:mod:`hub.compat`); the message says which to
+    keep."""
 
 
 class WeightsError(HubError):

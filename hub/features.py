@@ -6,7 +6,7 @@ One structure for every backbone:
   DINOv2, Swin) give NCHW patch grids with their prefix (class/register) tokens
   removed and kept in ``prefix``; text gives every layer's hidden states
   (B, L, D) with ``mask`` marking the real tokens.
-* ``specs``: stage name -> :class:`StageSpec` (channels, stride, layout, layer index);
+* ``stage_specs``: stage name -> :class:`StageSpec` (channels, stride, layout, layer index);
   :func:`resolve_stages` turns a ``stages=`` selection into their names.
 * ``pooled``: (B, D) embeddings, pooled as the weights were trained for unless
   ``pool=`` says otherwise.
@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hub.compat import renamed
 from hub.errors import InputError
 
 if TYPE_CHECKING:
@@ -132,7 +133,8 @@ class Features:
 
     :param pooled: (B, D) embeddings, or ``None`` when ``pool="none"``.
     :param stages: ordered stage name -> tensor (images: B, C, H, W; text: B, L, D).
-    :param specs: stage name -> :class:`StageSpec` for each returned stage.
+    :param stage_specs: stage name -> :class:`StageSpec` for each returned stage (``specs``
+        is its deprecated old name: it warns).
     :param mask: (B, L) attention mask for text (1 = real token), else ``None``.
     :param prefix: stage name -> (B, P, D) class/register tokens of token models (ViT, DINOv2);
         empty for CNNs and text.
@@ -143,11 +145,13 @@ class Features:
 
     pooled: Any
     stages: dict[str, Any] = field(default_factory=dict)
-    specs: dict[str, StageSpec] = field(default_factory=dict)
+    stage_specs: dict[str, StageSpec] = field(default_factory=dict)
     mask: Any = None
     prefix: dict[str, Any] = field(default_factory=dict)
     truncated: list[int] = field(default_factory=list)
     precision: str = "float32"
+    #: Deprecated: the old name of :attr:`stage_specs` (warns).
+    specs = renamed("specs", "stage_specs")
 
     def __len__(self) -> int:
         first = self.pooled if self.pooled is not None else next(iter(self.stages.values()), None)
@@ -178,7 +182,7 @@ class Features:
         def mv(t: Any) -> Any:
             return None if t is None else t.to(device)
         return Features(pooled=mv(self.pooled), stages={k: mv(v) for k, v in self.stages.items()},
-                        specs=dict(self.specs), mask=mv(self.mask),
+                        stage_specs=dict(self.stage_specs), mask=mv(self.mask),
                         prefix={k: mv(v) for k, v in self.prefix.items()},
                         truncated=list(self.truncated), precision=self.precision)
 

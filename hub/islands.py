@@ -189,7 +189,7 @@ def keep_islands(bb: Backbone, mode: str, dtype: torch.dtype, *,
     if mode == "depthwise":
         names = depthwise_modules(bb.module)
     else:
-        last = list(bb.specs)[-1]
+        last = list(bb.stage_specs)[-1]
         names = early_modules(bb.module, lambda x: bb.forward(x.to(bb.device), [last]), pp.size,
                               stride=stride)
     apply_islands(bb.module, names, dtype)

@@ -32,6 +32,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hub.compat import renamed
 from hub.errors import InputError
 
 if TYPE_CHECKING:
@@ -301,10 +302,16 @@ def plan_execution(request: Request, facts: Facts) -> ExecutionPlan:
 
 class PlanViews:
     """Read-only views of an :class:`ExecutionPlan` held as ``self.plan``: the execution
-    attributes :class:`hub.Backbone` and the image-text backbone expose (``bb.dtype``,
-    ``bb.precision``, ``bb.islands``...). Nothing here writes: the plan is replaced whole."""
+    attributes :class:`hub.Backbone` and the image-text backbone expose (``bb.feature_dtype``,
+    ``bb.precision``, ``bb.islands``...). Nothing here writes: the plan is replaced whole.
+
+    ``dtype`` is the deprecated old name of :attr:`feature_dtype` (it warns): torch and
+    transformers users read ``model.dtype`` as the weights' dtype, which is
+    :attr:`weight_dtype` here."""
 
     plan: ExecutionPlan
+    #: Deprecated: the old name of :attr:`feature_dtype` (warns).
+    dtype = renamed("dtype", "feature_dtype")
 
     @property
     def precision(self) -> str:
@@ -314,8 +321,9 @@ class PlanViews:
         return self.plan.compute
 
     @property
-    def dtype(self) -> torch.dtype | None:
-        """The precision features come out in (``None`` = float32)."""
+    def feature_dtype(self) -> torch.dtype | None:
+        """The dtype features come out in (``None`` = float32): float32 under ``dtype="auto"``
+        whatever the weights are in (:attr:`weight_dtype`)."""
         return torch_dtype(self.plan.features)
 
     @property

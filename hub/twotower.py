@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.backbone import Backbone, Features, ImageBackbone, StageSpec, TextBackbone
+from hub.compat import renamed
 from hub.errors import InputError, ManifestError, WeightMismatchError
 from hub.inputs import IMAGE_SUFFIXES, check_labels
 from hub.plan import ExecutionPlan, PlanViews
@@ -159,7 +160,7 @@ class TwoTowerBackbone(PlanViews):
     :ivar weights: the verified weight files, or ``None`` for random weights.
     :ivar device: where the network lives.
     :ivar plan: how both towers run (:class:`hub.plan.ExecutionPlan`; each tower holds its view,
-        :meth:`~hub.plan.ExecutionPlan.for_tower`); ``dtype``, ``precision``... read it.
+        :meth:`~hub.plan.ExecutionPlan.for_tower`); ``feature_dtype``, ``precision``... read it.
     :ivar provider: the provider that built it (``as_module`` rebuilds float32 weights through
         it), else ``None``.
     :ivar logit_scale: the multiplier of cosine similarities (see :func:`resolve_scoring`).
@@ -198,9 +199,12 @@ class TwoTowerBackbone(PlanViews):
         return self.spec.outputs.embedding_dim
 
     @property
-    def specs(self) -> dict[str, StageSpec]:
+    def stage_specs(self) -> dict[str, StageSpec]:
         """The image tower's stages, then the text tower's."""
-        return {**self.image.specs, **self.text.specs}
+        return {**self.image.stage_specs, **self.text.stage_specs}
+
+    #: Deprecated: the old name of :attr:`stage_specs` (warns).
+    specs = renamed("specs", "stage_specs")
 
     def __repr__(self) -> str:
         w = self.weights.variant.name if self.weights else "random"

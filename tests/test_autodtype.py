@@ -62,7 +62,7 @@ def test_load_defaults_to_auto(cache_dir: Path, monkeypatch: pytest.MonkeyPatch)
         machine.records_path("precision").unlink(missing_ok=True)
         monkeypatch.setattr(autodtype, "measure_cpu", fake(speedup, []))
         bb = hub.load("example_tinynet", device="cpu")
-        assert bb.auto and bb.precision == precision and bb.dtype is None
+        assert bb.auto and bb.precision == precision and bb.feature_dtype is None
         feats = bb.extract(torch.rand(1, 3, 64, 64))
         assert feats.precision == precision and feats.pooled.dtype == torch.float32
     float32 = hub.load("example_tinynet", device="cpu", dtype="float32")

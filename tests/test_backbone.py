@@ -46,13 +46,13 @@ def images(n: int, seed: int = 0) -> list[Any]:
 def test_stage_selection_by_index_name_and_all(tiny: Backbone) -> None:
     x = images(2)
     default = tiny.extract(x)  # the last stage, as forward_features / last_hidden_state
-    assert list(default.stages) == ["s3"] and list(default.specs) == ["s3"]
+    assert list(default.stages) == ["s3"] and list(default.stage_specs) == ["s3"]
     assert list(tiny.extract(x, stages="all").stages) == ["s1", "s2", "s3"]
     assert list(tiny.extract(x, stages=[]).stages) == []
     assert list(tiny.extract(x, stages=[-1]).stages) == ["s3"]
     assert list(tiny.extract(x, stages=[2, "s1", -3]).stages) == ["s1", "s3"]  # network order
     f = tiny.extract(x, stages="s2")
-    assert list(f.stages) == ["s2"] and f.specs["s2"].stride == 4 and f.specs["s2"].channels == 16
+    assert list(f.stages) == ["s2"] and f.stage_specs["s2"].stride == 4 and f.stage_specs["s2"].channels == 16
     assert f.stages["s2"].shape == (2, 16, 16, 16)
 
 
@@ -129,7 +129,7 @@ def test_outputs_stay_on_the_device_unless_asked(tiny: Backbone) -> None:
     f = tiny.extract(images(1), output_device="cpu")
     assert f.pooled.device.type == "cpu"
     g = f.to("cpu")
-    assert g is not f and torch.equal(g.pooled, f.pooled) and g.specs == f.specs
+    assert g is not f and torch.equal(g.pooled, f.pooled) and g.stage_specs == f.stage_specs
 
 
 def test_features_tokens_of_a_map(tiny: Backbone) -> None:
@@ -160,7 +160,7 @@ def test_channels_last_is_the_cnn_default_and_agrees_with_nchw(lite0: Backbone) 
 def test_bfloat16_on_cpu_casts_the_weights_and_returns_bfloat16(lite0: Backbone) -> None:
     ref = lite0
     bb = hub.load("efficientnet_lite0", device="cpu", dtype="bfloat16")
-    assert bb.dtype == torch.bfloat16 and bb.autocast_dtype is None and not bb.auto
+    assert bb.feature_dtype == torch.bfloat16 and bb.autocast_dtype is None and not bb.auto
     assert bb.module.conv_stem.weight.dtype == torch.bfloat16  # cast once (hub.execution)
     assert "precision=bfloat16 (49 batch norms folded) features=bfloat16" in repr(bb)
     x = images(2)
@@ -175,7 +175,7 @@ def test_auto_returns_float32_features_and_trains_from_float32_weights(
         minilm: Backbone, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUB_DTYPE", "bfloat16")  # what "auto" picks on a CPU with AMX
     bb = hub.load("minilm_l6", device="cpu")
-    assert bb.auto and bb.precision == "bfloat16" and bb.dtype is None
+    assert bb.auto and bb.precision == "bfloat16" and bb.feature_dtype is None
     assert bb.module.embeddings.word_embeddings.weight.dtype == torch.bfloat16
     assert "precision=bfloat16 (auto) features=float32" in repr(bb)
     texts = ["a cat on a mat", "feature extraction turns text into vectors", "hi"]
@@ -204,7 +204,7 @@ def embedding_only(bb: Backbone, calls: list[str]) -> Backbone:
     from hub.backbone import RawOutput
 
     twin = copy.copy(bb)
-    last = list(bb.specs)[-1]
+    last = list(bb.stage_specs)[-1]
 
     def forward(batch: Any, stages: list[str]) -> Any:
         calls.append("forward")
@@ -228,7 +228,7 @@ def test_embedding_only_forward_when_no_stage_is_asked(tiny: Backbone) -> None:
     x = images(5)
     ref = tiny.extract(x, stages=[-1])
     fast = bb.extract(x, stages=[], batch_size=2)
-    assert calls == ["pooled"] * 3 and fast.stages == {} and fast.specs == {}
+    assert calls == ["pooled"] * 3 and fast.stages == {} and fast.stage_specs == {}
     torch.testing.assert_close(fast.pooled, ref.pooled, rtol=0, atol=1e-6)
     unit = bb.extract(x, stages=[], normalize=True).pooled
     torch.testing.assert_close(unit, torch.nn.functional.normalize(ref.pooled, dim=-1),
@@ -264,7 +264,7 @@ def test_compile_covers_the_embedding_only_forward() -> None:
 
     calls: list[str] = []
     eager = hub.load("example_tinynet", device="cpu", dtype="float32")
-    last = list(eager.specs)[-1]
+    last = list(eager.stage_specs)[-1]
 
     class EmbeddingOnly(type(eager)):  # type: ignore[misc]
         def forward_pooled(self, batch: Any) -> Any:
@@ -308,7 +308,8 @@ def test_vit_gives_grids_prefix_tokens_and_sequences(vit: Backbone) -> None:
     assert torch.allclose(f.pooled, ref[:, 0], atol=1e-4)  # manifest default: cls
     avg = vit.extract(x, pool="avg", stages=[])
     assert torch.allclose(avg.pooled, ref[:, 1:].mean(1), atol=1e-4)
-    assert avg.prefix == {} and f.specs["block6"].layout == "NCHW" and f.specs["block6"].stride == 16
+    block6 = f.stage_specs["block6"]
+    assert avg.prefix == {} and block6.layout == "NCHW" and block6.stride == 16
 
 
 @pytest.mark.slow  # builds a real-size token model (random weights)
@@ -350,7 +351,7 @@ def test_text_layers_mask_and_input_order(minilm: Backbone) -> None:
     assert list(f.stages) == [f"layer{i}" for i in range(7)] and f.prefix == {}
     b, length = f.mask.shape
     assert b == len(TEXTS) and all(t.shape == (b, length, 384) for t in f.stages.values())
-    assert f.specs["layer0"].index == 0 and f.specs["layer6"].layout == "NLC"
+    assert f.stage_specs["layer0"].index == 0 and f.stage_specs["layer6"].layout == "NLC"
     lengths = f.mask.sum(1).tolist()
     assert lengths[1] < lengths[0] < lengths[2]  # "Hi" < "A cat..." < "The quick..."
     assert f.mask[1, lengths[1]:].sum() == 0 and (f.stages["layer6"][1, lengths[1]:] == 0).all()

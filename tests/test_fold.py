@@ -47,7 +47,7 @@ def test_folding_keeps_every_stage(name: str) -> None:
     bb = hub.load(name, pretrained=False, device="cpu", dtype="float32")
     randomise_norms(bb.module)
     x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
-    stages = list(bb.specs)
+    stages = list(bb.stage_specs)
     ref = bb.extract(x, stages=stages)
     norms = {n: bb.module.get_submodule(n) for n in plain_norms(bb.module)}
     state = {k: v.clone() for k, v in bb.module.state_dict().items()}

@@ -362,7 +362,7 @@ def test_classifier_pools_as_extract_does(name: str) -> None:
     model.fc.register_forward_pre_hook(lambda _m, i: seen.update(pooled=i[0]))
     with torch.no_grad():
         model(xn)
-        want = bb.finish(bb.forward(xn, list(bb.specs)), list(bb.specs), bb.spec.outputs.pool).pooled
+        want = bb.finish(bb.forward(xn, list(bb.stage_specs)), list(bb.stage_specs), bb.spec.outputs.pool).pooled
     torch.testing.assert_close(seen["pooled"], want, atol=1e-5, rtol=1e-5)
     if trained:  # and the copy trains with the classifier
         model.train()

@@ -65,7 +65,7 @@ def test_efficientnet_lite0_equals_timm_forward(lite0_timm: torch.nn.Module) -> 
         assert feats.stages[name].shape == ref.shape
         assert (feats.stages[name] - ref).abs().max().item() <= 1e-5
     assert (feats.stages["head"] - final).abs().max().item() <= 1e-5
-    assert [(s.channels, s.stride) for s in feats.specs.values()] == [
+    assert [(s.channels, s.stride) for s in feats.stage_specs.values()] == [
         (16, 2), (24, 4), (40, 8), (112, 16), (320, 32), (1280, 32)]
 
 
@@ -105,7 +105,7 @@ def test_minilm_text_stages_and_mask() -> None:
     b, length = t.mask.shape
     assert b == 2 and t.mask[0].sum() < t.mask[1].sum() == length
     assert all(v.shape == (2, length, 384) for v in t.stages.values())
-    assert t.specs["layer6"].index == 6 and t.specs["layer6"].layout == "NLC"
+    assert t.stage_specs["layer6"].index == 6 and t.stage_specs["layer6"].layout == "NLC"
 
 
 def test_image_inputs_of_every_kind_give_the_same_features(tmp_path: Path) -> None:

@@ -86,15 +86,15 @@ def test_graph_layout_rebuilds_the_torch_raw_output() -> None:
     keys, tensors, _ = batch_tensors(example)
     layout, outs = ForwardGraph(bb, keys, True).layout(example)
     with torch.no_grad():
-        raw = bb.forward(example, list(bb.specs))
+        raw = bb.forward(example, list(bb.stage_specs))
     got = assemble(layout, dict(enumerate(outs)), tensors)
-    assert list(got.stages) == list(raw.stages) == list(bb.specs)
+    assert list(got.stages) == list(raw.stages) == list(bb.stage_specs)
     for n in raw.stages:
         torch.testing.assert_close(got.stages[n], raw.stages[n])
     torch.testing.assert_close(got.pooled, raw.pooled)
     # a call for the last stage needs only its map and the pooled embedding
     assert len(layout.needed([], "head")) == 2
-    assert layout.needed(list(bb.specs), "head") == list(range(layout.outputs))
+    assert layout.needed(list(bb.stage_specs), "head") == list(range(layout.outputs))
 
 
 def test_text_layout_takes_the_mask_from_the_inputs() -> None:
@@ -159,7 +159,7 @@ def test_openvino_float32_features_equal_torch_and_the_export_is_cached(ov_cache
     for stages in (None, "all", ["stage2", -1]):
         want = ref.extract(images, stages=stages, batch_size=2)
         got = bb.extract(images, stages=stages, batch_size=2)  # batches of 2 and 1: dynamic batch
-        assert list(got.stages) == list(want.stages) and got.specs == want.specs
+        assert list(got.stages) == list(want.stages) and got.stage_specs == want.stage_specs
         torch.testing.assert_close(got.pooled, want.pooled, atol=1e-4, rtol=1e-3)
         for name, t in want.stages.items():
             assert got.stages[name].shape == t.shape and got.stages[name].dtype == torch.float32

@@ -22,7 +22,7 @@ from hub.errors import (
 )
 from hub.features import Features
 from hub.serve import ServeConfig
-from hub.serve.batching import Job, Options, split_features, take_jobs
+from hub.serve.batching import Options, QueuedRequest, split_features, take_jobs
 from hub.serve.decode import decode_image, is_image_ref
 from hub.serve.http import status_of
 
@@ -74,15 +74,16 @@ def test_split_features_keeps_rows_and_makes_truncation_relative() -> None:
     assert part.truncated == [1, 2] and part.precision == "bfloat16" and part.mask.shape == (3, 3)
 
 
-def _jobs(loop: asyncio.AbstractEventLoop, tokens: list[int]) -> deque[Job]:
-    return deque(Job([f"text {i}"], Options(), n, loop.create_future()) for i, n in enumerate(tokens))
+def _jobs(loop: asyncio.AbstractEventLoop, tokens: list[int]) -> deque[QueuedRequest]:
+    return deque(QueuedRequest([f"text {i}"], Options(), n, loop.create_future())
+                 for i, n in enumerate(tokens))
 
 
 def test_a_forward_takes_the_oldest_text_and_those_of_similar_length() -> None:
     loop = asyncio.new_event_loop()
     try:
         queued = _jobs(loop, [10, 2, 9, 3, 12, 11])
-        taken: list[Job] = []
+        taken: list[QueuedRequest] = []
         assert take_jobs(queued, taken, max_batch=3, max_batch_tokens=8192)
         # the oldest (10 tokens) leads; the nearest join: 9 and 11 (one away; the shorter first)
         assert [j.tokens for j in taken] == [10, 9, 11]

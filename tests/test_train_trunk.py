@@ -56,9 +56,9 @@ def check_parity_and_grads(name: str) -> None:
     bb = image_backbone(name)
     before = {k: v.clone() for k, v in bb.module.state_dict().items()}
     net = bb.as_module()
-    assert isinstance(net, torch.nn.Module) and net.stage_names == list(bb.specs)
+    assert isinstance(net, torch.nn.Module) and net.stage_names == list(bb.stage_specs)
     xn = pixels(bb)
-    ref = reference(bb, xn, list(bb.specs))
+    ref = reference(bb, xn, list(bb.stage_specs))
     with torch.no_grad():
         out = net.eval()(xn)
     assert list(out) == net.stage_names
@@ -66,7 +66,7 @@ def check_parity_and_grads(name: str) -> None:
         torch.testing.assert_close(t, ref[n], rtol=1e-5, atol=1e-5, msg=lambda m, n=n: f"{name}.{n}: {m}")
         assert t.ndim == 4 and t.shape[1] == spec.channels, (n, t.shape, spec)
         assert xn.shape[-1] // t.shape[-1] == spec.stride, (n, t.shape, spec)
-        manifest = bb.specs[n]
+        manifest = bb.stage_specs[n]
         assert (spec.channels, spec.stride) == (manifest.channels, manifest.stride)
     assert net.out_channels == [s.channels for s in net.specs]
     assert net.strides == [s.stride for s in net.specs]
@@ -445,7 +445,7 @@ def test_the_stage_mapping_forward_runs_at_the_bodys_trace_size() -> None:
     from hub.train.trunk import _example
 
     bb = image_backbone("resnet50")
-    body = bb.trunk(list(bb.specs), None)
+    body = bb.trunk(list(bb.stage_specs), None)
     x, size = _example(bb, body)
     assert (size, tuple(x.shape)) == (64, (1, 3, 64, 64))
     body.trace_size = None

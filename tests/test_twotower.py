@@ -35,9 +35,9 @@ def test_the_image_text_backbone_holds_two_ordinary_backbones(clip: TwoTowerBack
     # nothing inherited and disabled: no forward, no batches, no specs setter of its own
     for name in ("forward", "batches", "check_inputs", "finish"):
         assert not hasattr(clip, name), name
-    assert clip.specs == {**clip.image.specs, **clip.text.specs}
+    assert clip.stage_specs == {**clip.image.stage_specs, **clip.text.stage_specs}
     with pytest.raises(AttributeError):
-        clip.specs = {}  # type: ignore[misc]  # read-only: the towers own their stages
+        clip.stage_specs = {}  # type: ignore[misc]  # read-only: the towers own their stages
 
 
 def test_extract_picks_the_tower_and_runs_it_unchanged(clip: TwoTowerBackbone) -> None:
@@ -59,6 +59,17 @@ def test_the_plan_reaches_both_towers(clip: TwoTowerBackbone) -> None:
     assert clip.text.plan == clip.plan.for_tower("text")
     assert clip.provider is not None and clip.image.provider is clip.provider
     assert "TwoTowerBackbone clip_vit_b32" in repr(clip) and "towers=image,text" in repr(clip)
+
+
+def test_the_old_names_warn_and_read_the_new_ones(clip: TwoTowerBackbone) -> None:
+    # hub.compat: specs -> stage_specs, dtype -> feature_dtype, on the holder as on its towers
+    with pytest.deprecated_call(match="TwoTowerBackbone.specs was renamed: use stage_specs"):
+        assert clip.specs == clip.stage_specs
+    with pytest.deprecated_call(match="TwoTowerBackbone.dtype was renamed: use feature_dtype"):
+        assert clip.dtype is clip.feature_dtype is None
+    for tower in (clip.image, clip.text):
+        with pytest.deprecated_call(match="specs was renamed: use stage_specs"):
+            assert tower.specs is tower.stage_specs
 
 
 def test_the_types_hub_load_returns_are_exported() -> None:

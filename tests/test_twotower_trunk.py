@@ -93,7 +93,7 @@ def open_clip_backbone(name: str, tmp_path: Path) -> Any:
 
 def check_text_trunk(bb: Any) -> None:
     net = bb.as_module(modality="text")
-    assert net.modality == "text" and net.stage_names == list(bb.text.specs)
+    assert net.modality == "text" and net.stage_names == list(bb.text.stage_specs)
     batch = net.tokenize(TEXTS)
     head = net.pooling_head()
     net.eval()
@@ -155,7 +155,7 @@ def test_transformers_image_trunk_equals_extract(name: str, tmp_path: Path) -> N
     extract()'s; later layers, the post-norm and SigLIP's pooling head are not owned."""
     bb = hf_backbone(name, tmp_path)
     net = bb.as_module(["block3", "block6"], freeze="block3")
-    strides = [s.stride for s in bb.image.specs.values()][:2]
+    strides = [s.stride for s in bb.image.stage_specs.values()][:2]
     assert net.out_channels == [WIDTH, WIDTH] and net.strides == strides
     pp = bb.spec.preprocessing.image
     x = torch.rand(2, 3, pp.size, pp.size, generator=torch.Generator().manual_seed(0))

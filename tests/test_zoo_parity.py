@@ -146,7 +146,7 @@ def test_hrnet_raw_branches_equal_timm_features_only_default_hrnet_features(
     feats = bb.extract(x, stages=names)
     with torch.inference_mode():
         ref = raw(xn)
-    assert [s.channels for s in feats.specs.values()][:5] == raw.feature_info.channels()
+    assert [s.channels for s in feats.stage_specs.values()][:5] == raw.feature_info.channels()
     for n, r in zip(names, ref):
         close(feats.stages[n], r, f"hrnet_w18.{n}")
     # asking for one branch alone gives the same map (the hook runs without the others)

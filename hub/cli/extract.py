@@ -134,7 +134,7 @@ def write_features(feats: Any, names: list[str], out: Path, meta: dict[str, str]
         if feats.mask is not None and feats.stages:
             tensors["mask"] = tensor(feats.mask)
         specs = {k: {"channels": s.channels, "stride": s.stride, "layout": s.layout, "index": s.index}
-                 for k, s in feats.specs.items()}
+                 for k, s in feats.stage_specs.items()}
         metadata = {**meta, "names": json.dumps(names, ensure_ascii=False),
                     "specs": json.dumps(specs), "truncated": json.dumps(feats.truncated)}
         write_atomic(out, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))

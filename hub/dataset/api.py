@@ -83,7 +83,7 @@ def select_tower(bb: AnyBackbone, modality: str | None, source: Any = None) -> B
 
 def _job(bb: Backbone, reader: Reader, stages: Sequence[int | str] | None, pool: str | None,
          normalize: bool | None, shard_size: int) -> Job:
-    resolve_stages(list(bb.specs), _stages(stages), model=bb.name)  # fails early, before any work
+    resolve_stages(list(bb.stage_specs), _stages(stages), model=bb.name)  # fails early, before any work
     w = bb.weights
     pair = bb.two_tower  # a tower: the job names the image-text backbone and the tower that ran
     return make_job(bb.spec if pair is None else pair.spec, variant=w.variant.name if w else None,

@@ -126,7 +126,7 @@ class ForwardGraph(torch.nn.Module):
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         batch: Any = tensors[0] if self._tensor_batch else dict(zip(self._keys, tensors, strict=True))
-        raw = self._bb.forward(batch, list(self._bb.specs))
+        raw = self._bb.forward(batch, list(self._bb.stage_specs))
         self.slots, outs = _flatten(raw, tensors)
         self.num_prefix_tokens = raw.num_prefix_tokens
         return tuple(outs)

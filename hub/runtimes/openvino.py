@@ -121,7 +121,7 @@ class OpenVINORuntime:
         fields = store.key_fields(bb, runtime=cls.name, runtime_version=ov.get_version(),
                                   precision=precision, input_shape=dynamic)
         folder = store.entry_dir(settings.cache_dir, fields) if bb.weights is not None else None
-        last = list(bb.specs)[-1]
+        last = list(bb.stage_specs)[-1]
         record = store.read_record(folder, fields) if folder is not None else None
         if record is not None and folder is not None and (folder / XML).is_file():
             model = process_core().read_model(str(folder / XML))
@@ -157,7 +157,7 @@ class OpenVINORuntime:
         whichever engine runs them), and a broken conversion still fails.
         """
         got = self._run(list(range(self.layout.outputs)), tensors)
-        names, pool = list(bb.specs), bb.spec.outputs.pool
+        names, pool = list(bb.stage_specs), bb.spec.outputs.pool
 
         def features(outs: dict[int, torch.Tensor]) -> Any:
             return bb.finish(assemble(self.layout, outs, tensors), names, pool)

@@ -1,13 +1,13 @@
 """Dynamic batching: one :class:`Batcher` per served (model, modality).
 
 Requests put their items (already decoded or tokenised off the event loop) in the batcher's queue
-as one :class:`Job` and await its future. The batcher's task takes the oldest job, lets others with
-the same options join it (when more are queued than fit, texts of similar token counts first:
-:func:`take_jobs`) until the budget is full (``max_batch`` items; for text also
-``max_batch_tokens`` tokens) or the oldest has waited ``max_wait_ms``, and runs one
+as one :class:`QueuedRequest` (a "job" below) and await its future. The batcher's task takes the
+oldest job, lets others with the same options join it (when more are queued than fit, texts of
+similar token counts first: :func:`take_jobs`) until the budget is full (``max_batch`` items; for
+text also ``max_batch_tokens`` tokens) or the oldest has waited ``max_wait_ms``, and runs one
 ``extract()`` for all of them on the model's single forward thread, so a model runs one forward at
 a time even when its two towers (image-text) each have a batcher. The features are split back per
-job.
+job. (Not :class:`hub.dataset.job.Job`, a dataset extraction's record.)
 
 Invariants: the queue never holds more than ``max_queue`` items (:meth:`Batcher.submit` raises
 :class:`~hub.errors.ServiceBusyError`, answered 429 with Retry-After); a job whose future was
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from hub.serve.limits import ServeConfig
     from hub.serve.metrics import Metrics
 
-__all__ = ["Batcher", "Job", "Options", "split_features", "take_jobs"]
+__all__ = ["Batcher", "Options", "QueuedRequest", "split_features", "take_jobs"]
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,9 @@ class Options:
 
 
 @dataclass(eq=False)
-class Job:
-    """One request's items for one batcher."""
+class QueuedRequest:
+    """One HTTP request's items waiting in one batcher's queue (the batcher's unit: a request
+    is never split across forwards), with the future its answer is settled on."""
 
     items: list[Any]
     options: Options
@@ -76,7 +77,7 @@ def split_features(feats: Features, lo: int, hi: int) -> Features:
         return None if t is None else t[lo:hi]
 
     return Features(pooled=rows(feats.pooled), stages={k: rows(v) for k, v in feats.stages.items()},
-                    specs=dict(feats.specs), mask=rows(feats.mask),
+                    stage_specs=dict(feats.stage_specs), mask=rows(feats.mask),
                     prefix={k: rows(v) for k, v in feats.prefix.items()},
                     truncated=[i - lo for i in feats.truncated if lo <= i < hi],
                     precision=feats.precision)
@@ -98,7 +99,7 @@ class Batcher:
         self.config = config
         self._thread = forward
         self._metrics = metrics
-        self._jobs: deque[Job] = deque()
+        self._jobs: deque[QueuedRequest] = deque()
         self._queued = 0
         self._wake = asyncio.Event()
         self._closing = False
@@ -138,14 +139,14 @@ class Batcher:
                 f"{self.config.max_queue} (--max-queue); retry after {max(1, wait)} s.",
                 retry_after=max(1, wait))
         fut: asyncio.Future[Features] = asyncio.get_running_loop().create_future()
-        job = Job(items, options, tokens, fut)
+        job = QueuedRequest(items, options, tokens, fut)
         self._jobs.append(job)
         self._set_queued(self._queued + len(items))
         fut.add_done_callback(lambda f: self._forget(job) if f.cancelled() else None)
         self._wake.set()
         return fut
 
-    def _forget(self, job: Job) -> None:
+    def _forget(self, job: QueuedRequest) -> None:
         """A cancelled job (its client left) leaves the queue at once."""
         if job in self._jobs:
             self._jobs.remove(job)
@@ -167,7 +168,7 @@ class Batcher:
             if batch:
                 await self._run_batch(batch)
 
-    def _take(self, taken: list[Job]) -> bool:
+    def _take(self, taken: list[QueuedRequest]) -> bool:
         """Move the queued jobs that fit into ``taken``; True when the budget is full."""
         full = take_jobs(self._jobs, taken, self.config.max_batch, self.config.max_batch_tokens)
         for job in taken:
@@ -175,8 +176,8 @@ class Batcher:
                 self._jobs.remove(job)
         return full
 
-    async def _collect(self) -> list[Job]:
-        taken: list[Job] = []
+    async def _collect(self) -> list[QueuedRequest]:
+        taken: list[QueuedRequest] = []
         full = self._take(taken)
         if not taken:
             return taken
@@ -192,7 +193,7 @@ class Batcher:
         self._set_queued(self._queued - sum(len(j.items) for j in taken))
         return [j for j in taken if not j.future.done()]  # disconnected while waiting: dropped
 
-    async def _run_batch(self, jobs: list[Job]) -> None:
+    async def _run_batch(self, jobs: list[QueuedRequest]) -> None:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         items = [x for j in jobs for x in j.items]
@@ -226,7 +227,8 @@ class Batcher:
         return run
 
 
-def take_jobs(queued: deque[Job], taken: list[Job], max_batch: int, max_batch_tokens: int) -> bool:
+def take_jobs(queued: deque[QueuedRequest], taken: list[QueuedRequest], max_batch: int,
+              max_batch_tokens: int) -> bool:
     """Add to ``taken`` the queued jobs that join its forward; True when the budget is full.
 
     The oldest live job leads (no job waits behind younger ones for ever); jobs with other
@@ -249,7 +251,7 @@ def take_jobs(queued: deque[Job], taken: list[Job], max_batch: int, max_batch_to
     if items + sum(len(j.items) for j in live) > max_batch:
         per = lead.tokens / max(1, len(lead.items))
 
-        def near(job: Job) -> tuple[float, bool]:
+        def near(job: QueuedRequest) -> tuple[float, bool]:
             n = job.tokens / max(1, len(job.items))
             return abs(n - per), n > per
         live.sort(key=near)  # stable: equal keys (images) keep their queue order

@@ -115,7 +115,7 @@ def _shapes(build: Build, modality: str, feats: Any) -> None:
     tower = _tower(build.backbone, modality)
     spec = build.backbone.spec
     for name, t in feats.stages.items():
-        st = tower.specs[name]
+        st = tower.stage_specs[name]
         assert t.shape[0] == len(feats.pooled), f"{build.name}.{name}: batch {t.shape[0]}"
         assert bool(torch.isfinite(t).all()), f"{build.name}.{name}: not finite"
         if st.layout == "NLC" or modality == "text":
@@ -205,7 +205,7 @@ def _training(cell: Cell, build: Build, tmp: Path) -> None:
     modality = modalities(bb)[0]
     name = cell.mode.name
     if name == "freeze":
-        first = next(iter(_tower(bb, modality).specs))
+        first = next(iter(_tower(bb, modality).stage_specs))
         net = bb.as_module(freeze=first, norm="eval")
         frozen = [n for n, p in net.named_parameters() if not p.requires_grad]
         assert frozen, f"{cell.id}: freeze={first!r} froze nothing"
@@ -216,7 +216,7 @@ def _training(cell: Cell, build: Build, tmp: Path) -> None:
     elif name == "grad_checkpointing":
         net = bb.as_module(grad_checkpointing=True)
     else:  # pyramid
-        strides = {s.stride for s in _tower(bb, modality).specs.values()}
+        strides = {s.stride for s in _tower(bb, modality).stage_specs.values()}
         stages = None if len(strides) == 1 else [-1]
         net = bb.as_module(stages=stages, pyramid=True)
         assert list(net.strides) == [4, 8, 16, 32], f"{cell.id}: strides {net.strides}"

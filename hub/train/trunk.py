@@ -95,7 +95,7 @@ class Trunk(torch.nn.Module):
         self.modality = backbone.modality
         self.stage_names = list(requested)
         self._built = list(built)
-        self._layout = {n: backbone.specs[n] for n in built}
+        self._layout = {n: backbone.stage_specs[n] for n in built}
         self._num_prefix = int(getattr(body, "num_prefix_tokens", 0) or 0)
         self._eval_norms: list[str] = []
         self._depth: dict[str, int] = {}
@@ -104,7 +104,7 @@ class Trunk(torch.nn.Module):
         self._pooling: list[torch.nn.Module | None] = []
         self._parent = backbone  # until build_trunk has mapped the stages: then _light_parent's view
         self._parent_rest: dict[str, torch.Tensor] = {}
-        self.specs: list[StageSpec] = [backbone.specs[n] for n in requested]
+        self.specs: list[StageSpec] = [backbone.stage_specs[n] for n in requested]
         #: the adapter asked for (``as_module(adapter=...)``), ``None`` for full fine-tuning
         self.adapter: AdapterConfig | None = None
         #: the modules (names in the backbone module's key space) the adapter is on
@@ -353,10 +353,10 @@ def _light_parent(backbone: Backbone, body: torch.nn.Module) -> tuple[Backbone, 
 
 def _requested(backbone: Backbone, stages: Sequence[int | str] | int | str | None) -> list[str]:
     if stages is None:
-        return list(backbone.specs)
+        return list(backbone.stage_specs)
     from hub.features import resolve_stages
 
-    return resolve_stages(list(backbone.specs), stages, model=backbone.name)
+    return resolve_stages(list(backbone.stage_specs), stages, model=backbone.name)
 
 
 def _example(backbone: Backbone, body: torch.nn.Module) -> tuple[Any, int | None]:
@@ -393,7 +393,7 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     requested = _requested(backbone, stages)
     if not requested:
         raise InputError("as_module needs at least one stage.")
-    all_names = list(backbone.specs)
+    all_names = list(backbone.stage_specs)
     built = all_names[:all_names.index(requested[-1]) + 1]
     count = fz.freeze_count(freeze, built, what=backbone.name)
     body = backbone.trunk(built, output_stride)
@@ -408,7 +408,7 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     net.eval()
     example, size = _example(backbone, body)
     found = map_stages(net, lambda: net._all(example), built, what=backbone.name, size=size)
-    net.specs = [_measured(backbone.specs[n], found.shapes[n], size, output_stride is not None)
+    net.specs = [_measured(backbone.stage_specs[n], found.shapes[n], size, output_stride is not None)
                  for n in requested]
     net._depth, net._num_layers = layer_depths(body, found.stage_of, "body.")
     if not net._depth:  # no repeated blocks: one layer per manifest stage, the stem at 0

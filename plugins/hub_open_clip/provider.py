@@ -60,7 +60,7 @@ class OpenClipImage(ImageBackbone):
         self._prefix = prefix  # open_clip's own ViT: class token returned as the stage prefix
 
     def forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
-        last = list(self.specs)[-1]
+        last = list(self.stage_specs)[-1]
         wanted = list(dict.fromkeys([*stages, last]))
         take = sorted({self._indices[n] for n in wanted})
         m: Any = self.module
@@ -128,13 +128,13 @@ class OpenClipText(FixedLengthText):
         return {"input_ids": ids, "attention_mask": mask, "overflow": overflow}
 
     def forward(self, batch: dict[str, Any], stages: list[str]) -> RawOutput:
-        last = list(self.specs)[-1]
+        last = list(self.stage_specs)[-1]
         wanted = list(dict.fromkeys([*stages, last]))
-        take = sorted({int(self.specs[n].index or 0) - 1 for n in wanted})
+        take = sorted({int(self.stage_specs[n].index or 0) - 1 for n in wanted})
         m: Any = self.module
         out = m.forward_intermediates(text=batch["input_ids"], text_indices=take, normalize=False)
         by_index = dict(zip(take, out["text_intermediates"], strict=True))
-        result = {n: by_index[int(self.specs[n].index or 0) - 1] for n in wanted}
+        result = {n: by_index[int(self.stage_specs[n].index or 0) - 1] for n in wanted}
         return RawOutput(stages=result, mask=batch["attention_mask"], pooled=out["text_features"])
 
     def forward_pooled(self, batch: dict[str, Any]) -> RawOutput:
@@ -153,7 +153,7 @@ class OpenClipText(FixedLengthText):
         embedding is computed from the last layer)."""
         from hub_open_clip.trunk import text_pool
 
-        return text_pool(self) if stage == list(self.specs)[-1] else None
+        return text_pool(self) if stage == list(self.stage_specs)[-1] else None
 
 
 class OpenClipProvider(Provider):

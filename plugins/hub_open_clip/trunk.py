@@ -105,7 +105,7 @@ class TextBody(torch.nn.Module):
 
 def text_trunk(bb: OpenClipText, stages: list[str]) -> TextBody:
     """The text tower's trunk up to the last of ``stages`` (``layer1`` .. ``layerN``)."""
-    index = {n: int(bb.specs[n].index or 0) - 1 for n in stages}
+    index = {n: int(bb.stage_specs[n].index or 0) - 1 for n in stages}
     take = sorted(set(index.values()))
     parent: Any = bb.module
     model = torch.nn.Module()

@@ -66,7 +66,7 @@ class TimmBackbone(ImageBackbone):
         self._own_pool = width == spec.outputs.embedding_dim
 
     def forward(self, batch: torch.Tensor, stages: list[str]) -> RawOutput:
-        last = list(self.specs)[-1]
+        last = list(self.stage_specs)[-1]
         wanted = [*stages, last]
         hooked = [n for n in dict.fromkeys(wanted) if n in self._hooks]
         if not hooked:
@@ -121,7 +121,7 @@ class TimmBackbone(ImageBackbone):
     def pool_head(self, stage: str) -> torch.nn.Module | None:
         from hub_timm.trunk import timm_pool_head
 
-        if not self._own_pool or stage != list(self.specs)[-1] or stage not in self._indices:
+        if not self._own_pool or stage != list(self.stage_specs)[-1] or stage not in self._indices:
             return None  # pooled by the core, or a stage before timm's pre-logits
         norm_pre = getattr(self.module, "norm_pre", None)
         if self._indices[stage] is not None and norm_pre is not None and any(

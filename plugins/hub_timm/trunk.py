@@ -157,7 +157,7 @@ def timm_pool_head(bb: TimmBackbone) -> TimmPoolHead | None:
     """The trained part of timm's pre-logits pooling of a CNN's final map, or ``None`` when it has
     no parameters or the final output is not an NCHW map (token models pool in the core)."""
     src = bb.module
-    spec = bb.specs[list(bb.specs)[-1]]
+    spec = bb.stage_specs[list(bb.stage_specs)[-1]]
     final_map = torch.zeros(1, spec.channels, 2, 2, device=next(src.parameters()).device)
     model = copy.deepcopy(src).float()  # trains in float32 whatever extract() runs in
     for m in model.modules():

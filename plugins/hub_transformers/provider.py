@@ -59,16 +59,16 @@ class TransformersBackbone(TextBackbone):
         return out
 
     def forward(self, batch: dict[str, Any], stages: list[str]) -> RawOutput:
-        last = list(self.specs)[-1]
+        last = list(self.stage_specs)[-1]
         need_all = any(s != last for s in stages)
         out = self.module(**batch, output_hidden_states=need_all, return_dict=True)
         tokens = out.last_hidden_state
-        if self.dtype is not None:
-            tokens = tokens.to(self.dtype)
+        if self.feature_dtype is not None:
+            tokens = tokens.to(self.feature_dtype)
         result: dict[str, Any] = {last: tokens}
         if need_all:
             for name in stages:
-                result[name] = out.hidden_states[self.specs[name].index]
+                result[name] = out.hidden_states[self.stage_specs[name].index]
         return RawOutput(stages=result, tokens=tokens, mask=batch["attention_mask"])
 
 

@@ -44,7 +44,7 @@ def transformers_trunk(bb: TransformersBackbone, stages: list[str]) -> TextBody:
     model: Any = copy.deepcopy(bb.module)
     config = model.config
     total = int(config.num_hidden_layers)
-    last = max(bb.specs[n].index or 0 for n in stages)
+    last = max(bb.stage_specs[n].index or 0 for n in stages)
     if last < total:
         for sub in model.modules():
             for name, child in list(sub.named_children()):
@@ -55,4 +55,4 @@ def transformers_trunk(bb: TransformersBackbone, stages: list[str]) -> TextBody:
             model.ln_f = torch.nn.Identity()  # GPT-2: hidden state N (only) is normed
     if getattr(model, "pooler", None) is not None:
         model.pooler = None
-    return TextBody(model.train(), {n: int(bb.specs[n].index or 0) for n in stages})
+    return TextBody(model.train(), {n: int(bb.stage_specs[n].index or 0) for n in stages})

@@ -61,7 +61,7 @@ class TransformersImage(ImageBackbone):
             m.get_image_features(pixel_values=batch, output_hidden_states=True))
         if hidden is None:  # transformers 4: the hidden states from the vision tower itself
             hidden = m.vision_model(pixel_values=batch, output_hidden_states=True).hidden_states
-        last = list(self.specs)[-1]
+        last = list(self.stage_specs)[-1]
         result = {n: hidden[self._indices[n]] for n in dict.fromkeys([*stages, last])}
         return RawOutput(stages=result, num_prefix_tokens=self._prefix, pooled=pooled)
 
@@ -112,8 +112,8 @@ class TransformersText(FixedLengthText):
         if hidden is None:
             hidden = m.text_model(input_ids=batch["input_ids"], output_hidden_states=True,
                                   **kw).hidden_states
-        last = list(self.specs)[-1]
-        result = {n: hidden[self.specs[n].index or 0] for n in dict.fromkeys([*stages, last])}
+        last = list(self.stage_specs)[-1]
+        result = {n: hidden[self.stage_specs[n].index or 0] for n in dict.fromkeys([*stages, last])}
         return RawOutput(stages=result, mask=batch["attention_mask"], pooled=pooled)
 
     def trunk(self, stages: list[str], output_stride: int | None) -> torch.nn.Module:
@@ -125,7 +125,7 @@ class TransformersText(FixedLengthText):
         """The final norm, pooling and projection, after the last layer only."""
         from hub_transformers.twotower_trunk import text_pool
 
-        return text_pool(self) if stage == list(self.specs)[-1] else None
+        return text_pool(self) if stage == list(self.stage_specs)[-1] else None
 
     def forward_pooled(self, batch: dict[str, Any]) -> RawOutput:
         """``get_text_features`` alone: no hidden states kept."""

@@ -79,7 +79,7 @@ def image_trunk(bb: TransformersImage, stages: list[str], output_stride: int | N
 
 def text_trunk(bb: TransformersText, stages: list[str]) -> TowerBody:
     """The text tower's trunk up to the last of ``stages`` (``layer0`` .. ``layerN``)."""
-    index = {n: int(bb.specs[n].index or 0) for n in stages}
+    index = {n: int(bb.stage_specs[n].index or 0) for n in stages}
     model = _cut(bb.module, "text_model", max(index.values()))
     return TowerBody(model.train(), "text_model", index, use_mask=bb._use_mask)
 

@@ -26,7 +26,7 @@ def make_tinynet() -> Any:
 class TinyNetBackbone(ImageBackbone):
     def forward(self, batch: Any, stages: list[str]) -> RawOutput:
         out, x = {}, batch
-        for spec, layer in zip(self.specs.values(), self.module):
+        for spec, layer in zip(self.stage_specs.values(), self.module):
             x = layer(x)
             out[spec.name] = x
         return RawOutput(stages=out)
