@@ -91,8 +91,8 @@ def served_models(models: Sequence[Any] | Mapping[str, Any], *, device: Any = "a
         raise InputError("Nothing to serve: give at least one backbone name or directory.")
     out: dict[str, ServedModel] = {}
     for given, m in pairs:
-        bb: AnyBackbone = load(m, device=device, dtype=dtype, runtime=runtime) if isinstance(m, str) or hasattr(
-            m, "__fspath__") else m
+        named = isinstance(m, str) or hasattr(m, "__fspath__")
+        bb: AnyBackbone = load(m, device=device, dtype=dtype, runtime=runtime) if named else m
         name = given or bb.name
         if name in out:
             raise InputError(f"Two served models are named {name!r}; serve each name once (a "
