@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,33 @@ def test_xdist_units_keep_module_fixtures_and_ray_on_one_worker() -> None:
     first = {f: next(i for i, n in enumerate(units["order"]) if n.startswith(f)) for f in files}
     assert first["tests/test_dataset_ray.py"] < first["tests/test_runtimes.py"] < \
         first["tests/test_zoo_parity.py"]
+
+
+GROUPED = """
+import os
+import pytest
+
+@pytest.mark.parametrize("i", [pytest.param(i, marks=pytest.mark.xdist_group(f"g{i % 2}"))
+                               for i in range(8)])
+def test_where(i):
+    with open(os.path.join(os.environ["RAN_DIR"], str(i)), "w") as f:
+        f.write(os.environ["PYTEST_XDIST_WORKER"])
+"""
+
+
+def test_xdist_runs_a_group_on_one_worker(tmp_path: Path) -> None:
+    """`make test`'s `--dist loadgroup` honours the groups above: a group's tests all run on one
+    worker. pytest 9.2 stores a node's id where pytest-xdist 3.8 does not write the group (each
+    test then ran on either worker: every module fixture built twice, two Ray clusters at once),
+    hence the test extra's `pytest<9.2`."""
+    (tmp_path / "test_grouped.py").write_text(GROUPED)
+    (tmp_path / "ran").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2",
+                           "--dist", "loadgroup", "-q", "--rootdir", str(tmp_path),
+                           str(tmp_path / "test_grouped.py")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "RAN_DIR": str(tmp_path / "ran")})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    ran = {p.name: p.read_text() for p in (tmp_path / "ran").iterdir()}
+    assert sorted(ran) == [str(i) for i in range(8)], ran
+    workers = {g: {ran[str(i)] for i in range(g, 8, 2)} for g in (0, 1)}
+    assert all(len(w) == 1 for w in workers.values()), workers
