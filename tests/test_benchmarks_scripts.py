@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # a benchmark script's whole dry run: make test runs it, make test-fast stays under 3 min
 def test_gpu_check_dry_runs_on_the_cpu_with_auto_and_says_openvino_is_cpu_only(
         tmp_path: Path) -> None:
     env = {**os.environ, "HUB_CACHE": str(tmp_path / "cache"), "HUB_OFFLINE": "1",

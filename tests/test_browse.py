@@ -163,6 +163,7 @@ def test_browse_imports_no_heavy_library(tmp_path: Path) -> None:
     assert proc.stdout.strip().splitlines()[-1] == "HEAVY="
 
 
+@pytest.mark.slow  # a child pytest driving Chromium: make test runs it, make test-fast stays under 3 min
 def test_page_tests_in_a_fresh_interpreter() -> None:
     """tests/test_browse_page.py (headless Chromium through Playwright's greenlets) in a child
     pytest: all its tests pass there (or skip, saying why, where no browser is installed)."""

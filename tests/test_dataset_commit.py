@@ -173,6 +173,7 @@ def test_dropped_connections_and_throttling_are_retried(
     assert store_output(s3, f"s3://feats/flaky-{throttle}")[0] == local[0]
 
 
+@pytest.mark.slow  # retries with back-off until they run out: make test runs it, make test-fast stays under 3 min
 def test_a_store_that_keeps_throttling_fails_naming_the_object(
         s3: LoopbackS3, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import s3fs

@@ -115,6 +115,7 @@ def test_a_killed_actor_still_gives_a_complete_output_without_duplicates(
     assert manifest["complete"] and [s["start"] for s in manifest["shards"]] == list(range(0, len(inner), 4))
 
 
+@pytest.mark.slow  # a Ray cluster run; make test runs it, make test-fast keeps the engine's parity test
 def test_cli_engine_ray(cluster: None, images: Path, tmp_path: Path,
                         capsys: pytest.CaptureFixture[str]) -> None:
     from tests.test_dataset_cli import hub_cli
@@ -150,6 +151,7 @@ def test_embedder_plugs_into_your_own_ray_dataset(cluster: None) -> None:
         [(int(n), 384) for n in ref.mask.sum(1).tolist()]
 
 
+@pytest.mark.slow  # a Ray cluster run; make test runs it, make test-fast keeps the engine's parity test
 def test_ray_engine_reads_a_saved_directory_by_a_relative_path(
         cluster: None, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import hub
@@ -229,6 +231,7 @@ def test_ray_engine_refuses_a_missing_or_misplaced_tower(cluster: None, images: 
     with pytest.raises(InputError, match="chooses the tower of an image-text backbone"):
         extract_dataset(TINY, images, tmp_path / "c", engine="ray", modality="image")
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+@pytest.mark.slow  # a Ray cluster run; make test runs it, make test-fast keeps the engine's parity test
 def test_ray_engine_runs_the_openvino_runtime_from_the_drivers_export(
         cluster: None, images: Path, tmp_path: Path, cache_dir: Path) -> None:
     pytest.importorskip("openvino", reason="pip install 'backbone-hub[openvino]'")
@@ -266,6 +269,7 @@ def test_ray_engine_refuses_what_the_runtime_cannot_do_before_starting(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # a Ray cluster run; make test runs it, make test-fast keeps the engine's parity test
 def test_ray_actors_load_with_the_islands_and_the_local_engine_resumes_the_job(
         cluster: None, images: Path, tmp_path: Path) -> None:
     """``islands=`` reaches every actor (the embeddings are the local engine's with the same

@@ -54,6 +54,7 @@ def vit_s16(zoo_builds: Any, online: Any) -> Any:
     return served(zoo_builds, online, "vit_s16")
 
 
+@pytest.mark.slow  # a ViT-B/16 trained, saved and loaded: make test runs it, make test-fast stays under 3 min
 def test_adapter_saves_small_and_loads_to_the_same_features(vit_b16: Any, tmp_path: Path,
                                                             one_torch_thread: None) -> None:
     torch.manual_seed(0)
