@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["DTYPES", "ISLANDS", "RUNTIMES", "ExecutionPlan", "Facts", "PlanViews", "Request",
-           "canonical", "dtype_name", "plan_execution", "short_name", "torch_dtype"]
+           "canonical", "check_runtime", "dtype_name", "plan_execution", "short_name", "torch_dtype"]
 
 #: Every spelling of a precision hub accepts -> its canonical name (the torch dtype's name).
 DTYPES: dict[str, str] = {"float32": "float32", "fp32": "float32", "float": "float32",
@@ -220,6 +220,17 @@ class ExecutionPlan:
                                    channels_last=self.channels_last and modality == "image")
 
 
+def check_runtime(runtime: str | None) -> None:
+    """Refuse a ``runtime=`` name hub does not know (``None``: torch). Imports no torch, so the
+    CLI checks its option with it before anything loads.
+
+    :raises InputError: naming the runtimes there are.
+    """
+    if runtime is not None and runtime not in RUNTIMES:
+        raise InputError(f"runtime={runtime!r} is not known; choose one of "
+                         f"{', '.join(RUNTIMES)}, or leave it out to run with torch.")
+
+
 def check_request(request: Request, facts: Facts) -> None:
     """Refuse what cannot run, before anything is built or fetched.
 
@@ -236,10 +247,8 @@ def check_request(request: Request, facts: Facts) -> None:
             raise InputError(f"islands={islands!r} applies to image backbones run by torch"
                              f"{'' if runtime is None else f', not with runtime={runtime!r}'}: "
                              "leave it out.")
+    check_runtime(runtime)
     if runtime is not None:
-        if runtime not in RUNTIMES:
-            raise InputError(f"runtime={runtime!r} is not known; choose one of "
-                             f"{', '.join(RUNTIMES)}, or leave it out to run with torch.")
         if not facts.device.startswith("cpu"):
             raise InputError(f"runtime={runtime!r} runs on the CPU; for device={facts.device!r} "
                              "leave runtime out (torch runs on CUDA).")

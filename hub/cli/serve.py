@@ -64,16 +64,14 @@ def serve_cmd(
     # docs/serve.md). This process only: a mounted hub.serve.app leaves the interval alone.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     from hub.errors import InputError
-    from hub.plan import RUNTIMES
+    from hub.plan import check_runtime
     from hub.serve import ServeConfig
 
     key = api_key if api_key is not None else (os.environ.get("HUB_API_KEY") or None)
     config = ServeConfig(max_batch=max_batch, max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
                          max_queue=max_queue, max_items=max_items, max_body_bytes=max_body_bytes,
                          allow_remote_images=allow_remote_images, api_key=key)
-    if runtime is not None and runtime not in RUNTIMES:
-        raise InputError(f"--runtime must be one of {', '.join(RUNTIMES)} (default: torch), got "
-                         f"{runtime!r}.")
+    check_runtime(runtime)  # before anything loads
     if engine == "ray":
         from hub.serve.ray_engine import run_ray
 

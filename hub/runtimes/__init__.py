@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hub.errors import InputError
 from hub.plan import RUNTIMES
 
 if TYPE_CHECKING:
@@ -72,9 +71,8 @@ def prepare(bb: Backbone, runtime: str, *, precision: str, settings: Settings) -
     :raises DependencyError: the runtime's package is not installed.
     :raises RuntimeEngineError: export failed, or the outputs do not match float32 torch.
     """
-    from hub.plan import torch_dtype
+    from hub.plan import check_runtime, torch_dtype
     from hub.runtimes.openvino import OpenVINORuntime
 
-    if runtime not in RUNTIMES:
-        raise InputError(f"runtime={runtime!r} is not known; choose one of {', '.join(RUNTIMES)}.")
+    check_runtime(runtime)
     return OpenVINORuntime.prepare(bb, dtype=torch_dtype(precision), settings=settings)

@@ -68,7 +68,8 @@ def json_bytes(body: Any) -> bytes:
     Python work on the event loop)."""
     import orjson
 
-    return bytes(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
+    data: bytes = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    return data
 
 
 def json_response(body: Any, status: int = 200) -> Any:
