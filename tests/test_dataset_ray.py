@@ -163,7 +163,7 @@ def test_ray_engine_reads_a_saved_directory_by_a_relative_path(
     save_finetuned(parent, state, tmp_path / "tiny_ft", "tiny_ft")
     monkeypatch.chdir(tmp_path)  # the actors get the absolute manifest path, not "tiny_ft"
     result = extract_dataset("./tiny_ft", images, tmp_path / "ray", engine="ray", batch_size=8,
-                             shard_size=16)
+                             shard_size=16, workers=1)
     assert result.complete and (result.rows, result.errors) == (40, 1)
     extract_dataset("./tiny_ft", images, tmp_path / "local", batch_size=8, shard_size=16,
                     workers=0, device="cpu")
@@ -205,7 +205,8 @@ def test_ray_engine_runs_either_tower_of_an_image_text_backbone(
         extract_dataset(siglip_hf, source, local, modality=tower, batch_size=8, shard_size=16,
                         workers=0, device="cpu", dtype="float32")
         result = extract_dataset(siglip_hf, source, remote, engine="ray", modality=tower,
-                                 batch_size=8, shard_size=16, dtype="float32", device="cpu")
+                                 batch_size=8, shard_size=16, dtype="float32", device="cpu",
+                                 workers=1)
         assert result.complete
         ids_l, emb_l, _ = read_output(local)
         ids_r, emb_r, _ = read_output(remote)
@@ -231,6 +232,8 @@ def test_ray_engine_refuses_a_missing_or_misplaced_tower(cluster: None, images: 
     with pytest.raises(InputError, match="chooses the tower of an image-text backbone"):
         extract_dataset(TINY, images, tmp_path / "c", engine="ray", modality="image")
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
 @pytest.mark.slow  # a Ray cluster run; make test runs it, make test-fast keeps the engine's parity test
 def test_ray_engine_runs_the_openvino_runtime_from_the_drivers_export(
         cluster: None, images: Path, tmp_path: Path, cache_dir: Path) -> None:
@@ -245,7 +248,7 @@ def test_ray_engine_runs_the_openvino_runtime_from_the_drivers_export(
     assert len(exports) == 1 and exports[0].name.startswith("f32-")
     stamp = (exports[0] / "model.xml").stat().st_mtime_ns
     result = extract_dataset(TINY, images, remote, engine="ray", batch_size=8, shard_size=16,
-                             dtype="float32", runtime="openvino")
+                             dtype="float32", runtime="openvino", workers=1)
     assert result.complete and (result.rows, result.errors) == (40, 1)
     ids_l, emb_l, _ = read_output(local)
     ids_r, emb_r, _ = read_output(remote)

@@ -7,8 +7,14 @@ tests/test_train_trunk.py does; its stages carry the class token in ``out.prefix
 Tolerances, relative to the largest magnitude of each compared map (elementwise relative error is
 meaningless where a map crosses zero):
 - torch.export: ``ep.module()`` runs the same aten ops as eager, on the same kernels: 1e-5.
-- torch.compile (inductor, CPU C++ kernels): fused kernels reorder float32 sums (about 1e-6 relative
-  here); 1e-4 leaves room for that through 16-24 layers, while a wrong weight or a dropped op moves
+- torch.compile: the CNN through inductor (CPU C++ kernels, what a user's ``torch.compile(net)`` runs),
+  cut at its second stage: inductor's C++ compilation is the suite's single largest cost (the whole
+  network, eval then train graphs, took 105 s of CPU on a 2-core EPYC, the first two stages 35 s,
+  15 s of it the first compile's fixed cost), and the kernels of later stages are more of the same
+  ops. The ViT through ``aot_eager`` (dynamo's capture and AOTAutograd's forward and backward graphs,
+  run by eager kernels): what is ViT-specific there is the class token leaving the graph in
+  ``out.prefix``, which is the capture's job, not inductor's. Fused kernels reorder float32 sums
+  (about 1e-6 relative here); 1e-4 leaves room for that, while a wrong weight or a dropped op moves
   the maps by O(1). Gradients (one train-mode step): the backward sums over batch and positions in
   yet another order, through every batch-norm: all gradients together within 1e-3 (L2, relative;
   2e-4 seen on the CNN), each within 5e-3 of its own largest value (1.1e-3 seen) plus 1e-6 of the
@@ -43,10 +49,13 @@ _NETS: dict[str, Any] = {}
 
 
 def build(family: str) -> tuple[torch.nn.Module, torch.Tensor]:
-    """``(net, normalised pixels)`` for ``"cnn"`` or ``"vit"`` (cached per module: read-only use)."""
+    """``(net, normalised pixels)`` for ``"cnn"``, ``"cnn-cut"`` (its first two stages) or ``"vit"``
+    (cached per module: read-only use)."""
     if family not in _NETS:
-        if family == "cnn":
-            net, size = hub.load("efficientnet_lite0", device="cpu", dtype="float32").as_module(), 64
+        if family.startswith("cnn"):
+            bb = hub.load("efficientnet_lite0", device="cpu", dtype="float32")
+            net = bb.as_module(stages=["stage1", "stage2"] if family == "cnn-cut" else None)
+            size = 64
         else:
             spec = next(s for s in zoo_specs() if s.name == "vit_s16")
             torch.manual_seed(0)
@@ -130,12 +139,12 @@ def test_torch_export_equals_eager(family: str, tmp_path: Path) -> None:
 
 # ---- torch.compile ---------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["cnn", "vit"])
-def test_torch_compile_equals_eager_and_trains(family: str) -> None:
+@pytest.mark.parametrize(("family", "backend"), [("cnn-cut", "inductor"), ("vit", "aot_eager")])
+def test_torch_compile_equals_eager_and_trains(family: str, backend: str) -> None:
     torch._dynamo.reset()
     net, x = build(family)
     twin = copy.deepcopy(net)
-    compiled = torch.compile(twin)  # inductor, C++ kernels on the CPU
+    compiled = torch.compile(twin, backend=backend)  # inductor: C++ kernels on the CPU
     with torch.no_grad():
         got = compiled.eval()(x)
     ref = eager(net, x)

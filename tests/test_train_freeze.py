@@ -1,15 +1,14 @@
-"""hub/train/freeze.py: the norm modes of ``as_module`` against ``extract()``, over the image zoo.
+"""hub/train/freeze.py: the norm modes of ``as_module`` against ``extract()``.
 
-Every image entry of the catalogue is built by its provider with random weights (batch-norm
-statistics made non-trivial), at 64 px where the network takes any size (token models at their
-fixed grid). For each norm mode (frozen / eval / train) every stage of ``as_module(norm=...)`` in
-eval mode equals ``extract(x, stages="all")``'s maps to 1e-5 relative. ``norm="frozen"`` reads the
-provider's table of library norms (``Provider.norm_layers``, the table folding reads): timm's
-``BatchNormAct2d`` keeps its activation (EfficientNet, MobileNet, RegNetY differed by up to 2e8
-before), and the timm DenseNets' named ``Sequential`` children are replaced by name (they
-crashed). Run time on the shared 2-core machine (load ~8), one torch thread: the whole file, 140
-tests, 4 min 12 s wall / 2 min 4 s CPU (ViT-L/16 and DINOv2-B at 224/518 px 10-26 s a cell);
-`-m "not slow"` (11 tests) 14 s. (With two torch threads the whole file took 20 min 49 s.)
+One entry per kind of batch norm is built by its provider with random weights (batch-norm
+statistics made non-trivial), at 64 px. For each norm mode (frozen / eval / train) every stage of
+``as_module(norm=...)`` in eval mode equals ``extract(x, stages="all")``'s maps to 1e-5 relative.
+``norm="frozen"`` reads the provider's table of library norms (``Provider.norm_layers``, the table
+folding reads): timm's ``BatchNormAct2d`` keeps its activation (EfficientNet, MobileNet, RegNetY
+differed by up to 2e8 before), and the timm DenseNets' named ``Sequential`` children are replaced
+by name (they crashed). The same three modes over the whole catalogue are the conformance matrix's
+``as_module[norm=...]`` cells (hub/testing, tests/test_conformance.py); this file swept every
+image entry itself before the matrix existed (140 tests, 2 min 4 s of CPU on the 2-core machine).
 """
 
 from __future__ import annotations
@@ -29,13 +28,11 @@ from hub.train.freeze import FrozenNorm, frozen_batchnorm
 from tests.zoo_support import randomize_norm_stats
 
 CATALOG = {e.name: e.spec for e in hub.get_catalog()}
-IMAGE = sorted(n for n, s in CATALOG.items() if s.modality == "image")
 NORMS = ("frozen", "eval", "train")
-#: the cells `make test-fast` runs: norm="frozen" on one entry per kind of batch norm (timm's
-#: BatchNormAct2d in EfficientNet and MobileNet, timm DenseNet's named Sequential children,
-#: torchvision's plain BatchNorm2d) and the entry without a trunk; "eval" and "train" equal
-#: extract() in eval mode by construction (tests/test_train_trunk.py runs the default on more)
-FAST = {"densenet121", "efficientnet_b0", "mobilenet_v3_small", "resnet50_tv", "example_tinynet"}
+#: one entry per kind of batch norm: timm's BatchNormAct2d (EfficientNet, MobileNet), timm
+#: DenseNet's named Sequential children, torchvision's plain BatchNorm2d, and the entry without a
+#: trunk
+ENTRIES = ("densenet121", "efficientnet_b0", "mobilenet_v3_small", "resnet50_tv", "example_tinynet")
 #: entries whose provider builds no trainable module (``as_module`` raises InputError)
 NO_TRUNK = {"example_tinynet"}
 _BUILT: dict[str, tuple[Any, torch.Tensor, dict[str, torch.Tensor]]] = {}
@@ -69,16 +66,8 @@ def built(name: str) -> tuple[Any, torch.Tensor, dict[str, torch.Tensor]]:
     return _BUILT[name]
 
 
-def cells() -> list[Any]:
-    out = []
-    for name in IMAGE:
-        for norm in NORMS:
-            marks = [] if name in FAST and norm == "frozen" else [pytest.mark.slow]
-            out.append(pytest.param(name, norm, marks=marks, id=f"{name}-{norm}"))
-    return out
-
-
-@pytest.mark.parametrize(("name", "norm"), cells())
+@pytest.mark.parametrize(("name", "norm"), [pytest.param(n, norm, id=f"{n}-{norm}")
+                                            for n in ENTRIES for norm in NORMS])
 def test_every_norm_mode_equals_extract_on_every_stage(name: str, norm: str) -> None:
     bb, x, ref = built(name)
     if name in NO_TRUNK:

@@ -422,9 +422,11 @@ def test_a_bf16_backbone_gives_a_float32_trainable_net(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # the child runs every test of the module, slow ones included (~3 min)
-def test_graph_tools_in_a_fresh_interpreter() -> None:
+def test_graph_tools_in_a_fresh_interpreter(tmp_path: Path) -> None:
     """tests/test_train_export.py (torch.export, torch.compile, ONNX of as_module nets) in a child
-    pytest: every test there passes."""
+    pytest: every test there passes. The child's TMPDIR is this test's temporary folder, which
+    pytest removes: inductor's kernel cache and precompiled headers would otherwise stay in
+    /tmp/torchinductor_<user>, hundreds of megabytes per run."""
     import os
     import subprocess
     import sys
@@ -432,8 +434,8 @@ def test_graph_tools_in_a_fresh_interpreter() -> None:
     root = Path(__file__).resolve().parents[1]
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
             str(root / "tests" / "test_train_export.py")]
-    child = subprocess.run(args, env={**os.environ, "HUB_TEST_CHILD": "export"}, capture_output=True,
-                           text=True, cwd=root)
+    env = {**os.environ, "HUB_TEST_CHILD": "export", "TMPDIR": str(tmp_path)}
+    child = subprocess.run(args, env=env, capture_output=True, text=True, cwd=root)
     tail = child.stdout[-6000:] + child.stderr[-3000:]
     assert child.returncode == 0, tail
     assert "passed" in child.stdout and "failed" not in child.stdout, tail

@@ -169,6 +169,14 @@ def _as_module(cell: Cell, build: Build, tmp: Path) -> None:
     modality = modalities(bb)[0]
     net = bb.as_module(norm=norm)
     _equals_extract(net, build, modality, cell.id)
+    if norm == "frozen":  # in train mode too, no batch norm trains or follows batch statistics
+        import torch
+
+        net.train()
+        live = [n for n, m in net.named_modules()
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                and (m.training or any(p.requires_grad for p in m.parameters()))]
+        assert not live, f"{cell.id}: batch norms still training after norm='frozen': {live[:5]}"
 
 
 # ---- training modes -----------------------------------------------------------------------------
