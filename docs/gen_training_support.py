@@ -46,7 +46,7 @@ def image_row(name: str) -> list[str]:
     torch.manual_seed(0)
     bb = hub.get_registry().provider(spec.provider).build(spec, None, device=torch.device("cpu"),
                                                          dtype=None)
-    strides = sorted({s.stride for s in bb.specs.values()})
+    strides = sorted({s.stride for s in bb.stage_specs.values()})
     cells = [f"`{name}`", spec.provider, spec.architecture, ", ".join(map(str, strides))]
     for os_ in (16, 8):
         got, why = _try(lambda os_=os_: bb.as_module(output_stride=os_).strides)
@@ -57,7 +57,7 @@ def image_row(name: str) -> list[str]:
         got, why = _try(lambda: bb.as_module(pyramid=True).strides)
         cells.append("yes" if got is not None else why.split(":")[0])
     else:
-        got, why = _try(lambda: bb.as_module(stages=[list(bb.specs)[-1]], pyramid=True).strides)
+        got, why = _try(lambda: bb.as_module(stages=[list(bb.stage_specs)[-1]], pyramid=True).strides)
         cells.append("last stage only" if got is not None else why.split(":")[0])
     print(f"  {name} pyramid: {why}", file=sys.stderr)
     got, why = _try(lambda: _checkpointed(bb.as_module(grad_checkpointing=True)))

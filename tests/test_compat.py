@@ -81,6 +81,23 @@ def test_features_specs_warns_and_is_stage_specs(tiny: Backbone) -> None:
     assert f.to("cpu").stage_specs == f.stage_specs  # the copy keeps them under the new name
 
 
+def test_trainable_net_specs_warns_and_is_stage_specs() -> None:
+    """``as_module()``'s net (and a pyramid over it) took ``specs`` for what the backbone and its
+    features call ``stage_specs``."""
+    import hub
+
+    bb = hub.load("vit_s16", pretrained=False, device="cpu", dtype="float32")
+    net = bb.as_module(stages=[-1])
+    assert [s.name for s in net.stage_specs] == net.stage_names and net.strides == [16]
+    with pytest.deprecated_call(match="Trunk.specs was renamed: use stage_specs"):
+        old = net.specs
+    assert old is net.stage_specs
+    pyramid = bb.as_module(stages=[-1], pyramid=True)
+    assert [s.stride for s in pyramid.stage_specs] == [4, 8, 16, 32]
+    with pytest.deprecated_call(match="PyramidNet.specs was renamed: use stage_specs"):
+        assert pyramid.specs is pyramid.stage_specs
+
+
 def test_writing_an_old_name_writes_the_new_one_and_warns() -> None:
     f = Features(pooled=None)
     with pytest.deprecated_call(match="use stage_specs"):

@@ -62,7 +62,7 @@ def test_a_shipped_file_with_another_sha256_is_refused(tmp_path: Path,
     monkeypatch.setenv("HUB_CACHE", str(tmp_path / "node"))
     with pytest.raises(IntegrityError, match=rf"{TINY}: the weight file weights\.safetensors "
                                              rf"shipped to this node has sha256 [0-9a-f]{{64}}, but "
-                                             rf"the driver verified {sha}; refused"):
+                                             rf"the driver's is {sha}; refused"):
         install(tampered, get=lambda ref: ref)
     assert not (tmp_path / "node" / "models" / TINY).exists()
 

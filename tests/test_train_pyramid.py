@@ -56,12 +56,12 @@ def test_pyramid_net_meets_the_contract() -> None:
     net = PyramidNet(vit, out_channels=32)
     assert net.stage_names == ["p2", "p3", "p4", "p5"]
     assert net.strides == [4, 8, 16, 32] and net.out_channels == [32] * 4
-    assert [(s.name, s.channels, s.stride, s.layout) for s in net.specs] == [
+    assert [(s.name, s.channels, s.stride, s.layout) for s in net.stage_specs] == [
         (f"p{k}", 32, 2 ** k, "NCHW") for k in (2, 3, 4, 5)]
     assert net.modality == "image" and net.mean == vit.mean and net.std == vit.std
     out = net(torch.randn(2, 3, 100, 120))
     assert list(out) == net.stage_names
-    for spec, t in zip(net.specs, out.values()):  # metadata checked against real shapes
+    for spec, t in zip(net.stage_specs, out.values()):  # metadata checked against real shapes
         assert tuple(t.shape) == (2, spec.channels, math.ceil(100 / spec.stride), math.ceil(120 / spec.stride))
     assert net.pool(out).shape == (2, 32)
 

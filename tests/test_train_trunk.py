@@ -62,14 +62,14 @@ def check_parity_and_grads(name: str) -> None:
     with torch.no_grad():
         out = net.eval()(xn)
     assert list(out) == net.stage_names
-    for spec, (n, t) in zip(net.specs, out.items()):
+    for spec, (n, t) in zip(net.stage_specs, out.items()):
         torch.testing.assert_close(t, ref[n], rtol=1e-5, atol=1e-5, msg=lambda m, n=n: f"{name}.{n}: {m}")
         assert t.ndim == 4 and t.shape[1] == spec.channels, (n, t.shape, spec)
         assert xn.shape[-1] // t.shape[-1] == spec.stride, (n, t.shape, spec)
         manifest = bb.stage_specs[n]
         assert (spec.channels, spec.stride) == (manifest.channels, manifest.stride)
-    assert net.out_channels == [s.channels for s in net.specs]
-    assert net.strides == [s.stride for s in net.specs]
+    assert net.out_channels == [s.channels for s in net.stage_specs]
+    assert net.strides == [s.stride for s in net.stage_specs]
     # nothing owned after the last stage: every parameter gets a gradient in train mode
     net.train()
     sum(t.sum() for t in net(xn).values()).backward()

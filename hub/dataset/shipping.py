@@ -81,17 +81,26 @@ def pack(model: str, variant: str, put: Callable[[bytes], Any]) -> ShippedEntry 
     files: dict[str, tuple[Any, str]] = {}
     for rel, sha in wanted.items():
         data = (base / rel).read_bytes()
-        _check(model, rel, data, sha, where="in the driver's cache")
+        _check(model, f"the weight file {rel} in the driver's cache", data, sha, _REPULL.format(model=model))
         files[rel] = (put(data), sha)
     return ShippedEntry(model, variant, asdict(rec), files)
 
 
-def _check(model: str, rel: str, data: bytes, sha: str, *, where: str) -> None:
+#: what to do when a weight file's bytes are not the driver's verified ones
+_REPULL = "Run `hub verify {model}` on the driver (or `hub pull` again) and restart the job."
+
+
+def _check(model: str, what: str, data: bytes, sha: str, remedy: str) -> None:
+    """Refuse ``data`` unless its sha256 is ``sha``, the driver's (every shipped file, weights
+    and runtime exports, is checked here).
+
+    :raises IntegrityError: naming ``what`` (the file and where it is), both digests and
+        ``remedy``.
+    """
     got = hashlib.sha256(data).hexdigest()
-    if sha and got != sha:
-        raise IntegrityError(f"{model}: the weight file {rel} {where} has sha256 {got}, but the "
-                             f"driver verified {sha}; refused. Run `hub verify {model}` on the "
-                             "driver (or `hub pull` again) and restart the job.")
+    if got != sha:
+        raise IntegrityError(f"{model}: {what} has sha256 {got}, but the driver's is {sha}; "
+                             f"refused. {remedy}")
 
 
 def install(entry: ShippedEntry, get: Callable[[Any], bytes]) -> bool:
@@ -117,7 +126,8 @@ def install(entry: ShippedEntry, get: Callable[[Any], bytes]) -> bool:
         with cache.staging() as stage:
             for rel, (ref, sha) in entry.files.items():
                 data = get(ref)
-                _check(entry.model, rel, data, sha, where="shipped to this node")
+                _check(entry.model, f"the weight file {rel} shipped to this node", data, sha,
+                       _REPULL.format(model=entry.model))
                 target = stage / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
@@ -192,12 +202,8 @@ def install_export(export: ShippedExport, get: Callable[[Any], bytes]) -> bool:
     try:
         for name, (ref, sha) in export.files.items():
             data = get(ref)
-            got = hashlib.sha256(data).hexdigest()
-            if got != sha:
-                raise IntegrityError(
-                    f"{export.model}: the runtime export file {name} shipped to this node has "
-                    f"sha256 {got}, but the driver's is {sha}; refused. Delete the driver's export "
-                    f"(`hub cache rm`, {export.path}) and restart the job.")
+            _check(export.model, f"the runtime export file {name} shipped to this node", data, sha,
+                   f"Delete the driver's export (`hub cache rm`, {export.path}) and restart the job.")
             (staged / name).write_bytes(data)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)

@@ -223,12 +223,38 @@ def _training(cell: Cell, build: Build, tmp: Path) -> None:
             f"{cell.id}: strides {net.strides}"
     elif name == "grad_checkpointing":
         net = bb.as_module(grad_checkpointing=True)
+        _same_gradients(net, bb.as_module(), build, modality, cell.id)
     else:  # pyramid
         strides = {s.stride for s in _tower(bb, modality).stage_specs.values()}
         stages = None if len(strides) == 1 else [-1]
         net = bb.as_module(stages=stages, pyramid=True)
         assert list(net.strides) == [4, 8, 16, 32], f"{cell.id}: strides {net.strides}"
     _backward(net, build, modality, cell.id)
+
+
+def _gradients(net: Any, inputs: Any) -> dict[str, Any]:
+    loss = sum(t.float().pow(2).mean() for t in net(inputs).values())
+    loss.backward()
+    return {n: p.grad for n, p in net.named_parameters() if p.requires_grad}
+
+
+def _same_gradients(net: Any, plain: Any, build: Build, modality: str, what: str) -> None:
+    """``net`` (checkpointed) and ``plain`` give the same gradients for the same inputs, in eval
+    mode (no dropout, batch norms on their running statistics: the two forwards are the same
+    function); each parameter's within 1e-4 of its largest value plus 1e-6 of the largest of all
+    (the floor for gradients that are rounding noise)."""
+    inputs = _train_inputs(net, build, modality)
+    got, ref = _gradients(net.eval(), inputs), _gradients(plain.eval(), inputs)
+    assert got.keys() == ref.keys(), f"{what}: parameters differ from the plain module's"
+    top = max(float(g.abs().max()) for g in ref.values() if g is not None)
+    for n, r in ref.items():
+        g = got[n]
+        assert (g is None) == (r is None), f"{what}: {n} has a gradient in one module only"
+        if r is None:
+            continue
+        err = float((g - r).abs().max())
+        allowed = 1e-4 * float(r.abs().max()) + 1e-6 * top
+        assert err <= allowed, f"{what}: {n}'s gradient differs by {err:.3g} (allowed {allowed:.3g})"
 
 
 # ---- save ---------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hub.compat import renamed
 from hub.errors import InputError, ModalityError
 from hub.features import StageSpec
 
@@ -125,7 +126,7 @@ class PyramidNet(nn.Module):
     """A single-stride trainable net (ViT) made multi-stride by a :class:`SimpleFeaturePyramid`.
 
     ``PyramidNet(net)(pixels)`` -> ``OrderedDict`` ``{"p2": (B, 256, H/4, W/4), ..., "p5": ...}``,
-    with ``specs``, ``stage_names``, ``out_channels``, ``strides``, ``modality``, ``spec``, ``mean``,
+    with ``stage_specs``, ``stage_names``, ``out_channels``, ``strides``, ``modality``, ``spec``, ``mean``,
     ``std``, ``transforms``, ``param_groups``, ``save`` and ``parent_state_dict`` as the contract
     of ``Backbone.as_module`` says. The pyramid is built on the net's last returned stage.
 
@@ -134,6 +135,9 @@ class PyramidNet(nn.Module):
     :param strides: output strides, finest first.
     :param norm_layer: the pyramid's norm (default LayerNorm over channels, as ViTDet).
     """
+
+    #: Deprecated: the old name of :attr:`stage_specs` (warns).
+    specs = renamed("specs", "stage_specs")
 
     def __init__(self, net: nn.Module, *, out_channels: int = 256, strides: Sequence[int] = (4, 8, 16, 32),
                  norm_layer: NormLayer | None = None) -> None:
@@ -157,7 +161,7 @@ class PyramidNet(nn.Module):
         self.stage_names = [level_name(s) for s in self.pyramid.strides]
         self.strides = list(self.pyramid.strides)
         self.out_channels = [out_channels] * len(self.strides)
-        self.specs = [StageSpec(name=n, channels=out_channels, stride=s, layout="NCHW")
+        self.stage_specs = [StageSpec(name=n, channels=out_channels, stride=s, layout="NCHW")
                       for n, s in zip(self.stage_names, self.strides, strict=True)]
         self.modality = "image"
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from hub.compat import renamed
 from hub.errors import InputError
 from hub.features import RawOutput, StageSpec
 from hub.features import pool as pool_batch
@@ -81,11 +82,15 @@ _register_pytree()
 class Trunk(torch.nn.Module):
     """A backbone you can train: ``net(inputs) -> Stages`` (see the module docstring).
 
-    :ivar specs: :class:`hub.features.StageSpec` of each returned stage (measured by a forward).
+    :ivar stage_specs: :class:`hub.features.StageSpec` of each returned stage, in order (measured by
+        a forward); ``specs`` is its old name (warns).
     :ivar stage_names: the returned stages, in order.
     :ivar modality: ``"image"`` or ``"text"``.
     :ivar spec: the manifest entry.
     """
+
+    #: Deprecated: the old name of :attr:`stage_specs` (warns).
+    specs = renamed("specs", "stage_specs")
 
     def __init__(self, backbone: Backbone, body: torch.nn.Module, built: list[str],
                  requested: list[str]) -> None:
@@ -104,7 +109,7 @@ class Trunk(torch.nn.Module):
         self._pooling: list[torch.nn.Module | None] = []
         self._parent = backbone  # until build_trunk has mapped the stages: then _light_parent's view
         self._parent_rest: dict[str, torch.Tensor] = {}
-        self.specs: list[StageSpec] = [backbone.stage_specs[n] for n in requested]
+        self.stage_specs: list[StageSpec] = [backbone.stage_specs[n] for n in requested]
         #: the adapter asked for (``as_module(adapter=...)``), ``None`` for full fine-tuning
         self.adapter: AdapterConfig | None = None
         #: the modules (names in the backbone module's key space) the adapter is on
@@ -166,11 +171,11 @@ class Trunk(torch.nn.Module):
     # ---- metadata ------------------------------------------------------------------------------
     @property
     def out_channels(self) -> list[int]:
-        return [s.channels for s in self.specs]
+        return [s.channels for s in self.stage_specs]
 
     @property
     def strides(self) -> list[int | None]:
-        return [s.stride for s in self.specs]
+        return [s.stride for s in self.stage_specs]
 
     @property
     def mean(self) -> tuple[float, ...]:
@@ -408,7 +413,7 @@ def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | No
     net.eval()
     example, size = _example(backbone, body)
     found = map_stages(net, lambda: net._all(example), built, what=backbone.name, size=size)
-    net.specs = [_measured(backbone.stage_specs[n], found.shapes[n], size, output_stride is not None)
+    net.stage_specs = [_measured(backbone.stage_specs[n], found.shapes[n], size, output_stride is not None)
                  for n in requested]
     net._depth, net._num_layers = layer_depths(body, found.stage_of, "body.")
     if not net._depth:  # no repeated blocks: one layer per manifest stage, the stem at 0

@@ -34,10 +34,10 @@ class _StandIn(nn.Module):
     pool_how = "avg"
 
     def _describe(self, stages: list[tuple[str, int, int | None]], layout: str) -> None:
-        self.specs = [StageSpec(name=n, channels=c, stride=s, layout=layout) for n, c, s in stages]
-        self.stage_names = [s.name for s in self.specs]
-        self.out_channels = [s.channels for s in self.specs]
-        self.strides = [s.stride for s in self.specs]
+        self.stage_specs = [StageSpec(name=n, channels=c, stride=s, layout=layout) for n, c, s in stages]
+        self.stage_names = [s.name for s in self.stage_specs]
+        self.out_channels = [s.channels for s in self.stage_specs]
+        self.strides = [s.stride for s in self.stage_specs]
 
     def pool(self, out: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
         last = out[self.stage_names[-1]]
