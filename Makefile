@@ -7,14 +7,18 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: install test test-fast demo bench docs clean
 
-# --no-compile: pip would byte-compile every module of every package (torch, Ray, transformers,
-# OpenVINO...), 75 of the install's 180 s on a 2-core machine; Python compiles what is imported
-# the first time it is imported
+# pip byte-compiles the packages it installs (75 of the install's 180 s on a 2-core machine); keep
+# it: where PYTHONDONTWRITEBYTECODE is set (these CI machines) Python never writes a .pyc itself,
+# and without pip's every process compiles torch, Ray and transformers from source again (the suite
+# took longer by 4 min with --no-compile: each Ray worker, CLI child and torchrun process paid it).
+# hub's own modules are compiled here for the same reason (Python ignores a .pyc older than its
+# source, so editing stays safe).
 $(BIN)/.installed: pyproject.toml examples/hub-plugin-example/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --no-compile $(TORCH)
-	$(BIN)/pip install -q --no-compile -e '.[all,test]'
-	$(BIN)/pip install -q --no-compile --no-build-isolation -e examples/hub-plugin-example
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[all,test]'
+	$(BIN)/pip install -q --no-build-isolation -e examples/hub-plugin-example
+	$(BIN)/python -m compileall -q hub plugins manifests examples/hub-plugin-example > /dev/null
 	touch $@
 
 install: $(BIN)/.installed
