@@ -133,19 +133,21 @@ TOGETHER = frozenset({"test_dataset_ray.py", "test_serve_ray.py"})
 #: The longest scheduling units, started first so that none is left for the end (the scheduler
 #: hands units out in collection order: ``--no-loadscope-reorder``): a module name stands for its
 #: group, ``module::test`` for one test. Measured with ``--durations`` on the 2-core machine.
-LONGEST_FIRST: tuple[str, ...] = (  # seconds: -n 2 on the shared 2-core machine (load 7-9)
-    "test_train_trunk.py::test_graph_tools_in_a_fresh_interpreter",  # 608: a child pytest (inductor)
-    "test_dataset_ray.py",  # 250: a local Ray cluster, actors per job
-    "test_open_clip_provider.py",  # 190: the FAST entries pulled once per module
-    "test_train_finetune.py",  # 137
-    "test_open_clip_provider.py::test_large_entry_equals_open_clip",  # 120 (ViT-L/14), 103, 49, 48, 35
-    "test_runtimes.py",  # 100: OpenVINO exports
-    "test_train_trunk.py::test_token_and_hrnet_trunk_equals_extract",  # 73 (dinov2_s14), 31, ...
-    "test_probe.py",  # 60: real models over a few hundred items
-    "test_transformers_twotower.py",  # 49
-    "test_cli_bench.py",  # 49, 26: measuring processes
-    "test_packaging.py",  # 21: builds the wheel, installs it into a fresh venv
-    "test_browse.py::test_page_tests_in_a_fresh_interpreter",  # a child pytest with Chromium
+LONGEST_FIRST: tuple[str, ...] = (  # seconds: a fresh clone's make test (-n 2, 2-core EPYC)
+    "test_train_trunk.py::test_graph_tools_in_a_fresh_interpreter",  # 79: a child pytest (inductor)
+    "test_dataset_ray.py",  # ~125 with test_dataset_shipping's cluster runs (its group)
+    "test_open_clip_provider.py",  # ~50: the FAST entries pulled once per module
+    "test_train_adapter_finetune.py",  # 33: LoRA against full fine-tuning, real weights
+    "test_serve_ray.py",  # ~35: Ray Serve with two replicas of real minilm_l6
+    "test_train_finetune.py",  # 26
+    "test_open_clip_provider.py::test_large_entry_equals_open_clip",  # 21 (SigLIP 2), 13, 8, 8
+    "test_runtimes.py",  # OpenVINO exports
+    "test_cli_bench.py",  # 17, 8: measuring processes
+    "test_plugin_conformance.py",  # 13: the example plugin's matrix in a child pytest
+    "test_browse.py::test_page_tests_in_a_fresh_interpreter",  # 12: a child pytest with Chromium
+    "test_transformers_twotower.py",  # 12
+    "test_probe.py",  # real models over a few hundred items
+    "test_packaging.py",  # builds the wheel, installs it into a fresh venv
 )
 _SHARED_SCOPES = frozenset({"module", "class", "package"})
 
