@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "hub-plugin-example"
 
 
+@pytest.mark.slow  # a child pytest, 12 s: make test runs it, make test-fast stays under 3 min
 def test_example_plugin_passes_the_conformance_matrix(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rxX",
