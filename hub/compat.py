@@ -3,7 +3,8 @@
 Two kinds, each in one table:
 
 * renamed attributes (:func:`renamed`): ``Backbone.specs`` -> ``stage_specs``,
-  ``Backbone.dtype`` -> ``feature_dtype``, ``Features.specs`` -> ``stage_specs``. The old name
+  ``Backbone.dtype`` -> ``feature_dtype``, ``Features.specs`` -> ``stage_specs``, and the
+  trainable nets' (``Trunk``, ``PyramidNet``) ``specs`` -> ``stage_specs``. The old name
   is a property that reads (and writes) the new one; every use warns, pointing at the caller.
 * the provider protocol's methods before commit 78cfa26 (:data:`RENAMED_METHODS`):
   ``_forward`` -> ``forward`` and the rest. A provider's ``Backbone`` subclass written before
