@@ -7,18 +7,20 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: install test test-fast demo bench docs clean
 
-# pip byte-compiles the packages it installs (75 of the install's 180 s on a 2-core machine); keep
-# it: where PYTHONDONTWRITEBYTECODE is set (these CI machines) Python never writes a .pyc itself,
-# and without pip's every process compiles torch, Ray and transformers from source again (the suite
-# took longer by 4 min with --no-compile: each Ray worker, CLI child and torchrun process paid it).
-# hub's own modules are compiled here for the same reason (Python ignores a .pyc older than its
-# source, so editing stays safe).
+# Bytecode: pip does not byte-compile what it installs (--no-compile: 75 of the install's 180 s on a
+# 2-core machine, serial, for 27,000 modules of which the suite imports a fifth); Python compiles a
+# module the first time a process imports it and keeps the .pyc in the venv. That needs Python to
+# write bytecode, so this Makefile's commands run without PYTHONDONTWRITEBYTECODE (some CI machines
+# set it): with neither pip's nor Python's .pyc, every Ray worker, CLI child and torchrun process
+# compiled torch, Ray and transformers from source again (the suite took 4 min longer). Python
+# ignores a .pyc older than its source, so editing stays safe.
+unexport PYTHONDONTWRITEBYTECODE
+
 $(BIN)/.installed: pyproject.toml examples/hub-plugin-example/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[all,test]'
-	$(BIN)/pip install -q --no-build-isolation -e examples/hub-plugin-example
-	$(BIN)/python -m compileall -q hub plugins manifests examples/hub-plugin-example > /dev/null
+	$(BIN)/pip install -q --no-compile $(TORCH)
+	$(BIN)/pip install -q --no-compile -e '.[all,test]'
+	$(BIN)/pip install -q --no-compile --no-build-isolation -e examples/hub-plugin-example
 	touch $@
 
 install: $(BIN)/.installed

@@ -10,23 +10,33 @@ See ``docs/manifest.md`` for the reference.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
+    "RENAMED_SOURCE_TYPES",
     "Adapter",
     "BackboneSpec",
     "DistributionSource",
     "HuggingFaceSource",
     "ImagePreprocessing",
-    "LocalSource",
     "ManifestFile",
     "Outputs",
     "Paper",
     "Parent",
     "Preprocessing",
+    "SavedSource",
     "Scoring",
     "Source",
     "StageDecl",
@@ -176,25 +186,51 @@ class UrlSource(_Strict):
         return self.url
 
 
-class LocalSource(_Strict):
+class SavedSource(_Strict):
     """Bytes in a file beside the manifest: a saved directory's own weights (``hub.load(DIRECTORY)``;
     written by :func:`hub.train.save.save_finetuned`). ``file`` is relative to the manifest's folder
-    and may not leave it; a catalogue manifest cannot use this source."""
+    and may not leave it; a catalogue manifest cannot use this source.
 
-    type: Literal["local"]
+    Its type was ``local`` before (a directory saved then still loads: :func:`_renamed_types`
+    reads the old word, with a ``DeprecationWarning``); "local" now names only the dataset
+    engine."""
+
+    type: Literal["saved"]
     file: RelPath = Field(description="the weights file, relative to the manifest's folder "
                                       "(no '..', no absolute path)")
 
     @property
     def pinned(self) -> bool:
-        """A local file names no revision: the variant's sha256 alone pins it."""
+        """A saved file names no revision: the variant's sha256 alone pins it."""
         return True
 
     def describe(self) -> str:
-        return f"local://{self.file}"
+        return f"saved://{self.file}"
 
 
-Source = Annotated[HuggingFaceSource | DistributionSource | UrlSource | LocalSource,
+#: source types renamed since: old word -> current one (a manifest written before still loads)
+RENAMED_SOURCE_TYPES = {"local": "saved"}
+
+
+def _renamed_types(sources: Any) -> Any:
+    """Read a source list written with an old type word (:data:`RENAMED_SOURCE_TYPES`) as the
+    current one, warning ``DeprecationWarning`` once per source."""
+    if not isinstance(sources, list):
+        return sources
+    out = []
+    for src in sources:
+        old = src.get("type") if isinstance(src, dict) else None
+        if isinstance(old, str) and old in RENAMED_SOURCE_TYPES:
+            new = RENAMED_SOURCE_TYPES[old]
+            warnings.warn(f"a weight source of type {old!r} is read as {new!r} (renamed: "
+                          f"{old!r} will stop being read; save the directory again, or edit "
+                          f"its manifest to say type: {new})", DeprecationWarning, stacklevel=2)
+            src = {**src, "type": new}
+        out.append(src)
+    return out
+
+
+Source = Annotated[HuggingFaceSource | DistributionSource | UrlSource | SavedSource,
                    Field(discriminator="type")]
 
 
@@ -218,8 +254,9 @@ class WeightVariant(_Strict):
                              "against free disk space before a pull).")
     converter: str | None = Field(None, description="A key converter a plugin registers, for "
                                   "foreign key layouts.")
-    sources: list[Source] = Field(min_length=1, description="Where the bytes come from, tried in "
-                                  "order; all serve the same bytes.")
+    sources: Annotated[list[Source], BeforeValidator(_renamed_types)] = Field(
+        min_length=1, description="Where the bytes come from, tried in order; all serve the same "
+                                  "bytes.")
     files: list[ExtraFile] = Field(default_factory=list, description="Companion files (config, "
                                    "tokenizer) fetched from the same source and revision.")
     license: str | None = Field(None, description="The weights' licence, when it differs from the "
@@ -453,3 +490,12 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "backbone-hub manifest"
     return schema
+
+
+def __getattr__(name: str) -> Any:
+    """``LocalSource``: the old name of :class:`SavedSource` (warns)."""
+    if name == "LocalSource":
+        warnings.warn("hub.manifest.LocalSource was renamed: use SavedSource; LocalSource will be "
+                      "removed.", DeprecationWarning, stacklevel=2)
+        return SavedSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

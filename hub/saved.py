@@ -4,14 +4,14 @@ A saved directory (written by :func:`hub.train.save.save_finetuned`, or by hand)
 
     DIRECTORY/
       manifest.yaml          one backbone entry, the same schema as the zoo's (hub.manifest)
-      model.safetensors      its weights: a ``local`` source, relative to the manifest's folder
+      model.safetensors      its weights: a ``saved`` source, relative to the manifest's folder
       config.json, ...       companion files (text backbones), relative to the weights' folder
 
 ``hub.load(DIRECTORY)`` (or the manifest file's path) reads the manifest with the same safe
 loader and schema as every manifest, then checks the files where they lie -- they are never
 copied into the cache:
 
-* the variant must have a ``local`` source, be ``safetensors`` (a pickle is refused unread) and
+* the variant must have a ``saved`` source, be ``safetensors`` (a pickle is refused unread) and
   pin the sha256 of the weights and of every companion file;
 * every file must stay inside the manifest's folder once symlinks are resolved;
 * the weights' sha256 is computed and compared before anything reads them as tensors, on every
@@ -32,7 +32,7 @@ from typing import Any
 from hub.cache import sha256_known
 from hub.convert import validate_safetensors
 from hub.errors import IntegrityError, ManifestError, SourceUnavailableError, UnsafeWeightsError
-from hub.manifest import BackboneSpec, LocalSource, WeightVariant
+from hub.manifest import BackboneSpec, SavedSource, WeightVariant
 from hub.manifest_loader import load_manifest_file
 from hub.provider import WeightFiles
 
@@ -95,12 +95,12 @@ def read_entry(manifest: Path) -> SavedEntry:
     return SavedEntry(spec=specs[0], manifest=Path(manifest).resolve())
 
 
-def _source(entry: SavedEntry, variant: WeightVariant) -> LocalSource:
-    src = next((s for s in variant.sources if isinstance(s, LocalSource)), None)
+def _source(entry: SavedEntry, variant: WeightVariant) -> SavedSource:
+    src = next((s for s in variant.sources if isinstance(s, SavedSource)), None)
     if src is None:
         raise ManifestError(f"{entry.manifest}: model {entry.spec.name!r}, variant {variant.name!r} "
-                            "has no 'local' source: a saved directory's weights are files beside "
-                            "its manifest ({type: local, file: model.safetensors}).",
+                            "has no 'saved' source: a saved directory's weights are files beside "
+                            "its manifest ({type: saved, file: model.safetensors}).",
                             path=str(entry.manifest), model=entry.spec.name, field="weights.sources")
     if variant.format != "safetensors":
         raise UnsafeWeightsError(f"{entry.manifest}: variant {variant.name!r} is {variant.format}; a "
@@ -146,7 +146,7 @@ def _check_hash(entry: SavedEntry, path: Path, expected: str | None, what: str) 
 def saved_weights(entry: SavedEntry, variant: WeightVariant) -> WeightFiles:
     """Verify a saved directory's files in place and return them (nothing is copied).
 
-    :raises ManifestError: the variant has no local source.
+    :raises ManifestError: the variant has no saved source.
     :raises UnsafeWeightsError: pickle weights, a file outside the directory, malformed safetensors.
     :raises IntegrityError: a file is unpinned, or its sha256 or size differs from the manifest.
     :raises SourceUnavailableError: a file is missing.
@@ -178,7 +178,7 @@ def saved_info(entry: SavedEntry) -> dict[str, Any]:
     default = spec.default_variant
     data["default_weights"] = default.name if default else None
     for v, vd in zip(spec.weights, data["weights"], strict=True):
-        src = next((s for s in v.sources if isinstance(s, LocalSource)), None)
+        src = next((s for s in v.sources if isinstance(s, SavedSource)), None)
         vd["pinned"] = v.pinned
         vd["cached"] = False
         vd["cache_path"] = None

@@ -141,7 +141,7 @@ def test_lineage_and_pins_are_recorded(saved_tiny: Path) -> None:
     import hashlib
 
     assert variant["sha256"] == hashlib.sha256(data).hexdigest() and variant["size"] == len(data)
-    assert variant["sources"] == [{"type": "local", "file": WEIGHTS_FILE}]
+    assert variant["sources"] == [{"type": "saved", "file": WEIGHTS_FILE}]
     assert sorted(p.name for p in saved_tiny.iterdir()) == ["manifest.yaml", WEIGHTS_FILE]
     assert not [p for p in saved_tiny.parent.iterdir() if p.name.startswith(".")]  # no staging left
 
@@ -292,12 +292,12 @@ def repin(directory: Path, data: bytes) -> None:
 
 
 @pytest.mark.parametrize(("old", "new", "field"), [
-    (f"file: {WEIGHTS_FILE}", "file: ../model.safetensors", "sources[0].local.file"),
-    (f"file: {WEIGHTS_FILE}", "file: /etc/passwd", "sources[0].local.file"),
-    (f"file: {WEIGHTS_FILE}", "file: 'C:/w.safetensors'", "sources[0].local.file"),
+    (f"file: {WEIGHTS_FILE}", "file: ../model.safetensors", "sources[0].saved.file"),
+    (f"file: {WEIGHTS_FILE}", "file: /etc/passwd", "sources[0].saved.file"),
+    (f"file: {WEIGHTS_FILE}", "file: 'C:/w.safetensors'", "sources[0].saved.file"),
     ("  default_weights:", "  run_this: rm -rf /\n  default_weights:", "backbones[0].run_this"),
     ("  parent:\n", "  parent:\n    evil: 1\n", "parent.evil"),
-    ("- type: local", "- type: file", "sources[0]"),
+    ("- type: saved", "- type: file", "sources[0]"),
 ])
 def test_bad_fields_of_a_saved_manifest_are_refused(saved_tiny: Path, old: str, new: str,
                                                     field: str) -> None:
@@ -378,21 +378,35 @@ def test_an_unknown_provider_is_refused(saved_tiny: Path) -> None:
         hub.load(saved_tiny, device="cpu", dtype="float32")
 
 
-def test_a_variant_without_a_local_source_is_refused(saved_tiny: Path) -> None:
-    edit_manifest(saved_tiny, f"- type: local\n      file: {WEIGHTS_FILE}",
+def test_a_variant_without_a_saved_source_is_refused(saved_tiny: Path) -> None:
+    edit_manifest(saved_tiny, f"- type: saved\n      file: {WEIGHTS_FILE}",
                   "- type: huggingface\n      repo: org/x\n      file: model.safetensors")
-    with pytest.raises(ManifestError, match="has no 'local' source"):
+    with pytest.raises(ManifestError, match="has no 'saved' source"):
         hub.load(saved_tiny, device="cpu", dtype="float32")
 
 
-def test_a_local_source_in_a_catalogue_manifest_is_never_read(cache_dir: Path) -> None:
+def test_a_directory_saved_with_the_old_source_type_local_still_loads(saved_tiny: Path) -> None:
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    want = hub.load(saved_tiny, device="cpu", dtype="float32").extract(x, stages=[]).pooled
+    edit_manifest(saved_tiny, "- type: saved", "- type: local")
+    hub.refresh()
+    with pytest.warns(DeprecationWarning, match="'local' is read as 'saved'"):
+        bb = hub.load(saved_tiny, device="cpu", dtype="float32")
+    assert torch.equal(bb.extract(x, stages=[]).pooled, want)
+    with pytest.warns(DeprecationWarning, match="LocalSource was renamed"):
+        from hub.manifest import LocalSource
+    from hub.manifest import SavedSource
+    assert LocalSource is SavedSource
+
+
+def test_a_saved_source_in_a_catalogue_manifest_is_never_read(cache_dir: Path) -> None:
     from hub.manifest_loader import parse_manifest
     from hub.weights import resolve_weights
 
     text = (f"backbones:\n- name: sneaky\n  modality: image\n  provider: example\n"
             f"  architecture: tinynet\n  license: mit\n  preprocessing: {{image: {{size: 64}}}}\n"
             f"  outputs: {{embedding_dim: 32}}\n  weights:\n  - name: v\n    format: safetensors\n"
-            f"    sha256: {TINY_SHA}\n    sources: [{{type: local, file: model.safetensors}}]\n")
+            f"    sha256: {TINY_SHA}\n    sources: [{{type: saved, file: model.safetensors}}]\n")
     (spec,) = parse_manifest(text)
     with pytest.raises(SourceUnavailableError, match="hub.load\\(DIRECTORY\\)"):
         resolve_weights(spec, spec.weights[0])

@@ -153,7 +153,7 @@ def _where(src: dict[str, Any]) -> str:
     if src["type"] == "url":
         check = f" (sha256 starts with {src['sha256_prefix']})" if src.get("sha256_prefix") else ""
         return f"{src['url']}{check}"
-    if src["type"] == "local":
+    if src["type"] == "saved":
         return f"beside the manifest: {src['file']}"
     return f"pip: {src['distribution']} / {src['path']}"
 

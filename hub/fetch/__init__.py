@@ -31,14 +31,14 @@ from hub.fetch.fetched import Fetched
 from hub.fetch.huggingface import evict_hf_file, fetch_hf
 from hub.fetch.retry import DEFAULT_RETRY, RetryPolicy
 from hub.fetch.url import DOWNLOADS_DIR, fetch_url, mirrored
-from hub.manifest import DistributionSource, HuggingFaceSource, LocalSource, UrlSource
+from hub.manifest import DistributionSource, HuggingFaceSource, SavedSource, UrlSource
 from hub.progress import Reporter
 
 __all__ = ["DEFAULT_RETRY", "DOWNLOADS_DIR", "Fetched", "RetryPolicy", "discard", "evict_hf_file",
            "fetch", "fetch_dist", "fetch_hf", "fetch_url", "mirrored"]
 
 
-def fetch(src: HuggingFaceSource | DistributionSource | UrlSource | LocalSource, extra: list[str], *,
+def fetch(src: HuggingFaceSource | DistributionSource | UrlSource | SavedSource, extra: list[str], *,
           cache: Cache, settings: Settings, force: bool = False, revision: str | None = None,
           reporter: Reporter | None = None, retry: RetryPolicy | None = None) -> Fetched:
     """Fetch a source's weights and companion files to local paths, with the fetcher of its kind.
@@ -47,7 +47,7 @@ def fetch(src: HuggingFaceSource | DistributionSource | UrlSource | LocalSource,
     :param revision: for a Hub source, overrides the manifest's (a recorded commit).
     :param retry: how downloads are retried (default :data:`DEFAULT_RETRY`).
     """
-    if isinstance(src, LocalSource):  # read in place by hub.saved, never through the cache
+    if isinstance(src, SavedSource):  # read in place by hub.saved, never through the cache
         raise SourceUnavailableError(f"{src.describe()} is a file beside a saved directory's "
                                      "manifest: load that directory with hub.load(DIRECTORY).")
     if isinstance(src, HuggingFaceSource):

@@ -172,7 +172,7 @@ def _write(stage: Path, backbone: AnyBackbone, tensors: dict[str, torch.Tensor],
         "name": VARIANT_NAME,
         "description": f"Fine-tuned from {parent.name} ({pv.name if pv else 'random weights'}).",
         "format": "safetensors", "sha256": sha256_file(weights), "size": weights.stat().st_size,
-        "sources": [{"type": "local", "file": WEIGHTS_FILE}], "files": files}
+        "sources": [{"type": "saved", "file": WEIGHTS_FILE}], "files": files}
     if pv is not None and pv.license:
         variant["license"] = pv.license
     entry = parent.model_dump(mode="json", exclude_none=True)

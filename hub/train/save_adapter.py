@@ -4,7 +4,7 @@
 
     DIRECTORY/
       manifest.yaml               the parent's entry under the new name: one variant, ``adapter``
-                                  (a ``local`` source, sha256 pinned), a ``parent:`` record and an
+                                  (a ``saved`` source, sha256 pinned), a ``parent:`` record and an
                                   ``adapter:`` record (LoRA configuration, targets, what loads the
                                   base, the sha256 of the base's safetensors)
       adapter_model.safetensors   the adapter's tensors only, under peft's own keys
@@ -42,7 +42,7 @@ def base_reference(backbone: Backbone) -> tuple[str, str | None, str]:
 
     :raises InputError: a backbone with random weights (nothing to name).
     """
-    from hub.manifest import LocalSource
+    from hub.manifest import SavedSource
     from hub.saved import MANIFEST_NAME
 
     files = backbone.weights
@@ -50,7 +50,7 @@ def base_reference(backbone: Backbone) -> tuple[str, str | None, str]:
         raise InputError(f"{backbone.name} has random weights (pretrained=False): an adapter "
                          "names the weights it was trained on. Load the backbone with weights, or "
                          "save full weights with net.save(directory, merge=True).")
-    src = next((s for s in files.variant.sources if isinstance(s, LocalSource)), None)
+    src = next((s for s in files.variant.sources if isinstance(s, SavedSource)), None)
     if src is None:
         return backbone.spec.name, files.variant.name, files.sha256
     root = files.weights
@@ -108,7 +108,7 @@ def _write(stage: Path, backbone: Backbone, tensors: dict[str, Any], config: dic
     variant = {"name": ADAPTER_VARIANT,
                "description": f"LoRA adapter (rank {record['rank']}) on {parent.name}.",
                "format": "safetensors", "sha256": sha256_file(weights),
-               "size": weights.stat().st_size, "sources": [{"type": "local", "file": ADAPTER_FILE}],
+               "size": weights.stat().st_size, "sources": [{"type": "saved", "file": ADAPTER_FILE}],
                "files": [{"path": ADAPTER_CONFIG, "sha256": sha256_file(stage / ADAPTER_CONFIG)}]}
     pv = backbone.weights.variant if backbone.weights is not None else None
     if pv is not None and pv.license:
