@@ -187,7 +187,7 @@ class Backbone(PlanViews, ABC):
         :raises InputError: on an unknown stage, a bad freeze/norm/output_stride value.
         """
         from hub.train.adapters import adapter_config
-        from hub.train.trunk import build_trunk
+        from hub.train.assemble import build_trunk
 
         config = adapter_config(adapter, rank=rank, alpha=alpha, dropout=dropout, targets=targets)
         plan = self.plan  # cast by hub and not the provider's (or the islands' hooks would travel)

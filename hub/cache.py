@@ -63,14 +63,17 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-_HASHED: dict[tuple[int, int, int, int], str] = {}
+_HASHED: dict[tuple[int, int, int, int, int], str] = {}
 
 
 def sha256_known(path: Path) -> str:
-    """sha256 of a file, remembered for this process while its inode, size and mtime stay the same
-    (so loading one backbone twice hashes it once)."""
+    """sha256 of a file, remembered for this process while its inode, size, mtime and ctime stay
+    the same (a write moves ctime, whatever the mtime is set back to). Loading one backbone twice
+    hashes it once, and a directory that ``net.save`` wrote and hashed is not read again by
+    ``hub.load`` in the same process (renaming its folder into place keeps each file's inode,
+    mtime and ctime)."""
     st = path.stat()
-    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _HASHED:
         _HASHED[key] = sha256_file(path)
     return _HASHED[key]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import fnmatch
+import functools
 import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -155,10 +156,28 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed(path: str, stat: tuple[int, int, int, int, int]) -> tuple[BackboneSpec, ...]:
+    """The specs of the manifest at ``path`` as it was when ``stat`` (device, inode, size, mtime,
+    ctime) was taken: a catalogue rebuilt after :func:`hub.refresh` re-reads only the files
+    that changed (specs are frozen, so entries of two catalogues can share them). An invalid
+    file raises each time (exceptions are not cached)."""
+    return tuple(load_manifest_file(path))
+
+
+def _load(path: Path) -> list[BackboneSpec]:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return load_manifest_file(path)  # says what cannot be read
+    return list(_parsed(str(path), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                                    st.st_ctime_ns)))
+
+
 def _read_all(registry: Registry, catalog: Catalog) -> None:
     for path, plugin in registry.manifest_paths:
         try:
-            specs = load_manifest_file(path)
+            specs = _load(path)
         except ManifestError as exc:
             catalog.problems.append(str(exc))
             record = registry.plugins.get(plugin)

@@ -104,3 +104,29 @@ def test_a_backbone_named_by_something_else_than_a_string_is_refused(call: objec
     spec = hub.list()[0]  # an easy slip: passing what hub.list() returns
     with pytest.raises(hub.errors.InputError, match="named by a string.*not a BackboneSpec"):
         call(spec)  # type: ignore[operator]
+
+
+def test_a_rebuilt_catalogue_reads_only_the_manifests_that_changed(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import hub.catalog as catalog_mod
+    from hub.plugins import Registry
+
+    read: list[str] = []
+    real = catalog_mod.load_manifest_file
+    monkeypatch.setattr(catalog_mod, "load_manifest_file", lambda p: read.append(str(p)) or real(p))
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(ONE.format(name="first", alias="first-a", task="classification", params=1))
+    b.write_text(ONE.format(name="second", alias="second-a", task="classification", params=2))
+    registry = Registry()
+    registry.manifest_paths += [(a, "p"), (b, "p")]
+    assert sorted(e.name for e in catalog_mod.build_catalog(registry)) == ["first", "second"]
+    assert read == [str(a), str(b)]
+    catalog_mod.build_catalog(registry)
+    assert read == [str(a), str(b)]  # unchanged files: their specs again, not re-read
+    b.write_text(ONE.format(name="second", alias="second-a", task="classification", params=22))
+    again = catalog_mod.build_catalog(registry)
+    assert read == [str(a), str(b), str(b)]
+    assert again.get("second").spec.stats.params_m == 22
+    b.write_text("backbones: [oops\n")  # an invalid file is reported on every rebuild
+    for _ in range(2):
+        assert any("b.yaml" in p for p in catalog_mod.build_catalog(registry).problems)

@@ -35,7 +35,7 @@ import pytest
 import torch
 
 import hub
-from hub.train.trunk import Stages
+from hub.train.outputs import Stages, register_pytree
 from tests.zoo_support import randomize_norm_stats, zoo_specs
 
 #: The whole module runs in a fresh interpreter (tests/test_train_trunk.py::
@@ -89,6 +89,8 @@ def eager(net: torch.nn.Module, x: torch.Tensor) -> Stages:
 def test_stages_flatten_and_rebuild_with_prefix() -> None:
     from torch.utils import _pytree
 
+    register_pytree()  # a Trunk does it when it is made (importing hub.train does not)
+    register_pytree()  # twice: a no-op
     out = Stages(a=torch.ones(1), b=torch.zeros(2))
     out.prefix = {"b": torch.full((1, 1, 2), 3.0)}
     leaves, spec = _pytree.tree_flatten(out)

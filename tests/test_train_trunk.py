@@ -446,7 +446,7 @@ def test_graph_tools_in_a_fresh_interpreter(tmp_path: Path) -> None:
 def test_the_stage_mapping_forward_runs_at_the_bodys_trace_size() -> None:
     """The provider's body names the smallest input it takes (``trace_size``; plugins written
     before the rename say ``probe_size``); without either, the manifest's size."""
-    from hub.train.trunk import _example
+    from hub.train.assemble import _example
 
     bb = image_backbone("resnet50")
     body = bb.trunk(list(bb.stage_specs), None)

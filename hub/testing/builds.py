@@ -184,7 +184,10 @@ def _with_companions(spec: BackboneSpec, files: dict[str, bytes], folder: Path) 
         paths[rel] = folder / rel
     config = transformers.AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
     torch.manual_seed(SEED)
-    model = transformers.AutoModel.from_config(config)
+    # _randomize fills every parameter: transformers' own random init (4 s of SigLIP's build)
+    # would be overwritten
+    with _no_init_weights():
+        model = transformers.AutoModel.from_config(config)
     _randomize(model, spec)
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     weights = folder / "random.safetensors"
@@ -198,6 +201,22 @@ def _with_companions(spec: BackboneSpec, files: dict[str, bytes], folder: Path) 
     wf = WeightFiles(variant=variant, weights=weights, sha256=sha256_file(weights),
                      files=paths)
     return provider.build(spec, wf, device=torch.device("cpu"), dtype=None)
+
+
+def _no_init_weights() -> Any:
+    """transformers' context that skips its weight initialisation (``no_init_weights``: in
+    ``transformers.initialization`` since 5.0, in ``modeling_utils`` before)."""
+    import contextlib
+    import importlib
+
+    for where in ("transformers.initialization", "transformers.modeling_utils"):
+        try:
+            skip = getattr(importlib.import_module(where), "no_init_weights", None)
+        except ImportError:
+            continue
+        if skip is not None:
+            return skip()
+    return contextlib.nullcontext()
 
 
 def build_saved(name: str, directory: Path, *, companions: Companions | None = None,

@@ -155,7 +155,7 @@ def _write(stage: Path, backbone: AnyBackbone, tensors: dict[str, torch.Tensor],
     import yaml
     from safetensors.torch import save_file
 
-    from hub.cache import sha256_file
+    from hub.cache import sha256_known
 
     weights = stage / WEIGHTS_FILE
     save_file(tensors, str(weights), metadata={"format": "pt", "backbone": name,
@@ -165,13 +165,13 @@ def _write(stage: Path, backbone: AnyBackbone, tensors: dict[str, torch.Tensor],
         dst = stage / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
-        files.append({"path": rel, "sha256": sha256_file(dst)})
+        files.append({"path": rel, "sha256": sha256_known(dst)})
     parent = backbone.spec
     pv = backbone.weights.variant if backbone.weights is not None else None
     variant: dict[str, Any] = {
         "name": VARIANT_NAME,
         "description": f"Fine-tuned from {parent.name} ({pv.name if pv else 'random weights'}).",
-        "format": "safetensors", "sha256": sha256_file(weights), "size": weights.stat().st_size,
+        "format": "safetensors", "sha256": sha256_known(weights), "size": weights.stat().st_size,
         "sources": [{"type": "saved", "file": WEIGHTS_FILE}], "files": files}
     if pv is not None and pv.license:
         variant["license"] = pv.license

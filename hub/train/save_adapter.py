@@ -97,7 +97,7 @@ def _write(stage: Path, backbone: Backbone, tensors: dict[str, Any], config: dic
     import yaml
     from safetensors.torch import save_file
 
-    from hub.cache import sha256_file
+    from hub.cache import sha256_known
 
     weights = stage / ADAPTER_FILE
     save_file(tensors, str(weights), metadata={"format": "pt", "backbone": name,
@@ -107,9 +107,9 @@ def _write(stage: Path, backbone: Backbone, tensors: dict[str, Any], config: dic
     parent = backbone.spec
     variant = {"name": ADAPTER_VARIANT,
                "description": f"LoRA adapter (rank {record['rank']}) on {parent.name}.",
-               "format": "safetensors", "sha256": sha256_file(weights),
+               "format": "safetensors", "sha256": sha256_known(weights),
                "size": weights.stat().st_size, "sources": [{"type": "saved", "file": ADAPTER_FILE}],
-               "files": [{"path": ADAPTER_CONFIG, "sha256": sha256_file(stage / ADAPTER_CONFIG)}]}
+               "files": [{"path": ADAPTER_CONFIG, "sha256": sha256_known(stage / ADAPTER_CONFIG)}]}
     pv = backbone.weights.variant if backbone.weights is not None else None
     if pv is not None and pv.license:
         variant["license"] = pv.license

@@ -5,13 +5,13 @@ weights as its ``model`` attribute (same key names as the parent backbone's modu
 nothing after the last stage asked for, and mapping model inputs to the raw outputs of every
 manifest stage up to that one (tensors, or ``(grid, prefix tokens)`` pairs). :class:`Trunk`
 wraps it: NCHW maps for images (Swin's NHWC maps and ViT token sequences converted by the same
-rule as ``extract()``), the requested stages in an :class:`Stages` dict, freezing, norm modes,
-checkpointing, parameter groups, transforms, pooling and saving.
+rule as ``extract()``), the requested stages in a :class:`~hub.train.outputs.Stages` dict, norm
+modes, parameter groups, transforms, pooling and saving. :mod:`hub.train.assemble` builds one
+(stage map, freezing, checkpointing, adapters).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,62 +21,18 @@ from hub.compat import renamed
 from hub.errors import InputError
 from hub.features import RawOutput, StageSpec
 from hub.features import pool as pool_batch
-from hub.train import freeze as fz
-from hub.train.checkpoint import checkpoint_blocks
-from hub.train.depth import layer_depths
 from hub.train.groups import param_groups as make_groups
-from hub.train.stagemap import map_stages
+from hub.train.outputs import Stages, register_pytree
 
 if TYPE_CHECKING:
     from hub.backbone import Backbone
     from hub.manifest import BackboneSpec
-    from hub.provider import NormLayer
     from hub.train.adapters import AdapterConfig
 
-__all__ = ["Stages", "Trunk", "build_trunk"]
+__all__ = ["BODY", "Stages", "Trunk"]
 
+#: the prefix of the trunk's parameter names before the backbone module's own key names
 BODY = "body.model."
-
-
-class Stages(OrderedDict):  # type: ignore[type-arg]
-    """Stage name -> tensor, in stage order; ``prefix`` holds the class/register tokens (B, P, D)
-    removed from token-model grids (used by ``pool`` for ``cls`` pooling)."""
-
-    prefix: dict[str, torch.Tensor]
-
-
-def _flatten(out: Stages) -> tuple[list[Any], list[str]]:
-    return [*out.values(), dict(getattr(out, "prefix", {}))], list(out)
-
-
-def _flatten_with_keys(out: Stages) -> tuple[list[tuple[Any, Any]], list[str]]:
-    from torch.utils._pytree import GetAttrKey, MappingKey
-
-    values, keys = _flatten(out)
-    entries: list[Any] = [MappingKey(k) for k in keys] + [GetAttrKey("prefix")]
-    return list(zip(entries, values, strict=True)), keys
-
-
-def _unflatten(values: Any, keys: list[str]) -> Stages:
-    *maps, prefix = values
-    out = Stages(zip(keys, maps, strict=True))
-    out.prefix = dict(prefix)
-    return out
-
-
-def _register_pytree() -> None:
-    """Make :class:`Stages` a pytree node (stage tensors and the ``prefix`` dict as children), so
-    ``torch.export``, ``torch.onnx.export`` (dynamo) and ``torch.compile`` flatten the output and
-    rebuild it with its ``prefix``. Without it torch.export refuses the unknown output type."""
-    from torch.utils import _pytree
-
-    if Stages not in _pytree.SUPPORTED_NODES:
-        _pytree.register_pytree_node(Stages, _flatten, _unflatten,
-                                     serialized_type_name=f"{__name__}.Stages",
-                                     flatten_with_keys_fn=_flatten_with_keys)
-
-
-_register_pytree()
 
 
 class Trunk(torch.nn.Module):
@@ -95,6 +51,7 @@ class Trunk(torch.nn.Module):
     def __init__(self, backbone: Backbone, body: torch.nn.Module, built: list[str],
                  requested: list[str]) -> None:
         super().__init__()
+        register_pytree()
         self.body = body
         self.spec: BackboneSpec = backbone.spec
         self.modality = backbone.modality
@@ -327,153 +284,3 @@ class _TrainedPool(torch.nn.Module):
                                  "head(out, batch['attention_mask']).")
             return self.head(out[self.stage], mask)  # type: ignore[no-any-return]
         return self.head(out[self.stage])  # type: ignore[no-any-return]
-
-
-def _light_parent(backbone: Backbone, body: torch.nn.Module) -> tuple[Backbone, dict[str, torch.Tensor]]:
-    """What the trunk keeps of its parent without keeping the parent's weights alive: a shallow
-    copy of the Backbone (spec, weights record, tokenizer, device) whose module is a meta-device
-    skeleton (keys, shapes, dtypes), and the parent's tensors the trunk does not hold itself (the
-    layers after the last stage, for :meth:`Trunk.parent_state_dict`). A fine-tuning run so holds
-    one copy of the weights, as timm's or torchvision's own models do."""
-    import copy
-
-    module = backbone.module
-    held = {k.removeprefix("model.") for k in body.state_dict()}
-    rest = {k: v for k, v in module.state_dict().items() if k not in held}
-    memo: dict[int, Any] = {}
-    for t in [*module.parameters(), *module.buffers()]:
-        meta = torch.empty_like(t, device="meta")
-        memo[id(t)] = torch.nn.Parameter(meta, requires_grad=False) if isinstance(
-            t, torch.nn.Parameter) else meta
-    view = copy.copy(backbone)
-    for attr, value in list(vars(view).items()):
-        if isinstance(value, torch.nn.Module):  # e.g. a provider's extractor over the same weights
-            setattr(view, attr, None)
-    if backbone.two_tower is not None:  # a tower: net.save writes the image-text entry
-        view.spec = backbone.two_tower.spec
-    view.two_tower = None  # (it holds the weights too)
-    view.module = copy.deepcopy(module, memo)
-    return view, rest
-
-
-def _requested(backbone: Backbone, stages: Sequence[int | str] | int | str | None) -> list[str]:
-    if stages is None:
-        return list(backbone.stage_specs)
-    from hub.features import resolve_stages
-
-    return resolve_stages(list(backbone.stage_specs), stages, model=backbone.name)
-
-
-def _example(backbone: Backbone, body: torch.nn.Module) -> tuple[Any, int | None]:
-    """The stage-mapping forward's input: two short texts, or one image at the body's
-    ``trace_size`` (the smallest size it takes; token models with a fixed grid: the manifest's
-    size). ``probe_size``, this attribute's former name, is still read."""
-    if backbone.modality == "text":
-        from hub.backbone import TextBackbone
-
-        text = backbone if isinstance(backbone, TextBackbone) else None
-        if text is None:
-            raise InputError(f"{backbone.name}: a text trunk needs a TextBackbone.")
-        enc = dict(text.tokenize(["a short text to probe the trunk", "hi"], text.max_length))
-        enc.pop("overflow", None)
-        return {k: v.to(backbone.device) for k, v in enc.items()}, None
-    size = (getattr(body, "trace_size", None) or getattr(body, "probe_size", None)
-            or backbone.spec.preprocessing.image.size)  # type: ignore[union-attr]
-    p = next(body.parameters())
-    return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(
-        device=p.device, dtype=p.dtype), size
-
-
-def build_trunk(backbone: Backbone, stages: Sequence[int | str] | int | str | None = None, *,
-                freeze: str | int | None = None, norm: str = "train",
-                output_stride: int | None = None, grad_checkpointing: bool = False,
-                pyramid: bool = False, adapter: AdapterConfig | None = None) -> torch.nn.Module:
-    """Build the trainable module of ``backbone`` (arguments: :meth:`hub.Backbone.as_module`;
-    ``adapter``: :func:`hub.train.adapters.adapter_config`'s checked options)."""
-    fz.check_norm(norm)
-    if output_stride is not None and (isinstance(output_stride, bool) or output_stride not in (8, 16, 32)):
-        raise InputError(f"output_stride must be 8, 16, 32 or None, got {output_stride!r}.")
-    if output_stride is not None and backbone.modality != "image":
-        raise InputError(f"output_stride applies to image backbones; {backbone.name} takes text.")
-    requested = _requested(backbone, stages)
-    if not requested:
-        raise InputError("as_module needs at least one stage.")
-    all_names = list(backbone.stage_specs)
-    built = all_names[:all_names.index(requested[-1]) + 1]
-    count = fz.freeze_count(freeze, built, what=backbone.name)
-    body = backbone.trunk(built, output_stride)
-    # training keeps float32 master weights, whatever precision the backbone runs extract() in
-    # (dtype="bfloat16"/"auto" casts its weights): autocast the forward for reduced precision
-    if any(t.is_floating_point() and t.dtype != torch.float32
-           for t in (*body.parameters(), *body.buffers())):
-        body.float()
-    kept = fz.frozen_batchnorm(body, _norm_layers(backbone)) if norm == "frozen" else []
-    body.requires_grad_(True)
-    net = Trunk(backbone, body, built, requested)
-    net.eval()
-    example, size = _example(backbone, body)
-    found = map_stages(net, lambda: net._all(example), built, what=backbone.name, size=size)
-    net.stage_specs = [_measured(backbone.stage_specs[n], found.shapes[n], size, output_stride is not None)
-                 for n in requested]
-    net._depth, net._num_layers = layer_depths(body, found.stage_of, "body.")
-    if not net._depth:  # no repeated blocks: one layer per manifest stage, the stem at 0
-        first = getattr(body, "stage_paths", {}).get(built[0])
-        for name, k in found.stage_of.items():
-            stem = k == 0 and first is not None and not name.startswith(f"{BODY}{first}.")
-            net._depth[name] = 0 if stem else k + 1
-        net._num_layers = len(built)
-    frozen = {n for n, k in found.stage_of.items() if k < count}
-    for name, p in net.named_parameters():
-        if name in frozen:
-            p.requires_grad_(False)
-    for name, sub in body.named_modules():  # batch norms "frozen" kept: nothing of them trains
-        if name in kept:
-            sub.requires_grad_(False)
-    net._eval_norms = fz.norms_in_eval(net, frozen, all_norms=norm != "train")
-    if grad_checkpointing and checkpoint_blocks(body) == 0:
-        raise InputError(f"{backbone.name}: grad_checkpointing found no repeated blocks to "
-                         "checkpoint in this architecture; use grad_checkpointing=False.")
-    net._pooling = [backbone.pool_head(requested[-1])]
-    net._parent, net._parent_rest = _light_parent(backbone, body)
-    if adapter is not None:
-        _adapt(net, backbone, adapter, frozen)
-    if pyramid:
-        from hub.train.pyramid import PyramidNet
-
-        return PyramidNet(net.train()).train()
-    return net.train()
-
-
-def _adapt(net: Trunk, backbone: Backbone, config: AdapterConfig, frozen: set[str]) -> None:
-    """Put the adapter on the trunk (:func:`hub.train.adapters.attach`); every batch norm then
-    runs in eval mode (``norm="train"`` included): its running statistics are the base's, which
-    the saved adapter does not carry."""
-    from hub.train import adapters as ad
-
-    if backbone.spec.adapter is not None:
-        raise InputError(f"{backbone.name} is a saved adapter already applied to "
-                         f"{backbone.spec.adapter.base}; adapters do not stack. Train it without "
-                         "adapter=, or load the parent and train a new adapter.")
-    names, net.peft_config, net._depth = ad.attach(
-        net, net.network, ad.provider_rules(backbone.provider), config, frozen=frozen,
-        depth=net._depth, prefix=BODY, what=backbone.name)
-    net._eval_norms = fz.norms_in_eval(net, set(), all_norms=True)
-    net.adapter, net.adapter_targets = config, names
-
-
-def _norm_layers(backbone: Backbone) -> dict[type, NormLayer]:
-    """The library batch-norm subclasses the backbone's provider declares
-    (:meth:`hub.provider.Provider.norm_layers`), for ``norm="frozen"``."""
-    provider = backbone.provider
-    return provider.norm_layers() if provider is not None else {}
-
-
-def _measured(spec: StageSpec, shape: tuple[int, ...], size: int | None, dilated: bool) -> StageSpec:
-    """The stage's spec with channels and stride measured by the stage-mapping forward."""
-    if spec.layout != "NCHW" or size is None or len(shape) != 4:
-        return spec
-    stride = size // shape[-1] if shape[-1] else spec.stride
-    if not dilated and (shape[1] != spec.channels or stride != spec.stride):
-        raise InputError(f"stage {spec.name!r}: the manifest says {spec.channels} channels at stride "
-                         f"{spec.stride}, the module gives {shape[1]} at stride {stride}.")
-    return StageSpec(spec.name, int(shape[1]), stride, spec.layout, spec.index)
