@@ -49,3 +49,16 @@ def test_a_network_of_order_one_keeps_its_fill() -> None:
     assert not _calibrate(bb)
     after = bb.module.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_text_entry_builds_at_the_depth_of_its_companion_config() -> None:
+    from hub.testing.builds import _at_depth
+
+    bert = hub.get_catalog().get("bert_base").spec
+    shallow = _at_depth(bert, 2)
+    assert shallow.outputs.num_layers == 2 and bert.outputs.num_layers == 12
+    assert shallow.model_copy(update={"outputs": bert.outputs}) == bert  # nothing else changes
+    # deeper than the manifest, no depth, or an entry with declared stages: left to the provider
+    assert _at_depth(bert, 24) is bert and _at_depth(bert, None) is bert and _at_depth(bert, 0) is bert
+    clip = hub.get_catalog().get("clip_vit_b32_hf").spec
+    assert _at_depth(clip, 2) is clip
