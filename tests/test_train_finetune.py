@@ -12,7 +12,7 @@ least 0.90.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -54,6 +54,22 @@ def _probe_accuracy(net: torch.nn.Module, xtr: torch.Tensor, ytr: torch.Tensor, 
     return float((clf.predict(fte) == yte.numpy()).mean())
 
 
+def _train(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, *,
+           epochs: int, batch: int, order: Callable[[int], torch.Tensor], sched: Any = None) -> None:
+    """Cross-entropy steps in train mode over ``order(epoch)``'s permutation of the examples."""
+    model.train()
+    for epoch in range(epochs):
+        perm = order(epoch)
+        for i in range(0, len(perm), batch):
+            idx = perm[i:i + batch]
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+
+
 def _accuracy(model: torch.nn.Module, xte: torch.Tensor, yte: torch.Tensor) -> float:
     model.eval()
     with torch.no_grad():
@@ -92,16 +108,8 @@ def full(one_thread: None) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
                                                 total_steps=epochs * per_epoch)
     g = torch.Generator().manual_seed(1)
-    model.train()
-    for _epoch in range(epochs):
-        order = torch.randperm(len(xtr), generator=g)
-        for i in range(0, len(order), 64):
-            b = order[i:i + 64]
-            loss = torch.nn.functional.cross_entropy(model(xtr[b]), ytr[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+    _train(model, opt, xtr, ytr, epochs=epochs, batch=64,
+           order=lambda _epoch: torch.randperm(len(xtr), generator=g), sched=sched)
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"bb": bb, "probe": probe, "acc": _accuracy(model, xte, yte), "trained": trained}
 
@@ -123,15 +131,8 @@ def test_lora_on_lite0_reaches_full_fine_tuning_on_digits(full: dict[str, Any]) 
     model = hub.heads.classifier(net, 10)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=3e-3)
-    for epoch in range(3):
-        model.train()
-        order = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(epoch))
-        for i in range(0, len(ytr), 32):
-            idx = order[i:i + 32]
-            loss = torch.nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    _train(model, opt, xtr, ytr, epochs=3, batch=32,
+           order=lambda epoch: torch.randperm(len(ytr), generator=torch.Generator().manual_seed(epoch)))
     lora = _accuracy(model, xte, yte)
     assert sum(p.numel() for p in params) < 0.06 * full["trained"]
     assert lora >= full["acc"] - 0.03 and lora >= 0.9, f"LoRA {lora:.3f} against full {full['acc']:.3f}"
